@@ -1,0 +1,9 @@
+//! The gcra state machine against its reference model.
+#![no_main]
+
+#[path = "../checks/mod.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    checks::strategy(ratelimit_core::StrategyKind::Gcra, data)
+});

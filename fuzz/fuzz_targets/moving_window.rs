@@ -1,0 +1,9 @@
+//! The moving-window state machine against its reference model.
+#![no_main]
+
+#[path = "../checks/mod.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    checks::strategy(ratelimit_core::StrategyKind::MovingWindow, data)
+});
