@@ -5,7 +5,7 @@
 //! a map of buckets, a `u128` GCRA. The models are slow and obvious; the state machines must
 //! agree with them on every decision, on `remaining`, and on where `retry_after` points.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::large_enum_variant)]
 
 use std::collections::BTreeMap;
 
@@ -18,7 +18,9 @@ use ratelimit_core::{
 /// The parser never panics, its errors point inside the input, and every limit it accepts
 /// prints in a canonical form that parses back to the same limit.
 pub fn parse(data: &[u8]) {
-    let Ok(input) = std::str::from_utf8(data) else { return };
+    let Ok(input) = core::str::from_utf8(data) else {
+        return;
+    };
     let all: Result<Vec<Limit>, _> = ratelimit_core::parse_limits(input).collect();
     match &all {
         Ok(limits) => {
@@ -33,7 +35,10 @@ pub fn parse(data: &[u8]) {
             }
         }
         Err(e) => {
-            assert!(e.offset().is_none_or(|o| o <= input.len()), "{e:?} for {input:?}");
+            assert!(
+                e.offset().is_none_or(|o| o <= input.len()),
+                "{e:?} for {input:?}"
+            );
             assert!(!e.to_string().is_empty());
             assert!(input.parse::<Limits<4>>().is_err());
         }
@@ -84,12 +89,16 @@ const LOG: usize = 64;
 
 /// Runs one fuzzed scenario of `kind` against its reference model.
 pub fn strategy(kind: StrategyKind, data: &[u8]) {
-    let Ok(scenario) = Scenario::arbitrary_take_rest(Unstructured::new(data)) else { return };
+    let Ok(scenario) = Scenario::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
     let units = [Unit::Second, Unit::Minute, Unit::Hour, Unit::Day];
     let amount = u64::from(scenario.amount) % (LOG as u64 + 1);
     let multiples = u64::from(scenario.multiples % 8) + 1;
     let unit = units[usize::from(scenario.unit) % units.len()];
-    let Ok(limit) = Limit::new(amount, multiples, unit) else { return };
+    let Ok(limit) = Limit::new(amount, multiples, unit) else {
+        return;
+    };
     let w = limit.window().as_nanos();
     // Keep time far from u64::MAX: the machines saturate there, the models do not.
     let mut now = scenario.start % (1 << 62);
@@ -101,9 +110,9 @@ pub fn strategy(kind: StrategyKind, data: &[u8]) {
             Advance::Nanos(n) => u64::from(n),
             Advance::Fraction(f) => w / 256 * u64::from(f),
             Advance::WindowMinus(n) => w - u64::from(n),
-            Advance::Intervals(k, minus_one) => {
-                (limit.emission_interval().as_nanos() * u64::from(k)).saturating_sub(u64::from(minus_one))
-            }
+            Advance::Intervals(k, minus_one) => (limit.emission_interval().as_nanos()
+                * u64::from(k))
+            .saturating_sub(u64::from(minus_one)),
         };
         let at = Timestamp::from_nanos(now);
         let cost = u64::from(step.cost % 16);
@@ -114,14 +123,24 @@ pub fn strategy(kind: StrategyKind, data: &[u8]) {
             RetryAfter::Never => assert!(probe > amount, "never for {probe} of {limit}"),
             RetryAfter::After(wait) => {
                 let when = now + wait.as_nanos();
-                assert!(model.allows(when, probe), "{kind} {limit}: not allowed after {wait}");
+                assert!(
+                    model.allows(when, probe),
+                    "{kind} {limit}: not allowed after {wait}"
+                );
                 if wait.as_nanos() > 0 {
-                    assert!(!model.allows(when - 1, probe), "{kind} {limit}: allowed before {wait}");
+                    assert!(
+                        !model.allows(when - 1, probe),
+                        "{kind} {limit}: allowed before {wait}"
+                    );
                 }
             }
         }
         let expected = model.allows(now, cost);
-        assert_eq!(m.test(&limit, at, cost).is_allowed(), expected, "{kind} {limit}: test at {now}");
+        assert_eq!(
+            m.test(&limit, at, cost).is_allowed(),
+            expected,
+            "{kind} {limit}: test at {now}"
+        );
         match step.op {
             Op::Hit => {
                 let got = machine.get_mut().hit(&limit, at, cost).is_allowed();
@@ -137,9 +156,17 @@ pub fn strategy(kind: StrategyKind, data: &[u8]) {
             Op::Test | Op::Stats => {}
         }
         let stats = machine.get().stats(&limit, at);
-        assert_eq!(stats.remaining, model.remaining(now), "{kind} {limit}: remaining at {now}");
+        assert_eq!(
+            stats.remaining,
+            model.remaining(now),
+            "{kind} {limit}: remaining at {now}"
+        );
         if let Some(reset) = model.reset(now) {
-            assert_eq!(stats.reset.as_nanos(), reset, "{kind} {limit}: reset at {now}");
+            assert_eq!(
+                stats.reset.as_nanos(),
+                reset,
+                "{kind} {limit}: reset at {now}"
+            );
         }
     }
 }
@@ -218,13 +245,21 @@ impl Model {
     }
 
     fn moving_used(&self, now: u64) -> u64 {
-        self.log.iter().filter(|&&(t, _)| now - t < self.window).map(|&(_, c)| c).sum()
+        self.log
+            .iter()
+            .filter(|&&(t, _)| now - t < self.window)
+            .map(|&(_, c)| c)
+            .sum()
     }
 
     /// floor(prev * left / window) + current.
     fn sliding_weighted(&self, now: u64) -> u64 {
         let b = now / self.window;
-        let prev = b.checked_sub(1).and_then(|p| self.buckets.get(&p)).copied().unwrap_or(0);
+        let prev = b
+            .checked_sub(1)
+            .and_then(|p| self.buckets.get(&p))
+            .copied()
+            .unwrap_or(0);
         let cur = self.buckets.get(&b).copied().unwrap_or(0);
         let left = (b + 1) * self.window - now;
         (u128::from(prev) * u128::from(left) / u128::from(self.window)) as u64 + cur
@@ -254,7 +289,11 @@ impl Model {
         match self.kind {
             StrategyKind::FixedWindow => {
                 let used = self.fixed_used(now);
-                let start = if used == 0 { now } else { self.fixed.map_or(now, |f| f.0) };
+                let start = if used == 0 {
+                    now
+                } else {
+                    self.fixed.map_or(now, |f| f.0)
+                };
                 self.fixed = Some((start, used + cost));
             }
             StrategyKind::MovingWindow => self.log.push((now, cost)),
@@ -262,7 +301,8 @@ impl Model {
                 *self.buckets.entry(now / self.window).or_default() += cost
             }
             StrategyKind::Gcra => {
-                self.tat = self.tat.max(u128::from(now)) + u128::from(cost) * u128::from(self.interval)
+                self.tat =
+                    self.tat.max(u128::from(now)) + u128::from(cost) * u128::from(self.interval)
             }
         }
     }
@@ -298,7 +338,9 @@ impl Model {
                 }
             }
             StrategyKind::Gcra => {
-                self.tat = self.tat.saturating_sub(u128::from(cost) * u128::from(self.interval))
+                self.tat = self
+                    .tat
+                    .saturating_sub(u128::from(cost) * u128::from(self.interval))
             }
         }
     }
@@ -315,7 +357,10 @@ impl Model {
                     return 0;
                 }
                 // Count down the units while each still fits.
-                (0..=self.amount).rev().find(|&n| self.allows(now, n)).unwrap_or(0)
+                (0..=self.amount)
+                    .rev()
+                    .find(|&n| self.allows(now, n))
+                    .unwrap_or(0)
             }
         }
     }

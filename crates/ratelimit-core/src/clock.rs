@@ -59,15 +59,19 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock that reads `start` until moved.
     pub const fn new(start: Timestamp) -> Self {
-        Self { nanos: AtomicU64::new(start.as_nanos()) }
+        Self {
+            nanos: AtomicU64::new(start.as_nanos()),
+        }
     }
 
     /// Moves the clock forward by `by`, saturating at [`Timestamp::MAX`].
     pub fn advance(&self, by: Duration) {
         // `fetch_update` cannot fail here: the closure always returns `Some`.
-        let _ = self.nanos.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            Some(n.saturating_add(by.as_nanos()))
-        });
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_add(by.as_nanos()))
+            });
     }
 
     /// Sets the clock to `to` (which may be earlier: tests of clocks going backwards).

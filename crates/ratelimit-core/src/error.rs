@@ -153,10 +153,18 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("empty limit string: expected e.g. \"10 per minute\""),
-            Self::Unexpected { offset, expected, found } => {
+            Self::Unexpected {
+                offset,
+                expected,
+                found,
+            } => {
                 write!(f, "expected {expected} at byte {offset}, found {found}")
             }
-            Self::UnknownUnit { offset, word, suggestion } => {
+            Self::UnknownUnit {
+                offset,
+                word,
+                suggestion,
+            } => {
                 write!(f, "unknown unit {:?} at byte {offset}", word.as_str())?;
                 match suggestion {
                     Some(unit) => write!(f, "; did you mean \"{unit}\"?"),
@@ -174,7 +182,10 @@ impl fmt::Display for ParseError {
                 "the window at byte {offset} is longer than u64 nanoseconds allow (about 584 years)"
             ),
             Self::TooMany { offset, capacity } => {
-                write!(f, "more than {capacity} limits: the one at byte {offset} does not fit")
+                write!(
+                    f,
+                    "more than {capacity} limits: the one at byte {offset} does not fit"
+                )
             }
         }
     }

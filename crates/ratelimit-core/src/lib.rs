@@ -69,7 +69,9 @@ mod time;
 #[cfg(feature = "std")]
 pub use clock::SystemClock;
 pub use clock::{Clock, ManualClock};
-pub use error::{CapacityError, Expected, Found, LimitError, MAX_WORD, ParseError, UnknownStrategy};
+pub use error::{
+    CapacityError, Expected, Found, LimitError, MAX_WORD, ParseError, UnknownStrategy,
+};
 pub use limit::{Limit, Unit};
 pub use parse::{LimitIter, Limits, parse_limits};
 pub use strategy::{

@@ -27,8 +27,14 @@ pub enum Unit {
 
 impl Unit {
     /// Every unit, shortest first.
-    pub const ALL: [Self; 6] =
-        [Self::Second, Self::Minute, Self::Hour, Self::Day, Self::Month, Self::Year];
+    pub const ALL: [Self; 6] = [
+        Self::Second,
+        Self::Minute,
+        Self::Hour,
+        Self::Day,
+        Self::Month,
+        Self::Year,
+    ];
 
     /// The unit's length in seconds.
     pub const fn seconds(self) -> u64 {
@@ -102,7 +108,13 @@ impl Limit {
         } else {
             Duration::from_nanos(window.as_nanos().div_ceil(amount))
         };
-        Ok(Self { amount, multiples, unit, window, interval })
+        Ok(Self {
+            amount,
+            multiples,
+            unit,
+            window,
+            interval,
+        })
     }
 
     /// `amount` per one `unit`: `Limit::per(100, Unit::Minute)`.
@@ -176,22 +188,43 @@ mod tests {
         assert_eq!(l.window().as_nanos(), 2_000_000_000);
         // 2e9 / 3 = 666_666_666.67, rounded up.
         assert_eq!(l.emission_interval().as_nanos(), 666_666_667);
-        assert_eq!(Limit::per(0, Unit::Hour).emission_interval(), Duration::ZERO);
-        assert_eq!(Limit::per(5, Unit::Year).window(), Duration::from_secs(31_104_000));
-        assert_eq!(Limit::per(5, Unit::Month).window(), Duration::from_secs(2_592_000));
+        assert_eq!(
+            Limit::per(0, Unit::Hour).emission_interval(),
+            Duration::ZERO
+        );
+        assert_eq!(
+            Limit::per(5, Unit::Year).window(),
+            Duration::from_secs(31_104_000)
+        );
+        assert_eq!(
+            Limit::per(5, Unit::Month).window(),
+            Duration::from_secs(2_592_000)
+        );
     }
 
     #[test]
     fn invalid_parts_are_errors() {
-        assert_eq!(Limit::new(1, 0, Unit::Second), Err(LimitError::ZeroMultiples));
-        assert_eq!(Limit::new(1, 1000, Unit::Year), Err(LimitError::WindowTooLong));
-        assert_eq!(Limit::new(1, u64::MAX, Unit::Day), Err(LimitError::WindowTooLong));
+        assert_eq!(
+            Limit::new(1, 0, Unit::Second),
+            Err(LimitError::ZeroMultiples)
+        );
+        assert_eq!(
+            Limit::new(1, 1000, Unit::Year),
+            Err(LimitError::WindowTooLong)
+        );
+        assert_eq!(
+            Limit::new(1, u64::MAX, Unit::Day),
+            Err(LimitError::WindowTooLong)
+        );
         assert!(Limit::new(u64::MAX, 584, Unit::Year).is_ok());
     }
 
     #[test]
     fn display_is_canonical() {
         assert_eq!(Limit::per(200, Unit::Day).to_string(), "200 per 1 day");
-        assert_eq!(Limit::new(7, 3, Unit::Month).unwrap().to_string(), "7 per 3 month");
+        assert_eq!(
+            Limit::new(7, 3, Unit::Month).unwrap().to_string(),
+            "7 per 3 month"
+        );
     }
 }

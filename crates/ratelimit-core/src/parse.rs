@@ -36,7 +36,10 @@ use crate::{
 /// # Ok::<(), ratelimit_core::ParseError>(())
 /// ```
 pub fn parse_limits(input: &str) -> LimitIter<'_> {
-    LimitIter { cursor: Cursor { input, pos: 0 }, state: State::First }
+    LimitIter {
+        cursor: Cursor { input, pos: 0 },
+        state: State::First,
+    }
 }
 
 pub(crate) fn parse_one(input: &str) -> Result<Limit, ParseError> {
@@ -166,7 +169,10 @@ impl<const N: usize> FromStr for Limits<N> {
                 Some(Err(e)) => return Err(e),
                 Some(Ok(limit)) => {
                     if out.push(limit).is_err() {
-                        return Err(ParseError::TooMany { offset, capacity: N });
+                        return Err(ParseError::TooMany {
+                            offset,
+                            capacity: N,
+                        });
                     }
                 }
             }
@@ -217,14 +223,22 @@ impl Cursor<'_> {
     }
 
     fn found(&self) -> Found {
-        match self.input.get(self.pos..).and_then(|rest| rest.chars().next()) {
+        match self
+            .input
+            .get(self.pos..)
+            .and_then(|rest| rest.chars().next())
+        {
             Some(c) => Found::Char(c),
             None => Found::End,
         }
     }
 
     fn unexpected(&self, expected: Expected) -> ParseError {
-        ParseError::Unexpected { offset: self.pos, expected, found: self.found() }
+        ParseError::Unexpected {
+            offset: self.pos,
+            expected,
+            found: self.found(),
+        }
     }
 
     /// Consumes a run of ASCII digits. `Ok(None)` when there is none, `Err(())` on overflow.
@@ -233,7 +247,10 @@ impl Cursor<'_> {
         let mut value: u64 = 0;
         let mut overflow = false;
         while let Some(b @ b'0'..=b'9') = self.peek() {
-            match value.checked_mul(10).and_then(|v| v.checked_add(u64::from(b - b'0'))) {
+            match value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            {
                 Some(v) => value = v,
                 None => overflow = true,
             }
@@ -304,7 +321,11 @@ impl Cursor<'_> {
                 break;
             }
         }
-        Err(ParseError::UnknownUnit { offset: start, word: kept, suggestion: suggest(word) })
+        Err(ParseError::UnknownUnit {
+            offset: start,
+            word: kept,
+            suggestion: suggest(word),
+        })
     }
 }
 
@@ -314,9 +335,9 @@ fn unit_named(word: &str) -> Option<Unit> {
         Some(last) if word.as_bytes()[last].eq_ignore_ascii_case(&b's') => &word[..last],
         _ => word,
     };
-    Unit::ALL.into_iter().find(|u| {
-        u.name().eq_ignore_ascii_case(word) || u.name().eq_ignore_ascii_case(singular)
-    })
+    Unit::ALL
+        .into_iter()
+        .find(|u| u.name().eq_ignore_ascii_case(word) || u.name().eq_ignore_ascii_case(singular))
 }
 
 /// A near-miss unit: a common abbreviation, a prefix, or a word within two edits of a unit.
@@ -342,7 +363,9 @@ fn suggest(word: &str) -> Option<Unit> {
         return abbreviation;
     }
     // A prefix that names one unit only ("seco", "minu"; not "m").
-    let mut prefixed = Unit::ALL.into_iter().filter(|u| u.name().as_bytes().starts_with(w));
+    let mut prefixed = Unit::ALL
+        .into_iter()
+        .filter(|u| u.name().as_bytes().starts_with(w));
     if let (Some(unit), None) = (prefixed.next(), prefixed.next()) {
         return Some(unit);
     }
@@ -400,9 +423,18 @@ mod tests {
         );
         assert_eq!(err("1/second;").offset(), Some(9));
         assert_eq!(err(";1/second").offset(), Some(0));
-        assert_eq!(err("1 per 0 seconds"), ParseError::ZeroMultiples { offset: 6 });
-        assert_eq!(err("99999999999999999999/second"), ParseError::AmountTooLarge { offset: 0 });
-        assert_eq!(err("1 per 1000 years"), ParseError::WindowTooLong { offset: 6 });
+        assert_eq!(
+            err("1 per 0 seconds"),
+            ParseError::ZeroMultiples { offset: 6 }
+        );
+        assert_eq!(
+            err("99999999999999999999/second"),
+            ParseError::AmountTooLarge { offset: 0 }
+        );
+        assert_eq!(
+            err("1 per 1000 years"),
+            ParseError::WindowTooLong { offset: 6 }
+        );
         assert_eq!(
             err("1/second:"),
             ParseError::Unexpected {
@@ -413,7 +445,11 @@ mod tests {
         );
         assert_eq!(
             err("１/second"),
-            ParseError::Unexpected { offset: 0, expected: Expected::Amount, found: Found::Char('１') }
+            ParseError::Unexpected {
+                offset: 0,
+                expected: Expected::Amount,
+                found: Found::Char('１')
+            }
         );
         assert_eq!(
             err("1 per"),
@@ -425,7 +461,11 @@ mod tests {
         );
         assert_eq!(
             err("1 / 2 / second"),
-            ParseError::Unexpected { offset: 6, expected: Expected::Unit, found: Found::Char('/') }
+            ParseError::Unexpected {
+                offset: 6,
+                expected: Expected::Unit,
+                found: Found::Char('/')
+            }
         );
         assert_eq!(
             err("1 per 2 minutes 5/second").to_string(),
@@ -454,7 +494,14 @@ mod tests {
             }
         }
         let e = err("1 per millenium");
-        assert!(matches!(e, ParseError::UnknownUnit { suggestion: None, offset: 6, .. }));
+        assert!(matches!(
+            e,
+            ParseError::UnknownUnit {
+                suggestion: None,
+                offset: 6,
+                ..
+            }
+        ));
         assert_eq!(
             e.to_string(),
             "unknown unit \"millenium\" at byte 6; expected second, minute, hour, day, month or year"
@@ -466,7 +513,10 @@ mod tests {
     #[test]
     fn lists_parse_in_order() {
         let limits: Limits<4> = " 1/second ; 2/minute , 3/hour | 4/day ".parse().unwrap();
-        assert_eq!(limits.to_string(), "1 per 1 second; 2 per 1 minute; 3 per 1 hour; 4 per 1 day");
+        assert_eq!(
+            limits.to_string(),
+            "1 per 1 second; 2 per 1 minute; 3 per 1 hour; 4 per 1 day"
+        );
         let one: Limit = "10PER2 MINUTES".parse().unwrap();
         assert_eq!(one.to_string(), "10 per 2 minute");
         assert!("1/second; 2/minute".parse::<Limit>().is_err());

@@ -227,7 +227,12 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     /// Seconds since the epoch with nanosecond precision, e.g. `1700000000.250000000`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:09}", self.0 / NANOS_PER_SEC, self.0 % NANOS_PER_SEC)
+        write!(
+            f,
+            "{}.{:09}",
+            self.0 / NANOS_PER_SEC,
+            self.0 % NANOS_PER_SEC
+        )
     }
 }
 
@@ -258,13 +263,19 @@ mod tests {
         assert_eq!(Timestamp::MAX.checked_add(Duration::from_nanos(1)), None);
         assert_eq!(Timestamp::MAX.saturating_add(Duration::MAX), Timestamp::MAX);
         assert_eq!(Timestamp::EPOCH.checked_sub(Duration::from_nanos(1)), None);
-        assert_eq!(Timestamp::EPOCH.saturating_sub(Duration::MAX), Timestamp::EPOCH);
+        assert_eq!(
+            Timestamp::EPOCH.saturating_sub(Duration::MAX),
+            Timestamp::EPOCH
+        );
         let (a, b) = (Timestamp::from_secs(1), Timestamp::from_secs(2));
         assert_eq!(a.checked_duration_since(b), None);
         assert_eq!(a.saturating_duration_since(b), Duration::ZERO);
         assert_eq!(b.saturating_duration_since(a), Duration::from_secs(1));
         assert_eq!(Duration::MAX.checked_mul(2), None);
-        assert_eq!(Duration::from_nanos(3).saturating_sub(Duration::from_nanos(5)), Duration::ZERO);
+        assert_eq!(
+            Duration::from_nanos(3).saturating_sub(Duration::from_nanos(5)),
+            Duration::ZERO
+        );
     }
 
     #[test]

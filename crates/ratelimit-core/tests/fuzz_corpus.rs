@@ -10,7 +10,9 @@ use ratelimit_core::StrategyKind;
 
 /// Runs `check` on every file of one target's corpus and returns how many there were.
 fn replay(target: &str, check: impl Fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -32,17 +34,23 @@ fn parse_corpus() {
 
 #[test]
 fn fixed_window_corpus() {
-    replay("fixed_window", |d| checks::strategy(StrategyKind::FixedWindow, d));
+    replay("fixed_window", |d| {
+        checks::strategy(StrategyKind::FixedWindow, d)
+    });
 }
 
 #[test]
 fn moving_window_corpus() {
-    replay("moving_window", |d| checks::strategy(StrategyKind::MovingWindow, d));
+    replay("moving_window", |d| {
+        checks::strategy(StrategyKind::MovingWindow, d)
+    });
 }
 
 #[test]
 fn sliding_window_corpus() {
-    replay("sliding_window", |d| checks::strategy(StrategyKind::SlidingWindowCounter, d));
+    replay("sliding_window", |d| {
+        checks::strategy(StrategyKind::SlidingWindowCounter, d)
+    });
 }
 
 #[test]

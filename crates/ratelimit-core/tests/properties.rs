@@ -4,13 +4,15 @@ mod common;
 
 use common::AnyState;
 use proptest::prelude::*;
-use ratelimit_core::{
-    Duration, Limit, RetryAfter, Strategy as _, StrategyKind, Timestamp, Unit,
-};
+use ratelimit_core::{Duration, Limit, RetryAfter, Strategy as _, StrategyKind, Timestamp, Unit};
 
 /// A small limit over a short or long window.
 fn limit() -> impl Strategy<Value = Limit> {
-    (0u64..=12, 1u64..=3, prop::sample::select(vec![Unit::Second, Unit::Minute]))
+    (
+        0u64..=12,
+        1u64..=3,
+        prop::sample::select(vec![Unit::Second, Unit::Minute]),
+    )
         .prop_map(|(amount, multiples, unit)| Limit::new(amount, multiples, unit).unwrap())
 }
 
@@ -55,8 +57,11 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (1u64..4, 0u64..2).prop_map(|(k, n)| Advance::Intervals(k, n)),
     ];
     let op = prop_oneof![6 => Just(Op::Hit), 2 => Just(Op::Test), 1 => Just(Op::Refund), 1 => Just(Op::Stats)];
-    (advance, op, prop_oneof![8 => 1u64..=3, 1 => 0u64..=15])
-        .prop_map(|(advance, op, cost)| Step { advance, op, cost })
+    (advance, op, prop_oneof![8 => 1u64..=3, 1 => 0u64..=15]).prop_map(|(advance, op, cost)| Step {
+        advance,
+        op,
+        cost,
+    })
 }
 
 fn advance(now: Timestamp, limit: &Limit, a: Advance) -> Timestamp {
@@ -100,7 +105,10 @@ fn admitted(kind: StrategyKind, limit: &Limit, t0: Timestamp, steps: &[Step]) ->
 fn max_in_any_window(hits: &[(u64, u64)], len: u64) -> u64 {
     hits.iter()
         .map(|&(start, _)| {
-            hits.iter().filter(|&&(t, _)| t >= start && t - start < len).map(|&(_, c)| c).sum()
+            hits.iter()
+                .filter(|&&(t, _)| t >= start && t - start < len)
+                .map(|&(_, c)| c)
+                .sum()
         })
         .max()
         .unwrap_or(0)
@@ -219,10 +227,16 @@ fn check_retry_after(
         RetryAfter::After(wait) => {
             prop_assert!(cost <= limit.amount());
             let at = now.saturating_add(wait);
-            prop_assert!(state.test(limit, at, cost).is_allowed(), "not allowed after {wait}");
+            prop_assert!(
+                state.test(limit, at, cost).is_allowed(),
+                "not allowed after {wait}"
+            );
             if wait > Duration::ZERO {
                 let before = at.saturating_sub(Duration::from_nanos(1));
-                prop_assert!(!state.test(limit, before, cost).is_allowed(), "allowed before {wait}");
+                prop_assert!(
+                    !state.test(limit, before, cost).is_allowed(),
+                    "allowed before {wait}"
+                );
             }
         }
     }

@@ -8,8 +8,8 @@
 
 mod common;
 
+use core::fmt::Write as _;
 use std::{
-    fmt::Write as _,
     path::{Path, PathBuf},
     process::ExitCode,
 };
@@ -46,7 +46,10 @@ fn vectors_dir() -> PathBuf {
 }
 
 /// Reads the object's fields, refusing any key outside `known`.
-fn fields<'a>(obj: &'a Map<String, Value>, known: &[&str]) -> Result<&'a Map<String, Value>, String> {
+fn fields<'a>(
+    obj: &'a Map<String, Value>,
+    known: &[&str],
+) -> Result<&'a Map<String, Value>, String> {
     match obj.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(format!("unknown field {k:?}")),
         None => Ok(obj),
@@ -58,19 +61,28 @@ fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a Value, String> 
 }
 
 fn get_u64(obj: &Map<String, Value>, key: &str) -> Result<u64, String> {
-    get(obj, key)?.as_u64().ok_or_else(|| format!("field {key:?} is not a u64"))
+    get(obj, key)?
+        .as_u64()
+        .ok_or_else(|| format!("field {key:?} is not a u64"))
 }
 
 fn get_bool(obj: &Map<String, Value>, key: &str) -> Result<bool, String> {
-    get(obj, key)?.as_bool().ok_or_else(|| format!("field {key:?} is not a boolean"))
+    get(obj, key)?
+        .as_bool()
+        .ok_or_else(|| format!("field {key:?} is not a boolean"))
 }
 
 fn get_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
-    get(obj, key)?.as_str().ok_or_else(|| format!("field {key:?} is not a string"))
+    get(obj, key)?
+        .as_str()
+        .ok_or_else(|| format!("field {key:?} is not a string"))
 }
 
 fn unit_named(name: &str) -> Result<Unit, String> {
-    Unit::ALL.into_iter().find(|u| u.name() == name).ok_or_else(|| format!("unknown unit {name:?}"))
+    Unit::ALL
+        .into_iter()
+        .find(|u| u.name() == name)
+        .ok_or_else(|| format!("unknown unit {name:?}"))
 }
 
 /// A parse case: `Ok(Err(msg))` is a mismatch, `Err(msg)` a malformed case.
@@ -80,7 +92,9 @@ fn run_parse_case(obj: &Map<String, Value>) -> Result<Result<(), String>, String
     let ok = get_bool(obj, "ok")?;
     let mut expected = Vec::new();
     if ok {
-        let list = get(obj, "limits")?.as_array().ok_or("field \"limits\" is not an array")?;
+        let list = get(obj, "limits")?
+            .as_array()
+            .ok_or("field \"limits\" is not an array")?;
         for item in list {
             let l = item.as_object().ok_or("a limit is not an object")?;
             let l = fields(l, &["amount", "multiples", "unit", "seconds"])?;
@@ -100,7 +114,9 @@ fn run_parse_case(obj: &Map<String, Value>) -> Result<Result<(), String>, String
     // The fixed-capacity list must agree with the iterator.
     let fixed = input.parse::<Limits<64>>().map(|l| l.to_vec());
     if parsed != fixed {
-        return Ok(Err(format!("Limits<64> gives {fixed:?}, the iterator {parsed:?}")));
+        return Ok(Err(format!(
+            "Limits<64> gives {fixed:?}, the iterator {parsed:?}"
+        )));
     }
     Ok(match (parsed, ok) {
         (Ok(got), true) if got == expected => Ok(()),
@@ -112,15 +128,26 @@ fn run_parse_case(obj: &Map<String, Value>) -> Result<Result<(), String>, String
 }
 
 /// A strategy sequence: `Ok(Err(msg))` is a mismatch, `Err(msg)` a malformed case.
-fn run_sequence(obj: &Map<String, Value>, events: &mut usize) -> Result<Result<(), String>, String> {
+fn run_sequence(
+    obj: &Map<String, Value>,
+    events: &mut usize,
+) -> Result<Result<(), String>, String> {
     let obj = fields(obj, &["name", "strategy", "limit", "events"])?;
     let kind: StrategyKind = get_str(obj, "strategy")?
         .parse()
         .map_err(|_| format!("unknown strategy {:?}", obj["strategy"]))?;
-    let limit: Limit = get_str(obj, "limit")?.parse().map_err(|e| format!("limit: {e}"))?;
+    let limit: Limit = get_str(obj, "limit")?
+        .parse()
+        .map_err(|e| format!("limit: {e}"))?;
     // Reset times match within 1 us, or 1 ms for the sliding window (float rounding in `limits`).
-    let tolerance_us = if kind == StrategyKind::SlidingWindowCounter { 1_000 } else { 1 };
-    let list = get(obj, "events")?.as_array().ok_or("field \"events\" is not an array")?;
+    let tolerance_us = if kind == StrategyKind::SlidingWindowCounter {
+        1_000
+    } else {
+        1
+    };
+    let list = get(obj, "events")?
+        .as_array()
+        .ok_or("field \"events\" is not an array")?;
     let mut state = AnyState::new(kind, &limit);
     let mut mismatch = None;
     let mut last_t = 0;
@@ -157,9 +184,15 @@ fn run_sequence(obj: &Map<String, Value>, events: &mut usize) -> Result<Result<(
                 let stats = state.stats(&limit, now);
                 let (remaining, reset_us) = (get_u64(e, "remaining")?, get_u64(e, "reset_us")?);
                 if stats.remaining != remaining {
-                    Some(format!("remaining {}, expected {remaining}", stats.remaining))
+                    Some(format!(
+                        "remaining {}, expected {remaining}",
+                        stats.remaining
+                    ))
                 } else if stats.reset.as_micros().abs_diff(reset_us) > tolerance_us {
-                    Some(format!("reset_us {}, expected {reset_us}", stats.reset.as_micros()))
+                    Some(format!(
+                        "reset_us {}, expected {reset_us}",
+                        stats.reset.as_micros()
+                    ))
                 } else {
                     None
                 }
@@ -197,8 +230,15 @@ fn main() -> ExitCode {
                 continue;
             }
         };
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let at = format!("{name}:{}", n + 1);
             let obj = match serde_json::from_str::<Value>(line) {
                 Ok(Value::Object(obj)) => obj,

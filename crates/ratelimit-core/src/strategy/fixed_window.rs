@@ -31,7 +31,10 @@ pub struct FixedWindow {
 impl FixedWindow {
     /// A fresh state: no window open.
     pub const fn new() -> Self {
-        Self { start: Timestamp::EPOCH, count: 0 }
+        Self {
+            start: Timestamp::EPOCH,
+            count: 0,
+        }
     }
 
     /// The end of the open window (exclusive).
@@ -48,7 +51,9 @@ impl FixedWindow {
     }
 
     fn fits(&self, limit: &Limit, now: Timestamp, cost: u64) -> bool {
-        self.used(limit, now).checked_add(cost).is_some_and(|total| total <= limit.amount())
+        self.used(limit, now)
+            .checked_add(cost)
+            .is_some_and(|total| total <= limit.amount())
     }
 }
 
@@ -101,7 +106,11 @@ impl Strategy for FixedWindow {
     }
 
     fn idle_at(&self, limit: &Limit) -> Timestamp {
-        if self.count == 0 { Timestamp::EPOCH } else { self.end(limit) }
+        if self.count == 0 {
+            Timestamp::EPOCH
+        } else {
+            self.end(limit)
+        }
     }
 }
 
@@ -125,9 +134,18 @@ mod tests {
             RetryAfter::After(Duration::from_nanos(1))
         );
         let end = start.saturating_add(Duration::from_secs(60));
-        assert_eq!(s.stats(&limit, last_ns), Stats { remaining: 0, reset: end });
+        assert_eq!(
+            s.stats(&limit, last_ns),
+            Stats {
+                remaining: 0,
+                reset: end
+            }
+        );
         assert_eq!(s.hit(&limit, end, 1), Outcome::Allowed);
-        assert_eq!(s.stats(&limit, end).reset, end.saturating_add(Duration::from_secs(60)));
+        assert_eq!(
+            s.stats(&limit, end).reset,
+            end.saturating_add(Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -141,7 +159,13 @@ mod tests {
         s.refund(&limit, T0, 3);
         assert_eq!(s.stats(&limit, T0).remaining, 4);
         s.refund(&limit, T0, 100);
-        assert_eq!(s.stats(&limit, T0), Stats { remaining: 5, reset: T0 });
+        assert_eq!(
+            s.stats(&limit, T0),
+            Stats {
+                remaining: 5,
+                reset: T0
+            }
+        );
         assert_eq!(s.retry_after(&limit, T0, 6), RetryAfter::Never);
         assert_eq!(s.hit(&limit, T0, 6), Outcome::Rejected);
         assert_eq!(s.hit(&limit, T0, u64::MAX), Outcome::Rejected);
@@ -154,7 +178,13 @@ mod tests {
         assert_eq!(s.hit(&limit, T0, 1), Outcome::Rejected);
         assert_eq!(s.hit(&limit, T0, 0), Outcome::Allowed);
         assert_eq!(s.retry_after(&limit, T0, 1), RetryAfter::Never);
-        assert_eq!(s.stats(&limit, T0), Stats { remaining: 0, reset: T0 });
+        assert_eq!(
+            s.stats(&limit, T0),
+            Stats {
+                remaining: 0,
+                reset: T0
+            }
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub struct Gcra {
 impl Gcra {
     /// A fresh state: the full burst is available.
     pub const fn new() -> Self {
-        Self { tat: Timestamp::EPOCH }
+        Self {
+            tat: Timestamp::EPOCH,
+        }
     }
 
     /// `max(tat, now) + cost * T` if the hit is allowed, in nanoseconds.
@@ -40,7 +42,11 @@ impl Gcra {
         let base = u128::from(self.tat.as_nanos()).max(now);
         let new_tat = base + u128::from(cost) * t;
         let allowed = cost <= limit.amount() && new_tat <= now + u128::from(limit.amount()) * t;
-        if allowed { u64::try_from(new_tat).ok() } else { None }
+        if allowed {
+            u64::try_from(new_tat).ok()
+        } else {
+            None
+        }
     }
 }
 
@@ -75,7 +81,10 @@ impl Strategy for Gcra {
             // (amount * T - debt) / T without overflow: amount - ceil(debt / T).
             limit.amount().saturating_sub(debt.div_ceil(t))
         };
-        Stats { remaining, reset: base }
+        Stats {
+            remaining,
+            reset: base,
+        }
     }
 
     fn refund(&mut self, limit: &Limit, _now: Timestamp, cost: u64) {
@@ -119,13 +128,31 @@ mod tests {
         let limit = Limit::per(2, Unit::Second); // T = 500 ms
         let mut s = Gcra::new();
         assert_eq!(s.hit(&limit, at(0), 2), Outcome::Allowed);
-        assert_eq!(s.stats(&limit, at(0)), Stats { remaining: 0, reset: at(1000) });
+        assert_eq!(
+            s.stats(&limit, at(0)),
+            Stats {
+                remaining: 0,
+                reset: at(1000)
+            }
+        );
         assert_eq!(s.hit(&limit, at(499), 1), Outcome::Rejected);
-        assert_eq!(s.retry_after(&limit, at(499), 1), RetryAfter::After(Duration::from_millis(1)));
+        assert_eq!(
+            s.retry_after(&limit, at(499), 1),
+            RetryAfter::After(Duration::from_millis(1))
+        );
         assert_eq!(s.hit(&limit, at(500), 1), Outcome::Allowed);
-        assert_eq!(s.retry_after(&limit, at(500), 2), RetryAfter::After(Duration::from_millis(1000)));
+        assert_eq!(
+            s.retry_after(&limit, at(500), 2),
+            RetryAfter::After(Duration::from_millis(1000))
+        );
         assert_eq!(s.retry_after(&limit, at(500), 3), RetryAfter::Never);
-        assert_eq!(s.stats(&limit, at(1250)), Stats { remaining: 1, reset: at(1500) });
+        assert_eq!(
+            s.stats(&limit, at(1250)),
+            Stats {
+                remaining: 1,
+                reset: at(1500)
+            }
+        );
     }
 
     #[test]
@@ -138,7 +165,13 @@ mod tests {
         s.refund(&limit, at(0), 1);
         assert_eq!(s.stats(&limit, at(0)).remaining, 1);
         s.refund(&limit, at(0), u64::MAX);
-        assert_eq!(s.stats(&limit, at(0)), Stats { remaining: 3, reset: at(0) });
+        assert_eq!(
+            s.stats(&limit, at(0)),
+            Stats {
+                remaining: 3,
+                reset: at(0)
+            }
+        );
     }
 
     #[test]

@@ -47,7 +47,11 @@ impl Outcome {
     }
 
     const fn from_bool(allowed: bool) -> Self {
-        if allowed { Self::Allowed } else { Self::Rejected }
+        if allowed {
+            Self::Allowed
+        } else {
+            Self::Rejected
+        }
     }
 }
 
@@ -134,8 +138,12 @@ pub enum StrategyKind {
 
 impl StrategyKind {
     /// All four, in the order above.
-    pub const ALL: [Self; 4] =
-        [Self::FixedWindow, Self::MovingWindow, Self::SlidingWindowCounter, Self::Gcra];
+    pub const ALL: [Self; 4] = [
+        Self::FixedWindow,
+        Self::MovingWindow,
+        Self::SlidingWindowCounter,
+        Self::Gcra,
+    ];
 
     /// The name used in configuration (the Python `limits` names, plus `gcra`).
     pub const fn name(self) -> &'static str {
@@ -158,7 +166,10 @@ impl FromStr for StrategyKind {
     type Err = UnknownStrategy;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(s.trim())).ok_or(UnknownStrategy)
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or(UnknownStrategy)
     }
 }
 
@@ -177,7 +188,10 @@ mod tests {
         for kind in StrategyKind::ALL {
             assert_eq!(kind.name().parse::<StrategyKind>(), Ok(kind));
         }
-        assert_eq!("Sliding-Window-Counter".parse(), Ok(StrategyKind::SlidingWindowCounter));
+        assert_eq!(
+            "Sliding-Window-Counter".parse(),
+            Ok(StrategyKind::SlidingWindowCounter)
+        );
         assert_eq!("token-bucket".parse::<StrategyKind>(), Err(UnknownStrategy));
     }
 

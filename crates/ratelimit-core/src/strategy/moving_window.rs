@@ -108,7 +108,10 @@ pub type BoundedMovingWindow<const N: usize> = MovingWindow<Deque<Entry, N>>;
 impl<const N: usize> MovingWindow<Deque<Entry, N>> {
     /// An empty log of `N` entries.
     pub const fn new() -> Self {
-        Self { log: Deque::new(), total: 0 }
+        Self {
+            log: Deque::new(),
+            total: 0,
+        }
     }
 
     /// An empty log of `N` entries, if it can serve `limit`.
@@ -132,7 +135,10 @@ impl<L: EntryLog> MovingWindow<L> {
         if usize::try_from(limit.amount()).is_ok_and(|amount| amount <= capacity) {
             Ok(())
         } else {
-            Err(CapacityError { amount: limit.amount(), capacity })
+            Err(CapacityError {
+                amount: limit.amount(),
+                capacity,
+            })
         }
     }
 
@@ -149,7 +155,11 @@ impl<L: EntryLog> MovingWindow<L> {
     }
 
     fn prune(&mut self, limit: &Limit, now: Timestamp) {
-        while self.log.oldest().is_some_and(|e| Self::expired(limit, now, e)) {
+        while self
+            .log
+            .oldest()
+            .is_some_and(|e| Self::expired(limit, now, e))
+        {
             if let Some(e) = self.log.pop_oldest() {
                 self.total = self.total.saturating_sub(e.cost);
             }
@@ -202,14 +212,20 @@ impl<L: EntryLog> Strategy for MovingWindow<L> {
         let (n, sum) = self.expired_prefix(limit, now);
         let oldest_live = self.log.entries().nth(n);
         Stats {
-            remaining: limit.amount().saturating_sub(self.total.saturating_sub(sum)),
-            reset: oldest_live.map_or(now, |e| e.at).saturating_add(limit.window()),
+            remaining: limit
+                .amount()
+                .saturating_sub(self.total.saturating_sub(sum)),
+            reset: oldest_live
+                .map_or(now, |e| e.at)
+                .saturating_add(limit.window()),
         }
     }
 
     fn refund(&mut self, limit: &Limit, now: Timestamp, mut cost: u64) {
         while cost > 0 {
-            let Some(newest) = self.log.newest_mut() else { return };
+            let Some(newest) = self.log.newest_mut() else {
+                return;
+            };
             if Self::expired(limit, now, newest) {
                 return;
             }
@@ -249,7 +265,9 @@ impl<L: EntryLog> Strategy for MovingWindow<L> {
     }
 
     fn idle_at(&self, limit: &Limit) -> Timestamp {
-        self.log.newest().map_or(Timestamp::EPOCH, |e| e.at.saturating_add(limit.window()))
+        self.log
+            .newest()
+            .map_or(Timestamp::EPOCH, |e| e.at.saturating_add(limit.window()))
     }
 }
 
@@ -271,9 +289,21 @@ mod tests {
         assert_eq!(s.hit(&limit, at(0), 1), Outcome::Allowed);
         assert_eq!(s.hit(&limit, at(300), 2), Outcome::Allowed);
         assert_eq!(s.hit(&limit, at(999), 1), Outcome::Rejected);
-        assert_eq!(s.stats(&limit, at(999)), Stats { remaining: 0, reset: at(1000) });
-        assert_eq!(s.retry_after(&limit, at(999), 1), RetryAfter::After(Duration::from_millis(1)));
-        assert_eq!(s.retry_after(&limit, at(999), 2), RetryAfter::After(Duration::from_millis(301)));
+        assert_eq!(
+            s.stats(&limit, at(999)),
+            Stats {
+                remaining: 0,
+                reset: at(1000)
+            }
+        );
+        assert_eq!(
+            s.retry_after(&limit, at(999), 1),
+            RetryAfter::After(Duration::from_millis(1))
+        );
+        assert_eq!(
+            s.retry_after(&limit, at(999), 2),
+            RetryAfter::After(Duration::from_millis(301))
+        );
         assert_eq!(s.hit(&limit, at(1000), 1), Outcome::Allowed);
         assert_eq!(s.hit(&limit, at(1299), 1), Outcome::Rejected);
         assert_eq!(s.hit(&limit, at(1300), 2), Outcome::Allowed);
@@ -298,13 +328,19 @@ mod tests {
         let mut s = BoundedMovingWindow::<2>::new();
         assert_eq!(
             s.check(&limit),
-            Err(CapacityError { amount: 5, capacity: 2 })
+            Err(CapacityError {
+                amount: 5,
+                capacity: 2
+            })
         );
         assert_eq!(s.hit(&limit, at(0), 1), Outcome::Allowed);
         assert_eq!(s.hit(&limit, at(1), 1), Outcome::Allowed);
         assert_eq!(s.test(&limit, at(2), 1), Outcome::Rejected);
         assert_eq!(s.hit(&limit, at(2), 1), Outcome::Rejected);
-        assert_eq!(s.retry_after(&limit, at(2), 1), RetryAfter::After(Duration::from_millis(998)));
+        assert_eq!(
+            s.retry_after(&limit, at(2), 1),
+            RetryAfter::After(Duration::from_millis(998))
+        );
         assert_eq!(s.hit(&limit, at(1000), 1), Outcome::Allowed);
     }
 
@@ -315,10 +351,22 @@ mod tests {
         assert_eq!(s.hit(&limit, at(0), 2), Outcome::Allowed);
         assert_eq!(s.hit(&limit, at(500), 2), Outcome::Allowed);
         s.refund(&limit, at(500), 3);
-        assert_eq!(s.stats(&limit, at(500)), Stats { remaining: 3, reset: at(1000) });
+        assert_eq!(
+            s.stats(&limit, at(500)),
+            Stats {
+                remaining: 3,
+                reset: at(1000)
+            }
+        );
         // Only charges that still count can be refunded.
         s.refund(&limit, at(1000), 10);
-        assert_eq!(s.stats(&limit, at(1000)), Stats { remaining: 4, reset: at(2000) });
+        assert_eq!(
+            s.stats(&limit, at(1000)),
+            Stats {
+                remaining: 4,
+                reset: at(2000)
+            }
+        );
         assert_eq!(s.idle_at(&limit), at(1000));
     }
 

@@ -24,10 +24,11 @@ use crate::{
 /// let mut state = SlidingWindow::new();
 /// let bucket = Timestamp::from_secs(60 * 1_000);
 /// assert_eq!(state.hit(&limit, bucket, 10), Outcome::Allowed);
-/// // 45 s into the next bucket, the previous one still weighs 10 x 15/60 = 2.5: 7 fit, not 8.
+/// // 45 s into the next bucket, the previous one still weighs 10 x 15/60 = 2.5, counted as 2:
+/// // 8 fit, 9 do not.
 /// let later = bucket.saturating_add(Duration::from_secs(105));
-/// assert_eq!(state.test(&limit, later, 8), Outcome::Rejected);
-/// assert_eq!(state.hit(&limit, later, 7), Outcome::Allowed);
+/// assert_eq!(state.test(&limit, later, 9), Outcome::Rejected);
+/// assert_eq!(state.hit(&limit, later, 8), Outcome::Allowed);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SlidingWindow {
@@ -66,7 +67,11 @@ fn timestamp(nanos: u128) -> Timestamp {
 impl SlidingWindow {
     /// A fresh state: both buckets empty.
     pub const fn new() -> Self {
-        Self { bucket: 0, prev: 0, cur: 0 }
+        Self {
+            bucket: 0,
+            prev: 0,
+            cur: 0,
+        }
     }
 
     fn view(&self, limit: &Limit, now: Timestamp) -> View {
@@ -86,16 +91,28 @@ impl SlidingWindow {
         };
         let end = (u128::from(bucket) + 1) * u128::from(window);
         let left = u64::try_from(end - at).unwrap_or(window);
-        View { bucket, prev, cur, at, left }
+        View {
+            bucket,
+            prev,
+            cur,
+            at,
+            left,
+        }
     }
 
     fn store(&mut self, view: &View) {
-        *self = Self { bucket: view.bucket, prev: view.prev, cur: view.cur };
+        *self = Self {
+            bucket: view.bucket,
+            prev: view.prev,
+            cur: view.cur,
+        };
     }
 
     fn fits(view: &View, limit: &Limit, cost: u64) -> bool {
         let window = limit.window().as_nanos().max(1);
-        view.weighted(window).checked_add(cost).is_some_and(|t| t <= limit.amount())
+        view.weighted(window)
+            .checked_add(cost)
+            .is_some_and(|t| t <= limit.amount())
     }
 }
 
@@ -164,9 +181,11 @@ impl Strategy for SlidingWindow {
             let max_left = ((u128::from(k) + 1) * w - 1) / u128::from(p);
             (max_left >= 1).then(|| bucket_end - max_left.min(w))
         };
-        let in_this_bucket = view.cur.checked_add(cost).filter(|&t| t <= amount).and_then(|t| {
-            earliest(view.prev, amount - t, end)
-        });
+        let in_this_bucket = view
+            .cur
+            .checked_add(cost)
+            .filter(|&t| t <= amount)
+            .and_then(|t| earliest(view.prev, amount - t, end));
         let at = in_this_bucket.unwrap_or_else(|| {
             // The next bucket: the current count becomes the previous one. If even that is too
             // heavy all bucket long, the bucket after it is empty.
@@ -208,19 +227,43 @@ mod tests {
         let mut s = SlidingWindow::new();
         assert_eq!(s.hit(&limit, at(900), 4), Outcome::Allowed);
         assert_eq!(s.hit(&limit, at(950), 1), Outcome::Rejected);
-        assert_eq!(s.stats(&limit, at(950)), Stats { remaining: 0, reset: at(1000) });
+        assert_eq!(
+            s.stats(&limit, at(950)),
+            Stats {
+                remaining: 0,
+                reset: at(1000)
+            }
+        );
         // At 1.25 s the previous bucket weighs 4 x 0.75 = 3: one more fits, two only a
         // nanosecond later, when the weight drops below 3.
         assert_eq!(s.test(&limit, at(1250), 2), Outcome::Rejected);
-        assert_eq!(s.retry_after(&limit, at(1250), 2), RetryAfter::After(Duration::from_nanos(1)));
-        assert_eq!(s.retry_after(&limit, at(1000), 1), RetryAfter::After(Duration::from_nanos(1)));
+        assert_eq!(
+            s.retry_after(&limit, at(1250), 2),
+            RetryAfter::After(Duration::from_nanos(1))
+        );
+        assert_eq!(
+            s.retry_after(&limit, at(1000), 1),
+            RetryAfter::After(Duration::from_nanos(1))
+        );
         assert_eq!(s.hit(&limit, at(1250), 1), Outcome::Allowed);
         // reset: left (750 ms) mod (1 s / 4) = 0 -> min with left of the current bucket is 0.
-        assert_eq!(s.stats(&limit, at(1250)), Stats { remaining: 0, reset: at(1250) });
+        assert_eq!(
+            s.stats(&limit, at(1250)),
+            Stats {
+                remaining: 0,
+                reset: at(1250)
+            }
+        );
         assert_eq!(s.stats(&limit, at(1300)).reset, at(1500));
         assert_eq!(s.idle_at(&limit), at(3000));
         // Two buckets later, nothing counts.
-        assert_eq!(s.stats(&limit, at(3000)), Stats { remaining: 4, reset: at(3000) });
+        assert_eq!(
+            s.stats(&limit, at(3000)),
+            Stats {
+                remaining: 4,
+                reset: at(3000)
+            }
+        );
     }
 
     #[test]
@@ -231,7 +274,10 @@ mod tests {
         // cur = 3 fills this bucket; in the next one, prev = 3 must weigh < 1: left < 1/3 s.
         let wait = s.retry_after(&limit, at(100), 3);
         let expected_at = at(2000).saturating_sub(Duration::from_nanos(333_333_333));
-        assert_eq!(wait, RetryAfter::After(expected_at.saturating_duration_since(at(100))));
+        assert_eq!(
+            wait,
+            RetryAfter::After(expected_at.saturating_duration_since(at(100)))
+        );
         assert_eq!(s.test(&limit, expected_at, 3), Outcome::Allowed);
         let just_before = expected_at.saturating_sub(Duration::from_nanos(1));
         assert_eq!(s.test(&limit, just_before, 3), Outcome::Rejected);

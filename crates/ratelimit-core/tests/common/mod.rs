@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: one state type over the four strategies, and a
 //! growable moving-window log (the trait's second implementation, beside `heapless::Deque`).
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::large_enum_variant)]
 
 use std::collections::VecDeque;
 
