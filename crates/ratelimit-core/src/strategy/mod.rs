@@ -117,9 +117,9 @@ pub trait Strategy {
     /// The exact wait until a hit of `cost` is allowed: a hit at `now + wait` is allowed and one
     /// a nanosecond earlier is not. [`RetryAfter::Never`] when `cost > limit.amount()`.
     ///
-    /// Two cases cannot be exact, and err late rather than early: an instant past
-    /// [`Timestamp::MAX`] (the year 2554) saturates there, and a moving-window log that is full
-    /// because its limit was never [checked](MovingWindow::check) also waits for room.
+    /// Two cases cannot be exact: an instant past [`Timestamp::MAX`] (the year 2554) cannot be
+    /// represented, so the wait stops there; and a moving-window log that is full because its
+    /// limit was never [checked](MovingWindow::check) also waits for an entry to make room.
     fn retry_after(&self, limit: &Limit, now: Timestamp, cost: u64) -> RetryAfter;
 
     /// The instant from which this state is equivalent to a fresh one: a store may forget it
