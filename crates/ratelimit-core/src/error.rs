@@ -42,6 +42,8 @@ pub enum Expected {
     Unit,
     /// A separator (`,` `;` `|`) or the end of the input after a complete limit.
     SeparatorOrEnd,
+    /// The end of the input: a single [`Limit`](crate::Limit) was asked for.
+    End,
 }
 
 impl fmt::Display for Expected {
@@ -52,6 +54,7 @@ impl fmt::Display for Expected {
             Self::MultiplesOrUnit => "a number or a unit (second, minute, hour, day, month, year)",
             Self::Unit => "a unit (second, minute, hour, day, month, year)",
             Self::SeparatorOrEnd => "\",\", \";\", \"|\" or the end of the input",
+            Self::End => "the end of the input (one limit; parse a list with `Limits`)",
         })
     }
 }

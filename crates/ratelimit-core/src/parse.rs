@@ -53,7 +53,7 @@ pub(crate) fn parse_one(input: &str) -> Result<Limit, ParseError> {
     if cursor.at_end() {
         Ok(limit)
     } else {
-        Err(cursor.unexpected(Expected::SeparatorOrEnd))
+        Err(cursor.unexpected(Expected::End))
     }
 }
 
@@ -519,7 +519,14 @@ mod tests {
         );
         let one: Limit = "10PER2 MINUTES".parse().unwrap();
         assert_eq!(one.to_string(), "10 per 2 minute");
-        assert!("1/second; 2/minute".parse::<Limit>().is_err());
+        assert_eq!(
+            "1/second; 2/minute".parse::<Limit>(),
+            Err(ParseError::Unexpected {
+                offset: 8,
+                expected: Expected::End,
+                found: Found::Char(';')
+            })
+        );
     }
 
     #[test]
