@@ -53,6 +53,45 @@ fn step(c: &mut Criterion) {
     group.finish();
 }
 
+/// Steps that are always rejected: one per hour, already used, time standing still. A rejection
+/// changes nothing, so this is the cost of the decision alone.
+fn reject(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reject");
+    group.throughput(Throughput::Elements(1));
+
+    let governor = RateLimiter::direct_with_clock(
+        Quota::per_hour(NonZeroU32::MIN),
+        FakeRelativeClock::default(),
+    );
+    assert!(governor.check().is_ok());
+    group.bench_function("governor_gcra", |b| {
+        b.iter(|| black_box(governor.check().is_err()))
+    });
+
+    let limit = Limit::per(1, Unit::Hour);
+    fn spent<S: Strategy>(mut state: S, limit: &Limit) -> S {
+        assert!(state.hit(limit, T0, 1).is_allowed());
+        state
+    }
+    let mut gcra = spent(Gcra::new(), &limit);
+    group.bench_function("gcra", |b| {
+        b.iter(|| black_box(gcra.hit(black_box(&limit), black_box(T0), 1)))
+    });
+    let mut fixed = spent(FixedWindow::new(), &limit);
+    group.bench_function("fixed_window", |b| {
+        b.iter(|| black_box(fixed.hit(black_box(&limit), black_box(T0), 1)))
+    });
+    let mut sliding = spent(SlidingWindow::new(), &limit);
+    group.bench_function("sliding_window", |b| {
+        b.iter(|| black_box(sliding.hit(black_box(&limit), black_box(T0), 1)))
+    });
+    let mut moving = spent(BoundedMovingWindow::<16>::new(), &limit);
+    group.bench_function("moving_window", |b| {
+        b.iter(|| black_box(moving.hit(black_box(&limit), black_box(T0), 1)))
+    });
+    group.finish();
+}
+
 /// The moving window at its steady state (every hit expires one entry and appends one) for
 /// logs of growing size: the time per hit stays flat, O(1) amortised.
 fn moving_window_scaling(c: &mut Criterion) {
@@ -88,6 +127,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(StdDuration::from_secs(1))
         .measurement_time(StdDuration::from_secs(3));
-    targets = step, moving_window_scaling
+    targets = step, reject, moving_window_scaling
 }
 criterion_main!(benches);
