@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: unit, integration, property, reference-vector and fuzz-corpus
 # tests, the benches once each in test mode, and the doc examples. Works on a fresh machine:
-# anything missing is installed first.
+# anything missing is installed first. Ends with one line: "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 # Every target of every package (benches run once each, in test mode), then the doc examples.
-cargo test --workspace --all-targets
-cargo test --workspace --doc
+cargo test --workspace --all-targets 2>&1 | tee -a "$log"
+cargo test --workspace --doc 2>&1 | tee -a "$log"
+
+# One total over all test binaries ("test result: ok. N passed; M failed; ..."), counting the
+# vector runner (its own harness) as one test. A failing binary already stopped the script.
+awk '/^test result:/ { p += $4; f += $6 }
+     /^vectors: .* parse cases/ { if ($NF == "failed" && $(NF-1) == 0) p += 1; else f += 1 }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
