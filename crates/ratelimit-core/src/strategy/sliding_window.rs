@@ -56,7 +56,12 @@ impl View {
     }
 
     fn weighted(&self, window: u64) -> u64 {
-        mul_div(self.prev, self.left, window).saturating_add(self.cur)
+        let prev = match self.prev.checked_mul(self.left) {
+            _ if self.prev == 0 => 0,
+            Some(product) => product / window,
+            None => mul_div(self.prev, self.left, window),
+        };
+        prev.saturating_add(self.cur)
     }
 }
 
@@ -77,7 +82,14 @@ impl SlidingWindow {
     fn view(&self, limit: &Limit, now: Timestamp) -> View {
         let window = limit.window().as_nanos().max(1);
         let mut at = u128::from(now.as_nanos());
-        let mut bucket = now.as_nanos() / window;
+        // Most calls fall in the stored bucket: a multiplication tells, no division needed.
+        let stored_start = self.bucket.checked_mul(window);
+        let mut bucket = match stored_start {
+            Some(start) if now.as_nanos() >= start && now.as_nanos() - start < window => {
+                self.bucket
+            }
+            _ => now.as_nanos() / window,
+        };
         let (prev, cur) = if bucket <= self.bucket {
             if bucket < self.bucket {
                 bucket = self.bucket;
