@@ -200,6 +200,15 @@ mod tests {
     }
 
     #[test]
+    fn states_are_as_small_as_documented() {
+        use core::mem::size_of;
+        assert_eq!(size_of::<Gcra>(), 8);
+        assert_eq!(size_of::<FixedWindow>(), 16);
+        assert_eq!(size_of::<SlidingWindow>(), 24);
+        assert_eq!(size_of::<Entry>(), 16);
+    }
+
+    #[test]
     fn mul_div_is_exact_and_saturates() {
         assert_eq!(mul_div(u64::MAX, u64::MAX, u64::MAX), u64::MAX);
         assert_eq!(mul_div(7, 3, 2), 10);
