@@ -1,0 +1,124 @@
+//! What a request asks of the store (a batch of charges) and what it answers (a verdict).
+
+use ratelimit_core::{Limit, RetryAfter, StrategyKind, Timestamp};
+
+use crate::key::Key;
+
+/// One limit to charge for one key: the unit of a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Charge {
+    /// Whose counter.
+    pub key: Key,
+    /// Which limit (counters of different limits on one key are separate).
+    pub limit: Limit,
+    /// Which algorithm counts it.
+    pub strategy: StrategyKind,
+    /// How much to charge (or test, or refund).
+    pub cost: u64,
+}
+
+impl Charge {
+    /// A charge of `cost` against `limit` for `key`, counted by `strategy`.
+    pub fn new(key: Key, limit: Limit, strategy: StrategyKind, cost: u64) -> Self {
+        Self {
+            key,
+            limit,
+            strategy,
+            cost,
+        }
+    }
+}
+
+/// What to do with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Charge every cost if all of them fit, else none.
+    Hit,
+    /// Say whether [`Op::Hit`] would succeed; change nothing.
+    Test,
+    /// Give back up to each cost of earlier charges that still count (conditional deduction).
+    Refund,
+}
+
+/// The state of one limit of a batch after the operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LimitStatus {
+    /// Whether this charge fits (for a rejected batch: whether it alone would have).
+    pub allowed: bool,
+    /// Quota left after the operation.
+    pub remaining: u64,
+    /// When the window resets (see each strategy in `ratelimit_core`).
+    pub reset: Timestamp,
+    /// How long until this charge would fit; [`RetryAfter::NOW`] when it does.
+    pub retry_after: RetryAfter,
+}
+
+/// The answer to a batch: one [`LimitStatus`] per charge, in the batch's order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Verdict {
+    /// Whether every charge fit (for [`Op::Hit`]: whether they were all charged).
+    pub allowed: bool,
+    /// Per charge, in order.
+    pub statuses: Vec<LimitStatus>,
+}
+
+impl Verdict {
+    /// The wait until every charge of the batch fits: the longest of them, `Never` if any is.
+    pub fn retry_after(&self) -> RetryAfter {
+        self.statuses
+            .iter()
+            .fold(RetryAfter::NOW, |acc, s| match (acc, s.retry_after) {
+                (RetryAfter::Never, _) | (_, RetryAfter::Never) => RetryAfter::Never,
+                (RetryAfter::After(a), RetryAfter::After(b)) => RetryAfter::After(a.max(b)),
+            })
+    }
+
+    /// The index of the first charge that did not fit.
+    pub fn rejected_by(&self) -> Option<usize> {
+        self.statuses.iter().position(|s| !s.allowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ratelimit_core::Duration;
+
+    use super::*;
+
+    fn status(allowed: bool, retry_after: RetryAfter) -> LimitStatus {
+        LimitStatus {
+            allowed,
+            remaining: 0,
+            reset: Timestamp::EPOCH,
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn verdict_waits_for_the_slowest_limit() {
+        let secs = |s| RetryAfter::After(Duration::from_secs(s));
+        let v = Verdict {
+            allowed: false,
+            statuses: vec![
+                status(true, RetryAfter::NOW),
+                status(false, secs(5)),
+                status(false, secs(2)),
+            ],
+        };
+        assert_eq!(v.retry_after(), secs(5));
+        assert_eq!(v.rejected_by(), Some(1));
+        let never = Verdict {
+            allowed: false,
+            statuses: vec![status(false, RetryAfter::Never), status(false, secs(1))],
+        };
+        assert_eq!(never.retry_after(), RetryAfter::Never);
+        assert_eq!(
+            Verdict {
+                allowed: true,
+                statuses: vec![]
+            }
+            .retry_after(),
+            RetryAfter::NOW
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! What can go wrong talking to a store. Being rate limited is not among it.
+
+use core::{fmt, time::Duration};
+
+/// A storage operation that failed. Nothing was charged when a batch returns an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The store could not be reached (connection refused, reset, name not resolved).
+    Unreachable {
+        /// Which backend, e.g. `redis`.
+        backend: &'static str,
+        /// What the transport said.
+        detail: String,
+    },
+    /// The store did not answer in time.
+    Timeout {
+        /// Which backend.
+        backend: &'static str,
+        /// How long it was given.
+        after: Duration,
+    },
+    /// The store answered something this client does not understand.
+    Protocol {
+        /// Which backend.
+        backend: &'static str,
+        /// What was wrong with the answer.
+        detail: String,
+    },
+    /// The request cannot be served as configured (a limit a backend cannot hold, a bad URI).
+    Configuration(String),
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable { backend, detail } => {
+                write!(f, "{backend} is unreachable: {detail}")
+            }
+            Self::Timeout { backend, after } => {
+                write!(
+                    f,
+                    "{backend} did not answer within {} ms",
+                    after.as_millis()
+                )
+            }
+            Self::Protocol { backend, detail } => {
+                write!(f, "unexpected answer from {backend}: {detail}")
+            }
+            Self::Configuration(detail) => write!(f, "storage configuration: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl StorageError {
+    /// Whether the error says the store is down or slow (worth a fallback), as opposed to a
+    /// request it will never accept.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Protocol { .. }
+        )
+    }
+}

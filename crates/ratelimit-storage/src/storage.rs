@@ -1,0 +1,48 @@
+//! The `Storage` trait: the seam every backend plugs into.
+
+use core::fmt;
+
+use async_trait::async_trait;
+
+use crate::{
+    batch::{Charge, Op, Verdict},
+    error::StorageError,
+    key::Key,
+};
+
+/// A store of rate-limit counters, shared by every request (and, for a networked store, every
+/// process).
+///
+/// Object-safe: choose a backend at run time and hold it as `Arc<dyn Storage>`. One method does
+/// the work, on a whole batch at once, so that a request's limits are evaluated atomically and,
+/// for a networked store, in one round trip.
+#[async_trait]
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Applies `op` to every charge of `batch` atomically: for [`Op::Hit`], all costs are
+    /// charged or none is. An empty batch is allowed and changes nothing.
+    async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError>;
+
+    /// Forgets every counter of `key`, and of every key it [covers](Key::covers).
+    async fn clear(&self, key: &Key) -> Result<(), StorageError>;
+
+    /// Forgets every counter.
+    async fn reset(&self) -> Result<(), StorageError>;
+
+    /// Whether the store answers.
+    async fn health(&self) -> Result<(), StorageError>;
+
+    /// [`Op::Hit`]: charge all or nothing.
+    async fn hit(&self, batch: &[Charge]) -> Result<Verdict, StorageError> {
+        self.apply(Op::Hit, batch).await
+    }
+
+    /// [`Op::Test`]: would the batch be allowed now?
+    async fn test(&self, batch: &[Charge]) -> Result<Verdict, StorageError> {
+        self.apply(Op::Test, batch).await
+    }
+
+    /// [`Op::Refund`]: give back earlier charges.
+    async fn refund(&self, batch: &[Charge]) -> Result<Verdict, StorageError> {
+        self.apply(Op::Refund, batch).await
+    }
+}
