@@ -52,7 +52,7 @@ impl fmt::Display for StorageError {
     }
 }
 
-impl std::error::Error for StorageError {}
+impl core::error::Error for StorageError {}
 
 impl StorageError {
     /// Whether the error says the store is down or slow (worth a fallback), as opposed to a

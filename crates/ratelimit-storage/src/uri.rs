@@ -138,7 +138,7 @@ impl fmt::Display for UriError {
     }
 }
 
-impl std::error::Error for UriError {}
+impl core::error::Error for UriError {}
 
 fn decode(s: &str) -> Result<String, UriError> {
     let bytes = s.as_bytes();
