@@ -73,14 +73,6 @@ impl Key {
     pub fn identity(&self) -> &str {
         &self.text[self.identity_at..]
     }
-
-    /// Whether `other` is this key or a scoped key of the same identity with this key's scopes
-    /// as its innermost ones (`clear` of an identity removes every scope of it).
-    pub fn covers(&self, other: &Self) -> bool {
-        other.text.ends_with(&*self.text)
-            && (other.text.len() == self.text.len()
-                || other.text.as_bytes()[other.text.len() - self.text.len() - 1] == b'/')
-    }
 }
 
 impl fmt::Debug for Key {
@@ -147,10 +139,6 @@ mod tests {
         let key = Key::new("ip", "::1").scoped("route").scoped("app/x");
         assert_eq!(key.as_str(), "app%2Fx/route/ip:%3A%3A1");
         assert_eq!(key.identity(), "ip:%3A%3A1");
-        assert!(Key::new("ip", "::1").covers(&key));
-        assert!(Key::new("ip", "::1").scoped("route").covers(&key));
-        assert!(!Key::new("ip", ":1").covers(&key));
-        assert!(!Key::new("ip", "1").covers(&Key::new("ip", "11")));
     }
 
     #[test]

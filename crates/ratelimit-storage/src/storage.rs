@@ -22,7 +22,8 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// charged or none is. An empty batch is allowed and changes nothing.
     async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError>;
 
-    /// Forgets every counter of `key`, and of every key it [covers](Key::covers).
+    /// Forgets every counter of `key` (under every limit and strategy). Scoped keys are keys
+    /// of their own: clear each scope that should be forgotten.
     async fn clear(&self, key: &Key) -> Result<(), StorageError>;
 
     /// Forgets every counter.

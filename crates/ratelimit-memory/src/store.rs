@@ -1,0 +1,484 @@
+//! `MemoryStorage`: the tables of every (strategy, limit) pair, atomic batches across them,
+//! and the `Storage` trait on top.
+
+use core::future::Future;
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, PoisonError, RwLock, Weak},
+};
+
+use async_trait::async_trait;
+use ratelimit_core::{
+    Clock, Duration, Entry, EntryLog, FixedWindow, Gcra, Limit, MovingWindow, SlidingWindow,
+    StrategyKind, Timestamp,
+};
+use ratelimit_storage::{Charge, Key, LimitStatus, Op, Storage, StorageError, StorageUri, Verdict};
+
+use crate::{
+    clock::FastClock,
+    limiter::KeyedLimiter,
+    sleep::{AsyncIoSleep, Sleep},
+    table::{AnyTable, Fingerprinter, Fp, LockedShard, Table},
+};
+
+/// A moving-window log on the heap: it grows with the hits it holds, up to
+/// [`MemoryStorageBuilder::max_log_entries`].
+#[derive(Clone, Debug, Default)]
+pub struct VecLog(VecDeque<Entry>);
+
+impl EntryLog for VecLog {
+    fn capacity(&self) -> usize {
+        usize::MAX
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.0.iter()
+    }
+    fn oldest(&self) -> Option<&Entry> {
+        self.0.front()
+    }
+    fn newest(&self) -> Option<&Entry> {
+        self.0.back()
+    }
+    fn newest_mut(&mut self) -> Option<&mut Entry> {
+        self.0.back_mut()
+    }
+    fn push_newest(&mut self, entry: Entry) -> Result<(), Entry> {
+        self.0.push_back(entry);
+        Ok(())
+    }
+    fn pop_oldest(&mut self) -> Option<Entry> {
+        let e = self.0.pop_front();
+        if self.0.capacity() > 64 && self.0.len() < self.0.capacity() / 4 {
+            self.0.shrink_to(self.0.len() * 2);
+        }
+        e
+    }
+    fn pop_newest(&mut self) -> Option<Entry> {
+        self.0.pop_back()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) clock: Arc<dyn Clock + Send + Sync>,
+    pub(crate) fingerprinter: Fingerprinter,
+    pub(crate) sleep: Arc<dyn Sleep>,
+    shards: usize,
+    max_keys: usize,
+    max_log_entries: u64,
+    sweep_every: Duration,
+    tables: RwLock<HashMap<(StrategyKind, Limit), Arc<dyn AnyTable>>>,
+}
+
+impl core::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemoryStorage")
+            .field("shards", &self.shards)
+            .field("max_keys", &self.max_keys)
+            .field("max_log_entries", &self.max_log_entries)
+            .field("sweep_every", &self.sweep_every)
+            .field("tables", &self.tables.read().map(|t| t.len()).unwrap_or(0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// In-process rate-limit storage: sharded, concurrent, bounded.
+///
+/// - **Concurrent.** Each (strategy, limit) pair has its own table of `shards` mutex-protected
+///   maps; a decision locks one shard. A batch locks the shards it touches in one global order,
+///   so batches are atomic and cannot deadlock.
+/// - **Small.** A key is stored as a 128-bit keyed fingerprint, whatever its length.
+/// - **Expiring.** A key whose state is back to fresh ([`Strategy::idle_at`]) is swept when its
+///   shard is next used after `sweep_every`, or by [`MemoryStorage::sweep`] or the optional
+///   [`MemoryStorage::sweeper`] task; emptied tables give their memory back.
+/// - **Bounded.** At most `max_keys` keys per limit (split evenly over the shards). A shard that
+///   is full first sweeps idle keys; if none is idle, it forgets the sampled key that would go
+///   idle soonest. Forgetting a client can only give it quota back, never take any: eviction
+///   never makes a limit stricter than configured.
+///
+/// [`Strategy::idle_at`]: ratelimit_core::Strategy::idle_at
+///
+/// ```
+/// use ratelimit_core::{Limit, ManualClock, StrategyKind, Timestamp};
+/// use ratelimit_memory::MemoryStorage;
+/// use ratelimit_storage::{Charge, Key, Op};
+/// use std::sync::Arc;
+///
+/// let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
+/// let store = MemoryStorage::builder().clock(clock).build();
+/// let limit: Limit = "2 per minute".parse()?;
+/// let batch = [Charge::new(Key::new("ip", "10.0.0.1"), limit, StrategyKind::FixedWindow, 1)];
+/// assert!(store.apply_sync(Op::Hit, &batch)?.allowed);
+/// assert!(store.apply_sync(Op::Hit, &batch)?.allowed);
+/// let third = store.apply_sync(Op::Hit, &batch)?;
+/// assert!(!third.allowed);
+/// assert_eq!(third.retry_after().duration().map(|d| d.as_secs()), Some(60));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct MemoryStorage {
+    inner: Arc<Inner>,
+}
+
+/// Configures a [`MemoryStorage`].
+#[derive(Clone)]
+pub struct MemoryStorageBuilder {
+    clock: Arc<dyn Clock + Send + Sync>,
+    sleep: Arc<dyn Sleep>,
+    shards: usize,
+    max_keys: usize,
+    max_log_entries: u64,
+    sweep_every: Duration,
+}
+
+impl core::fmt::Debug for MemoryStorageBuilder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemoryStorageBuilder")
+            .field("shards", &self.shards)
+            .field("max_keys", &self.max_keys)
+            .field("max_log_entries", &self.max_log_entries)
+            .field("sweep_every", &self.sweep_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStorageBuilder {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(FastClock::new()),
+            sleep: Arc::new(AsyncIoSleep),
+            shards: 64,
+            max_keys: 1_000_000,
+            max_log_entries: 1_000_000,
+            sweep_every: Duration::from_secs(1),
+        }
+    }
+}
+
+impl MemoryStorageBuilder {
+    /// The clock (default: [`FastClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock + Send + Sync>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How waiting is done by [`KeyedLimiter::until_ready`] and the sweeper (default:
+    /// `async-io` timers, which serve smol and async-std alike).
+    pub fn sleep(mut self, sleep: Arc<dyn Sleep>) -> Self {
+        self.sleep = sleep;
+        self
+    }
+
+    /// Shards per limit (default 64); more shards, less contention between threads.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
+    /// Keys kept per limit (default 1,000,000), split evenly over the shards.
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys.max(1);
+        self
+    }
+
+    /// The largest amount a moving-window limit may have (default 1,000,000): its log holds
+    /// one entry per distinct instant, up to the amount, for every key.
+    pub fn max_log_entries(mut self, max: u64) -> Self {
+        self.max_log_entries = max;
+        self
+    }
+
+    /// How often a shard in use sweeps its idle keys (default 1 s).
+    pub fn sweep_every(mut self, every: Duration) -> Self {
+        self.sweep_every = every;
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> MemoryStorage {
+        MemoryStorage {
+            inner: Arc::new(Inner {
+                clock: self.clock,
+                fingerprinter: Fingerprinter::new(),
+                sleep: self.sleep,
+                shards: self.shards,
+                max_keys: self.max_keys,
+                max_log_entries: self.max_log_entries,
+                sweep_every: self.sweep_every,
+                tables: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The URI schemes this backend accepts.
+pub const SCHEMES: &[&str] = &["memory"];
+
+impl MemoryStorage {
+    /// A store with the default configuration.
+    pub fn new() -> Self {
+        MemoryStorageBuilder::default().build()
+    }
+
+    /// Configure a store.
+    pub fn builder() -> MemoryStorageBuilder {
+        MemoryStorageBuilder::default()
+    }
+
+    /// A store from a `memory://` URI. Query options: `max_keys`, `shards`.
+    pub fn from_uri(uri: &str) -> Result<Self, StorageError> {
+        let config = |e: &dyn core::fmt::Display| StorageError::Configuration(e.to_string());
+        let uri: StorageUri = uri.parse().map_err(|e| config(&e))?;
+        uri.expect_scheme(SCHEMES).map_err(|e| config(&e))?;
+        if !uri.hosts.is_empty() || !uri.path.is_empty() {
+            return Err(StorageError::Configuration(
+                "memory:// takes no host or path, only ?max_keys=N&shards=N".into(),
+            ));
+        }
+        let mut builder = Self::builder();
+        for (name, value) in &uri.query {
+            let n: usize = value.parse().map_err(|_| {
+                StorageError::Configuration(format!(
+                    "memory:// option {name}={value:?} is not a number"
+                ))
+            })?;
+            builder = match name.as_str() {
+                "max_keys" => builder.max_keys(n),
+                "shards" => builder.shards(n),
+                other => {
+                    return Err(StorageError::Configuration(format!(
+                        "unknown memory:// option {other:?}; known: max_keys, shards"
+                    )));
+                }
+            };
+        }
+        Ok(builder.build())
+    }
+
+    /// The table of one (strategy, limit) pair, created on first use.
+    pub(crate) fn table(
+        &self,
+        strategy: StrategyKind,
+        limit: &Limit,
+    ) -> Result<Arc<dyn AnyTable>, StorageError> {
+        let tables = &self.inner.tables;
+        if let Some(t) = tables
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(strategy, *limit))
+        {
+            return Ok(Arc::clone(t));
+        }
+        if strategy == StrategyKind::MovingWindow && limit.amount() > self.inner.max_log_entries {
+            return Err(StorageError::Configuration(format!(
+                "moving window of {limit}: the amount is above max_log_entries ({})",
+                self.inner.max_log_entries
+            )));
+        }
+        let mut tables = tables.write().unwrap_or_else(PoisonError::into_inner);
+        let inner = &self.inner;
+        let table = tables.entry((strategy, *limit)).or_insert_with(|| {
+            let (shards, keys, every) = (inner.shards, inner.max_keys, inner.sweep_every);
+            match strategy {
+                StrategyKind::FixedWindow => {
+                    Arc::new(Table::<FixedWindow>::new(*limit, shards, keys, every))
+                }
+                StrategyKind::MovingWindow => Arc::new(Table::<MovingWindow<VecLog>>::new(
+                    *limit, shards, keys, every,
+                )),
+                StrategyKind::SlidingWindowCounter => {
+                    Arc::new(Table::<SlidingWindow>::new(*limit, shards, keys, every))
+                }
+                StrategyKind::Gcra => Arc::new(Table::<Gcra>::new(*limit, shards, keys, every)),
+            }
+        });
+        Ok(Arc::clone(table))
+    }
+
+    /// A handle on the counters of one limit: the synchronous fast path for a single key.
+    pub fn limiter(
+        &self,
+        limit: Limit,
+        strategy: StrategyKind,
+    ) -> Result<KeyedLimiter, StorageError> {
+        Ok(KeyedLimiter::new(
+            Arc::clone(&self.inner),
+            self.table(strategy, &limit)?,
+        ))
+    }
+
+    /// [`Storage::apply`], synchronously.
+    pub fn apply_sync(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
+        let now = self.inner.clock.now();
+        self.apply_at(op, batch, now)
+    }
+
+    /// [`Storage::apply`] at an explicit instant (simulations, differential tests).
+    pub fn apply_at(
+        &self,
+        op: Op,
+        batch: &[Charge],
+        now: Timestamp,
+    ) -> Result<Verdict, StorageError> {
+        if let [charge] = batch {
+            let table = self.table(charge.strategy, &charge.limit)?;
+            let fp = self.inner.fingerprinter.fp(charge.key.as_str().as_bytes());
+            let status = table.apply_one(op, fp, now, charge.cost);
+            return Ok(Verdict {
+                allowed: status.allowed,
+                statuses: vec![status],
+            });
+        }
+        let mut slots = Vec::with_capacity(batch.len());
+        for c in batch {
+            let table = self.table(c.strategy, &c.limit)?;
+            let fp = self.inner.fingerprinter.fp(c.key.as_str().as_bytes());
+            let shard = table.shard_of(fp);
+            slots.push((table, fp, shard));
+        }
+        // Lock every shard involved once, in one global order (table address, shard index).
+        let id = |t: &Arc<dyn AnyTable>| Arc::as_ptr(t).cast::<()>() as usize;
+        let mut order: Vec<(usize, usize, usize)> = slots
+            .iter()
+            .enumerate()
+            .map(|(i, (t, _, s))| (id(t), *s, i))
+            .collect();
+        order.sort_unstable();
+        order.dedup_by_key(|(t, s, _)| (*t, *s));
+        let mut locks: Vec<Box<dyn LockedShard + '_>> = order
+            .iter()
+            .map(|&(_, s, i)| slots[i].0.lock(s, now))
+            .collect();
+        let lock_of: Vec<usize> = slots
+            .iter()
+            .map(|(t, _, s)| order.partition_point(|&(ot, os, _)| (ot, os) < (id(t), *s)))
+            .collect();
+        // Charges on the same counter are tested together: their costs add up.
+        let same = |a: usize, b: usize| lock_of[a] == lock_of[b] && slots[a].1 == slots[b].1;
+        let together = |i: usize| -> u64 {
+            (0..batch.len())
+                .filter(|&j| same(i, j))
+                .map(|j| batch[j].cost)
+                .fold(0, u64::saturating_add)
+        };
+        let allowed: Vec<bool> = match op {
+            Op::Refund => vec![true; batch.len()],
+            Op::Hit | Op::Test => (0..batch.len())
+                .map(|i| {
+                    let (_, fp, _) = slots[i];
+                    locks[lock_of[i]].test(fp, now, batch[i].cost)
+                        && locks[lock_of[i]].test(fp, now, together(i))
+                })
+                .collect(),
+        };
+        let all = allowed.iter().all(|&a| a);
+        for (i, c) in batch.iter().enumerate() {
+            let fp = slots[i].1;
+            match op {
+                Op::Hit if all => {
+                    let _charged = locks[lock_of[i]].hit(fp, now, c.cost);
+                    debug_assert!(_charged, "a tested charge must fit");
+                }
+                Op::Refund => locks[lock_of[i]].refund(fp, now, c.cost),
+                Op::Hit | Op::Test => {}
+            }
+        }
+        let statuses: Vec<LimitStatus> = (0..batch.len())
+            .map(|i| locks[lock_of[i]].status(slots[i].1, now, batch[i].cost, allowed[i]))
+            .collect();
+        drop(locks);
+        Ok(Verdict {
+            allowed: all,
+            statuses,
+        })
+    }
+
+    /// Forgets every counter of `key`, under every limit.
+    pub fn clear_sync(&self, key: &Key) {
+        let fp: Fp = self.inner.fingerprinter.fp(key.as_str().as_bytes());
+        for table in self.tables() {
+            table.remove(fp);
+        }
+    }
+
+    /// Forgets every counter.
+    pub fn reset_sync(&self) {
+        for table in self.tables() {
+            table.clear_all();
+        }
+    }
+
+    /// Sweeps every idle key now.
+    pub fn sweep(&self) {
+        let now = self.inner.clock.now();
+        for table in self.tables() {
+            table.sweep(now);
+        }
+    }
+
+    /// How many keys are held, over all limits.
+    pub fn len(&self) -> usize {
+        self.tables().iter().map(|t| t.len()).sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn tables(&self) -> Vec<Arc<dyn AnyTable>> {
+        self.inner
+            .tables
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A task that sweeps idle keys every `every`, for stores whose shards may go quiet (the
+    /// lazy sweep only runs on a shard in use). It ends when the store is dropped. Spawn it on
+    /// any runtime: `smol::spawn(store.sweeper(d)).detach()` or `async_std::task::spawn(...)`.
+    pub fn sweeper(&self, every: Duration) -> impl Future<Output = ()> + Send + 'static {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let sleep = Arc::clone(&self.inner.sleep);
+        async move {
+            loop {
+                sleep.sleep(every).await;
+                match weak.upgrade() {
+                    Some(inner) => MemoryStorage { inner }.sweep(),
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
+        self.apply_sync(op, batch)
+    }
+
+    async fn clear(&self, key: &Key) -> Result<(), StorageError> {
+        self.clear_sync(key);
+        Ok(())
+    }
+
+    async fn reset(&self) -> Result<(), StorageError> {
+        self.reset_sync();
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}

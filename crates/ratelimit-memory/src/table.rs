@@ -1,0 +1,341 @@
+//! The counters of one (strategy, limit) pair: a sharded map from key fingerprints to states.
+
+use core::hash::{BuildHasher, Hash, Hasher};
+use std::{
+    collections::HashMap,
+    hash::RandomState,
+    sync::{Mutex, MutexGuard, PoisonError},
+};
+
+use ratelimit_core::{Duration, Limit, Outcome, RetryAfter, Strategy, Timestamp};
+use ratelimit_storage::{LimitStatus, Op};
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+/// A key's 128-bit keyed fingerprint. The map stores it instead of the key: 16 bytes whatever
+/// the key's length, and with random SipHash keys per process a collision (two clients sharing
+/// a counter) is as likely as guessing a 128-bit secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fp(u64, u64);
+
+impl Hash for Fp {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.0);
+    }
+}
+
+/// Passes the fingerprint through: it is already a keyed hash.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FpBuild;
+
+#[derive(Debug, Default)]
+pub(crate) struct FpHasher(u64);
+
+impl Hasher for FpHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl BuildHasher for FpBuild {
+    type Hasher = FpHasher;
+    fn build_hasher(&self) -> FpHasher {
+        FpHasher(0)
+    }
+}
+
+/// Computes fingerprints with SipHash-1-3 (128-bit output) under random per-process keys.
+#[derive(Clone, Debug)]
+pub(crate) struct Fingerprinter(u64, u64);
+
+impl Fingerprinter {
+    pub(crate) fn new() -> Self {
+        let random = RandomState::new();
+        Self(random.hash_one(0x5eed_u64), random.hash_one(0xfeed_u64))
+    }
+
+    #[inline]
+    pub(crate) fn fp(&self, key: &[u8]) -> Fp {
+        let mut h = SipHasher13::new_with_keys(self.0, self.1);
+        h.write(key);
+        let out = h.finish128();
+        Fp(out.h1, out.h2)
+    }
+}
+
+/// A strategy state the memory store can keep.
+pub(crate) trait State:
+    Strategy + Default + Clone + Send + core::fmt::Debug + 'static
+{
+}
+impl<S: Strategy + Default + Clone + Send + core::fmt::Debug + 'static> State for S {}
+
+/// How many entries an eviction looks at to pick the one closest to going idle.
+const EVICTION_SAMPLE: usize = 8;
+
+#[derive(Debug)]
+pub(crate) struct Shard<S> {
+    map: HashMap<Fp, S, FpBuild>,
+    next_sweep: Timestamp,
+}
+
+/// One (strategy, limit) pair's counters.
+pub(crate) struct Table<S> {
+    limit: Limit,
+    shards: Box<[Mutex<Shard<S>>]>,
+    /// Keys per shard.
+    cap: usize,
+    sweep_every: Duration,
+}
+
+impl<S> core::fmt::Debug for Table<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Table")
+            .field("limit", &self.limit)
+            .field("shards", &self.shards.len())
+            .field("cap_per_shard", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: State> Table<S> {
+    pub(crate) fn new(limit: Limit, shards: usize, max_keys: usize, sweep_every: Duration) -> Self {
+        let count = shards.clamp(1, max_keys.max(1));
+        let shards = (0..count)
+            .map(|_| {
+                Mutex::new(Shard {
+                    map: HashMap::with_hasher(FpBuild),
+                    next_sweep: Timestamp::EPOCH,
+                })
+            })
+            .collect();
+        Self {
+            limit,
+            shards,
+            cap: (max_keys / count).max(1),
+            sweep_every,
+        }
+    }
+
+    fn shard_index(&self, fp: Fp) -> usize {
+        ((u128::from(fp.1) * self.shards.len() as u128) >> 64) as usize
+    }
+
+    fn lock_index(&self, index: usize) -> MutexGuard<'_, Shard<S>> {
+        // A panic while a shard was locked cannot leave a state half-written (every update is a
+        // single assignment), so a poisoned shard is still consistent.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<S: State> Shard<S> {
+    fn sweep(&mut self, limit: &Limit, now: Timestamp) {
+        self.map.retain(|_, s| s.idle_at(limit) > now);
+        // Give memory back when most of the table is empty.
+        if self.map.capacity() > 64 && self.map.len() < self.map.capacity() / 4 {
+            self.map.shrink_to(self.map.len() * 2);
+        }
+    }
+
+    fn maybe_sweep(&mut self, limit: &Limit, now: Timestamp, every: Duration) {
+        if now >= self.next_sweep {
+            self.sweep(limit, now);
+            self.next_sweep = now.saturating_add(every);
+        }
+    }
+
+    fn test(&self, limit: &Limit, fp: Fp, now: Timestamp, cost: u64) -> bool {
+        match self.map.get(&fp) {
+            Some(s) => s.test(limit, now, cost).is_allowed(),
+            None => S::default().test(limit, now, cost).is_allowed(),
+        }
+    }
+
+    /// Charges `cost`, making room for a new key when the shard is full.
+    fn hit(&mut self, limit: &Limit, fp: Fp, now: Timestamp, cost: u64, cap: usize) -> bool {
+        if let Some(s) = self.map.get_mut(&fp) {
+            return s.hit(limit, now, cost).is_allowed();
+        }
+        let mut fresh = S::default();
+        if !fresh.hit(limit, now, cost).is_allowed() {
+            return false;
+        }
+        if cost == 0 {
+            return true;
+        }
+        if self.map.len() >= cap {
+            self.sweep(limit, now);
+        }
+        if self.map.len() >= cap {
+            self.evict(limit);
+        }
+        self.map.insert(fp, fresh);
+        true
+    }
+
+    /// Forgets the sampled key that would go idle first: it loses the least, and forgetting a
+    /// client only ever gives it back quota, never takes any.
+    fn evict(&mut self, limit: &Limit) {
+        let victim = self
+            .map
+            .iter()
+            .take(EVICTION_SAMPLE)
+            .min_by_key(|(_, s)| s.idle_at(limit))
+            .map(|(fp, _)| *fp);
+        if let Some(fp) = victim {
+            self.map.remove(&fp);
+        }
+    }
+
+    fn refund(&mut self, limit: &Limit, fp: Fp, now: Timestamp, cost: u64) {
+        if let Some(s) = self.map.get_mut(&fp) {
+            s.refund(limit, now, cost);
+        }
+    }
+
+    fn status(
+        &self,
+        limit: &Limit,
+        fp: Fp,
+        now: Timestamp,
+        cost: u64,
+        allowed: bool,
+    ) -> LimitStatus {
+        let fresh;
+        let state = match self.map.get(&fp) {
+            Some(s) => s,
+            None => {
+                fresh = S::default();
+                &fresh
+            }
+        };
+        let stats = state.stats(limit, now);
+        let retry_after = if allowed {
+            RetryAfter::NOW
+        } else {
+            state.retry_after(limit, now, cost)
+        };
+        LimitStatus {
+            allowed,
+            remaining: stats.remaining,
+            reset: stats.reset,
+            retry_after,
+        }
+    }
+}
+
+/// A locked shard of any strategy: what an atomic batch holds while it decides.
+pub(crate) trait LockedShard {
+    fn test(&self, fp: Fp, now: Timestamp, cost: u64) -> bool;
+    fn hit(&mut self, fp: Fp, now: Timestamp, cost: u64) -> bool;
+    fn refund(&mut self, fp: Fp, now: Timestamp, cost: u64);
+    fn status(&self, fp: Fp, now: Timestamp, cost: u64, allowed: bool) -> LimitStatus;
+}
+
+struct Locked<'a, S> {
+    guard: MutexGuard<'a, Shard<S>>,
+    table: &'a Table<S>,
+}
+
+impl<S: State> LockedShard for Locked<'_, S> {
+    fn test(&self, fp: Fp, now: Timestamp, cost: u64) -> bool {
+        self.guard.test(&self.table.limit, fp, now, cost)
+    }
+    fn hit(&mut self, fp: Fp, now: Timestamp, cost: u64) -> bool {
+        self.guard
+            .hit(&self.table.limit, fp, now, cost, self.table.cap)
+    }
+    fn refund(&mut self, fp: Fp, now: Timestamp, cost: u64) {
+        self.guard.refund(&self.table.limit, fp, now, cost)
+    }
+    fn status(&self, fp: Fp, now: Timestamp, cost: u64, allowed: bool) -> LimitStatus {
+        self.guard.status(&self.table.limit, fp, now, cost, allowed)
+    }
+}
+
+/// A table of any strategy, as the store holds it.
+pub(crate) trait AnyTable: Send + Sync + core::fmt::Debug {
+    /// Which shard holds `fp`.
+    fn shard_of(&self, fp: Fp) -> usize;
+    /// Locks one shard (sweeping it first when due).
+    fn lock(&self, shard: usize, now: Timestamp) -> Box<dyn LockedShard + '_>;
+    /// One operation on one key: the single-charge fast path, no allocation.
+    fn apply_one(&self, op: Op, fp: Fp, now: Timestamp, cost: u64) -> LimitStatus;
+    /// The decision alone, for the synchronous fast path.
+    fn check(&self, fp: Fp, now: Timestamp, cost: u64) -> Outcome;
+    fn remove(&self, fp: Fp);
+    fn clear_all(&self);
+    fn sweep(&self, now: Timestamp);
+    fn len(&self) -> usize;
+}
+
+impl<S: State> AnyTable for Table<S> {
+    fn shard_of(&self, fp: Fp) -> usize {
+        self.shard_index(fp)
+    }
+
+    fn lock(&self, shard: usize, now: Timestamp) -> Box<dyn LockedShard + '_> {
+        let mut guard = self.lock_index(shard);
+        guard.maybe_sweep(&self.limit, now, self.sweep_every);
+        Box::new(Locked { guard, table: self })
+    }
+
+    fn apply_one(&self, op: Op, fp: Fp, now: Timestamp, cost: u64) -> LimitStatus {
+        let mut shard = self.lock_index(self.shard_index(fp));
+        shard.maybe_sweep(&self.limit, now, self.sweep_every);
+        let allowed = match op {
+            Op::Hit => shard.hit(&self.limit, fp, now, cost, self.cap),
+            Op::Test => shard.test(&self.limit, fp, now, cost),
+            Op::Refund => {
+                shard.refund(&self.limit, fp, now, cost);
+                true
+            }
+        };
+        shard.status(&self.limit, fp, now, cost, allowed)
+    }
+
+    #[inline]
+    fn check(&self, fp: Fp, now: Timestamp, cost: u64) -> Outcome {
+        let mut shard = self.lock_index(self.shard_index(fp));
+        shard.maybe_sweep(&self.limit, now, self.sweep_every);
+        if shard.hit(&self.limit, fp, now, cost, self.cap) {
+            Outcome::Allowed
+        } else {
+            Outcome::Rejected
+        }
+    }
+
+    fn remove(&self, fp: Fp) {
+        self.lock_index(self.shard_index(fp)).map.remove(&fp);
+    }
+
+    fn clear_all(&self) {
+        for i in 0..self.shards.len() {
+            let mut shard = self.lock_index(i);
+            shard.map = HashMap::with_hasher(FpBuild);
+        }
+    }
+
+    fn sweep(&self, now: Timestamp) {
+        for i in 0..self.shards.len() {
+            let mut shard = self.lock_index(i);
+            shard.sweep(&self.limit, now);
+            shard.next_sweep = now.saturating_add(self.sweep_every);
+        }
+    }
+
+    fn len(&self) -> usize {
+        (0..self.shards.len())
+            .map(|i| self.lock_index(i).map.len())
+            .sum()
+    }
+}
