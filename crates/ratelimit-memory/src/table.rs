@@ -1,11 +1,9 @@
 //! The counters of one (strategy, limit) pair: a sharded map from key fingerprints to states.
 
 use core::hash::{BuildHasher, Hash, Hasher};
-use std::{
-    collections::HashMap,
-    hash::RandomState,
-    sync::{Mutex, MutexGuard, PoisonError},
-};
+use std::{collections::HashMap, hash::RandomState};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use ratelimit_core::{Duration, Limit, Outcome, RetryAfter, Strategy, Timestamp};
 use ratelimit_storage::{LimitStatus, Op};
@@ -129,11 +127,7 @@ impl<S: State> Table<S> {
     }
 
     fn lock_index(&self, index: usize) -> MutexGuard<'_, Shard<S>> {
-        // A panic while a shard was locked cannot leave a state half-written (every update is a
-        // single assignment), so a poisoned shard is still consistent.
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shards[index].lock()
     }
 }
 
