@@ -7,11 +7,12 @@
 // A counting global allocator needs `unsafe impl GlobalAlloc`; nothing else here is unsafe.
 #![allow(unsafe_code)]
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
+use core::{
+    alloc::{GlobalAlloc, Layout},
     num::NonZeroU32,
     sync::atomic::{AtomicIsize, Ordering},
 };
+use std::alloc::System;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ratelimit_core::{Limit, StrategyKind, Unit};

@@ -79,8 +79,3 @@ pub use strategy::{
     SlidingWindow, Stats, Strategy, StrategyKind,
 };
 pub use time::{Duration, Timestamp};
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

@@ -14,7 +14,8 @@ use ratelimit_core::{Clock, Timestamp};
 #[derive(Clone, Debug)]
 pub struct FastClock {
     clock: quanta::Clock,
-    anchor: quanta::Instant,
+    /// The raw counter reading at the anchor.
+    anchor: u64,
     anchor_epoch_nanos: u64,
 }
 
@@ -22,7 +23,7 @@ impl FastClock {
     /// A clock anchored to the system clock now.
     pub fn new() -> Self {
         let clock = quanta::Clock::new();
-        let anchor = clock.now();
+        let anchor = clock.raw();
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -44,8 +45,8 @@ impl Default for FastClock {
 impl Clock for FastClock {
     #[inline]
     fn now(&self) -> Timestamp {
-        let elapsed = self.clock.now().saturating_duration_since(self.anchor);
-        let elapsed = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        // Raw counter and one multiply-shift: no `Duration` (whose seconds split divides).
+        let elapsed = self.clock.delta_as_nanos(self.anchor, self.clock.raw());
         Timestamp::from_nanos(self.anchor_epoch_nanos.saturating_add(elapsed))
     }
 }

@@ -93,9 +93,9 @@ impl core::fmt::Debug for Inner {
 /// - **Expiring.** A key whose state is back to fresh ([`Strategy::idle_at`]) is swept when its
 ///   shard is next used after `sweep_every`, or by [`MemoryStorage::sweep`] or the optional
 ///   [`MemoryStorage::sweeper`] task; emptied tables give their memory back.
-/// - **Bounded.** At most `max_keys` keys per limit (split evenly over the shards). A shard that
-///   is full first sweeps idle keys; if none is idle, it forgets the sampled key that would go
-///   idle soonest. Forgetting a client can only give it quota back, never take any: eviction
+/// - **Bounded.** At most `max_keys` keys per limit (split evenly over the shards). A new key in
+///   a full shard evicts one: of a sample of 8 keys, the one that goes idle soonest (an idle
+///   one if any). Forgetting a client can only give it quota back, never take any: eviction
 ///   never makes a limit stricter than configured.
 ///
 /// [`Strategy::idle_at`]: ratelimit_core::Strategy::idle_at
@@ -454,7 +454,7 @@ impl MemoryStorage {
             loop {
                 sleep.sleep(every).await;
                 match weak.upgrade() {
-                    Some(inner) => MemoryStorage { inner }.sweep(),
+                    Some(inner) => Self { inner }.sweep(),
                     None => return,
                 }
             }

@@ -166,9 +166,8 @@ impl<S: State> Shard<S> {
         if cost == 0 {
             return true;
         }
-        if self.map.len() >= cap {
-            self.sweep(limit, now);
-        }
+        // Idle keys go on the shard's sweep schedule; a full shard does not sweep on every new
+        // key (a flood of new keys would make each insert scan the shard), it evicts one.
         if self.map.len() >= cap {
             self.evict(limit);
         }
@@ -176,8 +175,8 @@ impl<S: State> Shard<S> {
         true
     }
 
-    /// Forgets the sampled key that would go idle first: it loses the least, and forgetting a
-    /// client only ever gives it back quota, never takes any.
+    /// Forgets the sampled key that would go idle first (an idle one if the sample has one): it
+    /// loses the least, and forgetting a client only ever gives it back quota, never takes any.
     fn evict(&mut self, limit: &Limit) {
         let victim = self
             .map

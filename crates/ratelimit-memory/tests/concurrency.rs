@@ -3,11 +3,9 @@
 
 mod common;
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::{
-    sync::{
-        Arc, Barrier,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Barrier},
     thread,
 };
 

@@ -7,12 +7,13 @@ use common::manual_store;
 use proptest::prelude::*;
 use ratelimit_core::{
     BoundedMovingWindow, Duration, FixedWindow, Gcra, Limit, RetryAfter, SlidingWindow,
-    Strategy as _, StrategyKind, Unit,
+    StrategyKind, Unit,
 };
 use ratelimit_storage::{Charge, Key, LimitStatus, Op, Storage};
 
 /// The core state of one key, as the reference.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Model {
     Fixed(FixedWindow),
     Moving(BoundedMovingWindow<64>),
