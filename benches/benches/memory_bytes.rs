@@ -2,7 +2,8 @@
 //! moving-window logs), counted by a global allocator wrapper; governor's keyed limiter beside.
 //! Run with `cargo bench -p ratelimit-benches --bench memory_bytes`.
 //!
-//! In test mode (`cargo test --benches`) it runs with 10,000 keys and checks nothing leaks.
+//! In test mode (`cargo test --benches`) it runs with 10,000 keys and checks nothing leaks;
+//! `BYTES_KEYS=N` sets another count.
 
 // A counting global allocator needs `unsafe impl GlobalAlloc`; nothing else here is unsafe.
 #![allow(unsafe_code)]
@@ -59,7 +60,11 @@ fn key(i: usize) -> String {
 fn main() {
     let test_mode =
         std::env::args().any(|a| a == "--test") || !std::env::args().any(|a| a == "--bench");
-    let n = if test_mode { 10_000 } else { 1_000_000 };
+    let n = match std::env::var("BYTES_KEYS") {
+        Ok(n) => n.parse().expect("BYTES_KEYS: a number of keys"),
+        Err(_) if test_mode => 10_000,
+        Err(_) => 1_000_000,
+    };
     println!("bytes per key at {n} keys of {} bytes", key(0).len());
     let limit = Limit::per(10, Unit::Hour);
     for kind in StrategyKind::ALL {
