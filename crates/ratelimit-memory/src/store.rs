@@ -331,7 +331,7 @@ impl MemoryStorage {
         if let [charge] = batch {
             let table = self.table(charge.strategy, &charge.limit)?;
             let fp = self.inner.fingerprinter.fp(charge.key.as_str().as_bytes());
-            let status = table.apply_one(op, fp, now, charge.cost);
+            let status = table.apply_one(op, fp, now, charge.cost, charge.need);
             return Ok(Verdict {
                 allowed: status.allowed,
                 statuses: vec![status],
@@ -374,7 +374,7 @@ impl MemoryStorage {
             Op::Hit | Op::Test => (0..batch.len())
                 .map(|i| {
                     let (_, fp, _) = slots[i];
-                    locks[lock_of[i]].test(fp, now, batch[i].cost)
+                    locks[lock_of[i]].test(fp, now, batch[i].room())
                         && locks[lock_of[i]].test(fp, now, together(i))
                 })
                 .collect(),
@@ -392,7 +392,7 @@ impl MemoryStorage {
             }
         }
         let statuses: Vec<LimitStatus> = (0..batch.len())
-            .map(|i| locks[lock_of[i]].status(slots[i].1, now, batch[i].cost, allowed[i]))
+            .map(|i| locks[lock_of[i]].status(slots[i].1, now, batch[i].room(), allowed[i]))
             .collect();
         drop(locks);
         Ok(Verdict {

@@ -261,8 +261,9 @@ pub(crate) trait AnyTable: Send + Sync + core::fmt::Debug {
     fn shard_of(&self, fp: Fp) -> usize;
     /// Locks one shard (sweeping it first when due).
     fn lock(&self, shard: usize, now: Timestamp) -> Box<dyn LockedShard + '_>;
-    /// One operation on one key: the single-charge fast path, no allocation.
-    fn apply_one(&self, op: Op, fp: Fp, now: Timestamp, cost: u64) -> LimitStatus;
+    /// One operation on one key: the single-charge fast path, no allocation. The charge needs
+    /// room for `need` (at least `cost`) and charges `cost`.
+    fn apply_one(&self, op: Op, fp: Fp, now: Timestamp, cost: u64, need: u64) -> LimitStatus;
     /// The decision alone, for the synchronous fast path.
     fn check(&self, fp: Fp, now: Timestamp, cost: u64) -> Outcome;
     fn remove(&self, fp: Fp);
@@ -282,18 +283,23 @@ impl<S: State> AnyTable for Table<S> {
         Box::new(Locked { guard, table: self })
     }
 
-    fn apply_one(&self, op: Op, fp: Fp, now: Timestamp, cost: u64) -> LimitStatus {
+    fn apply_one(&self, op: Op, fp: Fp, now: Timestamp, cost: u64, need: u64) -> LimitStatus {
+        let need = need.max(cost);
         let mut shard = self.lock_index(self.shard_index(fp));
         shard.maybe_sweep(&self.limit, now, self.sweep_every);
         let allowed = match op {
+            Op::Hit if need > cost => {
+                shard.test(&self.limit, fp, now, need)
+                    && shard.hit(&self.limit, fp, now, cost, self.cap)
+            }
             Op::Hit => shard.hit(&self.limit, fp, now, cost, self.cap),
-            Op::Test => shard.test(&self.limit, fp, now, cost),
+            Op::Test => shard.test(&self.limit, fp, now, need),
             Op::Refund => {
                 shard.refund(&self.limit, fp, now, cost);
                 true
             }
         };
-        shard.status(&self.limit, fp, now, cost, allowed)
+        shard.status(&self.limit, fp, now, need, allowed)
     }
 
     #[inline]

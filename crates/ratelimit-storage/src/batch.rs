@@ -15,6 +15,10 @@ pub struct Charge {
     pub strategy: StrategyKind,
     /// How much to charge (or test, or refund).
     pub cost: u64,
+    /// How much room the charge needs to be allowed: `cost` for an ordinary charge. A gate
+    /// ([`Charge::gate`]) needs room but charges nothing: "reject while this limit is
+    /// exhausted", the rule of meta limits.
+    pub need: u64,
 }
 
 impl Charge {
@@ -25,7 +29,25 @@ impl Charge {
             limit,
             strategy,
             cost,
+            need: cost,
         }
+    }
+
+    /// A gate: allowed while `need` would fit, and charges nothing. In a batch it lets the
+    /// other charges through only while this limit has room.
+    pub fn gate(key: Key, limit: Limit, strategy: StrategyKind, need: u64) -> Self {
+        Self {
+            key,
+            limit,
+            strategy,
+            cost: 0,
+            need,
+        }
+    }
+
+    /// The room this charge needs: the larger of `need` and `cost`.
+    pub fn room(&self) -> u64 {
+        self.need.max(self.cost)
     }
 }
 

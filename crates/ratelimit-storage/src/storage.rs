@@ -19,7 +19,8 @@ use crate::{
 #[async_trait]
 pub trait Storage: Send + Sync + fmt::Debug {
     /// Applies `op` to every charge of `batch` atomically: for [`Op::Hit`], all costs are
-    /// charged or none is. An empty batch is allowed and changes nothing.
+    /// charged or none is. A charge fits when its [`room`](Charge::room) fits (and charges on
+    /// the same counter fit together). An empty batch is allowed and changes nothing.
     async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError>;
 
     /// Forgets every counter of `key` (under every limit and strategy). Scoped keys are keys
