@@ -235,6 +235,11 @@ impl MemoryStorage {
 
     /// A store from a `memory://` URI. Query options: `max_keys`, `shards`.
     pub fn from_uri(uri: &str) -> Result<Self, StorageError> {
+        Ok(Self::builder_from_uri(uri)?.build())
+    }
+
+    /// A builder configured from a `memory://` URI, to adjust further (the clock, say).
+    pub fn builder_from_uri(uri: &str) -> Result<MemoryStorageBuilder, StorageError> {
         let config = |e: &dyn core::fmt::Display| StorageError::Configuration(e.to_string());
         let uri: StorageUri = uri.parse().map_err(|e| config(&e))?;
         uri.expect_scheme(SCHEMES).map_err(|e| config(&e))?;
@@ -260,7 +265,7 @@ impl MemoryStorage {
                 }
             };
         }
-        Ok(builder.build())
+        Ok(builder)
     }
 
     /// The table of one (strategy, limit) pair, created on first use.

@@ -120,10 +120,21 @@ async fn batches_are_all_or_nothing() {
 
     // A gate needs room and charges nothing: the batch passes only while the gate has room.
     let meta = Key::new("ip", "10.0.0.1").scoped("meta");
-    let gate = Charge::gate(meta.clone(), limit("2 per minute"), StrategyKind::FixedWindow, 1);
-    let gated = [gate.clone(), charge(&key, "100 per minute", StrategyKind::Gcra, 1)];
+    let gate = Charge::gate(
+        meta.clone(),
+        limit("2 per minute"),
+        StrategyKind::FixedWindow,
+        1,
+    );
+    let gated = [
+        gate.clone(),
+        charge(&key, "100 per minute", StrategyKind::Gcra, 1),
+    ];
     for _ in 0..3 {
-        assert!(store.hit(&gated).await.unwrap().allowed, "the gate charges nothing");
+        assert!(
+            store.hit(&gated).await.unwrap().allowed,
+            "the gate charges nothing"
+        );
     }
     assert!(store.hit(&[gate.clone()]).await.unwrap().allowed);
     let breaches = [charge(&meta, "2 per minute", StrategyKind::FixedWindow, 2)];
@@ -131,7 +142,10 @@ async fn batches_are_all_or_nothing() {
     let shut = store.hit(&gated).await.unwrap();
     assert!(!shut.allowed);
     assert_eq!(shut.rejected_by(), Some(0));
-    assert_eq!(shut.statuses[1].remaining, 97, "the gated charge was not made");
+    assert_eq!(
+        shut.statuses[1].remaining, 97,
+        "the gated charge was not made"
+    );
     assert!(!store.hit(&[gate]).await.unwrap().allowed, "alone too");
 }
 

@@ -1,0 +1,155 @@
+//! The answer for one request, and the second step of conditional deduction.
+
+use core::fmt;
+use std::sync::Arc;
+
+use ratelimit_core::{Limit, Timestamp};
+use ratelimit_storage::{Charge, Storage};
+
+use crate::error::DecisionError;
+
+/// Where a limit came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The limiter's default limits (counted per route).
+    Default,
+    /// The route's own limits (counted per route).
+    Route,
+    /// A shared scope's limits (counted across the routes that name it).
+    Shared,
+    /// Application limits (counted across every route).
+    Application,
+    /// Meta limits (breaches, counted across every route).
+    Meta,
+}
+
+/// What kind of answer a [`Decision`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Every limit had room; the cost was charged.
+    Allowed,
+    /// A limit had no room; nothing was charged.
+    Rejected,
+    /// The route is exempt: nothing checked, nothing counted.
+    Exempt,
+    /// No limit applies (no limits configured, or an empty key).
+    Unlimited,
+}
+
+pub(crate) type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;
+
+pub(crate) struct Pending {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) charges: Vec<Charge>,
+    pub(crate) counts: Arc<StatusPredicate>,
+}
+
+/// The decision for one request: allowed or not, by which limit, and what to tell the client.
+pub struct Decision {
+    pub(crate) kind: Kind,
+    pub(crate) limit: Option<(Limit, Scope)>,
+    pub(crate) remaining: u64,
+    pub(crate) reset: Timestamp,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Option<String>,
+    pub(crate) pending: Option<Pending>,
+}
+
+impl fmt::Debug for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decision")
+            .field("kind", &self.kind)
+            .field("limit", &self.limit)
+            .field("remaining", &self.remaining)
+            .field("reset", &self.reset)
+            .field("retry_after", &self.retry_after)
+            .field("headers", &self.headers)
+            .field("pending", &self.pending.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Decision {
+    pub(crate) fn free(kind: Kind) -> Self {
+        Self {
+            kind,
+            limit: None,
+            remaining: 0,
+            reset: Timestamp::EPOCH,
+            retry_after: None,
+            headers: Vec::new(),
+            body: None,
+            pending: None,
+        }
+    }
+
+    /// Allowed, exempt or unlimited: serve the request.
+    pub fn is_allowed(&self) -> bool {
+        self.kind != Kind::Rejected
+    }
+
+    /// What kind of answer this is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The deciding limit: on a rejection the one that rejected (the one with the longest wait
+    /// when several did); otherwise the one closest to exhaustion (fewest remaining, ties to the
+    /// shorter window). Meta limits only when they reject.
+    pub fn limit(&self) -> Option<&Limit> {
+        self.limit.as_ref().map(|(l, _)| l)
+    }
+
+    /// Where the deciding limit came from.
+    pub fn scope(&self) -> Option<Scope> {
+        self.limit.map(|(_, s)| s)
+    }
+
+    /// Quota left on the deciding limit.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// When the deciding limit resets.
+    pub fn reset(&self) -> Timestamp {
+        self.reset
+    }
+
+    /// On a rejection: whole seconds until a retry can succeed, rounded up and never 0; `None`
+    /// when it never can (the cost exceeds the limit) or when the request was not rejected.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
+    /// The headers to set on the response (names as configured).
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// On a rejection: the response body (a route's or the limiter's breach hook, else the
+    /// default JSON).
+    pub fn body(&self) -> Option<&str> {
+        self.body.as_deref()
+    }
+
+    /// Whether [`Decision::complete`] has something to do (the route deducts conditionally).
+    pub fn is_conditional(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The second step of conditional deduction: tells the limiter the response status. When the
+    /// route's predicate says this status does not count, the reserved cost is refunded. Returns
+    /// whether it was. Forgetting to call it is harmless: the reservation then stands, as if the
+    /// status counted.
+    pub async fn complete(self, status: u16) -> Result<bool, DecisionError> {
+        let Some(pending) = self.pending else {
+            return Ok(false);
+        };
+        if (pending.counts)(status) {
+            return Ok(false);
+        }
+        pending.storage.refund(&pending.charges).await?;
+        Ok(true)
+    }
+}

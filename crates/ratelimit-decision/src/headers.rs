@@ -1,0 +1,202 @@
+//! Rate-limit response headers: `X-RateLimit-*`, `Retry-After`, and the IETF draft fields.
+
+use core::fmt::Write as _;
+
+use ratelimit_core::Limit;
+
+/// The header names, each remappable (Flask-Limiter's `header_name_mapping`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderNames {
+    /// Default `X-RateLimit-Limit`.
+    pub limit: String,
+    /// Default `X-RateLimit-Remaining`.
+    pub remaining: String,
+    /// Default `X-RateLimit-Reset`.
+    pub reset: String,
+    /// Default `Retry-After`.
+    pub retry_after: String,
+    /// Default `RateLimit-Policy`.
+    pub policy: String,
+    /// Default `RateLimit`.
+    pub ratelimit: String,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        Self {
+            limit: "X-RateLimit-Limit".into(),
+            remaining: "X-RateLimit-Remaining".into(),
+            reset: "X-RateLimit-Reset".into(),
+            retry_after: "Retry-After".into(),
+            policy: "RateLimit-Policy".into(),
+            ratelimit: "RateLimit".into(),
+        }
+    }
+}
+
+/// Which headers a decision carries.
+///
+/// - `X-RateLimit-Limit` (the deciding limit's amount), `X-RateLimit-Remaining`,
+///   `X-RateLimit-Reset` (epoch seconds, rounded up): on by default;
+/// - `Retry-After` (whole seconds, rounded up, never 0) on rejections: on by default;
+/// - `RateLimit-Policy` and `RateLimit` of draft-ietf-httpapi-ratelimit-headers-10: off by
+///   default. Policies are named by their limit: `"50 per 1 hour";q=50;w=3600`, and
+///   `RateLimit` reports the deciding one: `"50 per 1 hour";r=0;t=1800`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderOptions {
+    /// The `X-RateLimit-*` family.
+    pub x_ratelimit: bool,
+    /// `Retry-After` on rejections.
+    pub retry_after: bool,
+    /// The IETF `RateLimit-Policy` / `RateLimit` fields.
+    pub ietf: bool,
+    /// Header names.
+    pub names: HeaderNames,
+}
+
+impl Default for HeaderOptions {
+    fn default() -> Self {
+        Self {
+            x_ratelimit: true,
+            retry_after: true,
+            ietf: false,
+            names: HeaderNames::default(),
+        }
+    }
+}
+
+impl HeaderOptions {
+    /// No headers at all.
+    pub fn none() -> Self {
+        Self {
+            x_ratelimit: false,
+            retry_after: false,
+            ietf: false,
+            names: HeaderNames::default(),
+        }
+    }
+
+    /// Every family on.
+    pub fn all() -> Self {
+        Self {
+            ietf: true,
+            ..Self::default()
+        }
+    }
+
+    /// Renames the header called `from` (its default name, case-insensitive) to `to`.
+    pub fn rename(mut self, from: &str, to: &str) -> Self {
+        let n = &mut self.names;
+        for name in [
+            &mut n.limit,
+            &mut n.remaining,
+            &mut n.reset,
+            &mut n.retry_after,
+            &mut n.policy,
+            &mut n.ratelimit,
+        ] {
+            if name.eq_ignore_ascii_case(from) {
+                *name = to.to_owned();
+            }
+        }
+        self
+    }
+}
+
+/// What the headers describe.
+pub(crate) struct HeaderFacts<'a> {
+    pub(crate) limit: &'a Limit,
+    pub(crate) remaining: u64,
+    pub(crate) reset_epoch_secs: u64,
+    pub(crate) reset_in_secs: u64,
+    pub(crate) retry_after_secs: Option<u64>,
+    pub(crate) rejected: bool,
+    pub(crate) policies: &'a [Limit],
+}
+
+/// An sf-string: quoted, with `"` and `\` escaped.
+fn sf_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+pub(crate) fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(6);
+    let names = &options.names;
+    if options.x_ratelimit {
+        out.push((names.limit.clone(), f.limit.amount().to_string()));
+        out.push((names.remaining.clone(), f.remaining.to_string()));
+        out.push((names.reset.clone(), f.reset_epoch_secs.to_string()));
+    }
+    if options.retry_after && f.rejected {
+        if let Some(secs) = f.retry_after_secs {
+            out.push((names.retry_after.clone(), secs.to_string()));
+        }
+    }
+    if options.ietf {
+        let mut policy = String::new();
+        for (i, l) in f.policies.iter().enumerate() {
+            if i > 0 {
+                policy.push_str(", ");
+            }
+            sf_string(&mut policy, &l.to_string());
+            let _ = write!(policy, ";q={};w={}", l.amount(), l.window().as_secs());
+        }
+        out.push((names.policy.clone(), policy));
+        let mut current = String::new();
+        sf_string(&mut current, &f.limit.to_string());
+        let _ = write!(current, ";r={};t={}", f.remaining, f.reset_in_secs);
+        out.push((names.ratelimit.clone(), current));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_and_names() {
+        let hour: Limit = "50 per hour".parse().unwrap();
+        let day: Limit = "200 per day".parse().unwrap();
+        let facts = HeaderFacts {
+            limit: &hour,
+            remaining: 0,
+            reset_epoch_secs: 1_700_003_600,
+            reset_in_secs: 1_800,
+            retry_after_secs: Some(1_800),
+            rejected: true,
+            policies: &[day, hour],
+        };
+        let all = render(&HeaderOptions::all(), &facts);
+        let get = |h: &[(String, String)], n: &str| {
+            h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        };
+        assert_eq!(get(&all, "X-RateLimit-Limit").as_deref(), Some("50"));
+        assert_eq!(get(&all, "Retry-After").as_deref(), Some("1800"));
+        assert_eq!(
+            get(&all, "RateLimit-Policy").as_deref(),
+            Some("\"200 per 1 day\";q=200;w=86400, \"50 per 1 hour\";q=50;w=3600")
+        );
+        assert_eq!(
+            get(&all, "RateLimit").as_deref(),
+            Some("\"50 per 1 hour\";r=0;t=1800")
+        );
+        let renamed = render(
+            &HeaderOptions::default().rename("x-ratelimit-limit", "X-Quota"),
+            &facts,
+        );
+        assert_eq!(get(&renamed, "X-Quota").as_deref(), Some("50"));
+        assert_eq!(get(&renamed, "RateLimit"), None);
+        assert!(render(&HeaderOptions::none(), &facts).is_empty());
+        let mut s = String::new();
+        sf_string(&mut s, "a\"b\\");
+        assert_eq!(s, r#""a\"b\\""#);
+    }
+}

@@ -1,0 +1,107 @@
+//! Framework-agnostic rate-limit decisions: everything a Flask-Limiter `Limiter` configures,
+//! expressed once, for any web framework. An adapter (Tide today) fills a [`RequestView`],
+//! calls [`Limiter::check`], and turns the [`Decision`] into a response.
+//!
+//! # The seed configuration, section by section
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ratelimit_core::{ManualClock, StrategyKind, Timestamp};
+//! use ratelimit_decision::{
+//!     ForwardedHeader, HeaderOptions, KeyFunction, Limiter, RequestView, RoutePolicy, limit_set,
+//! };
+//!
+//! # smol::block_on(async {
+//! // Tiers, parsed once at start-up.
+//! let (free, basic, premium) =
+//!     (limit_set("20 per minute")?, limit_set("100 per minute")?, limit_set("500 per minute")?);
+//! let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
+//!
+//! let limiter = Limiter::builder()
+//!     // Defaults for every route without its own limits, counted per route.
+//!     .default_limits("200 per day; 50 per hour")
+//!     // Breaches: five per minute, then the client is shut out everywhere.
+//!     .meta_limits("5 per minute")
+//!     // Storage (memory:// is the default; Redis arrives with its backend) and strategy.
+//!     .storage_uri("memory://")
+//!     .strategy(StrategyKind::FixedWindow)
+//!     // Keys: the API key when present, else the client address; one trusted proxy.
+//!     .key_function(KeyFunction::header_or_ip("X-API-Key", "apikey"))
+//!     .trusted_proxies(1, ForwardedHeader::XForwardedFor)
+//!     // Both header families.
+//!     .headers(HeaderOptions::all())
+//!     // Per-route limits replace the defaults.
+//!     .route("/auth/login", RoutePolicy::new().limit("5 per minute"))
+//!     .route("/health", RoutePolicy::new().exempt())
+//!     // Dynamic limits: the tier follows the API key, per request.
+//!     .route("/api/generate", RoutePolicy::new().dynamic(move |req| {
+//!         match req.header("X-API-Key") {
+//!             Some("basic-key") => basic.clone(),
+//!             Some("premium-key") => premium.clone(),
+//!             _ => free.clone(),
+//!         }
+//!     }))
+//!     // Costs: large uploads cost 5.
+//!     .route("/api/upload", RoutePolicy::new().limit("100 per minute").cost(|req| {
+//!         if req.content_length_value().unwrap_or(0) > 10 << 20 { 5 } else { 1 }
+//!     }))
+//!     // Conditional deduction: only successful responses count.
+//!     .route("/api/process", RoutePolicy::new().limit("10 per minute").deduct_when(|s| s == 200))
+//!     .clock(clock)
+//!     .build()?;
+//!
+//! let headers = [("X-Forwarded-For", "198.51.100.4"), ("X-API-Key", "premium-key")];
+//! let req = RequestView::new("GET", "/api/generate")
+//!     .peer("10.0.0.2".parse().unwrap())
+//!     .headers(&headers);
+//! let decision = limiter.check(&req).await?;
+//! assert!(decision.is_allowed());
+//! assert_eq!(decision.remaining(), 499);
+//!
+//! // Conditional deduction is a second step, once the status is known.
+//! let process = RequestView::new("GET", "/api/process").peer("10.0.0.2".parse().unwrap());
+//! let reserved = limiter.check(&process).await?;
+//! assert_eq!(reserved.remaining(), 9);
+//! assert!(reserved.complete(400).await?, "a 400 does not count: refunded");
+//! assert_eq!(limiter.check(&process).await?.remaining(), 9);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Where this differs from Flask-Limiter, on purpose
+//!
+//! - **One atomic batch.** Application, route (or default) and meta limits of a request are
+//!   evaluated together and charged all or nothing: a request the route rejects does not use up
+//!   the application limit (Flask-Limiter charges it in an earlier phase).
+//! - **Reserve, then refund.** `deduct_when` charges with the decision and refunds after the
+//!   response when the status should not count, so concurrent requests can never over-admit
+//!   (Flask-Limiter tests first and charges afterwards).
+//! - **Fail at start-up.** Every limit string is parsed by `build()`, which names the string and
+//!   the byte of the error; nothing fails on the first request.
+//! - **Forwarded headers are never trusted by default**, and with `n` trusted hops the rightmost
+//!   address that no trusted proxy vouches for is the client.
+//!
+//! # Feature flags
+//!
+//! None. Events go through `tracing` with its `log` bridge, so a `log` logger (Tide's) shows
+//! breaches and storage errors too.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod client_ip;
+mod decision;
+mod error;
+mod headers;
+mod key;
+mod limiter;
+mod policy;
+mod request;
+
+pub use client_ip::{ForwardedHeader, ProxyConfig};
+pub use decision::{Decision, Kind, Scope};
+pub use error::{ConfigError, DecisionError};
+pub use headers::{HeaderNames, HeaderOptions};
+pub use key::KeyFunction;
+pub use limiter::{KNOWN_SCHEMES, Limiter, LimiterBuilder, storage_from_uri};
+pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
+pub use request::{Headers, NoHeaders, RequestView};

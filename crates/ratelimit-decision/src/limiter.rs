@@ -1,0 +1,529 @@
+//! `Limiter`: configuration validated once, then one decision per request.
+
+use core::fmt;
+use std::{collections::HashMap, sync::Arc};
+
+use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, SystemClock};
+use ratelimit_memory::MemoryStorage;
+use ratelimit_storage::{Charge, Key, LimitStatus, Storage, StorageError, StorageUri, UriError};
+
+use crate::{
+    client_ip::{ForwardedHeader, ProxyConfig},
+    decision::{Decision, Kind, Pending, Scope},
+    error::{ConfigError, DecisionError},
+    headers::{HeaderFacts, HeaderOptions, render},
+    key::KeyFunction,
+    policy::{Breach, BreachHook, LimitSet, LimitSource, RoutePolicy, parse_set},
+    request::RequestView,
+};
+
+/// The storage URI schemes the limiter can build a backend for.
+pub const KNOWN_SCHEMES: &[&str] = &["memory"];
+
+/// Builds the store named by `uri`.
+pub fn storage_from_uri(
+    uri: &str,
+    clock: Arc<dyn Clock + Send + Sync>,
+) -> Result<Arc<dyn Storage>, ConfigError> {
+    let uri_error = |e: UriError| ConfigError::Storage(StorageError::Configuration(e.to_string()));
+    let parsed: StorageUri = uri.parse().map_err(uri_error)?;
+    parsed.expect_scheme(KNOWN_SCHEMES).map_err(uri_error)?;
+    // `memory` is the only scheme so far.
+    let builder = MemoryStorage::builder_from_uri(uri)
+        .map_err(ConfigError::Storage)?
+        .clock(clock);
+    Ok(Arc::new(builder.build()))
+}
+
+#[derive(Clone)]
+enum RouteLimits {
+    Set(LimitSet),
+    Dynamic(Arc<dyn Fn(&RequestView<'_>) -> LimitSet + Send + Sync>),
+}
+
+/// A route policy with its limit strings parsed.
+#[derive(Clone)]
+struct Compiled {
+    limits: Option<RouteLimits>,
+    policy: RoutePolicy,
+}
+
+struct Inner {
+    defaults: LimitSet,
+    application: LimitSet,
+    meta: LimitSet,
+    strategy: StrategyKind,
+    storage: Arc<dyn Storage>,
+    prefix: String,
+    key: KeyFunction,
+    proxy: ProxyConfig,
+    headers: HeaderOptions,
+    clock: Arc<dyn Clock + Send + Sync>,
+    routes: HashMap<String, Compiled>,
+    method_routes: HashMap<(String, String), Compiled>,
+    fallback: Compiled,
+    on_breach: Option<BreachHook>,
+}
+
+/// The rate limiter: cheap to clone, `Send + Sync`, one [`Limiter::check`] per request.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ratelimit_core::{ManualClock, Timestamp};
+/// use ratelimit_decision::{Limiter, RequestView, RoutePolicy};
+///
+/// # smol::block_on(async {
+/// let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
+/// let limiter = Limiter::builder()
+///     .default_limits("200 per day; 50 per hour")
+///     .route("/auth/login", RoutePolicy::new().limit("5 per minute"))
+///     .route("/health", RoutePolicy::new().exempt())
+///     .clock(clock)
+///     .build()?;
+///
+/// let peer = "203.0.113.7".parse().unwrap();
+/// let login = RequestView::new("POST", "/auth/login").peer(peer);
+/// for _ in 0..5 {
+///     assert!(limiter.check(&login).await?.is_allowed());
+/// }
+/// let sixth = limiter.check(&login).await?;
+/// assert!(!sixth.is_allowed());
+/// assert_eq!(sixth.retry_after(), Some(60));
+/// assert!(limiter.check(&RequestView::new("GET", "/health").peer(peer)).await?.is_allowed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Limiter {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("defaults", &self.inner.defaults)
+            .field("application", &self.inner.application)
+            .field("meta", &self.inner.meta)
+            .field("strategy", &self.inner.strategy)
+            .field("storage", &self.inner.storage)
+            .field(
+                "routes",
+                &(self.inner.routes.len() + self.inner.method_routes.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Limiter`]; [`LimiterBuilder::build`] validates everything.
+#[derive(Default)]
+pub struct LimiterBuilder {
+    defaults: Option<String>,
+    application: Option<String>,
+    meta: Option<String>,
+    strategy: Option<StrategyKind>,
+    storage: Option<Arc<dyn Storage>>,
+    storage_uri: Option<String>,
+    prefix: Option<String>,
+    key: Option<KeyFunction>,
+    proxy: ProxyConfig,
+    headers: Option<HeaderOptions>,
+    clock: Option<Arc<dyn Clock + Send + Sync>>,
+    routes: Vec<(Option<String>, String, RoutePolicy)>,
+    on_breach: Option<BreachHook>,
+}
+
+impl fmt::Debug for LimiterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimiterBuilder")
+            .field("defaults", &self.defaults)
+            .field("application", &self.application)
+            .field("meta", &self.meta)
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LimiterBuilder {
+    /// Limits for every route without its own (counted per route): `"200 per day; 50 per hour"`.
+    pub fn default_limits(mut self, limits: &str) -> Self {
+        self.defaults = Some(limits.to_owned());
+        self
+    }
+
+    /// Limits shared by every route (one counter per client across the application).
+    pub fn application_limits(mut self, limits: &str) -> Self {
+        self.application = Some(limits.to_owned());
+        self
+    }
+
+    /// Meta limits: how many breaches a client may make; while one is exhausted, every
+    /// non-exempt request of that client is rejected.
+    pub fn meta_limits(mut self, limits: &str) -> Self {
+        self.meta = Some(limits.to_owned());
+        self
+    }
+
+    /// The strategy for every limit (default fixed window).
+    pub fn strategy(mut self, strategy: StrategyKind) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// The store (default: a `memory://` store on the limiter's clock).
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// The store, by URI (`memory://`; unknown schemes fail `build()` with the known ones).
+    pub fn storage_uri(mut self, uri: &str) -> Self {
+        self.storage_uri = Some(uri.to_owned());
+        self
+    }
+
+    /// The prefix of every storage key (default `LIMITER`).
+    pub fn key_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Some(prefix.to_owned());
+        self
+    }
+
+    /// Who requests count against (default: the client address).
+    pub fn key_function(mut self, key: KeyFunction) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// How many proxies in front of the application to trust (default 0: forwarded headers are
+    /// ignored), and which header they set.
+    pub fn trusted_proxies(mut self, hops: usize, header: ForwardedHeader) -> Self {
+        self.proxy = ProxyConfig {
+            trusted_hops: hops,
+            header,
+        };
+        self
+    }
+
+    /// Which headers decisions carry, and their names.
+    pub fn headers(mut self, headers: HeaderOptions) -> Self {
+        self.headers = Some(headers);
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock + Send + Sync>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The policy of `route` (every method).
+    pub fn route(mut self, route: &str, policy: RoutePolicy) -> Self {
+        self.routes.push((None, route.to_owned(), policy));
+        self
+    }
+
+    /// The policy of `route` for one `method` only (it takes precedence over [`Self::route`]).
+    pub fn route_method(mut self, method: &str, route: &str, policy: RoutePolicy) -> Self {
+        self.routes
+            .push((Some(method.to_ascii_uppercase()), route.to_owned(), policy));
+        self
+    }
+
+    /// The response body of every rejection whose route has no hook of its own.
+    pub fn on_breach(
+        mut self,
+        body: impl Fn(&Breach<'_>) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.on_breach = Some(Arc::new(body));
+        self
+    }
+
+    /// Validates the configuration: every limit string parses (errors name the string and the
+    /// byte), the storage can be built, names make sense.
+    pub fn build(self) -> Result<Limiter, ConfigError> {
+        let set = |context: &str, s: &Option<String>| -> Result<LimitSet, ConfigError> {
+            match s {
+                None => Ok(Vec::new().into()),
+                Some(text) => parse_set(context, text),
+            }
+        };
+        let defaults = set("default limits", &self.defaults)?;
+        let application = set("application limits", &self.application)?;
+        let meta = set("meta limits", &self.meta)?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let storage = match (self.storage, self.storage_uri) {
+            (Some(storage), _) => storage,
+            (None, Some(uri)) => storage_from_uri(&uri, Arc::clone(&clock))?,
+            (None, None) => storage_from_uri("memory://", Arc::clone(&clock))?,
+        };
+        let key = self.key.unwrap_or_default();
+        for k in
+            core::iter::once(&key).chain(self.routes.iter().filter_map(|(_, _, p)| p.key.as_ref()))
+        {
+            if k.namespace().is_some_and(|ns| ns.is_empty() || ns == "ip") {
+                return Err(ConfigError::Invalid(format!(
+                    "key function {k:?}: the namespace must be non-empty and not \"ip\" (reserved for client addresses)"
+                )));
+            }
+        }
+        let mut routes = HashMap::new();
+        let mut method_routes = HashMap::new();
+        for (method, route, policy) in self.routes {
+            if route.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "a route policy needs a route id".into(),
+                ));
+            }
+            let context = match &method {
+                Some(m) => format!("route {m} {route}"),
+                None => format!("route {route}"),
+            };
+            let limits = match &policy.limits {
+                None => None,
+                Some(LimitSource::Text(text)) => Some(RouteLimits::Set(parse_set(&context, text)?)),
+                Some(LimitSource::Set(s)) => Some(RouteLimits::Set(s.clone())),
+                Some(LimitSource::Dynamic(f)) => Some(RouteLimits::Dynamic(f.clone())),
+            };
+            if policy.shared.as_deref() == Some("") {
+                return Err(ConfigError::Invalid(format!(
+                    "{context}: an empty shared scope name"
+                )));
+            }
+            let compiled = Compiled { limits, policy };
+            match method {
+                Some(m) => method_routes.insert((m, route), compiled),
+                None => routes.insert(route, compiled),
+            };
+        }
+        Ok(Limiter {
+            inner: Arc::new(Inner {
+                defaults,
+                application,
+                meta,
+                strategy: self.strategy.unwrap_or(StrategyKind::FixedWindow),
+                storage,
+                prefix: self.prefix.unwrap_or_else(|| "LIMITER".to_owned()),
+                key,
+                proxy: self.proxy,
+                headers: self.headers.unwrap_or_default(),
+                clock,
+                routes,
+                method_routes,
+                fallback: Compiled {
+                    limits: None,
+                    policy: RoutePolicy::new(),
+                },
+                on_breach: self.on_breach,
+            }),
+        })
+    }
+}
+
+/// The default JSON body of a rejection.
+fn default_body(breach: &Breach<'_>) -> String {
+    let retry = breach
+        .retry_after
+        .map_or_else(|| "null".to_owned(), |s| s.to_string());
+    format!(
+        "{{\"error\": \"rate limit exceeded\", \"limit\": \"{}\", \"retry_after\": {retry}}}",
+        breach.limit
+    )
+}
+
+fn retry_secs(r: RetryAfter) -> Option<u64> {
+    r.duration().map(|d| d.as_secs_ceil().max(1))
+}
+
+impl Limiter {
+    /// Configure a limiter.
+    pub fn builder() -> LimiterBuilder {
+        LimiterBuilder::default()
+    }
+
+    /// The store.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock + Send + Sync> {
+        &self.inner.clock
+    }
+
+    fn policy(&self, method: &str, route: &str) -> &Compiled {
+        let inner = &self.inner;
+        if !inner.method_routes.is_empty() {
+            let k = (method.to_ascii_uppercase(), route.to_owned());
+            if let Some(p) = inner.method_routes.get(&k) {
+                return p;
+            }
+        }
+        inner.routes.get(route).unwrap_or(&inner.fallback)
+    }
+
+    /// Decides one request: every applicable limit (application, route or defaults, meta gates)
+    /// goes to the store as one atomic batch, so it is charged all or nothing in one round
+    /// trip. A rejection that was not a meta limit's counts one breach toward each meta limit.
+    pub async fn check(&self, req: &RequestView<'_>) -> Result<Decision, DecisionError> {
+        let inner = &self.inner;
+        let compiled = self.policy(req.method(), req.route());
+        let policy = &compiled.policy;
+        if policy.exempt.all {
+            return Ok(Decision::free(Kind::Exempt));
+        }
+        let ip = inner.proxy.client_ip(req);
+        let Some(identity) = policy.key.as_ref().unwrap_or(&inner.key).identify(req, ip) else {
+            tracing::debug!(target: "ratelimit", route = req.route(), "empty key: request not limited");
+            return Ok(Decision::free(Kind::Unlimited));
+        };
+        let scoped = |scope: &str| identity.scoped(scope).scoped(&inner.prefix);
+        let method_suffix = |base: String| {
+            if policy.per_method {
+                format!("{base}:{}", req.method().to_ascii_uppercase())
+            } else {
+                base
+            }
+        };
+        let cost = policy.cost.as_ref().map_or(1, |f| f(req));
+        let mut charges: Vec<Charge> = Vec::new();
+        let mut scopes: Vec<Scope> = Vec::new();
+        let mut push = |key: &Key, limits: &[Limit], cost: u64, scope: Scope| {
+            for &l in limits {
+                charges.push(Charge::new(key.clone(), l, inner.strategy, cost));
+                scopes.push(scope);
+            }
+        };
+        if !policy.exempt.application && !inner.application.is_empty() {
+            push(&scoped("app"), &inner.application, 1, Scope::Application);
+        }
+        let route_limits = compiled.limits.as_ref().map(|l| match l {
+            RouteLimits::Set(s) => s.clone(),
+            RouteLimits::Dynamic(f) => f(req),
+        });
+        if let Some(limits) = &route_limits {
+            let (key, scope) = match &policy.shared {
+                Some(name) => (scoped(&format!("shared:{name}")), Scope::Shared),
+                None => (
+                    scoped(&method_suffix(format!("route:{}", req.route()))),
+                    Scope::Route,
+                ),
+            };
+            push(&key, limits, cost, scope);
+        }
+        if (route_limits.is_none() || policy.combine) && !policy.exempt.defaults {
+            let key = scoped(&method_suffix(format!("default:{}", req.route())));
+            push(&key, &inner.defaults, cost, Scope::Default);
+        }
+        let meta_key = scoped("meta");
+        let use_meta = !policy.exempt.meta && !inner.meta.is_empty();
+        if use_meta {
+            for &l in inner.meta.iter() {
+                charges.push(Charge::gate(meta_key.clone(), l, inner.strategy, 1));
+                scopes.push(Scope::Meta);
+            }
+        }
+        if scopes.iter().all(|s| *s == Scope::Meta) {
+            return Ok(Decision::free(Kind::Unlimited));
+        }
+        let verdict = inner.storage.hit(&charges).await.map_err(|e| {
+            tracing::error!(target: "ratelimit", route = req.route(), error = %e, "rate-limit storage failed");
+            DecisionError::Storage(e)
+        })?;
+        let now = inner.clock.now();
+        let statuses = &verdict.statuses;
+        let deciding = if verdict.allowed {
+            (0..charges.len())
+                .filter(|&i| scopes[i] != Scope::Meta)
+                .min_by_key(|&i| (statuses[i].remaining, charges[i].limit.window()))
+        } else {
+            // The rejecting limit with the longest wait (the batch fits only when all do).
+            (0..charges.len())
+                .filter(|&i| !statuses[i].allowed)
+                .max_by_key(|&i| statuses[i].retry_after.duration().unwrap_or(Duration::MAX))
+        };
+        let Some(i) = deciding else {
+            return Ok(Decision::free(Kind::Unlimited));
+        };
+        let (limit, scope, status): (Limit, Scope, LimitStatus) =
+            (charges[i].limit, scopes[i], statuses[i]);
+        let rejected = !verdict.allowed;
+        let retry_after = if rejected {
+            retry_secs(verdict.retry_after())
+        } else {
+            None
+        };
+        let policies: Vec<Limit> = (0..charges.len())
+            .filter(|&j| scopes[j] != Scope::Meta)
+            .map(|j| charges[j].limit)
+            .collect();
+        let headers = render(
+            &inner.headers,
+            &HeaderFacts {
+                limit: &limit,
+                remaining: status.remaining,
+                reset_epoch_secs: status.reset.as_secs_ceil(),
+                reset_in_secs: status.reset.saturating_duration_since(now).as_secs_ceil(),
+                retry_after_secs: retry_after,
+                rejected,
+                policies: &policies,
+            },
+        );
+        let mut decision = Decision {
+            kind: if rejected {
+                Kind::Rejected
+            } else {
+                Kind::Allowed
+            },
+            limit: Some((limit, scope)),
+            remaining: status.remaining,
+            reset: status.reset,
+            retry_after,
+            headers,
+            body: None,
+            pending: None,
+        };
+        if rejected {
+            let meta = scope == Scope::Meta;
+            tracing::info!(target: "ratelimit", route = req.route(), identity = identity.identity(),
+                limit = %limit, meta, "rate limit exceeded");
+            if use_meta && !meta {
+                let breaches: Vec<Charge> = inner
+                    .meta
+                    .iter()
+                    .map(|&l| Charge::new(meta_key.clone(), l, inner.strategy, 1))
+                    .collect();
+                if let Err(e) = inner.storage.hit(&breaches).await {
+                    tracing::error!(target: "ratelimit", error = %e, "could not count a breach toward the meta limits");
+                }
+            }
+            let breach = Breach {
+                limit: &limit,
+                retry_after,
+                route: req.route(),
+                meta,
+            };
+            let hook = policy.on_breach.as_ref().or(inner.on_breach.as_ref());
+            decision.body = Some(hook.map_or_else(|| default_body(&breach), |h| h(&breach)));
+        } else if let Some(counts) = &policy.deduct_when {
+            let charges = charges
+                .into_iter()
+                .zip(&scopes)
+                .filter(|(_, s)| **s != Scope::Meta)
+                .map(|(c, _)| c)
+                .collect();
+            decision.pending = Some(Pending {
+                storage: Arc::clone(&inner.storage),
+                charges,
+                counts: Arc::clone(counts),
+            });
+        }
+        Ok(decision)
+    }
+}
+
+/// The proxy configuration a limiter uses, for adapters that want the client address too.
+impl Limiter {
+    /// The client address of `req` under the configured trusted proxies.
+    pub fn client_ip(&self, req: &RequestView<'_>) -> Option<core::net::IpAddr> {
+        self.inner.proxy.client_ip(req)
+    }
+}

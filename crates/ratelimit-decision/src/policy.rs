@@ -1,0 +1,209 @@
+//! Per-route policies: which limits, what a request costs, what is exempt, how to count.
+
+use core::fmt;
+use std::sync::Arc;
+
+use ratelimit_core::{Limit, parse_limits};
+
+use crate::{error::ConfigError, key::KeyFunction, request::RequestView};
+
+/// A parsed list of limits, cheap to clone: what dynamic limit functions return.
+pub type LimitSet = Arc<[Limit]>;
+
+/// Parses a limit string (`"200 per day; 50 per hour"`) into a [`LimitSet`], once, at start-up.
+pub fn limit_set(input: &str) -> Result<LimitSet, ConfigError> {
+    parse_set("limit set", input)
+}
+
+pub(crate) fn parse_set(context: &str, input: &str) -> Result<LimitSet, ConfigError> {
+    parse_limits(input)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Into::into)
+        .map_err(|error| ConfigError::Limit {
+            context: context.to_owned(),
+            input: input.to_owned(),
+            error,
+        })
+}
+
+type DynamicLimits = dyn Fn(&RequestView<'_>) -> LimitSet + Send + Sync;
+type CostFn = dyn Fn(&RequestView<'_>) -> u64 + Send + Sync;
+type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;
+pub(crate) type BreachHook = Arc<dyn Fn(&Breach<'_>) -> String + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum LimitSource {
+    Text(String),
+    Set(LimitSet),
+    Dynamic(Arc<DynamicLimits>),
+}
+
+/// What a rejected request was rejected by, for breach hooks that write the response body.
+#[derive(Clone, Copy, Debug)]
+pub struct Breach<'a> {
+    /// The limit that rejected it.
+    pub limit: &'a Limit,
+    /// Whole seconds until a retry can succeed (`None`: never, the cost exceeds the limit).
+    pub retry_after: Option<u64>,
+    /// The route id.
+    pub route: &'a str,
+    /// Whether a meta limit (too many breaches) rejected it.
+    pub meta: bool,
+}
+
+/// Which limits a route skips.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exemptions {
+    /// Everything: never limited, never counted (meta limits included).
+    pub all: bool,
+    /// The default limits.
+    pub defaults: bool,
+    /// The application (shared by every route) limits.
+    pub application: bool,
+    /// Meta limits: neither gated by them nor counted toward them.
+    pub meta: bool,
+}
+
+/// How one route is limited. Limits given as strings are parsed by the limiter's `build()`.
+///
+/// ```
+/// use ratelimit_decision::RoutePolicy;
+///
+/// let login = RoutePolicy::new().limit("5 per minute");
+/// let upload = RoutePolicy::new()
+///     .limit("100 per minute")
+///     .cost(|req| if req.content_length_value().unwrap_or(0) > 10 << 20 { 5 } else { 1 });
+/// let health = RoutePolicy::new().exempt();
+/// # let _ = (login, upload, health);
+/// ```
+#[derive(Clone, Default)]
+pub struct RoutePolicy {
+    pub(crate) limits: Option<LimitSource>,
+    pub(crate) cost: Option<Arc<CostFn>>,
+    pub(crate) exempt: Exemptions,
+    pub(crate) per_method: bool,
+    pub(crate) shared: Option<String>,
+    pub(crate) combine: bool,
+    pub(crate) deduct_when: Option<Arc<StatusPredicate>>,
+    pub(crate) on_breach: Option<BreachHook>,
+    pub(crate) key: Option<KeyFunction>,
+}
+
+impl fmt::Debug for RoutePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let limits = match &self.limits {
+            None => "defaults".to_owned(),
+            Some(LimitSource::Text(t)) => t.clone(),
+            Some(LimitSource::Set(s)) => format!("{s:?}"),
+            Some(LimitSource::Dynamic(_)) => "dynamic".to_owned(),
+        };
+        f.debug_struct("RoutePolicy")
+            .field("limits", &limits)
+            .field("exempt", &self.exempt)
+            .field("per_method", &self.per_method)
+            .field("shared", &self.shared)
+            .field("combine", &self.combine)
+            .field("cost", &self.cost.is_some())
+            .field("deduct_when", &self.deduct_when.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoutePolicy {
+    /// A policy that uses the default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// This route's limits, replacing the defaults (unless [`RoutePolicy::combine_with_defaults`]).
+    pub fn limit(mut self, limits: &str) -> Self {
+        self.limits = Some(LimitSource::Text(limits.to_owned()));
+        self
+    }
+
+    /// This route's limits, already parsed.
+    pub fn limit_set(mut self, limits: LimitSet) -> Self {
+        self.limits = Some(LimitSource::Set(limits));
+        self
+    }
+
+    /// Limits chosen per request (tiers from the authenticated user), from sets parsed at
+    /// start-up with [`limit_set`](crate::limit_set).
+    pub fn dynamic(
+        mut self,
+        f: impl Fn(&RequestView<'_>) -> LimitSet + Send + Sync + 'static,
+    ) -> Self {
+        self.limits = Some(LimitSource::Dynamic(Arc::new(f)));
+        self
+    }
+
+    /// What a request costs (default 1), per request.
+    pub fn cost(mut self, f: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static) -> Self {
+        self.cost = Some(Arc::new(f));
+        self
+    }
+
+    /// Exempt from everything: never limited, never counted, not even by meta limits.
+    pub fn exempt(mut self) -> Self {
+        self.exempt.all = true;
+        self
+    }
+
+    /// Skip the default limits.
+    pub fn exempt_from_defaults(mut self) -> Self {
+        self.exempt.defaults = true;
+        self
+    }
+
+    /// Skip the application limits.
+    pub fn exempt_from_application(mut self) -> Self {
+        self.exempt.application = true;
+        self
+    }
+
+    /// Skip meta limits (neither gated nor counted).
+    pub fn exempt_from_meta(mut self) -> Self {
+        self.exempt.meta = true;
+        self
+    }
+
+    /// Separate counters per HTTP method (GET and POST of this route apart).
+    pub fn per_method(mut self) -> Self {
+        self.per_method = true;
+        self
+    }
+
+    /// Count this route's limits in a scope shared with every route that names it.
+    pub fn shared(mut self, scope: &str) -> Self {
+        self.shared = Some(scope.to_owned());
+        self
+    }
+
+    /// Apply the default limits as well as this route's.
+    pub fn combine_with_defaults(mut self) -> Self {
+        self.combine = true;
+        self
+    }
+
+    /// Conditional deduction: the cost is reserved with the decision and refunded by
+    /// [`Decision::complete`](crate::Decision::complete) when `counts(status)` is false.
+    pub fn deduct_when(mut self, counts: impl Fn(u16) -> bool + Send + Sync + 'static) -> Self {
+        self.deduct_when = Some(Arc::new(counts));
+        self
+    }
+
+    /// The response body when this route rejects a request.
+    pub fn on_breach(
+        mut self,
+        body: impl Fn(&Breach<'_>) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.on_breach = Some(Arc::new(body));
+        self
+    }
+
+    /// A key function for this route only.
+    pub fn key(mut self, key: KeyFunction) -> Self {
+        self.key = Some(key);
+        self
+    }
+}

@@ -1,0 +1,172 @@
+//! The small view of a request that an adapter fills in: no framework types.
+
+use core::{any::Any, fmt, net::IpAddr};
+
+/// Header lookup, case-insensitive, over whatever the framework stores.
+pub trait Headers: Sync {
+    /// The first value of header `name`.
+    fn get(&self, name: &str) -> Option<&str>;
+
+    /// Every value of header `name`, in order (several header lines, or one).
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        self.get(name).into_iter().collect()
+    }
+}
+
+fn first<'s>(pairs: impl Iterator<Item = (&'s str, &'s str)>, name: &str) -> Option<&'s str> {
+    pairs
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+fn all<'s>(pairs: impl Iterator<Item = (&'s str, &'s str)>, name: &str) -> Vec<&'s str> {
+    pairs
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+impl<const N: usize> Headers for [(&str, &str); N] {
+    fn get(&self, name: &str) -> Option<&str> {
+        first(self.iter().copied(), name)
+    }
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        all(self.iter().copied(), name)
+    }
+}
+
+impl Headers for Vec<(&str, &str)> {
+    fn get(&self, name: &str) -> Option<&str> {
+        first(self.iter().copied(), name)
+    }
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        all(self.iter().copied(), name)
+    }
+}
+
+impl Headers for Vec<(String, String)> {
+    fn get(&self, name: &str) -> Option<&str> {
+        first(self.iter().map(|(n, v)| (n.as_str(), v.as_str())), name)
+    }
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        all(self.iter().map(|(n, v)| (n.as_str(), v.as_str())), name)
+    }
+}
+
+/// No headers at all.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHeaders;
+
+impl Headers for NoHeaders {
+    fn get(&self, _: &str) -> Option<&str> {
+        None
+    }
+}
+
+/// What the limiter needs to know about a request.
+///
+/// ```
+/// use ratelimit_decision::RequestView;
+///
+/// let headers = [("X-API-Key", "k1")];
+/// let req = RequestView::new("POST", "/api/upload")
+///     .peer("203.0.113.7".parse().unwrap())
+///     .headers(&headers)
+///     .content_length(15 << 20);
+/// assert_eq!(req.header("x-api-key"), Some("k1"));
+/// ```
+#[derive(Clone, Copy)]
+pub struct RequestView<'a> {
+    method: &'a str,
+    route: &'a str,
+    peer: Option<IpAddr>,
+    headers: &'a dyn Headers,
+    content_length: Option<u64>,
+    extension: Option<&'a (dyn Any + Send + Sync)>,
+}
+
+impl fmt::Debug for RequestView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestView")
+            .field("method", &self.method)
+            .field("route", &self.route)
+            .field("peer", &self.peer)
+            .field("content_length", &self.content_length)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RequestView<'a> {
+    /// A request for `route` (the route's id or pattern, e.g. `/users/:id`, not the raw path).
+    pub fn new(method: &'a str, route: &'a str) -> Self {
+        Self {
+            method,
+            route,
+            peer: None,
+            headers: &NoHeaders,
+            content_length: None,
+            extension: None,
+        }
+    }
+
+    /// The peer address (the TCP connection's remote address).
+    pub fn peer(mut self, peer: IpAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// The request headers.
+    pub fn headers(mut self, headers: &'a dyn Headers) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// The declared body length.
+    pub fn content_length(mut self, len: u64) -> Self {
+        self.content_length = Some(len);
+        self
+    }
+
+    /// Something the application attached (an authenticated user, a tier), for key functions,
+    /// dynamic limits and costs to read with [`RequestView::extension_ref`].
+    pub fn extension(mut self, value: &'a (dyn Any + Send + Sync)) -> Self {
+        self.extension = Some(value);
+        self
+    }
+
+    /// The method, as sent.
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The route id.
+    pub fn route(&self) -> &'a str {
+        self.route
+    }
+
+    /// The peer address, if known.
+    pub fn peer_addr(&self) -> Option<IpAddr> {
+        self.peer
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers.get(name)
+    }
+
+    /// Every value of a header.
+    pub fn header_all(&self, name: &str) -> Vec<&'a str> {
+        self.headers.get_all(name)
+    }
+
+    /// The declared body length.
+    pub fn content_length_value(&self) -> Option<u64> {
+        self.content_length
+    }
+
+    /// The attached extension, if it is a `T`.
+    pub fn extension_ref<T: Any>(&self) -> Option<&'a T> {
+        self.extension.and_then(|e| (e as &dyn Any).downcast_ref())
+    }
+}
