@@ -134,10 +134,8 @@ pub(crate) fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> Vec<(Strin
         out.push((names.remaining.clone(), f.remaining.to_string()));
         out.push((names.reset.clone(), f.reset_epoch_secs.to_string()));
     }
-    if options.retry_after && f.rejected {
-        if let Some(secs) = f.retry_after_secs {
-            out.push((names.retry_after.clone(), secs.to_string()));
-        }
+    if let (true, true, Some(secs)) = (options.retry_after, f.rejected, f.retry_after_secs) {
+        out.push((names.retry_after.clone(), secs.to_string()));
     }
     if options.ietf {
         let mut policy = String::new();

@@ -12,10 +12,11 @@ type KeyFn = dyn Fn(&RequestView<'_>, Option<IpAddr>) -> String + Send + Sync;
 /// Who a request counts against. Identities are namespaced (`ip:`, `apikey:`, your own), so
 /// that an API key that looks like an address, or contains `:` or `/`, never shares a counter
 /// with anything else. An empty identity means "not limited" (and is logged).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub enum KeyFunction {
     /// The client address (`ip:203.0.113.7`), proxies resolved per the limiter's
     /// [`ProxyConfig`](crate::ProxyConfig). The default.
+    #[default]
     ClientIp,
     /// The value of a header, such as `X-API-Key`, under `namespace`; the client address when
     /// the header is absent or empty.
@@ -43,12 +44,6 @@ impl fmt::Debug for KeyFunction {
             }
             Self::Custom { namespace, .. } => write!(f, "Custom({namespace:?})"),
         }
-    }
-}
-
-impl Default for KeyFunction {
-    fn default() -> Self {
-        Self::ClientIp
     }
 }
 
