@@ -114,7 +114,8 @@ pub(crate) struct HeaderFacts<'a> {
     pub(crate) policies: &'a [Limit],
 }
 
-/// An sf-string: quoted, with `"` and `\` escaped.
+/// An sf-string: quoted, with `"` and `\` escaped (what the canonical limit form needs none of).
+#[cfg(test)]
 fn sf_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -138,18 +139,19 @@ pub(crate) fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> Vec<(Strin
         out.push((names.retry_after.clone(), secs.to_string()));
     }
     if options.ietf {
-        let mut policy = String::new();
+        // A limit's canonical form has no `"` or `\\`: it is an sf-string once quoted.
+        let mut policy = String::with_capacity(48 * f.policies.len());
         for (i, l) in f.policies.iter().enumerate() {
-            if i > 0 {
-                policy.push_str(", ");
-            }
-            sf_string(&mut policy, &l.to_string());
-            let _ = write!(policy, ";q={};w={}", l.amount(), l.window().as_secs());
+            let sep = if i > 0 { ", " } else { "" };
+            let _ = write!(
+                policy,
+                "{sep}\"{l}\";q={};w={}",
+                l.amount(),
+                l.window().as_secs()
+            );
         }
         out.push((names.policy.clone(), policy));
-        let mut current = String::new();
-        sf_string(&mut current, &f.limit.to_string());
-        let _ = write!(current, ";r={};t={}", f.remaining, f.reset_in_secs);
+        let current = format!("\"{}\";r={};t={}", f.limit, f.remaining, f.reset_in_secs);
         out.push((names.ratelimit.clone(), current));
     }
     out

@@ -375,7 +375,7 @@ impl Limiter {
             tracing::debug!(target: "ratelimit", route = req.route(), "empty key: request not limited");
             return Ok(Decision::free(Kind::Unlimited));
         };
-        let scoped = |scope: &str| identity.scoped(scope).scoped(&inner.prefix);
+        let scoped = |scope: &str| identity.under(&[&inner.prefix, scope]);
         let method_suffix = |base: String| {
             if policy.per_method {
                 format!("{base}:{}", req.method().to_ascii_uppercase())
@@ -428,7 +428,6 @@ impl Limiter {
             tracing::error!(target: "ratelimit", route = req.route(), error = %e, "rate-limit storage failed");
             DecisionError::Storage(e)
         })?;
-        let now = inner.clock.now();
         let statuses = &verdict.statuses;
         let deciding = if verdict.allowed {
             (0..charges.len())
@@ -461,7 +460,15 @@ impl Limiter {
                 limit: &limit,
                 remaining: status.remaining,
                 reset_epoch_secs: status.reset.as_secs_ceil(),
-                reset_in_secs: status.reset.saturating_duration_since(now).as_secs_ceil(),
+                // Only the IETF fields need the time: do not read the clock otherwise.
+                reset_in_secs: if inner.headers.ietf {
+                    status
+                        .reset
+                        .saturating_duration_since(inner.clock.now())
+                        .as_secs_ceil()
+                } else {
+                    0
+                },
                 retry_after_secs: retry_after,
                 rejected,
                 policies: &policies,

@@ -61,6 +61,34 @@ impl EntryLog for VecLog {
     }
 }
 
+/// FNV-1a over the registry keys: (strategy, limit) pairs come from configuration, not from
+/// clients, so a fast unkeyed hash is safe here and saves a SipHash per charge.
+#[derive(Clone, Copy, Debug, Default)]
+struct RegistryHasher(u64);
+
+impl core::hash::Hasher for RegistryHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Registry = HashMap<
+    (StrategyKind, Limit),
+    Arc<dyn AnyTable>,
+    core::hash::BuildHasherDefault<RegistryHasher>,
+>;
+
 pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock + Send + Sync>,
     pub(crate) fingerprinter: Fingerprinter,
@@ -69,7 +97,7 @@ pub(crate) struct Inner {
     max_keys: usize,
     max_log_entries: u64,
     sweep_every: Duration,
-    tables: RwLock<HashMap<(StrategyKind, Limit), Arc<dyn AnyTable>>>,
+    tables: RwLock<Registry>,
 }
 
 impl core::fmt::Debug for Inner {
@@ -207,7 +235,7 @@ impl MemoryStorageBuilder {
                 max_keys: self.max_keys,
                 max_log_entries: self.max_log_entries,
                 sweep_every: self.sweep_every,
-                tables: RwLock::new(HashMap::new()),
+                tables: RwLock::new(Registry::default()),
             }),
         }
     }

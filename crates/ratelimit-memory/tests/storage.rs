@@ -136,7 +136,13 @@ async fn batches_are_all_or_nothing() {
             "the gate charges nothing"
         );
     }
-    assert!(store.hit(core::slice::from_ref(&gate)).await.unwrap().allowed);
+    assert!(
+        store
+            .hit(core::slice::from_ref(&gate))
+            .await
+            .unwrap()
+            .allowed
+    );
     let breaches = [charge(&meta, "2 per minute", StrategyKind::FixedWindow, 2)];
     assert!(store.hit(&breaches).await.unwrap().allowed);
     let shut = store.hit(&gated).await.unwrap();
