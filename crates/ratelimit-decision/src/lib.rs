@@ -68,6 +68,27 @@
 //! # }).unwrap();
 //! ```
 //!
+//! ## Section by section
+//!
+//! | seed section | here |
+//! |---|---|
+//! | limit strings, `default_limits` | [`LimiterBuilder::default_limits`] (counted per route), parsed by `build()` |
+//! | `application_limits` | [`LimiterBuilder::application_limits`] (one counter per client) |
+//! | `@limiter.limit("5 per minute")` | [`LimiterBuilder::route`] + [`RoutePolicy::limit`]; [`LimiterBuilder::route_method`] for one method |
+//! | `@limiter.exempt`, `exempt_when` | [`RoutePolicy::exempt`], `exempt_from_defaults/application/meta` |
+//! | `per_method=True` | [`RoutePolicy::per_method`] |
+//! | `shared_limit(scope=...)` | [`RoutePolicy::shared`] |
+//! | `key_func`, `get_remote_address` | [`KeyFunction`] (namespaced: `ip:`, `apikey:`, yours) |
+//! | `ProxyFix` / `X-Forwarded-For` | [`LimiterBuilder::trusted_proxies`] (never trusted by default) |
+//! | dynamic limits (callables) | [`RoutePolicy::dynamic`] over sets parsed once with [`limit_set`] |
+//! | `cost=` | [`RoutePolicy::cost`] |
+//! | `deduct_when=` | [`RoutePolicy::deduct_when`] + [`Decision::complete`] |
+//! | `meta_limits` | [`LimiterBuilder::meta_limits`] |
+//! | `storage_uri`, `strategy` | [`LimiterBuilder::storage_uri`] / [`LimiterBuilder::storage`], [`LimiterBuilder::strategy`] |
+//! | `headers_enabled`, `header_name_mapping` | [`HeaderOptions`] ([`HeaderOptions::rename`]) |
+//! | `on_breach`, 429 body | [`RoutePolicy::on_breach`], [`LimiterBuilder::on_breach`], [`Decision::body`] |
+//! | `swallow_errors` | storage errors come back as [`DecisionError`]; the fallback store adds the other modes |
+//!
 //! # Where this differs from Flask-Limiter, on purpose
 //!
 //! - **One atomic batch.** Application, route (or default) and meta limits of a request are
@@ -105,3 +126,9 @@ pub use key::KeyFunction;
 pub use limiter::{KNOWN_SCHEMES, Limiter, LimiterBuilder, storage_from_uri};
 pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
 pub use request::{Headers, NoHeaders, RequestView};
+
+/// The README's examples (they use this crate and the ones below it), compiled and run as
+/// doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

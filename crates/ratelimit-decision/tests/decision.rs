@@ -127,6 +127,39 @@ fn exempt_routes_are_never_limited_nor_counted() {
 }
 
 #[test]
+fn partial_exemptions_skip_only_what_they_name() {
+    let (limiter, _) = build(
+        Limiter::builder()
+            .default_limits("1 per minute")
+            .application_limits("3 per minute")
+            .meta_limits("3 per minute")
+            .route("/no-defaults", RoutePolicy::new().exempt_from_defaults())
+            .route(
+                "/no-app",
+                RoutePolicy::new()
+                    .limit("10 per minute")
+                    .exempt_from_application(),
+            )
+            .route(
+                "/no-meta",
+                RoutePolicy::new().limit("10 per minute").exempt_from_meta(),
+            ),
+    );
+    // Without the defaults, only the application limit (3) applies.
+    assert_eq!(allowed(&limiter, &get("/no-defaults"), 5), 3);
+    // The application limit is spent, but this route does not use it (two breaches so far).
+    assert_eq!(allowed(&limiter, &get("/no-app"), 11), 10);
+    // The third breach exhausts the meta limit: other routes are shut, the exempt one is not.
+    assert_eq!(check(&limiter, &get("/other")).scope(), Some(Scope::Meta));
+    let d = check(&limiter, &get("/no-meta"));
+    assert_eq!(
+        d.scope(),
+        Some(Scope::Application),
+        "not gated by meta: only the spent app limit"
+    );
+}
+
+#[test]
 fn per_method_policies_count_apart() {
     let (limiter, _) = build(Limiter::builder().route(
         "/items",

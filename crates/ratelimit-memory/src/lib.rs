@@ -53,8 +53,3 @@ pub use clock::FastClock;
 pub use limiter::{KeyedLimiter, NeverAllowed};
 pub use sleep::{AsyncIoSleep, Sleep, SleepFuture};
 pub use store::{MemoryStorage, MemoryStorageBuilder, SCHEMES, VecLog};
-
-/// The README's examples (they use this crate and the ones below it), compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
