@@ -1,1 +1,233 @@
-//! Examples live beside this file; run one with `cargo run --example NAME`.
+//! The seed article's application, shared by `examples/seed_tour.rs`, `examples/quickstart.rs`
+//! and the HTTP tests: one route per snippet of the article.
+//!
+//! | route | limit |
+//! |---|---|
+//! | `GET /api/data`, `GET /api/status` | defaults: `200 per day; 50 per hour`, per route |
+//! | `POST /auth/login` | `5 per minute` |
+//! | `GET /api/search` | `30 per minute` |
+//! | `GET /api/feed` | `100 per minute` |
+//! | `GET /health` | exempt from everything |
+//! | `GET /api/generate` | per API key tier: `basic-key` 100, `premium-key` 500, else 20 per minute |
+//! | `POST /api/upload` | `100 per minute`, cost 5 above 10 MiB |
+//! | `GET /api/process` | `10 per minute`, only 200s count (`?fail=1` answers 400) |
+//! | `GET /api/expensive` | `10 per minute`, its own 429 body |
+//!
+//! Everywhere: meta limits `5 per minute`, both header families, key `apikey:<X-API-Key>` or
+//! `ip:<client>`, and the 429 body `{"error": "Rate limit exceeded", "message": "<limit>",
+//! "retry_after": N}`.
+
+use std::sync::Arc;
+
+use ratelimit_core::{Clock, StrategyKind};
+use ratelimit_decision::{
+    ConfigError, ForwardedHeader, HeaderOptions, KeyFunction, Limiter, RoutePolicy, limit_set,
+};
+use ratelimit_tide::RateLimit;
+
+/// The seed tour's configuration, normally from the environment.
+#[derive(Clone, Default)]
+pub struct SeedConfig {
+    /// `REDIS_URL`: the store (memory when unset).
+    pub redis_url: Option<String>,
+    /// `RATELIMIT_STRATEGY` (default `fixed-window`).
+    pub strategy: Option<StrategyKind>,
+    /// `TRUSTED_PROXY_HOPS` (default 0).
+    pub trusted_hops: usize,
+    /// `RATELIMIT_FALLBACK`: in-memory fallback limits for when Redis is down.
+    pub fallback: Option<String>,
+    /// The clock (tests use a manual one); the system clock when unset.
+    pub clock: Option<Arc<dyn Clock + Send + Sync>>,
+}
+
+impl core::fmt::Debug for SeedConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SeedConfig")
+            .field("redis_url", &self.redis_url)
+            .field("strategy", &self.strategy)
+            .field("trusted_hops", &self.trusted_hops)
+            .field("fallback", &self.fallback)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SeedConfig {
+    /// Reads `REDIS_URL`, `RATELIMIT_STRATEGY`, `TRUSTED_PROXY_HOPS`, `RATELIMIT_FALLBACK`.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let strategy = match var("RATELIMIT_STRATEGY") {
+            None => None,
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|e| format!("RATELIMIT_STRATEGY={s:?}: {e}"))?,
+            ),
+        };
+        let trusted_hops = match var("TRUSTED_PROXY_HOPS") {
+            None => 0,
+            Some(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("TRUSTED_PROXY_HOPS={s:?}: not a number"))?,
+        };
+        Ok(Self {
+            redis_url: var("REDIS_URL"),
+            strategy,
+            trusted_hops,
+            fallback: var("RATELIMIT_FALLBACK"),
+            clock: None,
+        })
+    }
+}
+
+/// The seed's 429 body, for every route without its own.
+fn breach_body(b: &ratelimit_decision::Breach<'_>) -> String {
+    let retry = b
+        .retry_after
+        .map_or_else(|| "null".to_owned(), |s| s.to_string());
+    format!(
+        "{{\"error\": \"Rate limit exceeded\", \"message\": \"{}\", \"retry_after\": {retry}}}",
+        b.limit
+    )
+}
+
+/// The seed's limiter.
+pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
+    let (free, basic, premium) = (
+        limit_set("20 per minute")?,
+        limit_set("100 per minute")?,
+        limit_set("500 per minute")?,
+    );
+    if let Some(fallback) = &config.fallback {
+        // Validated now; the fallback store that uses it is its own crate (not built yet).
+        limit_set(fallback)?;
+        tracing::warn!(target: "ratelimit", "RATELIMIT_FALLBACK is set but no fallback store is built in yet");
+    }
+    let mut builder = Limiter::builder()
+        .default_limits("200 per day; 50 per hour")
+        .meta_limits("5 per minute")
+        .strategy(config.strategy.unwrap_or(StrategyKind::FixedWindow))
+        .key_function(KeyFunction::header_or_ip("X-API-Key", "apikey"))
+        .trusted_proxies(config.trusted_hops, ForwardedHeader::XForwardedFor)
+        .headers(HeaderOptions::all())
+        .on_breach(breach_body)
+        .route("/auth/login", RoutePolicy::new().limit("5 per minute"))
+        .route("/api/search", RoutePolicy::new().limit("30 per minute"))
+        .route("/api/feed", RoutePolicy::new().limit("100 per minute"))
+        .route("/health", RoutePolicy::new().exempt())
+        .route(
+            "/api/generate",
+            RoutePolicy::new().dynamic(move |req| match req.header("X-API-Key") {
+                Some("basic-key") => basic.clone(),
+                Some("premium-key") => premium.clone(),
+                _ => free.clone(),
+            }),
+        )
+        .route(
+            "/api/upload",
+            RoutePolicy::new().limit("100 per minute").cost(|req| {
+                if req.content_length_value().unwrap_or(0) > 10 << 20 {
+                    5
+                } else {
+                    1
+                }
+            }),
+        )
+        .route(
+            "/api/process",
+            RoutePolicy::new()
+                .limit("10 per minute")
+                .deduct_when(|status| status == 200),
+        )
+        .route(
+            "/api/expensive",
+            RoutePolicy::new().limit("10 per minute").on_breach(|b| {
+                format!(
+                    "{{\"error\": \"Rate limit exceeded\", \"limit\": \"{}\"}}",
+                    b.limit
+                )
+            }),
+        );
+    if let Some(url) = &config.redis_url {
+        builder = builder.storage_uri(url);
+    }
+    if let Some(clock) = &config.clock {
+        builder = builder.clock(Arc::clone(clock));
+    }
+    builder.build()
+}
+
+fn json(body: &str) -> tide::Response {
+    let mut res = tide::Response::new(200);
+    res.set_body(body.to_owned());
+    res.set_content_type(tide::http::mime::JSON);
+    res
+}
+
+/// The seed tour application.
+pub fn seed_app(config: &SeedConfig) -> Result<tide::Server<()>, ConfigError> {
+    let limits = RateLimit::new(seed_limiter(config)?);
+    let mut app = tide::new();
+    app.with(limits.clone());
+    limits
+        .at(&mut app, "/api/data")
+        .get(|_| async { Ok(json("{\"data\": [1, 2, 3]}")) });
+    limits
+        .at(&mut app, "/api/status")
+        .get(|_| async { Ok(json("{\"status\": \"ok\"}")) });
+    limits
+        .at(&mut app, "/auth/login")
+        .post(|_| async { Ok(json("{\"token\": \"example\"}")) });
+    limits
+        .at(&mut app, "/api/search")
+        .get(|_| async { Ok(json("{\"results\": []}")) });
+    limits
+        .at(&mut app, "/api/feed")
+        .get(|_| async { Ok(json("{\"items\": []}")) });
+    limits
+        .at(&mut app, "/health")
+        .get(|_| async { Ok(json("{\"status\": \"healthy\"}")) });
+    limits
+        .at(&mut app, "/api/generate")
+        .get(|_| async { Ok(json("{\"generated\": true}")) });
+    limits
+        .at(&mut app, "/api/upload")
+        .post(|mut req: tide::Request<()>| async move {
+            let body = req.body_bytes().await?;
+            Ok(json(&format!("{{\"uploaded\": {}}}", body.len())))
+        });
+    limits
+        .at(&mut app, "/api/process")
+        .get(|req: tide::Request<()>| async move {
+            if req
+                .url()
+                .query_pairs()
+                .any(|(k, v)| k == "fail" && v == "1")
+            {
+                let mut res = json("{\"error\": \"processing failed\"}");
+                res.set_status(400);
+                return Ok(res);
+            }
+            Ok(json("{\"processed\": true}"))
+        });
+    limits
+        .at(&mut app, "/api/expensive")
+        .get(|_| async { Ok(json("{\"result\": \"expensive\"}")) });
+    Ok(app)
+}
+
+/// Starts `app` on `127.0.0.1:0` in a background task and returns its base URL.
+pub async fn serve_on_free_port(app: tide::Server<()>) -> std::io::Result<String> {
+    use tide::listener::Listener;
+    let mut listener = app.bind("127.0.0.1:0").await?;
+    let url = listener
+        .info()
+        .first()
+        .map(|i| i.connection().to_owned())
+        .ok_or_else(|| std::io::Error::other("the listener reports no address"))?;
+    async_std::task::spawn(async move {
+        if let Err(e) = listener.accept().await {
+            tracing::error!("server stopped: {e}");
+        }
+    });
+    Ok(url)
+}

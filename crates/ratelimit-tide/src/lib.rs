@@ -1,0 +1,198 @@
+//! Tide middleware for the `ratelimit-*` crates: every request goes through the Decision API of
+//! `ratelimit-decision`; rejections become `429 Too Many Requests` with the configured body and
+//! `Retry-After`; rate-limit headers go on every response; conditional deduction is completed
+//! from the response status.
+//!
+//! # Routes
+//!
+//! Tide does not tell an application-level middleware which route matched, but limits are per
+//! route. [`RateLimit::at`] therefore registers a route twice: with Tide, and in the
+//! middleware's own registry, a [`route_recognizer`] router (the crate Tide routes with, so both
+//! match a path to the same pattern). The middleware names each request by its pattern
+//! (`/users/:id`, not `/users/42`), which keeps per-route counters bounded and lets route policies
+//! be configured by pattern. A request whose path matches no registered pattern (a route added
+//! with plain `app.at`, or a 404) is counted under the catch-all route `*`: it cannot escape the
+//! default limits by accident, and clients cannot mint a fresh counter per path. Each request
+//! costs one decision, so one storage round trip (plus one to count a breach toward meta limits).
+//!
+//! # Example
+//!
+//! ```
+//! use ratelimit_decision::{Limiter, RoutePolicy};
+//! use ratelimit_tide::RateLimit;
+//!
+//! # fn main() -> Result<(), Box<dyn core::error::Error>> {
+//! let limiter = Limiter::builder()
+//!     .default_limits("200 per day; 50 per hour")
+//!     .route("/auth/login", RoutePolicy::new().limit("5 per minute"))
+//!     .route("/health", RoutePolicy::new().exempt())
+//!     .build()?;
+//! let limits = RateLimit::new(limiter);
+//! let mut app = tide::new();
+//! app.with(limits.clone());
+//! limits.at(&mut app, "/auth/login").post(|_| async { Ok("welcome") });
+//! limits.at(&mut app, "/health").get(|_| async { Ok("ok") });
+//! limits.at(&mut app, "/users/:id").get(|_| async { Ok("a user") });
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Errors
+//!
+//! When the store fails, the request is answered `503 Service Unavailable` (and logged); the
+//! fallback store (`ratelimit-fallback`) is how to keep serving through a storage outage.
+//!
+//! # Feature flags
+//!
+//! None.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+use core::{fmt, net::SocketAddr};
+use std::sync::{Arc, RwLock};
+
+use ratelimit_decision::{Headers, Limiter, RequestView};
+use route_recognizer::Router;
+use tide::{Middleware, Next, Request, Response, StatusCode};
+
+/// The route id of requests that match no registered pattern.
+pub const CATCH_ALL: &str = "*";
+
+/// The rate-limiting middleware, and the registry of its routes. Cheap to clone: clones share
+/// the limiter and the registry.
+#[derive(Clone)]
+pub struct RateLimit {
+    limiter: Limiter,
+    routes: Arc<RwLock<Router<String>>>,
+}
+
+impl fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimit {
+    /// Middleware deciding with `limiter`.
+    pub fn new(limiter: Limiter) -> Self {
+        Self {
+            limiter,
+            routes: Arc::new(RwLock::new(Router::new())),
+        }
+    }
+
+    /// The limiter.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// Registers `pattern` with Tide (returned, to add endpoints to) and with this middleware,
+    /// so that its requests are limited under the route id `pattern`.
+    pub fn at<'a, State: Clone + Send + Sync + 'static>(
+        &self,
+        app: &'a mut tide::Server<State>,
+        pattern: &str,
+    ) -> tide::Route<'a, State> {
+        self.register(pattern);
+        app.at(pattern)
+    }
+
+    /// Registers a pattern without touching Tide (for routes added some other way).
+    pub fn register(&self, pattern: &str) {
+        let mut routes = self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        routes.add(pattern, pattern.to_owned());
+    }
+
+    /// The route id of a request path: its registered pattern, or [`CATCH_ALL`].
+    pub fn route_of(&self, path: &str) -> String {
+        let routes = self
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        routes
+            .recognize(path)
+            .map_or_else(|_| CATCH_ALL.to_owned(), |m| (*m.handler).clone())
+    }
+}
+
+/// Tide's headers, as the Decision API reads them.
+struct TideHeaders<'a>(&'a tide::http::Headers);
+
+impl Headers for TideHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .and_then(|values| values.iter().next())
+            .map(|v| v.as_str())
+    }
+
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .get(name)
+            .map(|values| values.iter().map(|v| v.as_str()).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn json(status: StatusCode, body: &str) -> Response {
+    let mut res = Response::new(status);
+    res.set_body(body.to_owned());
+    res.set_content_type(tide::http::mime::JSON);
+    res
+}
+
+#[tide::utils::async_trait]
+impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
+    async fn handle(&self, req: Request<State>, next: Next<'_, State>) -> tide::Result {
+        let route = self.route_of(req.url().path());
+        let method = req.method().to_string();
+        let decision = {
+            let headers = TideHeaders(req.as_ref());
+            let mut view = RequestView::new(&method, &route).headers(&headers);
+            if let Some(peer) = req.peer_addr().and_then(|p| p.parse::<SocketAddr>().ok()) {
+                view = view.peer(peer.ip());
+            }
+            if let Some(len) = req.len().map(|l| l as u64).or_else(|| {
+                req.header("content-length")
+                    .and_then(|v| v.as_str().trim().parse().ok())
+            }) {
+                view = view.content_length(len);
+            }
+            self.limiter.check(&view).await
+        };
+        let decision = match decision {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(target: "ratelimit", route = %route, error = %e, "rate limiting unavailable");
+                return Ok(json(
+                    StatusCode::ServiceUnavailable,
+                    "{\"error\": \"rate limiting unavailable\"}",
+                ));
+            }
+        };
+        if !decision.is_allowed() {
+            let mut res = json(StatusCode::TooManyRequests, decision.body().unwrap_or("{}"));
+            for (name, value) in decision.headers() {
+                res.insert_header(name.as_str(), value.as_str());
+            }
+            return Ok(res);
+        }
+        let headers = decision.headers().to_vec();
+        let mut res = next.run(req).await;
+        if decision.is_conditional() {
+            let status = u16::from(res.status());
+            if let Err(e) = decision.complete(status).await {
+                tracing::error!(target: "ratelimit", route = %route, error = %e, "could not refund a conditional charge");
+            }
+        }
+        for (name, value) in headers {
+            res.insert_header(name.as_str(), value.as_str());
+        }
+        Ok(res)
+    }
+}

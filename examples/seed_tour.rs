@@ -1,0 +1,21 @@
+//! The seed article's application, one route per snippet, on `127.0.0.1:$PORT` (default 8080).
+//!
+//! Run with `cargo run --example seed_tour`; configure with `REDIS_URL` (memory when unset),
+//! `RATELIMIT_STRATEGY` (fixed-window), `TRUSTED_PROXY_HOPS` (0), `RATELIMIT_FALLBACK`.
+//! Try `curl -i localhost:8080/api/data`, or six `curl -i -X POST localhost:8080/auth/login`.
+
+use ratelimit_examples::{SeedConfig, seed_app};
+
+fn main() -> Result<(), Box<dyn core::error::Error>> {
+    let config = SeedConfig::from_env()?;
+    let app = seed_app(&config)?;
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p
+            .parse()
+            .map_err(|_| format!("PORT={p:?}: not a port number"))?,
+        Err(_) => 8080,
+    };
+    println!("seed tour on http://127.0.0.1:{port} ({config:?})");
+    async_std::task::block_on(app.listen(("127.0.0.1", port)))?;
+    Ok(())
+}

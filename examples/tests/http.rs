@@ -1,0 +1,271 @@
+//! The seed tour over real HTTP: a Tide server on `127.0.0.1:0`, requests from `surf`.
+
+use std::sync::Arc;
+
+use ratelimit_core::{ManualClock, Timestamp};
+use ratelimit_examples::{SeedConfig, seed_app, serve_on_free_port};
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A server on a manual clock (nothing in these tests waits for time to pass).
+async fn server(trusted_hops: usize) -> String {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
+    let config = SeedConfig {
+        trusted_hops,
+        clock: Some(clock),
+        ..SeedConfig::default()
+    };
+    serve_on_free_port(seed_app(&config).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn send(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Reply {
+    // A fresh client per request: async-h1's pooled client misreads a reused connection.
+    let client = surf::Client::new();
+    let url = format!("{base}{path}");
+    let mut req = match method {
+        "POST" => client.post(&url),
+        _ => client.get(&url),
+    };
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    req = req.body(surf::Body::from_bytes(body.unwrap_or_default()));
+    let mut res = req.await.unwrap();
+    let headers = res
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_str().to_owned()))
+        .collect();
+    let body = res.body_string().await.unwrap();
+    Reply {
+        status: res.status().into(),
+        headers,
+        body,
+    }
+}
+
+async fn get(base: &str, path: &str) -> Reply {
+    send(base, "GET", path, &[], None).await
+}
+
+#[test]
+fn every_route_answers_with_its_limit() {
+    async_std::task::block_on(async {
+        let base = server(0).await;
+        for (method, path, limit, body) in [
+            ("GET", "/api/data", "50", "{\"data\": [1, 2, 3]}"),
+            ("GET", "/api/status", "50", "{\"status\": \"ok\"}"),
+            ("POST", "/auth/login", "5", "{\"token\": \"example\"}"),
+            ("GET", "/api/search", "30", "{\"results\": []}"),
+            ("GET", "/api/feed", "100", "{\"items\": []}"),
+            ("GET", "/api/generate", "20", "{\"generated\": true}"),
+            ("POST", "/api/upload", "100", "{\"uploaded\": 0}"),
+            ("GET", "/api/process", "10", "{\"processed\": true}"),
+            ("GET", "/api/expensive", "10", "{\"result\": \"expensive\"}"),
+        ] {
+            let r = send(&base, method, path, &[], None).await;
+            assert_eq!((r.status, r.body.as_str()), (200, body), "{method} {path}");
+            assert_eq!(
+                r.header("X-RateLimit-Limit"),
+                Some(limit),
+                "{method} {path}"
+            );
+        }
+        let health = get(&base, "/health").await;
+        assert_eq!(
+            (health.status, health.header("X-RateLimit-Limit")),
+            (200, None)
+        );
+        for (key, limit) in [
+            ("basic-key", "100"),
+            ("premium-key", "500"),
+            ("other", "20"),
+        ] {
+            let r = send(&base, "GET", "/api/generate", &[("X-API-Key", key)], None).await;
+            assert_eq!(r.header("X-RateLimit-Limit"), Some(limit), "tier of {key}");
+        }
+        assert_eq!(get(&base, "/nowhere").await.status, 404);
+    });
+}
+
+#[test]
+fn headers_on_200_and_429() {
+    async_std::task::block_on(async {
+        let base = server(0).await;
+        let first = send(&base, "POST", "/auth/login", &[], None).await;
+        assert_eq!(first.header("X-RateLimit-Remaining"), Some("4"));
+        assert_eq!(
+            first.header("RateLimit-Policy"),
+            Some("\"5 per 1 minute\";q=5;w=60")
+        );
+        assert_eq!(
+            first.header("RateLimit"),
+            Some("\"5 per 1 minute\";r=4;t=60")
+        );
+        assert_eq!(first.header("Retry-After"), None);
+        for _ in 0..4 {
+            assert_eq!(
+                send(&base, "POST", "/auth/login", &[], None).await.status,
+                200
+            );
+        }
+        let sixth = send(&base, "POST", "/auth/login", &[], None).await;
+        assert_eq!(sixth.status, 429);
+        assert_eq!(sixth.header("Retry-After"), Some("60"));
+        assert_eq!(sixth.header("X-RateLimit-Remaining"), Some("0"));
+        assert_eq!(sixth.header("X-RateLimit-Reset"), Some("1700000060"));
+        assert_eq!(sixth.header("Content-Type"), Some("application/json"));
+        assert_eq!(
+            sixth.body,
+            "{\"error\": \"Rate limit exceeded\", \"message\": \"5 per 1 minute\", \"retry_after\": 60}"
+        );
+        for _ in 0..10 {
+            get(&base, "/api/expensive").await;
+        }
+        let expensive = get(&base, "/api/expensive").await;
+        assert_eq!(expensive.status, 429);
+        assert_eq!(
+            expensive.body,
+            "{\"error\": \"Rate limit exceeded\", \"limit\": \"10 per 1 minute\"}"
+        );
+    });
+}
+
+#[test]
+fn meta_limits_span_routes_and_health_is_exempt() {
+    async_std::task::block_on(async {
+        let base = server(0).await;
+        let statuses = {
+            let mut v = Vec::new();
+            for _ in 0..10 {
+                v.push(send(&base, "POST", "/auth/login", &[], None).await.status);
+            }
+            v
+        };
+        assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429, 429, 429]);
+        let shut = get(&base, "/api/data").await;
+        assert_eq!(shut.status, 429, "five breaches: shut out of every route");
+        assert_eq!(
+            shut.body,
+            "{\"error\": \"Rate limit exceeded\", \"message\": \"5 per 1 minute\", \"retry_after\": 60}"
+        );
+        let other = send(
+            &base,
+            "GET",
+            "/api/data",
+            &[("X-API-Key", "someone-else")],
+            None,
+        )
+        .await;
+        assert_eq!(other.status, 200, "another identity is unaffected");
+        for i in 0..1000 {
+            let h = get(&base, "/health").await;
+            assert_eq!(h.status, 200, "health check {i}");
+            assert_eq!(h.header("X-RateLimit-Limit"), None);
+        }
+    });
+}
+
+#[test]
+fn forwarded_for_only_through_trusted_hops() {
+    async_std::task::block_on(async {
+        let spoof = |ip: &'static str| [("X-Forwarded-For", ip)];
+        let direct = server(0).await;
+        for i in 0..5 {
+            let h = spoof(if i % 2 == 0 { "1.1.1.1" } else { "2.2.2.2" });
+            assert_eq!(
+                send(&direct, "POST", "/auth/login", &h, None).await.status,
+                200
+            );
+        }
+        let h = spoof("3.3.3.3");
+        assert_eq!(
+            send(&direct, "POST", "/auth/login", &h, None).await.status,
+            429,
+            "0 hops: ignored"
+        );
+        let proxied = server(1).await;
+        for ip in ["1.1.1.1", "2.2.2.2"] {
+            let h = spoof(ip);
+            let statuses = {
+                let mut v = Vec::new();
+                for _ in 0..6 {
+                    v.push(send(&proxied, "POST", "/auth/login", &h, None).await.status);
+                }
+                v
+            };
+            assert_eq!(
+                statuses,
+                [200, 200, 200, 200, 200, 429],
+                "1 hop: {ip} has its own counter"
+            );
+        }
+    });
+}
+
+#[test]
+fn uploads_and_conditional_deduction() {
+    async_std::task::block_on(async {
+        let base = server(0).await;
+        let big = send(&base, "POST", "/api/upload", &[], Some(vec![0; 15 << 20])).await;
+        assert_eq!(big.status, 200);
+        assert_eq!(big.body, format!("{{\"uploaded\": {}}}", 15 << 20));
+        assert_eq!(
+            big.header("X-RateLimit-Remaining"),
+            Some("95"),
+            "a 15 MiB upload costs 5"
+        );
+        let small = send(&base, "POST", "/api/upload", &[], Some(vec![0; 1024])).await;
+        assert_eq!(small.header("X-RateLimit-Remaining"), Some("94"));
+        for _ in 0..20 {
+            assert_eq!(
+                get(&base, "/api/process?fail=1").await.status,
+                400,
+                "400s never count"
+            );
+        }
+        let mut ok = 0;
+        for _ in 0..11 {
+            ok += usize::from(get(&base, "/api/process").await.status == 200);
+        }
+        assert_eq!(ok, 10);
+    });
+}
+
+#[test]
+fn sixty_four_concurrent_clients_get_exactly_five_logins() {
+    async_std::task::block_on(async {
+        let base = server(0).await;
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let base = base.clone();
+                async_std::task::spawn(async move {
+                    send(&base, "POST", "/auth/login", &[], None).await.status
+                })
+            })
+            .collect();
+        let statuses = futures::future::join_all(tasks).await;
+        assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 5);
+        assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 59);
+    });
+}
