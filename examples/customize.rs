@@ -38,7 +38,11 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
             .default_limits("100 per hour")
             .headers(HeaderOptions::default().rename("X-RateLimit-Remaining", "X-Quota-Left"))
             .build()?;
-        for (name, value) in limiter.check(&RequestView::new("GET", "/").peer(peer)).await?.headers() {
+        for (name, value) in limiter
+            .check(&RequestView::new("GET", "/").peer(peer))
+            .await?
+            .headers()
+        {
             println!("{name}: {value}");
         }
 
@@ -46,16 +50,23 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
         let limiter = Limiter::builder()
             .default_limits("2 per minute")
             .key_function(KeyFunction::custom("user", |req, _ip| {
-                req.header("Authorization").and_then(|a| a.strip_prefix("User ")).unwrap_or("").to_owned()
+                req.header("Authorization")
+                    .and_then(|a| a.strip_prefix("User "))
+                    .unwrap_or("")
+                    .to_owned()
             }))
             .build()?;
         for user in ["User alice", "User alice", "User alice", "User bob", ""] {
             let headers = [("Authorization", user)];
-            let d = limiter.check(&RequestView::new("GET", "/").peer(peer).headers(&headers)).await?;
+            let d = limiter
+                .check(&RequestView::new("GET", "/").peer(peer).headers(&headers))
+                .await?;
             println!("{user:<12} -> {:?}", d.kind());
         }
 
-        println!("\n== Trusted proxies: X-Forwarded-For: 6.6.6.6, 198.51.100.7 from peer 10.0.0.1 ==");
+        println!(
+            "\n== Trusted proxies: X-Forwarded-For: 6.6.6.6, 198.51.100.7 from peer 10.0.0.1 =="
+        );
         let headers = [("X-Forwarded-For", "6.6.6.6, 198.51.100.7")];
         for hops in [0, 1, 2] {
             let limiter = Limiter::builder()
@@ -63,7 +74,10 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
                 .trusted_proxies(hops, ForwardedHeader::XForwardedFor)
                 .build()?;
             let req = RequestView::new("GET", "/").peer(peer).headers(&headers);
-            println!("{hops} trusted hops -> client {:?}", limiter.client_ip(&req));
+            println!(
+                "{hops} trusted hops -> client {:?}",
+                limiter.client_ip(&req)
+            );
         }
         Ok(())
     })
