@@ -51,7 +51,7 @@ pub struct Decision {
     pub(crate) remaining: u64,
     pub(crate) reset: Timestamp,
     pub(crate) retry_after: Option<u64>,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(Arc<str>, String)>,
     pub(crate) body: Option<String>,
     pub(crate) pending: Option<Pending>,
 }
@@ -123,8 +123,13 @@ impl Decision {
     }
 
     /// The headers to set on the response (names as configured).
-    pub fn headers(&self) -> &[(String, String)] {
+    pub fn headers(&self) -> &[(Arc<str>, String)] {
         &self.headers
+    }
+
+    /// Takes the headers out (an adapter that copies them onto its response needs no clone).
+    pub fn take_headers(&mut self) -> Vec<(Arc<str>, String)> {
+        core::mem::take(&mut self.headers)
     }
 
     /// On a rejection: the response body (a route's or the limiter's breach hook, else the

@@ -1,24 +1,26 @@
 //! Rate-limit response headers: `X-RateLimit-*`, `Retry-After`, and the IETF draft fields.
 
 use core::fmt::Write as _;
+use std::sync::Arc;
 
 use ratelimit_core::Limit;
 
-/// The header names, each remappable (Flask-Limiter's `header_name_mapping`).
+/// The header names, each remappable (Flask-Limiter's `header_name_mapping`). Shared, not
+/// copied, into every decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderNames {
     /// Default `X-RateLimit-Limit`.
-    pub limit: String,
+    pub limit: Arc<str>,
     /// Default `X-RateLimit-Remaining`.
-    pub remaining: String,
+    pub remaining: Arc<str>,
     /// Default `X-RateLimit-Reset`.
-    pub reset: String,
+    pub reset: Arc<str>,
     /// Default `Retry-After`.
-    pub retry_after: String,
+    pub retry_after: Arc<str>,
     /// Default `RateLimit-Policy`.
-    pub policy: String,
+    pub policy: Arc<str>,
     /// Default `RateLimit`.
-    pub ratelimit: String,
+    pub ratelimit: Arc<str>,
 }
 
 impl Default for HeaderNames {
@@ -96,7 +98,7 @@ impl HeaderOptions {
             &mut n.ratelimit,
         ] {
             if name.eq_ignore_ascii_case(from) {
-                *name = to.to_owned();
+                *name = to.into();
             }
         }
         self
@@ -127,7 +129,7 @@ fn sf_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-pub(crate) fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> Vec<(String, String)> {
+pub(crate) fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> Vec<(Arc<str>, String)> {
     let mut out = Vec::with_capacity(6);
     let names = &options.names;
     if options.x_ratelimit {
@@ -175,8 +177,8 @@ mod tests {
             policies: &[day, hour],
         };
         let all = render(&HeaderOptions::all(), &facts);
-        let get = |h: &[(String, String)], n: &str| {
-            h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        let get = |h: &[(Arc<str>, String)], n: &str| {
+            h.iter().find(|(k, _)| &**k == n).map(|(_, v)| v.clone())
         };
         assert_eq!(get(&all, "X-RateLimit-Limit").as_deref(), Some("50"));
         assert_eq!(get(&all, "Retry-After").as_deref(), Some("1800"));

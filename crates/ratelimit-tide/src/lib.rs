@@ -63,7 +63,8 @@ pub const CATCH_ALL: &str = "*";
 #[derive(Clone)]
 pub struct RateLimit {
     limiter: Limiter,
-    routes: Arc<RwLock<Router<String>>>,
+    routes: Arc<RwLock<Router<Arc<str>>>>,
+    catch_all: Arc<str>,
 }
 
 impl fmt::Debug for RateLimit {
@@ -80,6 +81,7 @@ impl RateLimit {
         Self {
             limiter,
             routes: Arc::new(RwLock::new(Router::new())),
+            catch_all: CATCH_ALL.into(),
         }
     }
 
@@ -105,18 +107,18 @@ impl RateLimit {
             .routes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        routes.add(pattern, pattern.to_owned());
+        routes.add(pattern, pattern.into());
     }
 
     /// The route id of a request path: its registered pattern, or [`CATCH_ALL`].
-    pub fn route_of(&self, path: &str) -> String {
+    pub fn route_of(&self, path: &str) -> Arc<str> {
         let routes = self
             .routes
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         routes
             .recognize(path)
-            .map_or_else(|_| CATCH_ALL.to_owned(), |m| (*m.handler).clone())
+            .map_or_else(|_| Arc::clone(&self.catch_all), |m| Arc::clone(m.handler))
     }
 }
 
@@ -165,7 +167,7 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             }
             self.limiter.check(&view).await
         };
-        let decision = match decision {
+        let mut decision = match decision {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(target: "ratelimit", route = %route, error = %e, "rate limiting unavailable");
@@ -177,12 +179,12 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
         };
         if !decision.is_allowed() {
             let mut res = json(StatusCode::TooManyRequests, decision.body().unwrap_or("{}"));
-            for (name, value) in decision.headers() {
-                res.insert_header(name.as_str(), value.as_str());
+            for (name, value) in decision.take_headers() {
+                res.insert_header(&*name, value);
             }
             return Ok(res);
         }
-        let headers = decision.headers().to_vec();
+        let headers = decision.take_headers();
         let mut res = next.run(req).await;
         if decision.is_conditional() {
             let status = u16::from(res.status());
@@ -191,7 +193,7 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             }
         }
         for (name, value) in headers {
-            res.insert_header(name.as_str(), value.as_str());
+            res.insert_header(&*name, value);
         }
         Ok(res)
     }
