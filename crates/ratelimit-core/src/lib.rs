@@ -49,13 +49,19 @@
 //!
 //! # Feature flags
 //!
-//! - `std` (default): [`SystemClock`]. Without it the crate is `#![no_std]` and needs no
-//!   allocator; the errors implement `core::error::Error` either way.
+//! - `std` (default): [`SystemClock`]; implies `alloc`.
+//! - `alloc`: [`EntryLog`] for `alloc::collections::VecDeque`, a moving-window log that grows on
+//!   the heap (what the memory store uses).
+//!
+//! Without both the crate is `#![no_std]` and needs no allocator; the errors implement
+//! `core::error::Error` either way.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 

@@ -52,4 +52,4 @@ mod table;
 pub use clock::FastClock;
 pub use limiter::{KeyedLimiter, NeverAllowed};
 pub use sleep::{AsyncIoSleep, Sleep, SleepFuture};
-pub use store::{MemoryStorage, MemoryStorageBuilder, SCHEMES, VecLog};
+pub use store::{MemoryStorage, MemoryStorageBuilder, SCHEMES};

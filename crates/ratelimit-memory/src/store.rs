@@ -9,8 +9,8 @@ use std::{
 
 use async_trait::async_trait;
 use ratelimit_core::{
-    Clock, Duration, Entry, EntryLog, FixedWindow, Gcra, Limit, MovingWindow, SlidingWindow,
-    StrategyKind, Timestamp,
+    Clock, Duration, Entry, FixedWindow, Gcra, Limit, MovingWindow, SlidingWindow, StrategyKind,
+    Timestamp,
 };
 use ratelimit_storage::{Charge, Key, LimitStatus, Op, Storage, StorageError, StorageUri, Verdict};
 
@@ -20,46 +20,6 @@ use crate::{
     sleep::{AsyncIoSleep, Sleep},
     table::{AnyTable, Fingerprinter, Fp, LockedShard, Table},
 };
-
-/// A moving-window log on the heap: it grows with the hits it holds, up to
-/// [`MemoryStorageBuilder::max_log_entries`].
-#[derive(Clone, Debug, Default)]
-pub struct VecLog(VecDeque<Entry>);
-
-impl EntryLog for VecLog {
-    fn capacity(&self) -> usize {
-        usize::MAX
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.0.iter()
-    }
-    fn oldest(&self) -> Option<&Entry> {
-        self.0.front()
-    }
-    fn newest(&self) -> Option<&Entry> {
-        self.0.back()
-    }
-    fn newest_mut(&mut self) -> Option<&mut Entry> {
-        self.0.back_mut()
-    }
-    fn push_newest(&mut self, entry: Entry) -> Result<(), Entry> {
-        self.0.push_back(entry);
-        Ok(())
-    }
-    fn pop_oldest(&mut self) -> Option<Entry> {
-        let e = self.0.pop_front();
-        if self.0.capacity() > 64 && self.0.len() < self.0.capacity() / 4 {
-            self.0.shrink_to(self.0.len() * 2);
-        }
-        e
-    }
-    fn pop_newest(&mut self) -> Option<Entry> {
-        self.0.pop_back()
-    }
-}
 
 /// FNV-1a over the registry keys: (strategy, limit) pairs come from configuration, not from
 /// clients, so a fast unkeyed hash is safe here and saves a SipHash per charge.
@@ -324,9 +284,9 @@ impl MemoryStorage {
                 StrategyKind::FixedWindow => {
                     Arc::new(Table::<FixedWindow>::new(*limit, shards, keys, every))
                 }
-                StrategyKind::MovingWindow => Arc::new(Table::<MovingWindow<VecLog>>::new(
-                    *limit, shards, keys, every,
-                )),
+                StrategyKind::MovingWindow => Arc::new(
+                    Table::<MovingWindow<VecDeque<Entry>>>::new(*limit, shards, keys, every),
+                ),
                 StrategyKind::SlidingWindowCounter => {
                     Arc::new(Table::<SlidingWindow>::new(*limit, shards, keys, every))
                 }

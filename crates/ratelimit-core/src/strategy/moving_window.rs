@@ -73,6 +73,44 @@ impl<const N: usize> EntryLog for Deque<Entry, N> {
     }
 }
 
+/// A log on the heap: it grows with the hits it holds, and gives memory back as they expire.
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+impl EntryLog for alloc::collections::VecDeque<Entry> {
+    fn capacity(&self) -> usize {
+        usize::MAX
+    }
+    fn len(&self) -> usize {
+        Self::len(self)
+    }
+    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.iter()
+    }
+    fn oldest(&self) -> Option<&Entry> {
+        self.front()
+    }
+    fn newest(&self) -> Option<&Entry> {
+        self.back()
+    }
+    fn newest_mut(&mut self) -> Option<&mut Entry> {
+        self.back_mut()
+    }
+    fn push_newest(&mut self, entry: Entry) -> Result<(), Entry> {
+        self.push_back(entry);
+        Ok(())
+    }
+    fn pop_oldest(&mut self) -> Option<Entry> {
+        let entry = self.pop_front();
+        if Self::capacity(self) > 64 && Self::len(self) < Self::capacity(self) / 4 {
+            self.shrink_to(Self::len(self) * 2);
+        }
+        entry
+    }
+    fn pop_newest(&mut self) -> Option<Entry> {
+        self.pop_back()
+    }
+}
+
 /// Moving-window state: the exact log of the hits that still count.
 ///
 /// Exact (never more than `amount` in any half-open window of the limit's length) and O(1)

@@ -1,49 +1,18 @@
-//! Helpers shared by the integration tests: one state type over the four strategies, and a
-//! growable moving-window log (the trait's second implementation, beside `heapless::Deque`).
+//! Helpers shared by the integration tests: one state type over the four strategies, with
+//! moving windows on either log (`heapless::Deque`, or `VecDeque` for limits that do not fit).
 
 #![allow(dead_code, unreachable_pub, clippy::large_enum_variant)]
 
+#[cfg(feature = "alloc")]
 use std::collections::VecDeque;
 
+#[cfg(feature = "alloc")]
+use ratelimit_core::{Entry, MovingWindow};
+
 use ratelimit_core::{
-    BoundedMovingWindow, Entry, EntryLog, FixedWindow, Gcra, Limit, MovingWindow, Outcome,
-    RetryAfter, SlidingWindow, Stats, Strategy, StrategyKind, Timestamp,
+    BoundedMovingWindow, FixedWindow, Gcra, Limit, Outcome, RetryAfter, SlidingWindow, Stats,
+    Strategy, StrategyKind, Timestamp,
 };
-
-/// A moving-window log on the heap, without a capacity limit.
-#[derive(Clone, Debug, Default)]
-pub struct VecLog(pub VecDeque<Entry>);
-
-impl EntryLog for VecLog {
-    fn capacity(&self) -> usize {
-        usize::MAX
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.0.iter()
-    }
-    fn oldest(&self) -> Option<&Entry> {
-        self.0.front()
-    }
-    fn newest(&self) -> Option<&Entry> {
-        self.0.back()
-    }
-    fn newest_mut(&mut self) -> Option<&mut Entry> {
-        self.0.back_mut()
-    }
-    fn push_newest(&mut self, entry: Entry) -> Result<(), Entry> {
-        self.0.push_back(entry);
-        Ok(())
-    }
-    fn pop_oldest(&mut self) -> Option<Entry> {
-        self.0.pop_front()
-    }
-    fn pop_newest(&mut self) -> Option<Entry> {
-        self.0.pop_back()
-    }
-}
 
 /// Capacity of the heapless log used when a limit fits it.
 pub const LOG: usize = 256;
@@ -53,7 +22,8 @@ pub const LOG: usize = 256;
 pub enum AnyState {
     Fixed(FixedWindow),
     Moving(BoundedMovingWindow<LOG>),
-    MovingVec(MovingWindow<VecLog>),
+    #[cfg(feature = "alloc")]
+    MovingVec(MovingWindow<VecDeque<Entry>>),
     Sliding(SlidingWindow),
     Gcra(Gcra),
 }
@@ -65,7 +35,10 @@ impl AnyState {
             StrategyKind::FixedWindow => Self::Fixed(FixedWindow::new()),
             StrategyKind::MovingWindow => match BoundedMovingWindow::<LOG>::try_new(limit) {
                 Ok(s) => Self::Moving(s),
-                Err(_) => Self::MovingVec(MovingWindow::with_log(VecLog::default())),
+                #[cfg(feature = "alloc")]
+                Err(_) => Self::MovingVec(MovingWindow::with_log(VecDeque::new())),
+                #[cfg(not(feature = "alloc"))]
+                Err(e) => panic!("{e} (a growable log needs the `alloc` feature)"),
             },
             StrategyKind::SlidingWindowCounter => Self::Sliding(SlidingWindow::new()),
             StrategyKind::Gcra => Self::Gcra(Gcra::new()),
@@ -76,6 +49,7 @@ impl AnyState {
         match self {
             Self::Fixed(s) => s,
             Self::Moving(s) => s,
+            #[cfg(feature = "alloc")]
             Self::MovingVec(s) => s,
             Self::Sliding(s) => s,
             Self::Gcra(s) => s,
@@ -86,6 +60,7 @@ impl AnyState {
         match self {
             Self::Fixed(s) => s,
             Self::Moving(s) => s,
+            #[cfg(feature = "alloc")]
             Self::MovingVec(s) => s,
             Self::Sliding(s) => s,
             Self::Gcra(s) => s,
