@@ -56,22 +56,12 @@ fn decision(c: &mut Criterion) {
 
     // The same batch the limiter sends, built once: the storage call alone.
     let identity = Key::new("ip", "203.0.113.7");
-    let scoped = |s: &str| identity.scoped(s).scoped("LIMITER");
+    let scoped = |s: &str| identity.under(&["LIMITER", s, "/api/data"]);
     let day = Limit::new(4_000_000_000, 1, Unit::Day).unwrap();
     let hour = Limit::new(4_000_000_000, 1, Unit::Hour).unwrap();
     let batch = [
-        Charge::new(
-            scoped("default:/api/data"),
-            day,
-            StrategyKind::FixedWindow,
-            1,
-        ),
-        Charge::new(
-            scoped("default:/api/data"),
-            hour,
-            StrategyKind::FixedWindow,
-            1,
-        ),
+        Charge::new(scoped("default"), day, StrategyKind::FixedWindow, 1),
+        Charge::new(scoped("default"), hour, StrategyKind::FixedWindow, 1),
         Charge::gate(
             scoped("meta"),
             Limit::per(5, Unit::Minute),

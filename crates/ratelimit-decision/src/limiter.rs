@@ -5,7 +5,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, SystemClock};
 use ratelimit_memory::MemoryStorage;
-use ratelimit_storage::{Charge, Key, LimitStatus, Storage, StorageError, StorageUri, UriError};
+use ratelimit_storage::{
+    Charge, Key, LimitStatus, Op, Storage, StorageError, StorageUri, UriError,
+};
 
 use crate::{
     client_ip::{ForwardedHeader, ProxyConfig},
@@ -375,13 +377,25 @@ impl Limiter {
             tracing::debug!(target: "ratelimit", route = req.route(), "empty key: request not limited");
             return Ok(Decision::free(Kind::Unlimited));
         };
-        let scoped = |scope: &str| identity.under(&[&inner.prefix, scope]);
-        let method_suffix = |base: String| {
-            if policy.per_method {
-                format!("{base}:{}", req.method().to_ascii_uppercase())
-            } else {
-                base
+        // Storage keys: prefix, then the scope's parts, then the identity; built in one
+        // allocation each (`Key::under`), every part percent-encoded on its own.
+        let method = if policy.per_method {
+            req.method().to_ascii_uppercase()
+        } else {
+            String::new()
+        };
+        let scoped = |scope: &str, name: Option<&str>| {
+            let mut parts: [&str; 4] = [&inner.prefix, scope, "", ""];
+            let mut n = 2;
+            if let Some(name) = name {
+                parts[n] = name;
+                n += 1;
             }
+            if policy.per_method && matches!(scope, "route" | "default") {
+                parts[n] = &method;
+                n += 1;
+            }
+            identity.under(&parts[..n])
         };
         let cost = policy.cost.as_ref().map_or(1, |f| f(req));
         let mut charges: Vec<Charge> = Vec::new();
@@ -393,7 +407,12 @@ impl Limiter {
             }
         };
         if !policy.exempt.application && !inner.application.is_empty() {
-            push(&scoped("app"), &inner.application, 1, Scope::Application);
+            push(
+                &scoped("app", None),
+                &inner.application,
+                1,
+                Scope::Application,
+            );
         }
         let route_limits = compiled.limits.as_ref().map(|l| match l {
             RouteLimits::Set(s) => s.clone(),
@@ -401,19 +420,16 @@ impl Limiter {
         });
         if let Some(limits) = &route_limits {
             let (key, scope) = match &policy.shared {
-                Some(name) => (scoped(&format!("shared:{name}")), Scope::Shared),
-                None => (
-                    scoped(&method_suffix(format!("route:{}", req.route()))),
-                    Scope::Route,
-                ),
+                Some(name) => (scoped("shared", Some(name)), Scope::Shared),
+                None => (scoped("route", Some(req.route())), Scope::Route),
             };
             push(&key, limits, cost, scope);
         }
         if (route_limits.is_none() || policy.combine) && !policy.exempt.defaults {
-            let key = scoped(&method_suffix(format!("default:{}", req.route())));
+            let key = scoped("default", Some(req.route()));
             push(&key, &inner.defaults, cost, Scope::Default);
         }
-        let meta_key = scoped("meta");
+        let meta_key = scoped("meta", None);
         let use_meta = !policy.exempt.meta && !inner.meta.is_empty();
         if use_meta {
             for &l in inner.meta.iter() {
@@ -424,7 +440,7 @@ impl Limiter {
         if scopes.iter().all(|s| *s == Scope::Meta) {
             return Ok(Decision::free(Kind::Unlimited));
         }
-        let verdict = inner.storage.hit(&charges).await.map_err(|e| {
+        let verdict = inner.storage.apply(Op::Hit, &charges).await.map_err(|e| {
             tracing::error!(target: "ratelimit", route = req.route(), error = %e, "rate-limit storage failed");
             DecisionError::Storage(e)
         })?;
@@ -450,10 +466,15 @@ impl Limiter {
         } else {
             None
         };
-        let policies: Vec<Limit> = (0..charges.len())
-            .filter(|&j| scopes[j] != Scope::Meta)
-            .map(|j| charges[j].limit)
-            .collect();
+        // Only the IETF `RateLimit-Policy` field lists every limit: no list otherwise.
+        let policies: Vec<Limit> = if inner.headers.ietf {
+            (0..charges.len())
+                .filter(|&j| scopes[j] != Scope::Meta)
+                .map(|j| charges[j].limit)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let headers = render(
             &inner.headers,
             &HeaderFacts {

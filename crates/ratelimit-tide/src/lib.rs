@@ -152,10 +152,10 @@ fn json(status: StatusCode, body: &str) -> Response {
 impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
     async fn handle(&self, req: Request<State>, next: Next<'_, State>) -> tide::Result {
         let route = self.route_of(req.url().path());
-        let method = req.method().to_string();
+        let method = req.method();
         let decision = {
             let headers = TideHeaders(req.as_ref());
-            let mut view = RequestView::new(&method, &route).headers(&headers);
+            let mut view = RequestView::new(method.as_ref(), &route).headers(&headers);
             if let Some(peer) = req.peer_addr().and_then(|p| p.parse::<SocketAddr>().ok()) {
                 view = view.peer(peer.ip());
             }
