@@ -52,15 +52,7 @@ impl Key {
     /// This key under a scope (a route, a shared scope name, `meta`...): scopes nest, the
     /// outermost first.
     pub fn scoped(&self, scope: &str) -> Self {
-        let mut text = String::with_capacity(scope.len() + self.text.len() + 1);
-        encode_part(&mut text, scope);
-        text.push('/');
-        let identity_at = self.identity_at + text.len();
-        text.push_str(&self.text);
-        Self {
-            text: text.into(),
-            identity_at,
-        }
+        self.under(&[scope])
     }
 
     /// This key under several scopes at once, the outermost first: `key.under(&["a", "b"])` is

@@ -43,33 +43,40 @@ pub trait EntryLog {
     fn pop_newest(&mut self) -> Option<Entry>;
 }
 
+/// The methods both double-ended queues share, verbatim.
+macro_rules! deque_methods {
+    () => {
+        fn len(&self) -> usize {
+            Self::len(self)
+        }
+        fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+            self.iter()
+        }
+        fn oldest(&self) -> Option<&Entry> {
+            self.front()
+        }
+        fn newest(&self) -> Option<&Entry> {
+            self.back()
+        }
+        fn newest_mut(&mut self) -> Option<&mut Entry> {
+            self.back_mut()
+        }
+        fn pop_newest(&mut self) -> Option<Entry> {
+            self.pop_back()
+        }
+    };
+}
+
 impl<const N: usize> EntryLog for Deque<Entry, N> {
     fn capacity(&self) -> usize {
         N
     }
-    fn len(&self) -> usize {
-        Self::len(self)
-    }
-    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.iter()
-    }
-    fn oldest(&self) -> Option<&Entry> {
-        self.front()
-    }
-    fn newest(&self) -> Option<&Entry> {
-        self.back()
-    }
-    fn newest_mut(&mut self) -> Option<&mut Entry> {
-        self.back_mut()
-    }
+    deque_methods!();
     fn push_newest(&mut self, entry: Entry) -> Result<(), Entry> {
         self.push_back(entry)
     }
     fn pop_oldest(&mut self) -> Option<Entry> {
         self.pop_front()
-    }
-    fn pop_newest(&mut self) -> Option<Entry> {
-        self.pop_back()
     }
 }
 
@@ -80,21 +87,7 @@ impl EntryLog for alloc::collections::VecDeque<Entry> {
     fn capacity(&self) -> usize {
         usize::MAX
     }
-    fn len(&self) -> usize {
-        Self::len(self)
-    }
-    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.iter()
-    }
-    fn oldest(&self) -> Option<&Entry> {
-        self.front()
-    }
-    fn newest(&self) -> Option<&Entry> {
-        self.back()
-    }
-    fn newest_mut(&mut self) -> Option<&mut Entry> {
-        self.back_mut()
-    }
+    deque_methods!();
     fn push_newest(&mut self, entry: Entry) -> Result<(), Entry> {
         self.push_back(entry);
         Ok(())
@@ -105,9 +98,6 @@ impl EntryLog for alloc::collections::VecDeque<Entry> {
             self.shrink_to(Self::len(self) * 2);
         }
         entry
-    }
-    fn pop_newest(&mut self) -> Option<Entry> {
-        self.pop_back()
     }
 }
 
