@@ -10,6 +10,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# The Redis tests start their own redis-server processes (single node, cluster, sentinel) on free
+# loopback ports; they need the binaries, not a running server.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  echo "redis-server not found: installing it" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  # Debian starts a system-wide server on 6379; the tests do not use it.
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 

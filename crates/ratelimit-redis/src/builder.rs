@@ -1,0 +1,449 @@
+//! Building a [`RedisStorage`]: from a URI (the forms of Python's `limits`) or by hand.
+
+use core::{fmt, time::Duration};
+use std::sync::Arc;
+
+use ratelimit_core::Clock;
+use ratelimit_storage::{StorageError, StorageUri};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    RedisConnectionInfo,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClientBuilder,
+    sentinel::{SentinelClientBuilder, SentinelServerType},
+};
+
+use crate::{
+    connection::{Connection, Reconnecting},
+    error::BACKEND,
+    keys,
+    store::RedisStorage,
+};
+
+/// The URI schemes this crate serves.
+pub const SCHEMES: &[&str] = &[
+    "redis",
+    "rediss",
+    "redis+unix",
+    "redis+cluster",
+    "redis+sentinel",
+];
+
+/// The query options a URI may carry.
+pub const OPTIONS: &[&str] = &[
+    "prefix",
+    "key_prefix",
+    "connect_timeout",
+    "socket_connect_timeout",
+    "response_timeout",
+    "socket_timeout",
+    "time",
+    "db",
+    "service_name",
+];
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "ratelimit";
+/// The default time allowed to open a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default time allowed for an answer.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The default TTL grace when the time comes from a client clock (see
+/// [`RedisStorageBuilder::ttl_grace`]).
+pub const DEFAULT_CLIENT_TTL_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+enum Target {
+    Single(ConnectionAddr),
+    Cluster(Vec<ConnectionAddr>),
+    Sentinel {
+        sentinels: Vec<ConnectionAddr>,
+        service: String,
+    },
+}
+
+/// Configures a [`RedisStorage`]. Connections are made on first use, so building never waits
+/// and never fails because Redis is down; [`RedisStorage::health`](ratelimit_storage::Storage::health)
+/// tells whether it is up.
+#[derive(Clone)]
+pub struct RedisStorageBuilder {
+    target: Target,
+    username: Option<String>,
+    password: Option<String>,
+    db: i64,
+    prefix: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    clock: Option<Arc<dyn Clock + Send + Sync>>,
+    ttl_grace: Option<Duration>,
+}
+
+impl fmt::Debug for RedisStorageBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStorageBuilder")
+            .field("target", &self.target)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("clock", &self.clock.as_ref().map(|_| "client"))
+            .field("ttl_grace", &self.ttl_grace)
+            .finish()
+    }
+}
+
+fn config(detail: impl fmt::Display) -> StorageError {
+    StorageError::Configuration(format!("redis: {detail}"))
+}
+
+/// Reads `"0.25"` (seconds, as `limits` takes them), `"250ms"` or `"2s"`.
+fn duration(name: &str, text: &str) -> Result<Duration, StorageError> {
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v * scale <= 3600.0)
+        .map(|v| Duration::from_secs_f64(v * scale))
+        .ok_or_else(|| {
+            config(format!(
+                "option {name}={text:?}: expected a positive duration such as 0.5, 500ms or 2s (at most an hour)"
+            ))
+        })
+}
+
+impl RedisStorageBuilder {
+    fn new(target: Target) -> Self {
+        Self {
+            target,
+            username: None,
+            password: None,
+            db: 0,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            clock: None,
+            ttl_grace: None,
+        }
+    }
+
+    /// One node over TCP.
+    pub fn single(host: impl Into<String>, port: u16) -> Self {
+        Self::new(Target::Single(ConnectionAddr::Tcp(host.into(), port)))
+    }
+
+    /// A cluster, discovered from any of `nodes` (`(host, port)`).
+    pub fn cluster(nodes: impl IntoIterator<Item = (String, u16)>) -> Self {
+        Self::new(Target::Cluster(
+            nodes
+                .into_iter()
+                .map(|(h, p)| ConnectionAddr::Tcp(h, p))
+                .collect(),
+        ))
+    }
+
+    /// The master of `service`, as `sentinels` (`(host, port)`) name it.
+    pub fn sentinel(
+        sentinels: impl IntoIterator<Item = (String, u16)>,
+        service: impl Into<String>,
+    ) -> Self {
+        Self::new(Target::Sentinel {
+            sentinels: sentinels
+                .into_iter()
+                .map(|(h, p)| ConnectionAddr::Tcp(h, p))
+                .collect(),
+            service: service.into(),
+        })
+    }
+
+    /// Reads a URI: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` (TLS, with the
+    /// `tls` feature), `redis+unix:///path/to.sock[?db=N]`,
+    /// `redis+cluster://[[user]:password@]host:port,host:port`,
+    /// `redis+sentinel://[[user]:password@]host:port,host:port/service`; options in the query:
+    /// `prefix` (or `key_prefix`), `connect_timeout` (or `socket_connect_timeout`),
+    /// `response_timeout` (or `socket_timeout`), durations in seconds (`0.5`) or with a unit
+    /// (`500ms`); `time=server` (the default: the Redis server's clock) or `time=client`
+    /// (this process's clock, see [`clock`](Self::clock)); `db`; `service_name`. Unknown
+    /// options are errors.
+    pub fn from_uri(uri: &str) -> Result<Self, StorageError> {
+        let parsed: StorageUri = uri.parse().map_err(config)?;
+        parsed.expect_scheme(SCHEMES).map_err(config)?;
+        if let Some((name, _)) = parsed
+            .query
+            .iter()
+            .find(|(k, _)| !OPTIONS.contains(&k.as_str()))
+        {
+            return Err(config(format!(
+                "unknown option {name:?} in the URI; known options: {}",
+                OPTIONS.join(", ")
+            )));
+        }
+        let tcp = |hp: &ratelimit_storage::HostPort, tls: bool| {
+            let host = if hp.host.is_empty() {
+                "localhost".to_owned()
+            } else {
+                hp.host.clone()
+            };
+            let port = hp.port.unwrap_or(if tls { 6380 } else { 6379 });
+            if tls {
+                ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: false,
+                    tls_params: None,
+                }
+            } else {
+                ConnectionAddr::Tcp(host, port)
+            }
+        };
+        let all_hosts = |tls: bool| -> Result<Vec<ConnectionAddr>, StorageError> {
+            if parsed.hosts.is_empty() {
+                return Err(config(format!("{uri:?} names no host")));
+            }
+            Ok(parsed.hosts.iter().map(|h| tcp(h, tls)).collect())
+        };
+        let one_host = |tls: bool| -> Result<ConnectionAddr, StorageError> {
+            match all_hosts(tls)?.as_slice() {
+                [one] => Ok(one.clone()),
+                _ => Err(config(format!(
+                    "{uri:?} names several hosts; use redis+cluster:// or redis+sentinel://"
+                ))),
+            }
+        };
+        let mut db_text = parsed.option("db").map(str::to_owned);
+        let target = match parsed.scheme.as_str() {
+            "redis" | "rediss" => {
+                let tls = parsed.scheme == "rediss";
+                if tls && !cfg!(feature = "tls") {
+                    return Err(config(
+                        "rediss:// needs the `tls` feature of ratelimit-redis",
+                    ));
+                }
+                if !parsed.path.is_empty() {
+                    db_text = Some(parsed.path.clone());
+                }
+                Target::Single(one_host(tls)?)
+            }
+            "redis+unix" => {
+                if parsed.path.is_empty() {
+                    return Err(config(format!("{uri:?} names no socket path")));
+                }
+                Target::Single(ConnectionAddr::Unix(format!("/{}", parsed.path).into()))
+            }
+            "redis+cluster" => Target::Cluster(all_hosts(false)?),
+            _ => {
+                let service = parsed
+                    .option("service_name")
+                    .map(str::to_owned)
+                    .or_else(|| (!parsed.path.is_empty()).then(|| parsed.path.clone()))
+                    .ok_or_else(|| {
+                        config(format!(
+                            "{uri:?} names no service: redis+sentinel://host:port/service"
+                        ))
+                    })?;
+                Target::Sentinel {
+                    sentinels: all_hosts(false)?,
+                    service,
+                }
+            }
+        };
+        let mut b = Self::new(target);
+        b.username = parsed.username.clone().filter(|u| !u.is_empty());
+        b.password = parsed.password.clone();
+        if let Some(db) = db_text {
+            b.db = db
+                .parse::<i64>()
+                .ok()
+                .filter(|d| *d >= 0)
+                .ok_or_else(|| config(format!("database {db:?} is not a number")))?;
+        }
+        if let Some(p) = parsed.option("prefix").or(parsed.option("key_prefix")) {
+            b = b.prefix(p);
+        }
+        for name in ["connect_timeout", "socket_connect_timeout"] {
+            if let Some(t) = parsed.option(name) {
+                b.connect_timeout = duration(name, t)?;
+            }
+        }
+        for name in ["response_timeout", "socket_timeout"] {
+            if let Some(t) = parsed.option(name) {
+                b.response_timeout = duration(name, t)?;
+            }
+        }
+        match parsed.option("time") {
+            None | Some("server") => {}
+            Some("client") => b.clock = Some(Arc::new(ratelimit_core::SystemClock)),
+            Some(other) => {
+                return Err(config(format!(
+                    "option time={other:?}: expected server or client"
+                )));
+            }
+        }
+        Ok(b)
+    }
+
+    /// The key prefix (default [`DEFAULT_PREFIX`]); checked by [`build`](Self::build).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The time allowed to open a connection (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The time allowed for an answer (default [`DEFAULT_RESPONSE_TIMEOUT`]).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The credentials, for servers with ACLs or `requirepass` (sentinels get the same).
+    pub fn credentials(mut self, username: Option<String>, password: impl Into<String>) -> Self {
+        self.username = username;
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The database number (single node and sentinel; a cluster has only 0).
+    pub fn db(mut self, db: i64) -> Self {
+        self.db = db;
+        self
+    }
+
+    /// Computes with this clock's time, sent with every call, instead of the Redis server's
+    /// `TIME`. Tests use a manual clock; production is better served by the server clock,
+    /// which every app server agrees on whatever their own clocks say.
+    pub fn clock(mut self, clock: Arc<dyn Clock + Send + Sync>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Extra time every key lives past the instant its state becomes idle (an idle state and a
+    /// missing key mean the same). Default: none with the server's clock, which also times
+    /// the keys out; [`DEFAULT_CLIENT_TTL_GRACE`] with a client clock, whose skew against
+    /// the server would otherwise let a key vanish while still counting. Tests on a manual clock
+    /// that stands still while real time passes set it long.
+    pub fn ttl_grace(mut self, grace: Duration) -> Self {
+        self.ttl_grace = Some(grace);
+        self
+    }
+
+    fn redis_info(&self) -> RedisConnectionInfo {
+        let mut info = RedisConnectionInfo::default().set_db(self.db);
+        if let Some(u) = &self.username {
+            info = info.set_username(u);
+        }
+        if let Some(p) = &self.password {
+            info = info.set_password(p);
+        }
+        info
+    }
+
+    fn connection_info(&self, addr: &ConnectionAddr) -> Result<ConnectionInfo, StorageError> {
+        Ok(addr
+            .clone()
+            .into_connection_info()
+            .map_err(|e| config(e.to_string()))?
+            .set_redis_settings(self.redis_info()))
+    }
+
+    /// Checks the settings and makes the store. No connection is opened yet.
+    pub fn build(self) -> Result<RedisStorage, StorageError> {
+        keys::check_prefix(&self.prefix)?;
+        let bad = |e: redis::RedisError| config(e.to_string());
+        let connection = match &self.target {
+            Target::Single(addr) => {
+                let client = Client::open(self.connection_info(addr)?).map_err(bad)?;
+                let manager = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.response_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(2));
+                Connection::Single(
+                    ConnectionManager::new_lazy_with_config(client, manager).map_err(bad)?,
+                )
+            }
+            Target::Cluster(nodes) => {
+                if self.db != 0 {
+                    return Err(config("a cluster has only database 0"));
+                }
+                let infos = nodes
+                    .iter()
+                    .map(|a| self.connection_info(a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut builder = ClusterClientBuilder::new(infos)
+                    .connection_timeout(self.connect_timeout)
+                    .response_timeout(self.response_timeout)
+                    .retries(2);
+                if let Some(p) = &self.password {
+                    builder = builder.password(p);
+                }
+                if let Some(u) = &self.username {
+                    builder = builder.username(u);
+                }
+                let client = builder.build().map_err(bad)?;
+                Connection::Cluster(Reconnecting::new(move || {
+                    let client = client.clone();
+                    Box::pin(async move { client.get_async_connection().await })
+                }))
+            }
+            Target::Sentinel { sentinels, service } => {
+                let mut builder = SentinelClientBuilder::new(
+                    sentinels.clone(),
+                    service,
+                    SentinelServerType::Master,
+                )
+                .map_err(bad)?
+                .set_client_to_redis_db(self.db);
+                if let Some(p) = &self.password {
+                    builder = builder
+                        .set_client_to_redis_password(p)
+                        .set_client_to_sentinel_password(p);
+                }
+                if let Some(u) = &self.username {
+                    builder = builder
+                        .set_client_to_redis_username(u)
+                        .set_client_to_sentinel_username(u);
+                }
+                let client = Arc::new(futures::lock::Mutex::new(builder.build().map_err(bad)?));
+                let cfg = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.response_timeout));
+                Connection::Sentinel(Reconnecting::new(move || {
+                    let (client, cfg) = (Arc::clone(&client), cfg.clone());
+                    Box::pin(async move {
+                        client
+                            .lock()
+                            .await
+                            .get_async_connection_with_config(&cfg)
+                            .await
+                    })
+                }))
+            }
+        };
+        let ttl_grace = self.ttl_grace.unwrap_or(if self.clock.is_some() {
+            DEFAULT_CLIENT_TTL_GRACE
+        } else {
+            Duration::ZERO
+        });
+        tracing::debug!(target: "ratelimit::redis", backend = BACKEND, prefix = %self.prefix, "redis storage configured");
+        Ok(RedisStorage::new(
+            connection,
+            self.prefix,
+            self.clock,
+            self.connect_timeout,
+            self.response_timeout,
+            ttl_grace,
+        ))
+    }
+}

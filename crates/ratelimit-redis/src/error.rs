@@ -1,0 +1,56 @@
+//! From the redis crate's errors to [`StorageError`].
+
+use core::time::Duration;
+
+use ratelimit_storage::StorageError;
+use redis::RedisError;
+
+/// The backend name in [`StorageError`]s.
+pub(crate) const BACKEND: &str = "redis";
+
+/// Server error codes that mean "this node cannot serve you now" rather than "bad request":
+/// a demoted master, a loading or partitioned node, a cluster in flux.
+const UNAVAILABLE_CODES: &[&str] = &[
+    "READONLY",
+    "LOADING",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "BUSY",
+];
+
+/// Maps a redis error; `timeout` is the response timeout that applied.
+pub(crate) fn from_redis(e: &RedisError, timeout: Duration) -> StorageError {
+    if e.is_timeout() {
+        StorageError::Timeout {
+            backend: BACKEND,
+            after: timeout,
+        }
+    } else if e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_cluster_error()
+        || e.code().is_some_and(|c| UNAVAILABLE_CODES.contains(&c))
+    {
+        StorageError::Unreachable {
+            backend: BACKEND,
+            detail: e.to_string(),
+        }
+    } else {
+        StorageError::Protocol {
+            backend: BACKEND,
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Whether a connection that gave `e` should be dropped and made anew (for sentinel: asking
+/// the sentinels again which node is the master).
+pub(crate) fn needs_reconnect(e: &RedisError) -> bool {
+    e.is_timeout()
+        || e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || e.code().is_some_and(|c| UNAVAILABLE_CODES.contains(&c))
+}

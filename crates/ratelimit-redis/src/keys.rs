@@ -1,0 +1,102 @@
+//! Redis key names: `<prefix>:{<identity>}:<scopes>:<strategy>:<amount>/<window>`.
+//!
+//! The identity of a [`Key`] (`namespace:value`, e.g. `ip:203.0.113.7`) is the cluster hash tag,
+//! so every counter of one client lives in one slot and a request's batch is one script call.
+//! [`Key`] percent-encodes its parts (braces included) and hashes long ones, so client text can
+//! never open, close or move the tag, and names stay bounded: the prefix (at most
+//! [`MAX_PREFIX`] bytes) plus the scopes the application chose plus at most 129 bytes of
+//! identity plus the limit.
+
+use core::fmt::Write as _;
+
+use ratelimit_core::{Limit, StrategyKind};
+use ratelimit_storage::{Key, StorageError};
+
+/// The longest key prefix accepted.
+pub const MAX_PREFIX: usize = 64;
+
+/// Checks a key prefix: 1 to [`MAX_PREFIX`] bytes of `A-Z a-z 0-9 . _ - :`, so that it can
+/// neither carry a hash tag nor a glob character (clear and reset match on it).
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), StorageError> {
+    let ok_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':');
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX || !prefix.bytes().all(ok_byte) {
+        return Err(StorageError::Configuration(format!(
+            "redis key prefix {prefix:?}: use 1 to {MAX_PREFIX} characters of A-Z a-z 0-9 . _ - :"
+        )));
+    }
+    Ok(())
+}
+
+/// The one-letter code of a strategy, in key names and in the script's arguments.
+pub(crate) const fn code(strategy: StrategyKind) -> &'static str {
+    match strategy {
+        StrategyKind::FixedWindow => "f",
+        StrategyKind::MovingWindow => "m",
+        StrategyKind::SlidingWindowCounter => "s",
+        StrategyKind::Gcra => "g",
+    }
+}
+
+/// `<prefix>:{<identity>}:`, the part of a name shared by every counter of `key` (scopes
+/// excluded); clear matches `<this><scopes>:*`.
+pub(crate) fn tagged(prefix: &str, key: &Key) -> String {
+    let mut name = String::with_capacity(prefix.len() + key.identity().len() + 4);
+    name.push_str(prefix);
+    name.push_str(":{");
+    name.push_str(key.identity());
+    name.push_str("}:");
+    name
+}
+
+/// The scopes of `key`: everything before its identity (empty, or ending with `/`).
+pub(crate) fn scopes(key: &Key) -> &str {
+    let text = key.as_str();
+    &text[..text.len() - key.identity().len()]
+}
+
+/// The name of one counter: `key` under `limit` with `strategy`.
+pub(crate) fn counter(prefix: &str, key: &Key, limit: &Limit, strategy: StrategyKind) -> String {
+    let mut name = tagged(prefix, key);
+    name.push_str(scopes(key));
+    let _ = write!(
+        name,
+        ":{}:{}/{}",
+        code(strategy),
+        limit.amount(),
+        limit.window().as_secs()
+    );
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratelimit_core::Unit;
+
+    #[test]
+    fn names_carry_the_identity_as_the_only_tag() {
+        let key = Key::new("ip", "10.0.0.1").under(&["GET /login"]);
+        let name = counter("rl", &key, &Limit::per(5, Unit::Minute), StrategyKind::Gcra);
+        assert_eq!(name, "rl:{ip:10.0.0.1}:GET%20%2Flogin/:g:5/60");
+        let nasty = Key::new("user", &format!("}}{{x}}{}", "a".repeat(10_000)));
+        let name = counter(
+            "rl",
+            &nasty,
+            &Limit::per(1, Unit::Second),
+            StrategyKind::FixedWindow,
+        );
+        assert_eq!(name.matches('{').count(), 1);
+        assert_eq!(name.matches('}').count(), 1);
+        assert!(name.len() < 100, "{name}");
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        for good in ["rl", "app:ratelimit", "a.b-c_d"] {
+            assert!(check_prefix(good).is_ok(), "{good}");
+        }
+        for bad in ["", "{x}", "a*", "with space", &"x".repeat(65)] {
+            assert!(check_prefix(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Redis storage for the `ratelimit-*` crates: the counters many workers and machines share.
+//!
+//! [`RedisStorage`] implements the async [`Storage`](ratelimit_storage::Storage) trait with one
+//! Lua script ([`BATCH_LUA`]) that evaluates every charge of a batch (every limit of a request,
+//! any mix of the four strategies) atomically and in one round trip, with exactly the semantics
+//! of the `ratelimit-core` state machines (the test suite compares the two with explicit
+//! times).
+//!
+//! - **Time**: by default the script reads the Redis server's clock (`TIME`), so app servers
+//!   with skewed clocks agree; [`RedisStorageBuilder::clock`] sends this process's time instead.
+//! - **Keys**: `<prefix>:{<identity>}:<scopes>:<strategy>:<amount>/<window>`. The client's
+//!   identity is the cluster hash tag, so one client's counters share a slot; client text is
+//!   escaped or hashed by [`Key`](ratelimit_storage::Key), so it can never move the tag, and
+//!   names stay bounded. Every key carries a TTL that ends when its state is idle.
+//! - **Deployments**: one node (`redis://`, `rediss://` with the `tls` feature,
+//!   `redis+unix://`), a cluster (`redis+cluster://`) or a master behind sentinels
+//!   (`redis+sentinel://`), on multiplexed connections that reconnect by themselves; the
+//!   script is loaded once per node and again after `NOSCRIPT`.
+//! - **Limits**: no call waits longer than [`RedisStorage::deadline`] (connect plus response
+//!   timeout); failures are [`StorageError`](ratelimit_storage::StorageError)s, never panics.
+//!
+//! A batch whose charges belong to different identities spans cluster slots: it is then run as
+//! one script per identity, reserving and refunding (see the crate README), which never admits
+//! more than the limits allow.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use ratelimit_core::StrategyKind;
+//! use ratelimit_redis::RedisStorage;
+//! use ratelimit_storage::{Charge, Key, Storage};
+//!
+//! # smol::block_on(async {
+//! let store = RedisStorage::from_uri("redis://127.0.0.1:6379?prefix=myapp&socket_timeout=0.2")?;
+//! let key = Key::new("ip", "203.0.113.7");
+//! let batch = [
+//!     Charge::new(key.clone(), "100 per minute".parse()?, StrategyKind::SlidingWindowCounter, 1),
+//!     Charge::new(key, "5 per second".parse()?, StrategyKind::Gcra, 1),
+//! ];
+//! let verdict = store.hit(&batch).await?;
+//! println!("allowed: {}, remaining: {}", verdict.allowed, verdict.statuses[0].remaining);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `tls`: `rediss://` through rustls.
+//! - `test-server`: [`test_server`], real `redis-server` processes for tests.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod builder;
+mod connection;
+mod error;
+mod keys;
+mod script;
+mod store;
+#[cfg(feature = "test-server")]
+pub mod test_server;
+
+pub use builder::{
+    DEFAULT_CLIENT_TTL_GRACE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
+    OPTIONS, RedisStorageBuilder, SCHEMES,
+};
+pub use keys::MAX_PREFIX;
+pub use script::{BATCH_LUA, MAX_AMOUNT};
+pub use store::RedisStorage;

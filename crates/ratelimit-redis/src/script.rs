@@ -1,0 +1,159 @@
+//! The batch script: its source, the arguments a batch becomes, the reply it gives.
+
+use ratelimit_core::{Duration, RetryAfter, StrategyKind, Timestamp};
+use ratelimit_storage::{Charge, LimitStatus, Op, StorageError, Verdict};
+use redis::{Script, ScriptInvocation, Value};
+
+use crate::{error::BACKEND, keys};
+
+/// The Lua source of the batch script (see the comments at its top for the calling convention).
+pub const BATCH_LUA: &str = include_str!("batch.lua");
+
+/// The largest amount, cost or need the script computes with exactly (Lua numbers are doubles).
+pub const MAX_AMOUNT: u64 = 1 << 53;
+
+/// Deletes every key that matches `ARGV[1]` on the node that runs it (SCAN, then UNLINK), and
+/// answers how many it deleted. With KEYS[1] set, the script is routed to that key's node.
+pub(crate) const DELETE_MATCHING_LUA: &str = r"
+local cursor, n = '0', 0
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = page[1]
+  for _, k in ipairs(page[2]) do
+    redis.call('UNLINK', k)
+    n = n + 1
+  end
+until cursor == '0'
+return n
+";
+
+/// The script scheme: the batch script and the delete script, hashed once.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) batch: Script,
+    pub(crate) delete: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Self {
+            batch: Script::new(BATCH_LUA),
+            delete: Script::new(DELETE_MATCHING_LUA),
+        }
+    }
+}
+
+const fn op_code(op: Op) -> &'static str {
+    match op {
+        Op::Hit => "h",
+        Op::Test => "t",
+        Op::Refund => "r",
+    }
+}
+
+/// Checks that the script can compute `charge` exactly.
+pub(crate) fn check(charge: &Charge) -> Result<(), StorageError> {
+    let limit = &charge.limit;
+    if limit.amount() > MAX_AMOUNT {
+        return Err(StorageError::Configuration(format!(
+            "limit {limit}: the Redis backend counts up to 2^53 per window"
+        )));
+    }
+    if !limit.window().as_nanos().is_multiple_of(1_000_000_000) {
+        return Err(StorageError::Configuration(format!(
+            "limit {limit}: the Redis backend needs a window of whole seconds"
+        )));
+    }
+    Ok(())
+}
+
+/// Adds the keys and arguments of `batch` to `invocation`; `now` is `None` for the server's
+/// clock.
+pub(crate) fn encode<'a>(
+    invocation: &mut ScriptInvocation<'a>,
+    prefix: &str,
+    op: Op,
+    now: Option<Timestamp>,
+    grace_ms: u64,
+    batch: &[Charge],
+) {
+    invocation.arg(op_code(op));
+    match now {
+        Some(t) => invocation.arg(t.as_nanos()),
+        None => invocation.arg(""),
+    };
+    invocation.arg(grace_ms);
+    for c in batch {
+        let name = keys::counter(prefix, &c.key, &c.limit, c.strategy);
+        if c.strategy == StrategyKind::MovingWindow {
+            // The log, then its running total.
+            invocation.key(&name).key(format!("{name}#"));
+        } else {
+            invocation.key(name);
+        }
+        invocation
+            .arg(keys::code(c.strategy))
+            .arg(c.limit.amount())
+            .arg(c.limit.window().as_nanos())
+            .arg(c.limit.emission_interval().as_nanos())
+            .arg(c.cost.min(MAX_AMOUNT))
+            .arg(c.need.min(MAX_AMOUNT));
+    }
+}
+
+fn protocol(detail: impl Into<String>) -> StorageError {
+    StorageError::Protocol {
+        backend: BACKEND,
+        detail: detail.into(),
+    }
+}
+
+fn int(v: &Value) -> Result<i64, StorageError> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        other => Err(protocol(format!("expected an integer, got {other:?}"))),
+    }
+}
+
+fn timestamp(v: &Value) -> Result<Timestamp, StorageError> {
+    let digits = match v {
+        Value::BulkString(b) => core::str::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s.as_str()),
+        _ => None,
+    };
+    digits
+        .and_then(|d| d.parse::<u64>().ok())
+        .map(Timestamp::from_nanos)
+        .ok_or_else(|| protocol(format!("expected a timestamp, got {v:?}")))
+}
+
+/// Reads the script's reply for a batch of `n` charges.
+pub(crate) fn decode(reply: &Value, n: usize) -> Result<Verdict, StorageError> {
+    let Value::Array(items) = reply else {
+        return Err(protocol(format!("expected an array, got {reply:?}")));
+    };
+    if items.len() != 1 + 4 * n {
+        return Err(protocol(format!(
+            "expected {} values for {n} charges, got {}",
+            1 + 4 * n,
+            items.len()
+        )));
+    }
+    let mut statuses = Vec::with_capacity(n);
+    for chunk in items[1..].chunks_exact(4) {
+        let retry = int(&chunk[3])?;
+        statuses.push(LimitStatus {
+            allowed: int(&chunk[0])? == 1,
+            remaining: u64::try_from(int(&chunk[1])?).unwrap_or(0),
+            reset: timestamp(&chunk[2])?,
+            retry_after: match u64::try_from(retry) {
+                Ok(ns) => RetryAfter::After(Duration::from_nanos(ns)),
+                Err(_) => RetryAfter::Never,
+            },
+        });
+    }
+    Ok(Verdict {
+        allowed: int(&items[0])? == 1,
+        statuses,
+    })
+}

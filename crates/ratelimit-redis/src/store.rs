@@ -1,0 +1,313 @@
+//! [`RedisStorage`]: the `Storage` trait on Redis.
+
+use core::{fmt, future::Future, time::Duration};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::{Either, select};
+use ratelimit_core::{Clock, Timestamp};
+use ratelimit_storage::{Charge, Key, LimitStatus, Op, Storage, StorageError, Verdict};
+use redis::{Value, cmd};
+
+use crate::{
+    builder::RedisStorageBuilder,
+    connection::Connection,
+    error::{BACKEND, from_redis},
+    keys,
+    script::{self, Scripts},
+};
+
+/// Rate-limit counters in Redis: every charge of a batch evaluated by one Lua script, in one
+/// round trip, atomically (all charged or none), with the exact semantics of the
+/// `ratelimit-core` state machines.
+///
+/// Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct RedisStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: Connection,
+    scripts: Scripts,
+    prefix: String,
+    clock: Option<Arc<dyn Clock + Send + Sync>>,
+    response_timeout: Duration,
+    deadline: Duration,
+    ttl_grace_ms: u64,
+}
+
+impl fmt::Debug for RedisStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStorage")
+            .field("connection", &self.inner.connection)
+            .field("prefix", &self.inner.prefix)
+            .field(
+                "time",
+                &if self.inner.clock.is_some() {
+                    "client"
+                } else {
+                    "server"
+                },
+            )
+            .field("deadline", &self.inner.deadline)
+            .finish()
+    }
+}
+
+impl RedisStorage {
+    pub(crate) fn new(
+        connection: Connection,
+        prefix: String,
+        clock: Option<Arc<dyn Clock + Send + Sync>>,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+        ttl_grace: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                connection,
+                scripts: Scripts::new(),
+                prefix,
+                clock,
+                response_timeout,
+                deadline: connect_timeout + response_timeout,
+                ttl_grace_ms: u64::try_from(ttl_grace.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    /// A builder from a URI; see [`RedisStorageBuilder::from_uri`].
+    pub fn builder_from_uri(uri: &str) -> Result<RedisStorageBuilder, StorageError> {
+        RedisStorageBuilder::from_uri(uri)
+    }
+
+    /// A store from a URI with default settings.
+    pub fn from_uri(uri: &str) -> Result<Self, StorageError> {
+        RedisStorageBuilder::from_uri(uri)?.build()
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The longest a call waits: the connect timeout plus the response timeout. No call waits
+    /// longer, whatever the server does.
+    pub fn deadline(&self) -> Duration {
+        self.inner.deadline
+    }
+
+    /// The Redis name of the counter of `key` under `limit` and `strategy` (for a moving window,
+    /// its log; the log's total is this name followed by `#`).
+    pub fn counter_key(
+        &self,
+        key: &Key,
+        limit: &ratelimit_core::Limit,
+        strategy: ratelimit_core::StrategyKind,
+    ) -> String {
+        keys::counter(&self.inner.prefix, key, limit, strategy)
+    }
+
+    /// Runs `fut` within the deadline.
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let timer = async_io::Timer::after(self.inner.deadline);
+        match select(core::pin::pin!(fut), timer).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => Err(StorageError::Timeout {
+                backend: BACKEND,
+                after: self.inner.deadline,
+            }),
+        }
+    }
+
+    fn redis_error(&self, e: &redis::RedisError) -> StorageError {
+        let error = from_redis(e, self.inner.response_timeout);
+        tracing::debug!(target: "ratelimit::redis", error = %error, "redis call failed");
+        error
+    }
+
+    /// One script call: `batch` (all in one slot on a cluster) as one atomic step.
+    async fn run(
+        &self,
+        op: Op,
+        now: Option<Timestamp>,
+        batch: &[Charge],
+    ) -> Result<Verdict, StorageError> {
+        let mut invocation = self.inner.scripts.batch.prepare_invoke();
+        script::encode(
+            &mut invocation,
+            &self.inner.prefix,
+            op,
+            now,
+            self.inner.ttl_grace_ms,
+            batch,
+        );
+        let reply: Value = self
+            .inner
+            .connection
+            .invoke(&invocation)
+            .await
+            .map_err(|e| self.redis_error(&e))?;
+        script::decode(&reply, batch.len())
+    }
+
+    /// A batch whose keys span cluster slots (different identities): one script call per
+    /// identity. A hit reserves identity by identity and, when one rejects, refunds the ones
+    /// already charged: never more admitted than the limits allow, at the price of a moment
+    /// in which the refunded reservation is held (a concurrent request may see it and be
+    /// rejected). Tests and refunds need no ordering.
+    async fn run_spanning(
+        &self,
+        op: Op,
+        now: Option<Timestamp>,
+        batch: &[Charge],
+    ) -> Result<Verdict, StorageError> {
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, c) in batch.iter().enumerate() {
+            match groups.iter_mut().find(|(id, _)| *id == c.key.identity()) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((c.key.identity(), vec![i])),
+            }
+        }
+        let mut statuses: Vec<Option<LimitStatus>> = vec![None; batch.len()];
+        let pick = |members: &[usize]| -> Vec<Charge> {
+            members.iter().map(|&i| batch[i].clone()).collect()
+        };
+        let mut allowed = true;
+        let mut charged: Vec<usize> = Vec::new();
+        for (g, (_, members)) in groups.iter().enumerate() {
+            let group_op = if op == Op::Hit && !allowed {
+                Op::Test
+            } else {
+                op
+            };
+            let verdict = match self.run(group_op, now, &pick(members)).await {
+                Ok(v) => v,
+                Err(e) => {
+                    if op == Op::Hit && !charged.is_empty() {
+                        let _ = self.refund_groups(&groups, &charged, now, batch).await;
+                    }
+                    return Err(e);
+                }
+            };
+            allowed &= verdict.allowed;
+            if group_op == Op::Hit && verdict.allowed {
+                charged.push(g);
+            }
+            for (&i, s) in members.iter().zip(verdict.statuses) {
+                statuses[i] = Some(s);
+            }
+        }
+        if op == Op::Hit && !allowed && !charged.is_empty() {
+            for (i, s) in self.refund_groups(&groups, &charged, now, batch).await? {
+                // The refunded charges did fit: they keep `allowed`, with the counts after the
+                // refund.
+                statuses[i] = Some(LimitStatus { allowed: true, ..s });
+            }
+        }
+        Ok(Verdict {
+            allowed,
+            statuses: statuses
+                .into_iter()
+                .map(|s| s.expect("every charge belongs to a group"))
+                .collect(),
+        })
+    }
+
+    async fn refund_groups(
+        &self,
+        groups: &[(&str, Vec<usize>)],
+        charged: &[usize],
+        now: Option<Timestamp>,
+        batch: &[Charge],
+    ) -> Result<Vec<(usize, LimitStatus)>, StorageError> {
+        let mut out = Vec::new();
+        for &g in charged {
+            let members = &groups[g].1;
+            let charges: Vec<Charge> = members.iter().map(|&i| batch[i].clone()).collect();
+            let verdict = self.run(Op::Refund, now, &charges).await?;
+            out.extend(members.iter().copied().zip(verdict.statuses));
+        }
+        Ok(out)
+    }
+
+    async fn delete_matching(
+        &self,
+        pattern: String,
+        route_by: Option<String>,
+    ) -> Result<(), StorageError> {
+        let result = match route_by {
+            Some(key) => {
+                let mut invocation = self.inner.scripts.delete.prepare_invoke();
+                invocation.key(key).arg(pattern);
+                self.inner.connection.invoke(&invocation).await
+            }
+            None => {
+                let mut c = cmd("EVAL");
+                c.arg(script::DELETE_MATCHING_LUA).arg(0).arg(pattern);
+                self.inner.connection.on_every_master(c).await
+            }
+        };
+        result.map(|_| ()).map_err(|e| self.redis_error(&e))
+    }
+}
+
+#[async_trait]
+impl Storage for RedisStorage {
+    async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
+        if batch.is_empty() {
+            return Ok(Verdict {
+                allowed: true,
+                statuses: Vec::new(),
+            });
+        }
+        for c in batch {
+            script::check(c)?;
+        }
+        let now = self.inner.clock.as_ref().map(|c| c.now());
+        let spans = self.inner.connection.is_cluster()
+            && batch
+                .iter()
+                .any(|c| c.key.identity() != batch[0].key.identity());
+        self.bounded(async {
+            if spans {
+                self.run_spanning(op, now, batch).await
+            } else {
+                self.run(op, now, batch).await
+            }
+        })
+        .await
+    }
+
+    /// Deletes every counter of `key` (under every limit and strategy): a SCAN of the node
+    /// that holds the key's slot, so its cost grows with that node's key count.
+    async fn clear(&self, key: &Key) -> Result<(), StorageError> {
+        let tagged = keys::tagged(&self.inner.prefix, key);
+        let pattern = format!("{tagged}{}:*", keys::scopes(key));
+        self.bounded(self.delete_matching(pattern, Some(tagged)))
+            .await
+    }
+
+    /// Deletes every key under this store's prefix, on every master.
+    async fn reset(&self) -> Result<(), StorageError> {
+        let pattern = format!("{}:*", self.inner.prefix);
+        self.bounded(self.delete_matching(pattern, None)).await
+    }
+
+    /// PING (on a cluster, every master).
+    async fn health(&self) -> Result<(), StorageError> {
+        self.bounded(async {
+            self.inner
+                .connection
+                .on_every_master(cmd("PING"))
+                .await
+                .map(|_| ())
+                .map_err(|e| self.redis_error(&e))
+        })
+        .await
+    }
+}
