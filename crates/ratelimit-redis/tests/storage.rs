@@ -1,0 +1,219 @@
+//! The Redis backend through the `Storage` trait on a real server, on async-std and on smol:
+//! atomic batches, the server's clock, TTLs on every key, clear and reset, script reloading,
+//! errors for bad URIs, a closed port and a hung server.
+
+mod common;
+
+use core::time::Duration as StdDuration;
+use std::time::Instant;
+
+use common::manual_store;
+use ratelimit_core::{Duration, Limit, RetryAfter, StrategyKind};
+use ratelimit_redis::{RedisStorage, test_server::RedisServer};
+use ratelimit_storage::{Charge, Key, Storage, StorageError};
+
+fn charge(key: &Key, l: &str, strategy: StrategyKind, cost: u64) -> Charge {
+    Charge::new(key.clone(), l.parse::<Limit>().unwrap(), strategy, cost)
+}
+
+/// Every key under `prefix` with its PTTL in ms.
+fn keys_with_ttl(server: &RedisServer, prefix: &str) -> Vec<(String, i64)> {
+    let listed = server.cli(&["--scan", "--pattern", &format!("{prefix}:*")]);
+    listed
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|k| (k.to_owned(), server.cli(&["PTTL", k]).parse().unwrap()))
+        .collect()
+}
+
+async fn batches_are_all_or_nothing() {
+    let server = RedisServer::start();
+    let (store, _) = manual_store(&server.url(), "atomic");
+    let key = Key::new("ip", "10.0.0.1");
+    let batch = [
+        charge(&key, "10 per minute", StrategyKind::FixedWindow, 1),
+        charge(&key, "1 per second", StrategyKind::Gcra, 1),
+        charge(&key, "5 per hour", StrategyKind::MovingWindow, 1),
+        charge(&key, "7 per hour", StrategyKind::SlidingWindowCounter, 1),
+    ];
+    assert!(store.hit(&batch).await.unwrap().allowed);
+    let rejected = store.hit(&batch).await.unwrap();
+    assert!(!rejected.allowed);
+    assert_eq!(rejected.rejected_by(), Some(1));
+    assert_eq!(
+        rejected.retry_after(),
+        RetryAfter::After(Duration::from_secs(1))
+    );
+    let remaining: Vec<u64> = rejected.statuses.iter().map(|s| s.remaining).collect();
+    assert_eq!(remaining, [9, 0, 4, 6], "the other limits were not charged");
+    // The same counter twice in one batch: the costs add up.
+    let twice = [
+        charge(&key, "10 per minute", StrategyKind::FixedWindow, 5),
+        charge(&key, "10 per minute", StrategyKind::FixedWindow, 5),
+    ];
+    assert!(!store.hit(&twice).await.unwrap().allowed);
+    // A gate needs room without charging.
+    let mut gate = charge(&key, "5 per hour", StrategyKind::MovingWindow, 0);
+    gate.need = 4;
+    let v = store.hit(&[gate.clone()]).await.unwrap();
+    assert!(v.allowed);
+    assert_eq!(v.statuses[0].remaining, 4);
+    gate.need = 5;
+    assert!(!store.hit(&[gate]).await.unwrap().allowed);
+    // Refunds give back.
+    store.refund(&batch[..1]).await.unwrap();
+    assert_eq!(store.test(&batch[..1]).await.unwrap().statuses[0].remaining, 10);
+}
+
+async fn the_server_clock_counts_and_every_key_has_a_ttl() {
+    let server = RedisServer::start();
+    let store = RedisStorage::from_uri(&format!("{}?prefix=ttl", server.url())).unwrap();
+    let key = Key::new("user", "alice").under(&["GET /"]);
+    let limits = [
+        ("3 per minute", StrategyKind::FixedWindow, 60_000),
+        ("3 per minute", StrategyKind::MovingWindow, 60_000),
+        ("3 per minute", StrategyKind::SlidingWindowCounter, 120_000),
+        ("3 per minute", StrategyKind::Gcra, 60_000),
+    ];
+    for (l, kind, _) in limits {
+        let batch = [charge(&key, l, kind, 1)];
+        let admitted = {
+            let mut n = 0;
+            for _ in 0..5 {
+                n += usize::from(store.hit(&batch).await.unwrap().allowed);
+            }
+            n
+        };
+        assert_eq!(admitted, 3, "{kind}");
+        let status = store.test(&batch).await.unwrap().statuses[0];
+        assert_eq!(status.remaining, 0, "{kind}");
+        assert!(matches!(status.retry_after, RetryAfter::After(d) if d > Duration::ZERO));
+    }
+    let keys = keys_with_ttl(&server, "ttl");
+    assert_eq!(keys.len(), 5, "{keys:?}"); // the moving window has a log and a total
+    for (k, ttl) in &keys {
+        let bound = limits
+            .iter()
+            .find(|(_, kind, _)| k.contains(&format!(":{}:", code(*kind))))
+            .map(|(_, _, b)| *b)
+            .unwrap();
+        assert!(*ttl > 0 && *ttl <= bound, "{k}: PTTL {ttl} ms, window bound {bound}");
+        assert!(k.starts_with("ttl:{user:alice}:GET%20%2F/:"), "{k}");
+    }
+    // Clear forgets every counter of the key; reset everything under the prefix.
+    store.clear(&key).await.unwrap();
+    assert!(keys_with_ttl(&server, "ttl").is_empty());
+    store
+        .hit(&[charge(&key, "1 per day", StrategyKind::Gcra, 1)])
+        .await
+        .unwrap();
+    server.cli(&["SET", "other:key", "1"]);
+    store.reset().await.unwrap();
+    assert!(keys_with_ttl(&server, "ttl").is_empty());
+    assert_eq!(server.cli(&["GET", "other:key"]), "1", "reset stays in its prefix");
+    store.health().await.unwrap();
+}
+
+fn code(kind: StrategyKind) -> &'static str {
+    match kind {
+        StrategyKind::FixedWindow => "f",
+        StrategyKind::MovingWindow => "m",
+        StrategyKind::SlidingWindowCounter => "s",
+        StrategyKind::Gcra => "g",
+    }
+}
+
+async fn scripts_are_reloaded_after_a_flush() {
+    let server = RedisServer::start();
+    let (store, _) = manual_store(&server.url(), "reload");
+    let batch = [charge(&Key::new("ip", "1"), "2 per minute", StrategyKind::Gcra, 1)];
+    assert!(store.hit(&batch).await.unwrap().allowed);
+    assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
+    assert!(store.hit(&batch).await.unwrap().allowed);
+    assert!(!store.hit(&batch).await.unwrap().allowed);
+}
+
+async fn a_closed_port_is_unreachable_fast() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let store = RedisStorage::from_uri(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let start = Instant::now();
+    let batch = [charge(&Key::new("ip", "1"), "2 per minute", StrategyKind::Gcra, 1)];
+    let err = store.hit(&batch).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(matches!(err, StorageError::Unreachable { .. }), "{err:?}");
+    assert!(start.elapsed() < store.deadline(), "{:?}", start.elapsed());
+    assert!(store.health().await.is_err());
+}
+
+async fn a_hung_server_times_out_within_the_deadline() {
+    let server = RedisServer::start();
+    let store = RedisStorage::builder_from_uri(&format!(
+        "{}?socket_timeout=0.2&socket_connect_timeout=0.2",
+        server.url()
+    ))
+    .unwrap()
+    .build()
+    .unwrap();
+    let batch = [charge(&Key::new("ip", "1"), "2 per minute", StrategyKind::Gcra, 1)];
+    assert!(store.hit(&batch).await.unwrap().allowed);
+    server.pause();
+    let start = Instant::now();
+    let err = store.hit(&batch).await.unwrap_err();
+    let waited = start.elapsed();
+    server.resume();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(
+        waited <= store.deadline() + StdDuration::from_millis(300),
+        "waited {waited:?}, deadline {:?}",
+        store.deadline()
+    );
+    // After SIGCONT the same store works again.
+    let mut ok = false;
+    for _ in 0..50 {
+        if store.hit(&batch).await.is_ok() {
+            ok = true;
+            break;
+        }
+        async_io::Timer::after(StdDuration::from_millis(50)).await;
+    }
+    assert!(ok, "the store did not recover after SIGCONT");
+}
+
+on_both_runtimes! {
+    batches_are_all_or_nothing,
+    the_server_clock_counts_and_every_key_has_a_ttl,
+    scripts_are_reloaded_after_a_flush,
+    a_closed_port_is_unreachable_fast,
+    a_hung_server_times_out_within_the_deadline,
+}
+
+#[test]
+fn uris_are_checked() {
+    for good in [
+        "redis://localhost",
+        "redis://:pw@127.0.0.1:6380/2?prefix=app&socket_timeout=0.25",
+        "redis+unix:///var/run/redis.sock?db=1",
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+        "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster?connect_timeout=250ms",
+        "redis://localhost?time=client",
+    ] {
+        assert!(RedisStorage::from_uri(good).is_ok(), "{good}");
+    }
+    for (bad, says) in [
+        ("memory://", "scheme"),
+        ("redis://localhost?timeout=1", "unknown option \"timeout\""),
+        ("redis://localhost?socket_timeout=-1", "socket_timeout"),
+        ("redis://localhost?prefix=%7Bx%7D", "prefix"),
+        ("redis+sentinel://127.0.0.1:26379", "names no service"),
+        ("redis://a:1,b:2", "several hosts"),
+        ("redis://localhost/x", "database"),
+        ("redis://localhost?time=gps", "time"),
+        ("redis+cluster://127.0.0.1:7000?db=2", "database 0"),
+    ] {
+        let err = RedisStorage::from_uri(bad).unwrap_err().to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}
