@@ -62,7 +62,10 @@ async fn batches_are_all_or_nothing() {
     assert!(!store.hit(&[gate]).await.unwrap().allowed);
     // Refunds give back.
     store.refund(&batch[..1]).await.unwrap();
-    assert_eq!(store.test(&batch[..1]).await.unwrap().statuses[0].remaining, 10);
+    assert_eq!(
+        store.test(&batch[..1]).await.unwrap().statuses[0].remaining,
+        10
+    );
 }
 
 async fn the_server_clock_counts_and_every_key_has_a_ttl() {
@@ -97,7 +100,10 @@ async fn the_server_clock_counts_and_every_key_has_a_ttl() {
             .find(|(_, kind, _)| k.contains(&format!(":{}:", code(*kind))))
             .map(|(_, _, b)| *b)
             .unwrap();
-        assert!(*ttl > 0 && *ttl <= bound, "{k}: PTTL {ttl} ms, window bound {bound}");
+        assert!(
+            *ttl > 0 && *ttl <= bound,
+            "{k}: PTTL {ttl} ms, window bound {bound}"
+        );
         assert!(k.starts_with("ttl:{user:alice}:GET%20%2F/:"), "{k}");
     }
     // Clear forgets every counter of the key; reset everything under the prefix.
@@ -110,7 +116,11 @@ async fn the_server_clock_counts_and_every_key_has_a_ttl() {
     server.cli(&["SET", "other:key", "1"]);
     store.reset().await.unwrap();
     assert!(keys_with_ttl(&server, "ttl").is_empty());
-    assert_eq!(server.cli(&["GET", "other:key"]), "1", "reset stays in its prefix");
+    assert_eq!(
+        server.cli(&["GET", "other:key"]),
+        "1",
+        "reset stays in its prefix"
+    );
     store.health().await.unwrap();
 }
 
@@ -126,7 +136,12 @@ fn code(kind: StrategyKind) -> &'static str {
 async fn scripts_are_reloaded_after_a_flush() {
     let server = RedisServer::start();
     let (store, _) = manual_store(&server.url(), "reload");
-    let batch = [charge(&Key::new("ip", "1"), "2 per minute", StrategyKind::Gcra, 1)];
+    let batch = [charge(
+        &Key::new("ip", "1"),
+        "2 per minute",
+        StrategyKind::Gcra,
+        1,
+    )];
     assert!(store.hit(&batch).await.unwrap().allowed);
     assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
     assert!(store.hit(&batch).await.unwrap().allowed);
@@ -140,7 +155,12 @@ async fn a_closed_port_is_unreachable_fast() {
     };
     let store = RedisStorage::from_uri(&format!("redis://127.0.0.1:{port}")).unwrap();
     let start = Instant::now();
-    let batch = [charge(&Key::new("ip", "1"), "2 per minute", StrategyKind::Gcra, 1)];
+    let batch = [charge(
+        &Key::new("ip", "1"),
+        "2 per minute",
+        StrategyKind::Gcra,
+        1,
+    )];
     let err = store.hit(&batch).await.unwrap_err();
     assert!(err.is_unavailable(), "{err}");
     assert!(matches!(err, StorageError::Unreachable { .. }), "{err:?}");
@@ -157,7 +177,12 @@ async fn a_hung_server_times_out_within_the_deadline() {
     .unwrap()
     .build()
     .unwrap();
-    let batch = [charge(&Key::new("ip", "1"), "2 per minute", StrategyKind::Gcra, 1)];
+    let batch = [charge(
+        &Key::new("ip", "1"),
+        "2 per minute",
+        StrategyKind::Gcra,
+        1,
+    )];
     assert!(store.hit(&batch).await.unwrap().allowed);
     server.pause();
     let start = Instant::now();

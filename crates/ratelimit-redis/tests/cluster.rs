@@ -1,0 +1,105 @@
+//! A 3-master cluster: hostile client keys stay in their slot and bounded; batches that span
+//! slots never over-admit; clear, reset and health reach the right nodes.
+
+mod common;
+
+use common::manual_store;
+use ratelimit_core::{Limit, StrategyKind};
+use ratelimit_redis::test_server::RedisCluster;
+use ratelimit_storage::{Charge, Key, Storage};
+
+fn charge(key: &Key, l: &str, strategy: StrategyKind, cost: u64) -> Charge {
+    Charge::new(key.clone(), l.parse::<Limit>().unwrap(), strategy, cost)
+}
+
+/// Every key under `prefix`, with the port of the node that holds it.
+fn keys_by_node(cluster: &RedisCluster, prefix: &str) -> Vec<(u16, String)> {
+    cluster
+        .nodes()
+        .iter()
+        .flat_map(|n| {
+            n.cli(&["--scan", "--pattern", &format!("{prefix}:*")])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|k| (n.port(), k.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_hostile_key_lands_in_its_slot_and_stays_bounded() {
+    let cluster = RedisCluster::start(3);
+    let (store, _) = manual_store(&cluster.url(), "hostile");
+    let text = format!("}}{{evil}}{{{}", "x{y}".repeat(2_560)); // 10 KB with braces
+    let key = Key::new("user", &text).under(&["POST /upload"]);
+    let batch: Vec<Charge> = StrategyKind::ALL
+        .into_iter()
+        .map(|kind| charge(&key, "3 per minute", kind, 1))
+        .collect();
+    smol::block_on(async {
+        for _ in 0..3 {
+            assert!(store.hit(&batch).await.unwrap().allowed);
+        }
+        let v = store.hit(&batch).await.unwrap();
+        assert!(!v.allowed);
+        assert!(v.statuses.iter().all(|s| s.remaining == 0));
+    });
+    let found = keys_by_node(&cluster, "hostile");
+    assert_eq!(found.len(), 5, "{found:?}"); // four counters, the moving window's total
+    let expected_node = cluster.node_of(&format!("{{{}}}", key.identity())).port();
+    for (port, name) in &found {
+        assert_eq!(*port, expected_node, "{name} is not on the tag's node");
+        assert!(name.len() <= 120, "{} bytes: {name}", name.len());
+        assert_eq!(name.matches('{').count(), 1, "{name}");
+        assert_eq!(name.matches('}').count(), 1, "{name}");
+        assert!(name.starts_with(&format!("hostile:{{{}}}", key.identity())));
+    }
+    smol::block_on(store.clear(&key)).unwrap();
+    assert!(keys_by_node(&cluster, "hostile").is_empty());
+}
+
+#[test]
+fn a_batch_across_slots_never_over_admits() {
+    let cluster = RedisCluster::start(3);
+    let (store, _) = manual_store(&cluster.url(), "span");
+    // Two identities whose tags live on different nodes.
+    let a = Key::new("ip", "10.0.0.1");
+    let b = (0..100)
+        .map(|i| Key::new("user", &format!("u{i}")))
+        .find(|b| {
+            cluster.node_of(&format!("{{{}}}", b.identity())).port()
+                != cluster.node_of(&format!("{{{}}}", a.identity())).port()
+        })
+        .unwrap();
+    let batch = [
+        charge(&a, "5 per minute", StrategyKind::FixedWindow, 1),
+        charge(&b, "2 per minute", StrategyKind::Gcra, 1),
+        charge(&a, "5 per minute", StrategyKind::MovingWindow, 1),
+    ];
+    smol::block_on(async {
+        assert!(store.hit(&batch).await.unwrap().allowed);
+        assert!(store.hit(&batch).await.unwrap().allowed);
+        let v = store.hit(&batch).await.unwrap();
+        assert!(!v.allowed);
+        assert_eq!(v.rejected_by(), Some(1));
+        // `a` was reserved, then refunded: still 3 left on both of its limits.
+        let remaining: Vec<u64> = v.statuses.iter().map(|s| s.remaining).collect();
+        assert_eq!(remaining, [3, 0, 3]);
+        let t = store.test(&batch).await.unwrap();
+        assert_eq!(
+            t.statuses.iter().map(|s| s.remaining).collect::<Vec<_>>(),
+            [3, 0, 3]
+        );
+        // `a` alone still admits exactly 3 more.
+        let alone = [batch[0].clone(), batch[2].clone()];
+        let mut n = 0;
+        for _ in 0..5 {
+            n += usize::from(store.hit(&alone).await.unwrap().allowed);
+        }
+        assert_eq!(n, 3);
+        store.health().await.unwrap();
+        store.reset().await.unwrap();
+    });
+    assert!(keys_by_node(&cluster, "span").is_empty());
+}
