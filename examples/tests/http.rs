@@ -269,3 +269,36 @@ fn sixty_four_concurrent_clients_get_exactly_five_logins() {
         assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 59);
     });
 }
+
+/// Two seed-tour servers (two workers) on one Redis: the login limit is shared, with the
+/// Redis server's clock, and a dead Redis answers 503 (until the fallback store is set up).
+#[test]
+fn two_workers_share_one_redis() {
+    let mut redis = ratelimit_redis::test_server::RedisServer::start();
+    async_std::task::block_on(async {
+        let config = SeedConfig {
+            redis_url: Some(format!("{}?prefix=seed", redis.url())),
+            ..SeedConfig::default()
+        };
+        let a = serve_on_free_port(seed_app(&config).unwrap())
+            .await
+            .unwrap();
+        let b = serve_on_free_port(seed_app(&config).unwrap())
+            .await
+            .unwrap();
+        let mut statuses = Vec::new();
+        for i in 0..7 {
+            let base = if i % 2 == 0 { &a } else { &b };
+            let r = send(base, "POST", "/auth/login", &[], None).await;
+            statuses.push(r.status);
+            if r.status == 200 {
+                assert_eq!(r.header("X-RateLimit-Limit"), Some("5"));
+            } else {
+                assert!(r.header("Retry-After").is_some());
+            }
+        }
+        assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+        redis.kill();
+        assert_eq!(get(&a, "/api/data").await.status, 503);
+    });
+}

@@ -20,9 +20,21 @@ use crate::{
 };
 
 /// The storage URI schemes the limiter can build a backend for.
+#[cfg(feature = "redis")]
+pub const KNOWN_SCHEMES: &[&str] = &[
+    "memory",
+    "redis",
+    "rediss",
+    "redis+unix",
+    "redis+cluster",
+    "redis+sentinel",
+];
+/// The storage URI schemes the limiter can build a backend for.
+#[cfg(not(feature = "redis"))]
 pub const KNOWN_SCHEMES: &[&str] = &["memory"];
 
-/// Builds the store named by `uri`.
+/// Builds the store named by `uri`. `clock` is the memory store's clock; a Redis store reads
+/// the Redis server's clock unless the URI says `time=client`, and then uses `clock`.
 pub fn storage_from_uri(
     uri: &str,
     clock: Arc<dyn Clock + Send + Sync>,
@@ -30,7 +42,15 @@ pub fn storage_from_uri(
     let uri_error = |e: UriError| ConfigError::Storage(StorageError::Configuration(e.to_string()));
     let parsed: StorageUri = uri.parse().map_err(uri_error)?;
     parsed.expect_scheme(KNOWN_SCHEMES).map_err(uri_error)?;
-    // `memory` is the only scheme so far.
+    #[cfg(feature = "redis")]
+    if parsed.scheme != "memory" {
+        let mut builder =
+            ratelimit_redis::RedisStorage::builder_from_uri(uri).map_err(ConfigError::Storage)?;
+        if parsed.option("time") == Some("client") {
+            builder = builder.clock(clock);
+        }
+        return Ok(Arc::new(builder.build().map_err(ConfigError::Storage)?));
+    }
     let builder = MemoryStorage::builder_from_uri(uri)
         .map_err(ConfigError::Storage)?
         .clock(clock);

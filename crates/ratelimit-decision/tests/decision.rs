@@ -544,8 +544,12 @@ fn malformed_configuration_fails_build_with_where_and_what() {
             "route POST /x: invalid limit \"1 per sec\": unknown unit \"sec\" at byte 6; did you mean \"second\"?",
         ),
         (
-            Limiter::builder().storage_uri("redis+cluster://h:1"),
-            "storage: storage configuration: unknown storage scheme \"redis+cluster\"; known schemes: memory://",
+            Limiter::builder().storage_uri("mongodb://h:1"),
+            "storage: storage configuration: unknown storage scheme \"mongodb\"; known schemes: memory://, redis://, rediss://, redis+unix://, redis+cluster://, redis+sentinel://",
+        ),
+        (
+            Limiter::builder().storage_uri("redis://h:1?timeout=1"),
+            "storage: storage configuration: redis: unknown option \"timeout\" in the URI; known options: prefix, key_prefix, connect_timeout, socket_connect_timeout, response_timeout, socket_timeout, time, db, service_name",
         ),
         (
             Limiter::builder().key_function(KeyFunction::header_or_ip("X-API-Key", "ip")),
