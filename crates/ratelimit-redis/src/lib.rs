@@ -19,9 +19,13 @@
 //! - **Limits**: no call waits longer than [`RedisStorage::deadline`] (connect plus response
 //!   timeout); failures are [`StorageError`](ratelimit_storage::StorageError)s, never panics.
 //!
-//! A batch whose charges belong to different identities spans cluster slots: it is then run as
-//! one script per identity, reserving and refunding (see the crate README), which never admits
-//! more than the limits allow.
+//! A batch whose charges belong to different identities (limits keyed by different key
+//! functions) spans cluster slots, which no single script may touch. On a cluster it is then
+//! run as one script per identity, in batch order: a hit reserves identity by identity and,
+//! when one rejects, refunds those already charged. That never admits more than the limits
+//! allow; the price is one round trip per identity and a moment in which a reservation that
+//! ends up refunded is held (a concurrent request may be rejected by it). On a single node or
+//! behind sentinels every batch is one script, whatever its keys.
 //!
 //! # Example
 //!

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The Redis benchmark (benches/benches/redis.rs), pinned: a fresh redis-server on core 0, the
+# benchmark and redis-benchmark on core 1, ROUNDS times in a row (default 3). Each round prints
+# RedisStorage beside a raw EVALSHA of the same script (in-process and redis-benchmark) at
+# concurrency 1 and 64, single-client latency p50/p99, and INFO commandstats around 1000
+# Limiter decisions.
+#
+#   scripts/bench-redis.sh [ROUNDS] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+export REDIS_BENCH_SECS=${2:-3}
+cargo bench -p ratelimit-benches --bench redis --no-run -q 2>/dev/null
+bench=$(ls -t target/release/deps/redis-* | grep -v '\.d$' | head -1)
+port=26999
+dir=$(mktemp -d)
+trap 'redis-cli -p $port shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+for round in $(seq "$rounds"); do
+  taskset -c 0 redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" --daemonize yes >/dev/null
+  for _ in $(seq 50); do redis-cli -p $port PING >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "== round $round"
+  REDIS_BENCH_PORT=$port taskset -c 1 "$bench" --bench
+  redis-cli -p $port shutdown nosave >/dev/null 2>&1 || true
+  sleep 0.5
+done
