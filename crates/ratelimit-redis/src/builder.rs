@@ -40,6 +40,7 @@ pub const OPTIONS: &[&str] = &[
     "time",
     "db",
     "service_name",
+    "ssl_ca_certs",
 ];
 
 /// The default key prefix.
@@ -76,6 +77,7 @@ pub struct RedisStorageBuilder {
     response_timeout: Duration,
     clock: Option<Arc<dyn Clock + Send + Sync>>,
     ttl_grace: Option<Duration>,
+    ca_certificate: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisStorageBuilder {
@@ -90,6 +92,10 @@ impl fmt::Debug for RedisStorageBuilder {
             .field("response_timeout", &self.response_timeout)
             .field("clock", &self.clock.as_ref().map(|_| "client"))
             .field("ttl_grace", &self.ttl_grace)
+            .field(
+                "ca_certificate",
+                &self.ca_certificate.as_ref().map(|_| "set"),
+            )
             .finish()
     }
 }
@@ -131,6 +137,7 @@ impl RedisStorageBuilder {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             clock: None,
             ttl_grace: None,
+            ca_certificate: None,
         }
     }
 
@@ -170,8 +177,9 @@ impl RedisStorageBuilder {
     /// `prefix` (or `key_prefix`), `connect_timeout` (or `socket_connect_timeout`),
     /// `response_timeout` (or `socket_timeout`), durations in seconds (`0.5`) or with a unit
     /// (`500ms`); `time=server` (the default: the Redis server's clock) or `time=client`
-    /// (this process's clock, see [`clock`](Self::clock)); `db`; `service_name`. Unknown
-    /// options are errors.
+    /// (this process's clock, see [`clock`](Self::clock)); `db`; `service_name`;
+    /// `ssl_ca_certs` (a PEM file of the CAs to trust for `rediss://` instead of the system's).
+    /// Unknown options are errors.
     pub fn from_uri(uri: &str) -> Result<Self, StorageError> {
         let parsed: StorageUri = uri.parse().map_err(config)?;
         parsed.expect_scheme(SCHEMES).map_err(config)?;
@@ -277,6 +285,14 @@ impl RedisStorageBuilder {
                 b.response_timeout = duration(name, t)?;
             }
         }
+        if let Some(path) = parsed.option("ssl_ca_certs") {
+            if parsed.scheme != "rediss" {
+                return Err(config("option ssl_ca_certs: only for rediss:// URIs"));
+            }
+            let pem = std::fs::read(path)
+                .map_err(|e| config(format!("option ssl_ca_certs: cannot read {path:?}: {e}")))?;
+            b.ca_certificate = Some(pem);
+        }
         match parsed.option("time") {
             None | Some("server") => {}
             Some("client") => b.clock = Some(Arc::new(ratelimit_core::SystemClock)),
@@ -338,6 +354,12 @@ impl RedisStorageBuilder {
         self
     }
 
+    /// Trusts these CA certificates (PEM) for `rediss://` instead of the system's roots.
+    pub fn ca_certificate(mut self, pem: Vec<u8>) -> Self {
+        self.ca_certificate = Some(pem);
+        self
+    }
+
     fn redis_info(&self) -> RedisConnectionInfo {
         let mut info = RedisConnectionInfo::default().set_db(self.db);
         if let Some(u) = &self.username {
@@ -363,7 +385,21 @@ impl RedisStorageBuilder {
         let bad = |e: redis::RedisError| config(e.to_string());
         let connection = match &self.target {
             Target::Single(addr) => {
-                let client = Client::open(self.connection_info(addr)?).map_err(bad)?;
+                let info = self.connection_info(addr)?;
+                let client = match &self.ca_certificate {
+                    None => Client::open(info).map_err(bad)?,
+                    #[cfg(feature = "tls")]
+                    Some(pem) => Client::build_with_tls(
+                        info,
+                        redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(pem.clone()),
+                        },
+                    )
+                    .map_err(bad)?,
+                    #[cfg(not(feature = "tls"))]
+                    Some(_) => return Err(config("a CA certificate needs the `tls` feature")),
+                };
                 let manager = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.connect_timeout))
                     .set_response_timeout(Some(self.response_timeout))

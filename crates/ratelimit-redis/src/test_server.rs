@@ -54,7 +54,7 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
 }
 
 /// A loopback port nobody listens on, and whose cluster bus port (+10000) is free too.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     for _ in 0..1000 {
         let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
             continue;
