@@ -49,6 +49,16 @@ impl<C: Clone> Reconnecting<C> {
     fn invalidate(&self) {
         *self.current.lock() = None;
     }
+
+    /// Passes `result` on, dropping the connection first when the error says it is broken.
+    fn check<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(e) = &result
+            && needs_reconnect(e)
+        {
+            self.invalidate();
+        }
+        result
+    }
 }
 
 /// How this store reaches Redis.
@@ -79,15 +89,7 @@ impl Connection {
         match self {
             Self::Single(c) => script.invoke_async(&mut c.clone()).await,
             Self::Cluster(r) => script.invoke_async(&mut r.get().await?).await,
-            Self::Sentinel(r) => {
-                let result = script.invoke_async(&mut r.get().await?).await;
-                if let Err(e) = &result
-                    && needs_reconnect(e)
-                {
-                    r.invalidate();
-                }
-                result
-            }
+            Self::Sentinel(r) => r.check(script.invoke_async(&mut r.get().await?).await),
         }
     }
 
@@ -102,15 +104,7 @@ impl Connection {
                 ));
                 r.get().await?.route_command(cmd, routing).await
             }
-            Self::Sentinel(r) => {
-                let result = cmd.query_async(&mut r.get().await?).await;
-                if let Err(e) = &result
-                    && needs_reconnect(e)
-                {
-                    r.invalidate();
-                }
-                result
-            }
+            Self::Sentinel(r) => r.check(cmd.query_async(&mut r.get().await?).await),
         }
     }
 }
