@@ -72,6 +72,18 @@ impl Key {
         }
     }
 
+    /// The key without its scopes: the client identity alone (`ns:value`). Used where one
+    /// counter per client spans every route, such as fallback limits.
+    pub fn identity_key(&self) -> Self {
+        if self.identity_at == 0 {
+            return self.clone();
+        }
+        Self {
+            text: self.identity().into(),
+            identity_at: 0,
+        }
+    }
+
     /// The whole encoded key.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -126,6 +138,14 @@ fn encode_part(out: &mut String, part: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_keys_drop_the_scopes() {
+        let k = Key::new("ip", "10.0.0.1");
+        let scoped = k.under(&["GET /a", "shared"]);
+        assert_eq!(scoped.identity_key(), k);
+        assert_eq!(k.identity_key(), k);
+    }
 
     #[test]
     fn encoding_is_injective_on_tricky_parts() {

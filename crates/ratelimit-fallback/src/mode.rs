@@ -1,0 +1,37 @@
+//! What to do while the primary is down.
+
+use ratelimit_core::{Limit, StrategyKind};
+
+/// What a [`FallbackStorage`](crate::FallbackStorage) does while its primary is unavailable.
+///
+/// Flask-Limiter's settings map onto these: `swallow_errors=True` is [`Mode::FailOpen`] (errors
+/// logged, requests allowed); `in_memory_fallback_enabled=True` is [`Mode::Fallback`] with the
+/// configured limits, and `in_memory_fallback=[...]` is [`Mode::Fallback`] with those limits;
+/// neither is [`Mode::FailClosed`] (the error reaches the application, which answers 503).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Allow every request (each one logged at `warn`, counted).
+    FailOpen,
+    /// Reject every request with a [`StorageError`](ratelimit_storage::StorageError): the
+    /// Decision API reports it, the Tide middleware answers 503.
+    FailClosed,
+    /// Count in memory: with the same limits as the batch asks for (`limits` empty), or with
+    /// `limits` instead, applied per client identity across all routes (Flask-Limiter's
+    /// `in_memory_fallback`, typically tighter than the normal limits).
+    Fallback {
+        /// The fallback limits; empty to keep each batch's own limits.
+        limits: Vec<Limit>,
+        /// The strategy of the fallback limits.
+        strategy: StrategyKind,
+    },
+}
+
+impl Mode {
+    /// [`Mode::Fallback`] with the batch's own limits, counted in memory.
+    pub const fn same_limits_in_memory() -> Self {
+        Self::Fallback {
+            limits: Vec::new(),
+            strategy: StrategyKind::FixedWindow,
+        }
+    }
+}

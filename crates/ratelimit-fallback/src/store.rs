@@ -1,0 +1,508 @@
+//! [`FallbackStorage`]: a primary store with a way out when it fails.
+
+use core::{
+    fmt,
+    future::Future,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::Duration,
+};
+use std::{
+    sync::{Arc, Weak},
+    time::Instant,
+};
+
+use async_trait::async_trait;
+use futures::future::{Either, select};
+use ratelimit_core::{Clock, RetryAfter, SystemClock};
+use ratelimit_memory::{AsyncIoSleep, MemoryStorage, Sleep};
+use ratelimit_storage::{Charge, Key, LimitStatus, Op, Storage, StorageError, Verdict};
+
+use crate::{backoff::Backoff, mode::Mode};
+
+/// The default time a call may wait for the primary.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A change of the primary's health, as logged (`tracing`, target `ratelimit::fallback`) and
+/// passed to [`FallbackStorageBuilder::on_transition`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The primary's state after the change.
+    pub primary_up: bool,
+    /// For a change to down: the error that revealed it.
+    pub error: Option<String>,
+    /// For a change to up: how long the primary was down.
+    pub outage: Duration,
+    /// For a change to up: how many probes failed during the outage.
+    pub failed_probes: u64,
+    /// For a change to up: how many calls the outage mode answered.
+    pub degraded_calls: u64,
+    /// How many outages began since the store was built (this one included).
+    pub outages: u64,
+}
+
+/// Counts since the store was built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FallbackStats {
+    /// Whether calls go to the primary now.
+    pub primary_up: bool,
+    /// Outages so far.
+    pub outages: u64,
+    /// Calls answered by the outage mode so far.
+    pub degraded_calls: u64,
+}
+
+type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
+
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<Instant>,
+    failed_probes: u64,
+    degraded_at_start: u64,
+    outages: u64,
+}
+
+struct Shared {
+    primary: Arc<dyn Storage>,
+    secondary: MemoryStorage,
+    mode: Mode,
+    timeout: Duration,
+    backoff: Backoff,
+    sleep: Arc<dyn Sleep>,
+    clock: Arc<dyn Clock + Send + Sync>,
+    on_transition: Option<TransitionHook>,
+    down: AtomicBool,
+    outage: parking_lot::Mutex<Outage>,
+    degraded_calls: AtomicU64,
+}
+
+/// A [`Storage`] over a primary (typically Redis) that survives it dying, hanging and coming
+/// back.
+///
+/// - A call that meets an unavailable primary (unreachable, timed out, failing) is answered at
+///   once by the [`Mode`]: counted in memory, allowed, or rejected; no call fails because of
+///   the outage in the fallback and fail-open modes.
+/// - No call waits for the primary longer than the timeout ([`DEFAULT_TIMEOUT`]): a hung
+///   primary costs the calls in flight at most that, and the next ones nothing.
+/// - While the primary is down, calls go straight to the outage mode; a probe (the primary's
+///   `health`, a PING on Redis) runs in the background after each [`Backoff`] delay, counted
+///   from the failure, and the first one that succeeds sends calls back to the primary.
+/// - Every change is a `tracing` event and a [`Transition`] for the callback.
+///
+/// Configuration errors of the primary are not outages: they are passed on.
+#[derive(Clone)]
+pub struct FallbackStorage {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for FallbackStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackStorage")
+            .field("primary", &self.shared.primary)
+            .field("mode", &self.shared.mode)
+            .field("timeout", &self.shared.timeout)
+            .field("backoff", &self.shared.backoff)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Configures a [`FallbackStorage`].
+pub struct FallbackStorageBuilder {
+    primary: Arc<dyn Storage>,
+    secondary: Option<MemoryStorage>,
+    mode: Mode,
+    timeout: Duration,
+    backoff: Backoff,
+    sleep: Arc<dyn Sleep>,
+    clock: Arc<dyn Clock + Send + Sync>,
+    on_transition: Option<TransitionHook>,
+}
+
+impl fmt::Debug for FallbackStorageBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackStorageBuilder")
+            .field("primary", &self.primary)
+            .field("mode", &self.mode)
+            .field("timeout", &self.timeout)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FallbackStorageBuilder {
+    /// What to do while the primary is down (default: the batch's own limits, in memory).
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The longest a call waits for the primary (default [`DEFAULT_TIMEOUT`]).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// When to probe a primary that is down (default: 0.25 s doubling to 30 s).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The in-memory store of the fallback mode (default: `MemoryStorage::new()`).
+    pub fn secondary(mut self, secondary: MemoryStorage) -> Self {
+        self.secondary = Some(secondary);
+        self
+    }
+
+    /// How the prober waits (default: async-io timers). Tests use a manual sleeper.
+    pub fn sleep(mut self, sleep: Arc<dyn Sleep>) -> Self {
+        self.sleep = sleep;
+        self
+    }
+
+    /// The clock of the reset instants that fail-open answers report (default: the system
+    /// clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock + Send + Sync>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Called on every change of the primary's health (from the calling task or the prober's
+    /// thread; keep it short).
+    pub fn on_transition(mut self, hook: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
+        self.on_transition = Some(Arc::new(hook));
+        self
+    }
+
+    /// Makes the store.
+    pub fn build(self) -> FallbackStorage {
+        FallbackStorage {
+            shared: Arc::new(Shared {
+                primary: self.primary,
+                secondary: self.secondary.unwrap_or_default(),
+                mode: self.mode,
+                timeout: self.timeout,
+                backoff: self.backoff,
+                sleep: self.sleep,
+                clock: self.clock,
+                on_transition: self.on_transition,
+                down: AtomicBool::new(false),
+                outage: parking_lot::Mutex::new(Outage::default()),
+                degraded_calls: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl FallbackStorage {
+    /// A builder over `primary`.
+    pub fn builder(primary: Arc<dyn Storage>) -> FallbackStorageBuilder {
+        FallbackStorageBuilder {
+            primary,
+            secondary: None,
+            mode: Mode::same_limits_in_memory(),
+            timeout: DEFAULT_TIMEOUT,
+            backoff: Backoff::default(),
+            sleep: Arc::new(AsyncIoSleep),
+            clock: Arc::new(SystemClock),
+            on_transition: None,
+        }
+    }
+
+    /// Whether calls go to the primary now.
+    pub fn is_primary_up(&self) -> bool {
+        !self.shared.down.load(Ordering::Acquire)
+    }
+
+    /// Counts since the store was built.
+    pub fn stats(&self) -> FallbackStats {
+        FallbackStats {
+            primary_up: self.is_primary_up(),
+            outages: self.shared.outage.lock().outages,
+            degraded_calls: self.shared.degraded_calls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The in-memory store of the fallback mode.
+    pub fn secondary(&self) -> &MemoryStorage {
+        &self.shared.secondary
+    }
+
+    /// The configured mode.
+    pub fn mode(&self) -> &Mode {
+        &self.shared.mode
+    }
+}
+
+impl Shared {
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let timer = async_io::Timer::after(self.timeout);
+        match select(core::pin::pin!(fut), timer).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => Err(StorageError::Timeout {
+                backend: "primary",
+                after: self.timeout,
+            }),
+        }
+    }
+
+    fn emit(&self, t: &Transition) {
+        if t.primary_up {
+            tracing::info!(
+                target: "ratelimit::fallback",
+                outage_ms = t.outage.as_millis() as u64,
+                failed_probes = t.failed_probes,
+                degraded_calls = t.degraded_calls,
+                outages = t.outages,
+                "primary storage is back; calls go to it again"
+            );
+        } else {
+            tracing::warn!(
+                target: "ratelimit::fallback",
+                error = t.error.as_deref().unwrap_or(""),
+                mode = ?self.mode,
+                outages = t.outages,
+                "primary storage is down; answering from the outage mode"
+            );
+        }
+        if let Some(hook) = &self.on_transition {
+            hook(t);
+        }
+    }
+
+    fn mark_down(self: &Arc<Self>, error: &StorageError) {
+        let transition = {
+            let mut outage = self.outage.lock();
+            if outage.since.is_some() {
+                return;
+            }
+            outage.since = Some(Instant::now());
+            outage.failed_probes = 0;
+            outage.degraded_at_start = self.degraded_calls.load(Ordering::Relaxed);
+            outage.outages += 1;
+            self.down.store(true, Ordering::Release);
+            Transition {
+                primary_up: false,
+                error: Some(error.to_string()),
+                outage: Duration::ZERO,
+                failed_probes: 0,
+                degraded_calls: 0,
+                outages: outage.outages,
+            }
+        };
+        self.emit(&transition);
+        self.spawn_prober();
+    }
+
+    fn mark_up(&self) {
+        let transition = {
+            let mut outage = self.outage.lock();
+            let Some(since) = outage.since.take() else {
+                return;
+            };
+            self.down.store(false, Ordering::Release);
+            Transition {
+                primary_up: true,
+                error: None,
+                outage: since.elapsed(),
+                failed_probes: outage.failed_probes,
+                degraded_calls: self.degraded_calls.load(Ordering::Relaxed)
+                    - outage.degraded_at_start,
+                outages: outage.outages,
+            }
+        };
+        self.emit(&transition);
+    }
+
+    /// Probes the primary on a thread of its own (any runtime, or none, may be running), after
+    /// each backoff delay, until it answers or the store is dropped.
+    fn spawn_prober(self: &Arc<Self>) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let (sleep, backoff) = (Arc::clone(&self.sleep), self.backoff);
+        let spawned = std::thread::Builder::new()
+            .name("ratelimit-probe".into())
+            .spawn(move || {
+                async_io::block_on(async move {
+                    let mut attempt = 0u32;
+                    loop {
+                        sleep.sleep(backoff.delay(attempt).into()).await;
+                        let Some(shared) = weak.upgrade() else {
+                            return;
+                        };
+                        match shared.bounded(shared.primary.health()).await {
+                            Ok(()) => {
+                                shared.mark_up();
+                                return;
+                            }
+                            Err(e) => {
+                                shared.outage.lock().failed_probes += 1;
+                                tracing::debug!(target: "ratelimit::fallback", error = %e, attempt, "probe failed");
+                                attempt = attempt.saturating_add(1);
+                            }
+                        }
+                    }
+                });
+            });
+        if let Err(e) = spawned {
+            // Without a prober the primary would never come back: try it on the next call.
+            tracing::error!(target: "ratelimit::fallback", error = %e, "cannot start the probe thread");
+            self.mark_up();
+        }
+    }
+
+    fn degraded(
+        &self,
+        op: Op,
+        batch: &[Charge],
+        error: Option<StorageError>,
+    ) -> Result<Verdict, StorageError> {
+        self.degraded_calls.fetch_add(1, Ordering::Relaxed);
+        match &self.mode {
+            Mode::FailOpen => {
+                tracing::warn!(target: "ratelimit::fallback", charges = batch.len(), "primary storage down: allowed without counting (fail-open)");
+                Ok(self.open_verdict(batch))
+            }
+            Mode::FailClosed => Err(error.unwrap_or_else(|| StorageError::Unreachable {
+                backend: "primary",
+                detail: "down since an earlier call; probing in the background".into(),
+            })),
+            Mode::Fallback { limits, .. } if limits.is_empty() => {
+                self.secondary.apply_sync(op, batch)
+            }
+            Mode::Fallback { limits, strategy } => self.replaced(op, batch, limits, *strategy),
+        }
+    }
+
+    fn open_status(&self, c: &Charge) -> LimitStatus {
+        LimitStatus {
+            allowed: true,
+            remaining: c.limit.amount().saturating_sub(c.room()),
+            reset: self.clock.now(),
+            retry_after: RetryAfter::NOW,
+        }
+    }
+
+    fn open_verdict(&self, batch: &[Charge]) -> Verdict {
+        Verdict {
+            allowed: true,
+            statuses: batch.iter().map(|c| self.open_status(c)).collect(),
+        }
+    }
+
+    /// The batch with the fallback limits instead of its own: each client identity in it is
+    /// charged once per fallback limit, with the largest cost it carries (gates, which charge
+    /// nothing, are left out). Each original charge reports the status of its identity's
+    /// deciding fallback limit: the first that rejected, or the one with the least remaining.
+    fn replaced(
+        &self,
+        op: Op,
+        batch: &[Charge],
+        limits: &[ratelimit_core::Limit],
+        strategy: ratelimit_core::StrategyKind,
+    ) -> Result<Verdict, StorageError> {
+        let mut identities: Vec<(Key, u64)> = Vec::new();
+        let mut of_charge: Vec<Option<usize>> = Vec::with_capacity(batch.len());
+        for c in batch {
+            if c.cost == 0 {
+                of_charge.push(None);
+                continue;
+            }
+            let id = c.key.identity_key();
+            let at = match identities.iter().position(|(k, _)| *k == id) {
+                Some(at) => at,
+                None => {
+                    identities.push((id, 0));
+                    identities.len() - 1
+                }
+            };
+            identities[at].1 = identities[at].1.max(c.cost);
+            of_charge.push(Some(at));
+        }
+        let charges: Vec<Charge> = identities
+            .iter()
+            .flat_map(|(id, cost)| {
+                limits
+                    .iter()
+                    .map(move |l| Charge::new(id.clone(), *l, strategy, *cost))
+            })
+            .collect();
+        let verdict = self.secondary.apply_sync(op, &charges)?;
+        let deciding = |at: usize| -> LimitStatus {
+            let mine = &verdict.statuses[at * limits.len()..(at + 1) * limits.len()];
+            mine.iter()
+                .find(|s| !s.allowed)
+                .or_else(|| mine.iter().min_by_key(|s| s.remaining))
+                .copied()
+                .unwrap_or(LimitStatus {
+                    allowed: true,
+                    remaining: 0,
+                    reset: self.clock.now(),
+                    retry_after: RetryAfter::NOW,
+                })
+        };
+        Ok(Verdict {
+            allowed: verdict.allowed,
+            statuses: batch
+                .iter()
+                .zip(&of_charge)
+                .map(|(c, at)| match at {
+                    Some(at) => deciding(*at),
+                    None => LimitStatus {
+                        allowed: true,
+                        ..self.open_status(c)
+                    },
+                })
+                .collect(),
+        })
+    }
+}
+
+#[async_trait]
+impl Storage for FallbackStorage {
+    async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
+        let s = &self.shared;
+        if !s.down.load(Ordering::Acquire) {
+            match s.bounded(s.primary.apply(op, batch)).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_unavailable() => {
+                    s.mark_down(&e);
+                    return s.degraded(op, batch, Some(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        s.degraded(op, batch, None)
+    }
+
+    /// Clears `key` in memory, and on the primary when it is up.
+    async fn clear(&self, key: &Key) -> Result<(), StorageError> {
+        let s = &self.shared;
+        s.secondary.clear_sync(key);
+        s.secondary.clear_sync(&key.identity_key());
+        if self.is_primary_up() {
+            s.bounded(s.primary.clear(key)).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resets memory, and the primary when it is up.
+    async fn reset(&self) -> Result<(), StorageError> {
+        let s = &self.shared;
+        s.secondary.reset_sync();
+        if self.is_primary_up() {
+            s.bounded(s.primary.reset()).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The primary's health (an outage is an error here even though calls are answered).
+    async fn health(&self) -> Result<(), StorageError> {
+        let s = &self.shared;
+        s.bounded(s.primary.health()).await
+    }
+}
