@@ -97,11 +97,6 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
         limit_set("100 per minute")?,
         limit_set("500 per minute")?,
     );
-    if let Some(fallback) = &config.fallback {
-        // Validated now; the fallback store that uses it is its own crate (not built yet).
-        limit_set(fallback)?;
-        tracing::warn!(target: "ratelimit", "RATELIMIT_FALLBACK is set but no fallback store is built in yet");
-    }
     let mut builder = Limiter::builder()
         .default_limits("200 per day; 50 per hour")
         .meta_limits("5 per minute")
@@ -149,6 +144,14 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
         );
     if let Some(url) = &config.redis_url {
         builder = builder.storage_uri(url);
+        if let Some(fallback) = &config.fallback {
+            // Redis down: count in memory with these limits per client, and go back to Redis
+            // when it answers again.
+            builder = builder.in_memory_fallback(fallback);
+        }
+    } else if let Some(fallback) = &config.fallback {
+        limit_set(fallback)?;
+        tracing::warn!(target: "ratelimit", "RATELIMIT_FALLBACK only applies with REDIS_URL: the memory store cannot go down");
     }
     if let Some(clock) = &config.clock {
         builder = builder.clock(Arc::clone(clock));

@@ -302,3 +302,54 @@ fn two_workers_share_one_redis() {
         assert_eq!(get(&a, "/api/data").await.status, 503);
     });
 }
+
+/// The seed tour with `REDIS_URL` and `RATELIMIT_FALLBACK`: Redis dies under 16 concurrent
+/// clients and every request is still answered from the fallback limit (never a 503); after a
+/// restart the server goes back to Redis by itself.
+#[test]
+fn seed_tour_survives_redis_dying_with_a_fallback() {
+    let mut redis = ratelimit_redis::test_server::RedisServer::start();
+    async_std::task::block_on(async {
+        let config = SeedConfig {
+            redis_url: Some(format!(
+                "{}?prefix=seedfb&socket_timeout=0.2&socket_connect_timeout=0.2",
+                redis.url()
+            )),
+            fallback: Some("3 per minute".to_owned()),
+            ..SeedConfig::default()
+        };
+        let base = serve_on_free_port(seed_app(&config).unwrap())
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            assert_eq!(get(&base, "/api/data").await.status, 200);
+        }
+        redis.kill();
+        // One client (all from 127.0.0.1), 16 requests at once: the fallback's 3 per minute.
+        let replies = futures::future::join_all((0..16).map(|_| get(&base, "/api/data"))).await;
+        let mut statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [[200; 3].as_slice(), &[429; 13]].concat());
+        assert!(
+            replies
+                .iter()
+                .filter(|r| r.status == 429)
+                .all(|r| r.header("Retry-After").is_some())
+        );
+        redis.restart();
+        let start = std::time::Instant::now();
+        loop {
+            let r = get(&base, "/api/data").await;
+            assert_ne!(r.status, 503);
+            if r.status == 200 {
+                break;
+            }
+            assert!(
+                start.elapsed() < core::time::Duration::from_secs(10),
+                "never back on Redis"
+            );
+            async_std::task::sleep(core::time::Duration::from_millis(50)).await;
+        }
+        println!("back on Redis {:?} after the restart", start.elapsed());
+    });
+}

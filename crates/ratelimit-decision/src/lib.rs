@@ -125,6 +125,8 @@ pub use headers::{HeaderNames, HeaderOptions};
 pub use key::KeyFunction;
 pub use limiter::{KNOWN_SCHEMES, Limiter, LimiterBuilder, storage_from_uri};
 pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
+/// A change of the storage's health, as [`LimiterBuilder::on_storage_transition`] reports it.
+pub use ratelimit_fallback::Transition as StorageTransition;
 pub use request::{Headers, NoHeaders, RequestView};
 
 /// The README's examples (they use this crate and the ones below it), compiled and run as

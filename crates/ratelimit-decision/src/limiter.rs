@@ -4,6 +4,7 @@ use core::fmt;
 use std::{collections::HashMap, sync::Arc};
 
 use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, SystemClock};
+use ratelimit_fallback::{FallbackStorage, Mode, Transition};
 use ratelimit_memory::MemoryStorage;
 use ratelimit_storage::{
     Charge, Key, LimitStatus, Op, Storage, StorageError, StorageUri, UriError,
@@ -152,6 +153,19 @@ pub struct LimiterBuilder {
     clock: Option<Arc<dyn Clock + Send + Sync>>,
     routes: Vec<(Option<String>, String, RoutePolicy)>,
     on_breach: Option<BreachHook>,
+    outage: Option<Outage>,
+    storage_timeout: Option<core::time::Duration>,
+    on_storage_transition: Option<TransitionHook>,
+}
+
+type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
+
+/// What the limiter does while its storage is down (see [`ratelimit_fallback::Mode`]).
+#[derive(Clone, Debug)]
+enum Outage {
+    Fallback(Option<String>),
+    FailOpen,
+    FailClosed,
 }
 
 impl fmt::Debug for LimiterBuilder {
@@ -250,6 +264,55 @@ impl LimiterBuilder {
         self
     }
 
+    /// When the storage is unavailable, count in memory with these limits instead, per client
+    /// across all routes (Flask-Limiter's `in_memory_fallback`, e.g. `"100 per day; 25 per
+    /// hour"`), and go back to the storage once a background probe finds it up. No request
+    /// fails and none waits on a dead or hung storage longer than
+    /// [`storage_timeout`](Self::storage_timeout).
+    pub fn in_memory_fallback(mut self, limits: &str) -> Self {
+        self.outage = Some(Outage::Fallback(Some(limits.to_owned())));
+        self
+    }
+
+    /// When the storage is unavailable, count in memory with the configured limits
+    /// (Flask-Limiter's `in_memory_fallback_enabled`).
+    pub fn fallback_to_memory(mut self) -> Self {
+        self.outage = Some(Outage::Fallback(None));
+        self
+    }
+
+    /// When the storage is unavailable, allow every request, logging each (Flask-Limiter's
+    /// `swallow_errors`).
+    pub fn fail_open(mut self) -> Self {
+        self.outage = Some(Outage::FailOpen);
+        self
+    }
+
+    /// When the storage is unavailable, answer every request with
+    /// [`DecisionError::Storage`] (503 in the Tide middleware) without waiting on the storage
+    /// while it is down. Without any of these four settings storage errors also reach the
+    /// application, but each call waits for the storage.
+    pub fn fail_closed(mut self) -> Self {
+        self.outage = Some(Outage::FailClosed);
+        self
+    }
+
+    /// The longest a request waits for the storage when an outage mode is set (default
+    /// [`ratelimit_fallback::DEFAULT_TIMEOUT`]).
+    pub fn storage_timeout(mut self, timeout: core::time::Duration) -> Self {
+        self.storage_timeout = Some(timeout);
+        self
+    }
+
+    /// Called when the storage goes down or comes back (with an outage mode set).
+    pub fn on_storage_transition(
+        mut self,
+        hook: impl Fn(&Transition) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_storage_transition = Some(Arc::new(hook));
+        self
+    }
+
     /// The response body of every rejection whose route has no hook of its own.
     pub fn on_breach(
         mut self,
@@ -276,6 +339,32 @@ impl LimiterBuilder {
             (Some(storage), _) => storage,
             (None, Some(uri)) => storage_from_uri(&uri, Arc::clone(&clock))?,
             (None, None) => storage_from_uri("memory://", Arc::clone(&clock))?,
+        };
+        let strategy = self.strategy.unwrap_or(StrategyKind::FixedWindow);
+        let storage: Arc<dyn Storage> = match self.outage {
+            None => storage,
+            Some(outage) => {
+                let mode = match outage {
+                    Outage::FailOpen => Mode::FailOpen,
+                    Outage::FailClosed => Mode::FailClosed,
+                    Outage::Fallback(None) => Mode::same_limits_in_memory(),
+                    Outage::Fallback(Some(text)) => Mode::Fallback {
+                        limits: parse_set("in-memory fallback", &text)?.to_vec(),
+                        strategy,
+                    },
+                };
+                let mut b = FallbackStorage::builder(storage)
+                    .mode(mode)
+                    .clock(Arc::clone(&clock))
+                    .secondary(MemoryStorage::builder().clock(Arc::clone(&clock)).build());
+                if let Some(t) = self.storage_timeout {
+                    b = b.timeout(t);
+                }
+                if let Some(hook) = self.on_storage_transition {
+                    b = b.on_transition(move |t| hook(t));
+                }
+                Arc::new(b.build())
+            }
         };
         let key = self.key.unwrap_or_default();
         for k in
@@ -321,7 +410,7 @@ impl LimiterBuilder {
                 defaults,
                 application,
                 meta,
-                strategy: self.strategy.unwrap_or(StrategyKind::FixedWindow),
+                strategy,
                 storage,
                 prefix: self.prefix.unwrap_or_else(|| "LIMITER".to_owned()),
                 key,

@@ -642,3 +642,50 @@ mod broken {
         }
     }
 }
+
+#[test]
+fn outage_modes_apply_when_the_storage_is_down() {
+    let (open, _) = build(
+        Limiter::builder()
+            .default_limits("1 per minute")
+            .storage(Arc::new(Broken))
+            .fail_open(),
+    );
+    for _ in 0..3 {
+        assert!(check(&open, &get("/x")).is_allowed(), "fail-open allows");
+    }
+    let (closed, _) = build(
+        Limiter::builder()
+            .default_limits("1 per minute")
+            .storage(Arc::new(Broken))
+            .fail_closed(),
+    );
+    assert!(matches!(
+        smol::block_on(closed.check(&get("/x"))),
+        Err(DecisionError::Storage(_))
+    ));
+    let transitions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&transitions);
+    let (fallback, _) = build(
+        Limiter::builder()
+            .default_limits("100 per minute")
+            .route("/y", RoutePolicy::new().limit("50 per minute"))
+            .storage(Arc::new(Broken))
+            .in_memory_fallback("2 per minute")
+            .on_storage_transition(move |t| seen.lock().unwrap().push(t.primary_up)),
+    );
+    // The fallback counts the client across routes: 2 per minute in all.
+    assert!(check(&fallback, &get("/x")).is_allowed());
+    assert!(check(&fallback, &get("/y")).is_allowed());
+    assert!(!check(&fallback, &get("/x")).is_allowed());
+    assert_eq!(transitions.lock().unwrap().first(), Some(&false));
+    let err = Limiter::builder()
+        .in_memory_fallback("2 per fortnight")
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("in-memory fallback: invalid limit \"2 per fortnight\""),
+        "{err}"
+    );
+}
