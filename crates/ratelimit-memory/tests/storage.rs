@@ -3,13 +3,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{T0, manual_store};
 use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, Timestamp};
 use ratelimit_memory::MemoryStorage;
 use ratelimit_storage::{Charge, Key, Op, Storage, StorageError};
-use serde_json::Value;
 
 fn limit(s: &str) -> Limit {
     s.parse().unwrap()
@@ -21,56 +18,15 @@ fn charge(key: &Key, l: &str, strategy: StrategyKind, cost: u64) -> Charge {
 
 /// Every strategy sequence of the shared vectors, through `Storage::apply`.
 async fn vectors_through_the_trait() {
-    let dir = std::env::var_os("RATELIMIT_VECTORS_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
-        Into::into,
-    );
-    let text = std::fs::read_to_string(dir.join("strategies.jsonl")).expect("strategy vectors");
-    let (mut sequences, mut events) = (0, 0);
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let case: Value = serde_json::from_str(line).unwrap();
-        let kind: StrategyKind = case["strategy"].as_str().unwrap().parse().unwrap();
-        let lim = limit(case["limit"].as_str().unwrap());
+    let seen = ratelimit_conformance::strategy_vectors(|_| {
         let (store, clock, _) = manual_store(|b| b);
-        let key = Key::new("test", "vector");
-        let tolerance = if kind == StrategyKind::SlidingWindowCounter {
-            1_000
-        } else {
-            1
-        };
-        for (i, e) in case["events"].as_array().unwrap().iter().enumerate() {
-            clock.set(Timestamp::from_micros(e["t_us"].as_u64().unwrap()));
-            let cost = e["cost"].as_u64().unwrap_or(0);
-            let batch = [Charge::new(key.clone(), lim, kind, cost)];
-            let at = format!("{} event {i}", case["name"]);
-            match e["op"].as_str().unwrap() {
-                op @ ("hit" | "test") => {
-                    let op = if op == "hit" { Op::Hit } else { Op::Test };
-                    let v = store.apply(op, &batch).await.unwrap();
-                    assert_eq!(v.allowed, e["allowed"].as_bool().unwrap(), "{at}");
-                }
-                "stats" => {
-                    let v = store.apply(Op::Test, &batch).await.unwrap();
-                    assert_eq!(
-                        v.statuses[0].remaining,
-                        e["remaining"].as_u64().unwrap(),
-                        "{at}"
-                    );
-                    let reset_us = v.statuses[0].reset.as_micros();
-                    let want = e["reset_us"].as_u64().unwrap();
-                    assert!(
-                        reset_us.abs_diff(want) <= tolerance,
-                        "{at}: {reset_us} vs {want}"
-                    );
-                }
-                other => panic!("{at}: unknown op {other}"),
-            }
-            events += 1;
-        }
-        sequences += 1;
-    }
-    assert!(sequences > 0);
-    println!("memory backend: {sequences} sequences, {events} events");
+        (store, clock)
+    })
+    .await;
+    println!(
+        "memory backend: {} sequences, {} events",
+        seen.sequences, seen.events
+    );
 }
 
 /// One limit of three rejects: nothing is charged, and each status says which.
