@@ -4,9 +4,9 @@
 mod common;
 
 use common::{T0, manual_store};
-use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, Timestamp};
+use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind};
 use ratelimit_memory::MemoryStorage;
-use ratelimit_storage::{Charge, Key, Op, Storage, StorageError};
+use ratelimit_storage::{Charge, Key, Storage, StorageError};
 
 fn limit(s: &str) -> Limit {
     s.parse().unwrap()

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Rng, T0, manual_store};
-use ratelimit_core::{Clock, Duration, Limit, StrategyKind, Timestamp, Unit};
+use ratelimit_core::{Clock, Duration, Limit, StrategyKind, Unit};
 use ratelimit_memory::MemoryStorage;
 use ratelimit_redis::test_server::RedisServer;
 use ratelimit_storage::{Charge, Key, Op, Storage};
