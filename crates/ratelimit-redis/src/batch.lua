@@ -130,307 +130,328 @@ local function save(key, value, idle)
   end
 end
 
-local S = {}
+-- The strategies, each defined on first use: a batch pays only for the closures of the
+-- strategies it uses (defining all four costs a few microseconds per call).
+local define = {}
+local S = setmetatable({}, {
+  __index = function(t, kind)
+    local m = define[kind]()
+    rawset(t, kind, m)
+    return m
+  end,
+})
 
 -- Fixed window: {start, count}; the window opens at the first hit after the last one closed.
-S.f = {}
-function S.f.load(ch)
-  local st = { start = -P53, count = 0 }
-  local v = redis.call('GET', ch.key)
-  if v then
-    local a, c = split2(v)
-    st.start = rel(a)
-    st.count = c
+function define.f()
+  local M = {}
+  function M.load(ch)
+    local st = { start = -P53, count = 0 }
+    local v = redis.call('GET', ch.key)
+    if v then
+      local a, c = split2(v)
+      st.start = rel(a)
+      st.count = c
+    end
+    return st
   end
-  return st
-end
-local function fixed_used(st, L)
-  if st.count > 0 and -st.start < L.w then
-    return st.count
+  local function fixed_used(st, L)
+    if st.count > 0 and -st.start < L.w then
+      return st.count
+    end
+    return 0
   end
-  return 0
-end
-function S.f.fits(st, L, cost)
-  return fixed_used(st, L) + cost <= L.amount
-end
-function S.f.hit(st, L, cost)
-  local used = fixed_used(st, L)
-  if used == 0 then
-    st.start = 0
+  function M.fits(st, L, cost)
+    return fixed_used(st, L) + cost <= L.amount
   end
-  st.count = used + cost
-end
-function S.f.refund(st, L, cost)
-  if fixed_used(st, L) > 0 then
-    st.count = math.max(0, st.count - cost)
+  function M.hit(st, L, cost)
+    local used = fixed_used(st, L)
+    if used == 0 then
+      st.start = 0
+    end
+    st.count = used + cost
   end
-end
-function S.f.stats(st, L)
-  local used = fixed_used(st, L)
-  if used > 0 then
-    return L.amount - used, st.start + L.w
+  function M.refund(st, L, cost)
+    if fixed_used(st, L) > 0 then
+      st.count = math.max(0, st.count - cost)
+    end
   end
-  return L.amount, 0
-end
-function S.f.retry(st, L, cost)
-  return math.max(0, st.start + L.w)
-end
-function S.f.save(st, ch)
-  local idle = nil
-  if st.count > 0 then
-    idle = st.start + ch.L.w
+  function M.stats(st, L)
+    local used = fixed_used(st, L)
+    if used > 0 then
+      return L.amount - used, st.start + L.w
+    end
+    return L.amount, 0
   end
-  save(ch.key, abs(st.start) .. ' ' .. string.format('%.0f', st.count), idle)
+  function M.retry(st, L, cost)
+    return math.max(0, st.start + L.w)
+  end
+  function M.save(st, ch)
+    local idle = nil
+    if st.count > 0 then
+      idle = st.start + ch.L.w
+    end
+    save(ch.key, abs(st.start) .. ' ' .. string.format('%.0f', st.count), idle)
+  end
+  return M
 end
 
 -- Sliding window counter: {bucket, prev, cur}, buckets aligned to the epoch.
-S.s = {}
-function S.s.load(ch)
-  local st = { b = 0, p = 0, c = 0 }
-  local v = redis.call('GET', ch.key)
-  if v then
-    local b, p, c = string.match(v, '^(%d+) (%d+) (%d+)$')
-    st.b, st.p, st.c = tonumber(b), tonumber(p), tonumber(c)
-  end
-  return st
-end
--- The window is a whole number of seconds, so the bucket of now is floor(now_s / window_s).
-local function bucket_start(b, L)
-  return (b * L.ws - now_s) * E - now_n
-end
-local function view(st, L)
-  local b = divmod(now_s, L.ws)
-  local at = 0
-  local p, c
-  if b <= st.b then
-    if b < st.b then
-      b = st.b
-      at = bucket_start(b, L)
+function define.s()
+  local M = {}
+  function M.load(ch)
+    local st = { b = 0, p = 0, c = 0 }
+    local v = redis.call('GET', ch.key)
+    if v then
+      local b, p, c = string.match(v, '^(%d+) (%d+) (%d+)$')
+      st.b, st.p, st.c = tonumber(b), tonumber(p), tonumber(c)
     end
-    p, c = st.p, st.c
-  elseif b == st.b + 1 then
-    p, c = st.c, 0
-  else
-    p, c = 0, 0
+    return st
   end
-  local fin = bucket_start(b + 1, L)
-  return { b = b, p = p, c = c, at = at, fin = fin, left = fin - at }
-end
-local function weighted(v, L)
-  if v.p == 0 then
-    return v.c
+  -- The window is a whole number of seconds, so the bucket of now is floor(now_s / window_s).
+  local function bucket_start(b, L)
+    return (b * L.ws - now_s) * E - now_n
   end
-  return (muldivmod(v.p, v.left, L.w)) + v.c
-end
-local function store(st, v)
-  st.b, st.p, st.c = v.b, v.p, v.c
-end
-function S.s.fits(st, L, cost)
-  return weighted(view(st, L), L) + cost <= L.amount
-end
-function S.s.hit(st, L, cost)
-  local v = view(st, L)
-  v.c = v.c + cost
-  store(st, v)
-end
-function S.s.refund(st, L, cost)
-  local v = view(st, L)
-  local from_cur = math.min(v.c, cost)
-  v.c = v.c - from_cur
-  v.p = math.max(0, v.p - (cost - from_cur))
-  store(st, v)
-end
-function S.s.stats(st, L)
-  local v = view(st, L)
-  local remaining = math.max(0, L.amount - weighted(v, L))
-  local reset_in = nil
-  if v.p > 0 then
-    -- left mod (window / prev) == ((left * prev) mod window) / prev
-    local _, m = muldivmod(v.left, v.p, L.w)
-    reset_in = (divmod(m, v.p))
-  end
-  if v.c > 0 then
-    reset_in = reset_in and math.min(reset_in, v.left) or v.left
-  end
-  return remaining, reset_in or 0
-end
--- The earliest instant (relative) at which floor(p * left / window) <= k, `left` in 1..=window
--- measured to `bucket_end`; nil when there is none.
-local function earliest(p, k, bucket_end, W)
-  if p == 0 then
-    return bucket_end - W
-  end
-  local max_left
-  if k + 1 > p then
-    max_left = W -- ((k + 1) * W - 1) / p > W
-  else
-    local q, r = muldivmod(k + 1, W, p)
-    if r == 0 then
-      q = q - 1
+  local function view(st, L)
+    local b = divmod(now_s, L.ws)
+    local at = 0
+    local p, c
+    if b <= st.b then
+      if b < st.b then
+        b = st.b
+        at = bucket_start(b, L)
+      end
+      p, c = st.p, st.c
+    elseif b == st.b + 1 then
+      p, c = st.c, 0
+    else
+      p, c = 0, 0
     end
-    max_left = q
+    local fin = bucket_start(b + 1, L)
+    return { b = b, p = p, c = c, at = at, fin = fin, left = fin - at }
   end
-  if max_left < 1 then
-    return nil
+  local function weighted(v, L)
+    if v.p == 0 then
+      return v.c
+    end
+    return (muldivmod(v.p, v.left, L.w)) + v.c
   end
-  return bucket_end - math.min(max_left, W)
-end
-function S.s.retry(st, L, cost)
-  local v = view(st, L)
-  local at = nil
-  local t = v.c + cost
-  if t <= L.amount then
-    at = earliest(v.p, L.amount - t, v.fin, L.w)
+  local function store(st, v)
+    st.b, st.p, st.c = v.b, v.p, v.c
   end
-  if at == nil then
-    at = earliest(v.c, L.amount - cost, v.fin + L.w, L.w) or (v.fin + L.w)
+  function M.fits(st, L, cost)
+    return weighted(view(st, L), L) + cost <= L.amount
   end
-  if at <= v.at then
-    return 0
+  function M.hit(st, L, cost)
+    local v = view(st, L)
+    v.c = v.c + cost
+    store(st, v)
   end
-  return at
-end
-function S.s.save(st, ch)
-  local idle = nil
-  if st.c > 0 then
-    idle = bucket_start(st.b + 2, ch.L)
-  elseif st.p > 0 then
-    idle = bucket_start(st.b + 1, ch.L)
+  function M.refund(st, L, cost)
+    local v = view(st, L)
+    local from_cur = math.min(v.c, cost)
+    v.c = v.c - from_cur
+    v.p = math.max(0, v.p - (cost - from_cur))
+    store(st, v)
   end
-  save(ch.key, string.format('%.0f %.0f %.0f', st.b, st.p, st.c), idle)
+  function M.stats(st, L)
+    local v = view(st, L)
+    local remaining = math.max(0, L.amount - weighted(v, L))
+    local reset_in = nil
+    if v.p > 0 then
+      -- left mod (window / prev) == ((left * prev) mod window) / prev
+      local _, m = muldivmod(v.left, v.p, L.w)
+      reset_in = (divmod(m, v.p))
+    end
+    if v.c > 0 then
+      reset_in = reset_in and math.min(reset_in, v.left) or v.left
+    end
+    return remaining, reset_in or 0
+  end
+  -- The earliest instant (relative) at which floor(p * left / window) <= k, `left` in 1..=window
+  -- measured to `bucket_end`; nil when there is none.
+  local function earliest(p, k, bucket_end, W)
+    if p == 0 then
+      return bucket_end - W
+    end
+    local max_left
+    if k + 1 > p then
+      max_left = W -- ((k + 1) * W - 1) / p > W
+    else
+      local q, r = muldivmod(k + 1, W, p)
+      if r == 0 then
+        q = q - 1
+      end
+      max_left = q
+    end
+    if max_left < 1 then
+      return nil
+    end
+    return bucket_end - math.min(max_left, W)
+  end
+  function M.retry(st, L, cost)
+    local v = view(st, L)
+    local at = nil
+    local t = v.c + cost
+    if t <= L.amount then
+      at = earliest(v.p, L.amount - t, v.fin, L.w)
+    end
+    if at == nil then
+      at = earliest(v.c, L.amount - cost, v.fin + L.w, L.w) or (v.fin + L.w)
+    end
+    if at <= v.at then
+      return 0
+    end
+    return at
+  end
+  function M.save(st, ch)
+    local idle = nil
+    if st.c > 0 then
+      idle = bucket_start(st.b + 2, ch.L)
+    elseif st.p > 0 then
+      idle = bucket_start(st.b + 1, ch.L)
+    end
+    save(ch.key, string.format('%.0f %.0f %.0f', st.b, st.p, st.c), idle)
+  end
+  return M
 end
 
 -- GCRA: {tat}; a missing or past tat behaves exactly as tat = now.
-S.g = {}
-function S.g.load(ch)
-  local v = redis.call('GET', ch.key)
-  local tat = 0
-  if v then
-    tat = math.max(0, rel(v))
+function define.g()
+  local M = {}
+  function M.load(ch)
+    local v = redis.call('GET', ch.key)
+    local tat = 0
+    if v then
+      tat = math.max(0, rel(v))
+    end
+    return { tat = tat }
   end
-  return { tat = tat }
-end
-function S.g.fits(st, L, cost)
-  return cost <= L.amount and st.tat + cost * L.t <= L.amount * L.t
-end
-function S.g.hit(st, L, cost)
-  st.tat = st.tat + cost * L.t
-end
-function S.g.refund(st, L, cost)
-  st.tat = math.max(0, st.tat - cost * L.t)
-end
-function S.g.stats(st, L)
-  if L.t == 0 then
-    return 0, st.tat
+  function M.fits(st, L, cost)
+    return cost <= L.amount and st.tat + cost * L.t <= L.amount * L.t
   end
-  local q, r = divmod(st.tat, L.t)
-  if r > 0 then
-    q = q + 1
+  function M.hit(st, L, cost)
+    st.tat = st.tat + cost * L.t
   end
-  return math.max(0, L.amount - q), st.tat
-end
-function S.g.retry(st, L, cost)
-  return math.max(0, st.tat + cost * L.t - L.amount * L.t)
-end
-function S.g.save(st, ch)
-  save(ch.key, abs(st.tat), st.tat)
+  function M.refund(st, L, cost)
+    st.tat = math.max(0, st.tat - cost * L.t)
+  end
+  function M.stats(st, L)
+    if L.t == 0 then
+      return 0, st.tat
+    end
+    local q, r = divmod(st.tat, L.t)
+    if r > 0 then
+      q = q + 1
+    end
+    return math.max(0, L.amount - q), st.tat
+  end
+  function M.retry(st, L, cost)
+    return math.max(0, st.tat + cost * L.t - L.amount * L.t)
+  end
+  function M.save(st, ch)
+    save(ch.key, abs(st.tat), st.tat)
+  end
+  return M
 end
 
 -- Moving window: a list of 'at cost' entries, oldest first, and their total. Expired entries
 -- are dropped when the key is first touched (they count for nothing at any later time).
-S.m = {}
-local function entry(v)
-  local a, c = split2(v)
-  return rel(a), c, a
-end
-function S.m.load(ch)
-  local st = { total = tonumber(redis.call('GET', ch.key2) or '0') }
-  while true do
-    local v = redis.call('LINDEX', ch.key, 0)
-    if not v then
-      break
+function define.m()
+  local M = {}
+  local function entry(v)
+    local a, c = split2(v)
+    return rel(a), c, a
+  end
+  function M.load(ch)
+    local st = { total = tonumber(redis.call('GET', ch.key2) or '0') }
+    while true do
+      local v = redis.call('LINDEX', ch.key, 0)
+      if not v then
+        break
+      end
+      local at, c = entry(v)
+      if -at < ch.L.w then
+        break
+      end
+      redis.call('LPOP', ch.key)
+      st.total = math.max(0, st.total - c)
+      st.dirty = true
     end
-    local at, c = entry(v)
-    if -at < ch.L.w then
-      break
-    end
-    redis.call('LPOP', ch.key)
-    st.total = math.max(0, st.total - c)
-    st.dirty = true
+    return st
   end
-  return st
-end
-function S.m.fits(st, L, cost)
-  return st.total + cost <= L.amount
-end
-function S.m.hit(st, L, cost, ch)
-  local v = redis.call('LINDEX', ch.key, -1)
-  local at, c, a
-  if v then
-    at, c, a = entry(v)
+  function M.fits(st, L, cost)
+    return st.total + cost <= L.amount
   end
-  if v and at >= 0 then
-    redis.call('LSET', ch.key, -1, a .. ' ' .. string.format('%.0f', c + cost))
-  else
-    redis.call('RPUSH', ch.key, abs(0) .. ' ' .. string.format('%.0f', cost))
-  end
-  st.total = st.total + cost
-end
-function S.m.refund(st, L, cost, ch)
-  while cost > 0 do
+  function M.hit(st, L, cost, ch)
     local v = redis.call('LINDEX', ch.key, -1)
-    if not v then
-      return
+    local at, c, a
+    if v then
+      at, c, a = entry(v)
     end
-    local at, c, a = entry(v)
-    if -at >= L.w then
-      return
-    end
-    local take = math.min(c, cost)
-    c = c - take
-    cost = cost - take
-    st.total = math.max(0, st.total - take)
-    if c == 0 then
-      redis.call('RPOP', ch.key)
+    if v and at >= 0 then
+      redis.call('LSET', ch.key, -1, a .. ' ' .. string.format('%.0f', c + cost))
     else
-      redis.call('LSET', ch.key, -1, a .. ' ' .. string.format('%.0f', c))
+      redis.call('RPUSH', ch.key, abs(0) .. ' ' .. string.format('%.0f', cost))
+    end
+    st.total = st.total + cost
+  end
+  function M.refund(st, L, cost, ch)
+    while cost > 0 do
+      local v = redis.call('LINDEX', ch.key, -1)
+      if not v then
+        return
+      end
+      local at, c, a = entry(v)
+      if -at >= L.w then
+        return
+      end
+      local take = math.min(c, cost)
+      c = c - take
+      cost = cost - take
+      st.total = math.max(0, st.total - take)
+      if c == 0 then
+        redis.call('RPOP', ch.key)
+      else
+        redis.call('LSET', ch.key, -1, a .. ' ' .. string.format('%.0f', c))
+      end
     end
   end
-end
-function S.m.stats(st, L, ch)
-  local v = redis.call('LINDEX', ch.key, 0)
-  local reset = L.w
-  if v then
-    reset = entry(v) + L.w
+  function M.stats(st, L, ch)
+    local v = redis.call('LINDEX', ch.key, 0)
+    local reset = L.w
+    if v then
+      reset = entry(v) + L.w
+    end
+    return math.max(0, L.amount - st.total), reset
   end
-  return math.max(0, L.amount - st.total), reset
-end
-function S.m.retry(st, L, cost, ch)
-  local used = st.total
-  local last = 0
-  for _, v in ipairs(redis.call('LRANGE', ch.key, 0, -1)) do
-    local at, c = entry(v)
-    used = math.max(0, used - c)
-    last = at + L.w
-    if used + cost <= L.amount then
-      break
+  function M.retry(st, L, cost, ch)
+    local used = st.total
+    local last = 0
+    for _, v in ipairs(redis.call('LRANGE', ch.key, 0, -1)) do
+      local at, c = entry(v)
+      used = math.max(0, used - c)
+      last = at + L.w
+      if used + cost <= L.amount then
+        break
+      end
+    end
+    return math.max(0, last)
+  end
+  function M.save(st, ch)
+    local v = redis.call('LINDEX', ch.key, -1)
+    local idle = nil
+    if v then
+      idle = entry(v) + ch.L.w
+    end
+    if idle == nil or idle <= 0 then
+      redis.call('DEL', ch.key, ch.key2)
+    else
+      local ms = math.ceil(idle / 1000000) + grace
+      redis.call('PEXPIRE', ch.key, ms)
+      redis.call('SET', ch.key2, string.format('%.0f', st.total), 'PX', ms)
     end
   end
-  return math.max(0, last)
-end
-function S.m.save(st, ch)
-  local v = redis.call('LINDEX', ch.key, -1)
-  local idle = nil
-  if v then
-    idle = entry(v) + ch.L.w
-  end
-  if idle == nil or idle <= 0 then
-    redis.call('DEL', ch.key, ch.key2)
-  else
-    local ms = math.ceil(idle / 1000000) + grace
-    redis.call('PEXPIRE', ch.key, ms)
-    redis.call('SET', ch.key2, string.format('%.0f', st.total), 'PX', ms)
-  end
+  return M
 end
 
 -- The batch.
