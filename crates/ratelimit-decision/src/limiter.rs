@@ -4,7 +4,7 @@ use core::fmt;
 use std::{collections::HashMap, sync::Arc};
 
 use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, SystemClock};
-use ratelimit_fallback::{FallbackStorage, Mode, Transition};
+use ratelimit_fallback::{Backoff, FallbackStorage, Mode, Transition};
 use ratelimit_memory::MemoryStorage;
 use ratelimit_storage::{
     Charge, Key, LimitStatus, Op, Storage, StorageError, StorageUri, UriError,
@@ -155,6 +155,7 @@ pub struct LimiterBuilder {
     on_breach: Option<BreachHook>,
     outage: Option<Outage>,
     storage_timeout: Option<core::time::Duration>,
+    probe_backoff: Option<Backoff>,
     on_storage_transition: Option<TransitionHook>,
 }
 
@@ -304,6 +305,17 @@ impl LimiterBuilder {
         self
     }
 
+    /// How often a storage that went down is probed (with an outage mode set): after
+    /// `initial`, then doubling, at most `max` apart (default 0.25 s doubling to 30 s).
+    pub fn storage_probe_backoff(
+        mut self,
+        initial: core::time::Duration,
+        max: core::time::Duration,
+    ) -> Self {
+        self.probe_backoff = Some(Backoff { initial, max });
+        self
+    }
+
     /// Called when the storage goes down or comes back (with an outage mode set).
     pub fn on_storage_transition(
         mut self,
@@ -359,6 +371,9 @@ impl LimiterBuilder {
                     .secondary(MemoryStorage::builder().clock(Arc::clone(&clock)).build());
                 if let Some(t) = self.storage_timeout {
                     b = b.timeout(t);
+                }
+                if let Some(backoff) = self.probe_backoff {
+                    b = b.backoff(backoff);
                 }
                 if let Some(hook) = self.on_storage_transition {
                     b = b.on_transition(move |t| hook(t));

@@ -672,6 +672,11 @@ fn outage_modes_apply_when_the_storage_is_down() {
             .route("/y", RoutePolicy::new().limit("50 per minute"))
             .storage(Arc::new(Broken))
             .in_memory_fallback("2 per minute")
+            .storage_timeout(core::time::Duration::from_millis(100))
+            .storage_probe_backoff(
+                core::time::Duration::from_millis(50),
+                core::time::Duration::from_secs(1),
+            )
             .on_storage_transition(move |t| seen.lock().unwrap().push(t.primary_up)),
     );
     // The fallback counts the client across routes: 2 per minute in all.
