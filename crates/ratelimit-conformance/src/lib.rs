@@ -1,7 +1,7 @@
 //! Checks that every storage backend of the `ratelimit-*` crates must pass, written once and
 //! run by each backend's tests: the shared reference vectors (`strategies.jsonl`, produced by
 //! Python `limits` with this project's documented deviations) through the
-//! [`Storage`](ratelimit_storage::Storage) trait.
+//! [`Storage`] trait.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
