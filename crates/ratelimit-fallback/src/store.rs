@@ -61,15 +61,20 @@ struct Outage {
     outages: u64,
 }
 
-struct Shared {
+/// What the builder sets and the store keeps.
+struct Config {
     primary: Arc<dyn Storage>,
-    secondary: MemoryStorage,
     mode: Mode,
     timeout: Duration,
     backoff: Backoff,
     sleep: Arc<dyn Sleep>,
     clock: Arc<dyn Clock + Send + Sync>,
     on_transition: Option<TransitionHook>,
+}
+
+struct Shared {
+    config: Config,
+    secondary: MemoryStorage,
     down: AtomicBool,
     outage: parking_lot::Mutex<Outage>,
     degraded_calls: AtomicU64,
@@ -97,10 +102,10 @@ pub struct FallbackStorage {
 impl fmt::Debug for FallbackStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackStorage")
-            .field("primary", &self.shared.primary)
-            .field("mode", &self.shared.mode)
-            .field("timeout", &self.shared.timeout)
-            .field("backoff", &self.shared.backoff)
+            .field("primary", &self.shared.config.primary)
+            .field("mode", &self.shared.config.mode)
+            .field("timeout", &self.shared.config.timeout)
+            .field("backoff", &self.shared.config.backoff)
             .field("stats", &self.stats())
             .finish()
     }
@@ -108,23 +113,17 @@ impl fmt::Debug for FallbackStorage {
 
 /// Configures a [`FallbackStorage`].
 pub struct FallbackStorageBuilder {
-    primary: Arc<dyn Storage>,
+    config: Config,
     secondary: Option<MemoryStorage>,
-    mode: Mode,
-    timeout: Duration,
-    backoff: Backoff,
-    sleep: Arc<dyn Sleep>,
-    clock: Arc<dyn Clock + Send + Sync>,
-    on_transition: Option<TransitionHook>,
 }
 
 impl fmt::Debug for FallbackStorageBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackStorageBuilder")
-            .field("primary", &self.primary)
-            .field("mode", &self.mode)
-            .field("timeout", &self.timeout)
-            .field("backoff", &self.backoff)
+            .field("primary", &self.config.primary)
+            .field("mode", &self.config.mode)
+            .field("timeout", &self.config.timeout)
+            .field("backoff", &self.config.backoff)
             .finish_non_exhaustive()
     }
 }
@@ -132,19 +131,19 @@ impl fmt::Debug for FallbackStorageBuilder {
 impl FallbackStorageBuilder {
     /// What to do while the primary is down (default: the batch's own limits, in memory).
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
+        self.config.mode = mode;
         self
     }
 
     /// The longest a call waits for the primary (default [`DEFAULT_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.config.timeout = timeout;
         self
     }
 
     /// When to probe a primary that is down (default: 0.25 s doubling to 30 s).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.config.backoff = backoff;
         self
     }
 
@@ -156,21 +155,21 @@ impl FallbackStorageBuilder {
 
     /// How the prober waits (default: async-io timers). Tests use a manual sleeper.
     pub fn sleep(mut self, sleep: Arc<dyn Sleep>) -> Self {
-        self.sleep = sleep;
+        self.config.sleep = sleep;
         self
     }
 
     /// The clock of the reset instants that fail-open answers report (default: the system
     /// clock).
     pub fn clock(mut self, clock: Arc<dyn Clock + Send + Sync>) -> Self {
-        self.clock = clock;
+        self.config.clock = clock;
         self
     }
 
     /// Called on every change of the primary's health (from the calling task or the prober's
     /// thread; keep it short).
     pub fn on_transition(mut self, hook: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
-        self.on_transition = Some(Arc::new(hook));
+        self.config.on_transition = Some(Arc::new(hook));
         self
     }
 
@@ -178,14 +177,8 @@ impl FallbackStorageBuilder {
     pub fn build(self) -> FallbackStorage {
         FallbackStorage {
             shared: Arc::new(Shared {
-                primary: self.primary,
+                config: self.config,
                 secondary: self.secondary.unwrap_or_default(),
-                mode: self.mode,
-                timeout: self.timeout,
-                backoff: self.backoff,
-                sleep: self.sleep,
-                clock: self.clock,
-                on_transition: self.on_transition,
                 down: AtomicBool::new(false),
                 outage: parking_lot::Mutex::new(Outage::default()),
                 degraded_calls: AtomicU64::new(0),
@@ -198,14 +191,16 @@ impl FallbackStorage {
     /// A builder over `primary`.
     pub fn builder(primary: Arc<dyn Storage>) -> FallbackStorageBuilder {
         FallbackStorageBuilder {
-            primary,
+            config: Config {
+                primary,
+                mode: Mode::same_limits_in_memory(),
+                timeout: DEFAULT_TIMEOUT,
+                backoff: Backoff::default(),
+                sleep: Arc::new(AsyncIoSleep),
+                clock: Arc::new(SystemClock),
+                on_transition: None,
+            },
             secondary: None,
-            mode: Mode::same_limits_in_memory(),
-            timeout: DEFAULT_TIMEOUT,
-            backoff: Backoff::default(),
-            sleep: Arc::new(AsyncIoSleep),
-            clock: Arc::new(SystemClock),
-            on_transition: None,
         }
     }
 
@@ -230,7 +225,7 @@ impl FallbackStorage {
 
     /// The configured mode.
     pub fn mode(&self) -> &Mode {
-        &self.shared.mode
+        &self.shared.config.mode
     }
 }
 
@@ -239,12 +234,12 @@ impl Shared {
         &self,
         fut: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
-        let timer = async_io::Timer::after(self.timeout);
+        let timer = async_io::Timer::after(self.config.timeout);
         match select(core::pin::pin!(fut), timer).await {
             Either::Left((result, _)) => result,
             Either::Right(_) => Err(StorageError::Timeout {
                 backend: "primary",
-                after: self.timeout,
+                after: self.config.timeout,
             }),
         }
     }
@@ -263,12 +258,12 @@ impl Shared {
             tracing::warn!(
                 target: "ratelimit::fallback",
                 error = t.error.as_deref().unwrap_or(""),
-                mode = ?self.mode,
+                mode = ?self.config.mode,
                 outages = t.outages,
                 "primary storage is down; answering from the outage mode"
             );
         }
-        if let Some(hook) = &self.on_transition {
+        if let Some(hook) = &self.config.on_transition {
             hook(t);
         }
     }
@@ -321,7 +316,7 @@ impl Shared {
     /// each backoff delay, until it answers or the store is dropped.
     fn spawn_prober(self: &Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(self);
-        let (sleep, backoff) = (Arc::clone(&self.sleep), self.backoff);
+        let (sleep, backoff) = (Arc::clone(&self.config.sleep), self.config.backoff);
         let spawned = std::thread::Builder::new()
             .name("ratelimit-probe".into())
             .spawn(move || {
@@ -332,7 +327,7 @@ impl Shared {
                         let Some(shared) = weak.upgrade() else {
                             return;
                         };
-                        match shared.bounded(shared.primary.health()).await {
+                        match shared.bounded(shared.config.primary.health()).await {
                             Ok(()) => {
                                 shared.mark_up();
                                 return;
@@ -360,7 +355,7 @@ impl Shared {
         error: Option<StorageError>,
     ) -> Result<Verdict, StorageError> {
         self.degraded_calls.fetch_add(1, Ordering::Relaxed);
-        match &self.mode {
+        match &self.config.mode {
             Mode::FailOpen => {
                 tracing::warn!(target: "ratelimit::fallback", charges = batch.len(), "primary storage down: allowed without counting (fail-open)");
                 Ok(self.open_verdict(batch))
@@ -380,7 +375,7 @@ impl Shared {
         LimitStatus {
             allowed: true,
             remaining: c.limit.amount().saturating_sub(c.room()),
-            reset: self.clock.now(),
+            reset: self.config.clock.now(),
             retry_after: RetryAfter::NOW,
         }
     }
@@ -439,7 +434,7 @@ impl Shared {
                 .unwrap_or(LimitStatus {
                     allowed: true,
                     remaining: 0,
-                    reset: self.clock.now(),
+                    reset: self.config.clock.now(),
                     retry_after: RetryAfter::NOW,
                 })
         };
@@ -465,7 +460,7 @@ impl Storage for FallbackStorage {
     async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
         let s = &self.shared;
         if !s.down.load(Ordering::Acquire) {
-            match s.bounded(s.primary.apply(op, batch)).await {
+            match s.bounded(s.config.primary.apply(op, batch)).await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_unavailable() => {
                     s.mark_down(&e);
@@ -483,7 +478,7 @@ impl Storage for FallbackStorage {
         s.secondary.clear_sync(key);
         s.secondary.clear_sync(&key.identity_key());
         if self.is_primary_up() {
-            s.bounded(s.primary.clear(key)).await
+            s.bounded(s.config.primary.clear(key)).await
         } else {
             Ok(())
         }
@@ -494,7 +489,7 @@ impl Storage for FallbackStorage {
         let s = &self.shared;
         s.secondary.reset_sync();
         if self.is_primary_up() {
-            s.bounded(s.primary.reset()).await
+            s.bounded(s.config.primary.reset()).await
         } else {
             Ok(())
         }
@@ -503,6 +498,6 @@ impl Storage for FallbackStorage {
     /// The primary's health (an outage is an error here even though calls are answered).
     async fn health(&self) -> Result<(), StorageError> {
         let s = &self.shared;
-        s.bounded(s.primary.health()).await
+        s.bounded(s.config.primary.health()).await
     }
 }
