@@ -9,7 +9,10 @@
 //!
 //! Environment: `REDIS_BENCH_PORT` (a server to use; default: start one), `REDIS_BENCH_SECS`
 //! (seconds per throughput measurement, default 3), `REDIS_BENCH_SAMPLES` (latency samples,
-//! default 20000).
+//! default 20000), `REDIS_BENCH_SPAWN` (set: the callers run as a task on smol's global
+//! executor, where the redis crate also drives its connection, as in a smol application;
+//! unset: they run in `block_on` on the main thread, so every call crosses threads, as from
+//! another runtime's executor).
 
 use core::{future::Future, time::Duration};
 use std::{process::Command, sync::Arc, time::Instant};
@@ -146,7 +149,7 @@ fn main() {
     let mut raw_cmd = Cmd::new();
     raw_cmd.arg("EVALSHA").arg(&script_args);
 
-    smol::block_on(async {
+    let run = async move {
         let batch = [charge.clone()];
         for _ in 0..100 {
             assert!(store.hit(&batch).await.unwrap().allowed);
@@ -211,5 +214,10 @@ fn main() {
         }
         println!("INFO commandstats after {decisions} Limiter decisions (3 limits each):");
         println!("{}", commandstats(port));
-    });
+    };
+    if std::env::var_os("REDIS_BENCH_SPAWN").is_some() {
+        smol::block_on(smol::spawn(run));
+    } else {
+        smol::block_on(run);
+    }
 }
