@@ -10,14 +10,18 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# The Redis tests start their own redis-server processes (single node, cluster, sentinel) on free
-# loopback ports; they need the binaries, not a running server.
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-  echo "redis-server not found: installing it" >&2
+# The Redis tests start their own redis-server processes (single node, cluster, sentinel, TLS)
+# on free loopback ports: they need the binaries (and openssl for the TLS test's certificates),
+# not a running server.
+missing=()
+command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing+=(redis-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   # Debian starts a system-wide server on 6379; the tests do not use it.
 fi
 
