@@ -207,7 +207,43 @@ async fn a_hung_server_times_out_within_the_deadline() {
     assert!(ok, "the store did not recover after SIGCONT");
 }
 
+async fn a_restarted_server_is_reconnected_to() {
+    let mut server = RedisServer::start();
+    let store = RedisStorage::from_uri(&format!(
+        "{}?socket_timeout=0.2&socket_connect_timeout=0.2",
+        server.url()
+    ))
+    .unwrap();
+    let batch = [charge(
+        &Key::new("ip", "1"),
+        "5 per minute",
+        StrategyKind::FixedWindow,
+        1,
+    )];
+    assert!(store.hit(&batch).await.unwrap().allowed);
+    server.kill();
+    let err = store.hit(&batch).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    server.restart();
+    let start = Instant::now();
+    let verdict = loop {
+        match store.hit(&batch).await {
+            Ok(v) => break v,
+            Err(e) => assert!(e.is_unavailable(), "{e}"),
+        }
+        assert!(
+            start.elapsed() < StdDuration::from_secs(10),
+            "never reconnected"
+        );
+        async_io::Timer::after(StdDuration::from_millis(20)).await;
+    };
+    // The restarted server is empty: counting starts again.
+    assert!(verdict.allowed);
+    assert_eq!(verdict.statuses[0].remaining, 4);
+}
+
 on_both_runtimes! {
+    a_restarted_server_is_reconnected_to,
     batches_are_all_or_nothing,
     the_server_clock_counts_and_every_key_has_a_ttl,
     scripts_are_reloaded_after_a_flush,
