@@ -1,5 +1,6 @@
 //! Checks that every storage backend of the `ratelimit-*` crates must pass, written once and
-//! run by each backend's tests: the shared reference vectors (`strategies.jsonl`, produced by
+//! run by each backend's tests (and [`on_both_runtimes!`], which runs a scenario on async-std
+//! and on smol): the shared reference vectors (`strategies.jsonl`, produced by
 //! Python `limits` with this project's documented deviations) through the
 //! [`Storage`] trait.
 #![forbid(unsafe_code)]
@@ -88,4 +89,18 @@ pub async fn strategy_vectors<S: Storage>(
     }
     assert!(seen.sequences > 0, "no vector found in {}", dir.display());
     seen
+}
+
+/// Runs each named async scenario (an `async fn()` in the calling module) as two tests: one on
+/// async-std, one on smol. The calling crate needs both as (dev-)dependencies.
+#[macro_export]
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod async_std_runtime {
+            $(#[test] fn $name() { async_std::task::block_on(super::$name()) })*
+        }
+        mod smol_runtime {
+            $(#[test] fn $name() { smol::block_on(super::$name()) })*
+        }
+    };
 }

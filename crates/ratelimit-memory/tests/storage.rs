@@ -228,7 +228,7 @@ async fn uris_and_configuration_errors() {
     ));
 }
 
-on_both_runtimes!(
+ratelimit_conformance::on_both_runtimes!(
     vectors_through_the_trait,
     batches_are_all_or_nothing,
     refund_clear_and_reset,

@@ -174,9 +174,6 @@ impl RedisStorage {
             }
         }
         let mut statuses: Vec<Option<LimitStatus>> = vec![None; batch.len()];
-        let pick = |members: &[usize]| -> Vec<Charge> {
-            members.iter().map(|&i| batch[i].clone()).collect()
-        };
         let mut allowed = true;
         let mut charged: Vec<usize> = Vec::new();
         for (g, (_, members)) in groups.iter().enumerate() {
@@ -185,7 +182,7 @@ impl RedisStorage {
             } else {
                 op
             };
-            let verdict = match self.run(group_op, now, &pick(members)).await {
+            let verdict = match self.run(group_op, now, &pick(batch, members)).await {
                 Ok(v) => v,
                 Err(e) => {
                     if op == Op::Hit && !charged.is_empty() {
@@ -228,8 +225,7 @@ impl RedisStorage {
         let mut out = Vec::new();
         for &g in charged {
             let members = &groups[g].1;
-            let charges: Vec<Charge> = members.iter().map(|&i| batch[i].clone()).collect();
-            let verdict = self.run(Op::Refund, now, &charges).await?;
+            let verdict = self.run(Op::Refund, now, &pick(batch, members)).await?;
             out.extend(members.iter().copied().zip(verdict.statuses));
         }
         Ok(out)
@@ -254,6 +250,11 @@ impl RedisStorage {
         };
         result.map(|_| ()).map_err(|e| self.redis_error(&e))
     }
+}
+
+/// The charges of `batch` at `members`.
+fn pick(batch: &[Charge], members: &[usize]) -> Vec<Charge> {
+    members.iter().map(|&i| batch[i].clone()).collect()
 }
 
 #[async_trait]

@@ -242,7 +242,7 @@ async fn a_restarted_server_is_reconnected_to() {
     assert_eq!(verdict.statuses[0].remaining, 4);
 }
 
-on_both_runtimes! {
+ratelimit_conformance::on_both_runtimes! {
     a_restarted_server_is_reconnected_to,
     batches_are_all_or_nothing,
     the_server_clock_counts_and_every_key_has_a_ttl,

@@ -42,16 +42,3 @@ pub fn manual_store(
     .build();
     (store, clock, sleep)
 }
-
-/// Runs the async scenario `$name` (an `async fn() `) as two tests: on async-std and on smol.
-#[macro_export]
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod async_std_runtime {
-            $(#[test] fn $name() { async_std::task::block_on(super::$name()) })*
-        }
-        mod smol_runtime {
-            $(#[test] fn $name() { smol::block_on(super::$name()) })*
-        }
-    };
-}
