@@ -15,11 +15,11 @@ use ratelimit_core::{Limit, ManualClock, StrategyKind, Timestamp};
 use ratelimit_storage::{Charge, Key, Op, Storage};
 use serde_json::Value;
 
-/// The vectors folder: `RATELIMIT_VECTORS_DIR` when set, else `../shared/vectors` beside the
-/// project.
+/// The vectors folder: `RATELIMIT_VECTORS_DIR` when set, else the repository's own copy,
+/// `testdata/vectors`.
 pub fn vectors_dir() -> PathBuf {
     std::env::var_os("RATELIMIT_VECTORS_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors"),
         Into::into,
     )
 }

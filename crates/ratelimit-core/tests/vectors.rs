@@ -1,5 +1,5 @@
-//! Runs the reference vectors (`../shared/vectors/`, or the folder in `RATELIMIT_VECTORS_DIR`)
-//! against the parser and the four state machines.
+//! Runs the reference vectors (`testdata/vectors/` in the repository, or the folder in
+//! `RATELIMIT_VECTORS_DIR`) against the parser and the four state machines.
 //!
 //! Every `*.jsonl` file of the folder is read; each line is a parse case (it has `input`) or a
 //! strategy sequence (it has `strategy`). The run prints one summary line,
@@ -40,8 +40,8 @@ impl Tally {
 fn vectors_dir() -> PathBuf {
     match std::env::var_os("RATELIMIT_VECTORS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        // crates/ratelimit-core -> project root -> its sibling `shared/vectors`.
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
+        // crates/ratelimit-core -> the project root's `testdata/vectors`.
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors"),
     }
 }
 
