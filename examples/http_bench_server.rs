@@ -2,7 +2,7 @@
 //! `scripts/bench-http.sh`. Usage: `http_bench_server bare|noop|headers|limited PORT`.
 
 use ratelimit_decision::Limiter;
-use ratelimit_tide::RateLimit;
+use ratelimit_tide::{HttpListener, RateLimit};
 
 /// Calls the next middleware, nothing else.
 #[derive(Debug)]
@@ -76,26 +76,8 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
             return Err(format!("unknown mode {other:?}: bare, noop, headers or limited").into());
         }
     }
-    // Accept connections with TCP_NODELAY: Tide's own listener leaves Nagle's algorithm on, and
-    // with delayed ACKs every keep-alive response then waits about 40 ms (about 730 req/s at 32
-    // connections, whatever the server does).
-    async_std::task::block_on(async move {
-        let listener = async_std::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        loop {
-            let (stream, _) = listener.accept().await?;
-            stream.set_nodelay(true)?;
-            let app = app.clone();
-            async_std::task::spawn(async move {
-                let peer = stream.peer_addr().ok();
-                let served = async_h1::accept(stream, |mut req| {
-                    let app = app.clone();
-                    async move {
-                        req.set_peer_addr(peer);
-                        app.respond(req).await
-                    }
-                });
-                let _ = served.await;
-            });
-        }
-    })
+    // HttpListener accepts with TCP_NODELAY: Tide's own listener leaves Nagle's algorithm on,
+    // and with delayed ACKs every keep-alive response then waits about 40 ms.
+    async_std::task::block_on(app.listen(HttpListener::new(("127.0.0.1", port))))?;
+    Ok(())
 }

@@ -5,6 +5,7 @@
 //! Try `curl -i localhost:8080/api/data`, or six `curl -i -X POST localhost:8080/auth/login`.
 
 use ratelimit_examples::{SeedConfig, seed_app};
+use ratelimit_tide::HttpListener;
 
 fn main() -> Result<(), Box<dyn core::error::Error>> {
     let config = SeedConfig::from_env()?;
@@ -16,6 +17,7 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
         Err(_) => 8080,
     };
     println!("seed tour on http://127.0.0.1:{port} ({config:?})");
-    async_std::task::block_on(app.listen(("127.0.0.1", port)))?;
+    // HttpListener: Nagle off on every connection, undecodable requests answered with a 400.
+    async_std::task::block_on(app.listen(HttpListener::new(("127.0.0.1", port))))?;
     Ok(())
 }

@@ -23,7 +23,7 @@ use ratelimit_core::{Clock, StrategyKind};
 use ratelimit_decision::{
     ConfigError, ForwardedHeader, HeaderOptions, KeyFunction, Limiter, RoutePolicy, limit_set,
 };
-use ratelimit_tide::RateLimit;
+use ratelimit_tide::{HttpListener, RateLimit};
 
 /// The seed tour's configuration, normally from the environment.
 #[derive(Clone, Default)]
@@ -218,10 +218,11 @@ pub fn seed_app(config: &SeedConfig) -> Result<tide::Server<()>, ConfigError> {
     Ok(app)
 }
 
-/// Starts `app` on `127.0.0.1:0` in a background task and returns its base URL.
+/// Starts `app` on `127.0.0.1:0` in a background task, served by [`HttpListener`], and returns
+/// its base URL.
 pub async fn serve_on_free_port(app: tide::Server<()>) -> std::io::Result<String> {
     use tide::listener::Listener;
-    let mut listener = app.bind("127.0.0.1:0").await?;
+    let mut listener = app.bind(HttpListener::new("127.0.0.1:0")).await?;
     let url = listener
         .info()
         .first()

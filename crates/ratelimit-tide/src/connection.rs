@@ -1,0 +1,257 @@
+//! One accepted connection: read each request head, refuse what `async-h1` cannot decode with
+//! a status and a JSON body, hand the rest to `async-h1` and the Tide app.
+
+use core::{
+    net::SocketAddr,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::atomic::{AtomicBool, Ordering},
+    task::{Context, Poll},
+    time::Duration,
+};
+use std::{
+    io,
+    net::Shutdown,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use async_h1::server::{ConnectionStatus, Server as H1Server};
+use async_std::{
+    io::{Read, ReadExt, Write, WriteExt},
+    net::TcpStream,
+};
+use futures::FutureExt;
+use tide::http::StatusCode;
+
+use crate::{
+    head::{self, HeadError, MAX_HEAD_LEN},
+    listener::Stop,
+};
+
+/// What a connection is served with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// How long a client has to send a whole request head (and how long an idle keep-alive
+    /// connection waits for the next one).
+    pub(crate) header_timeout: Duration,
+}
+
+/// Bytes read ahead of `async-h1`: the head being checked, and whatever came after it.
+#[derive(Debug, Default)]
+struct ReadAhead {
+    bytes: Vec<u8>,
+    /// How much of `bytes` has been handed on.
+    pos: usize,
+    /// The end of the checked head: `async-h1`'s first read gets the head alone, so bytes of a
+    /// pipelined request stay here for the next round instead of in its dropped buffer.
+    head_end: usize,
+}
+
+/// The stream `async-h1` reads: the bytes read ahead first, then the socket.
+#[derive(Clone, Debug)]
+struct Conn {
+    stream: TcpStream,
+    ahead: Arc<Mutex<ReadAhead>>,
+}
+
+impl Read for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        {
+            let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+            let end = if ahead.pos < ahead.head_end {
+                ahead.head_end
+            } else {
+                ahead.bytes.len()
+            };
+            if ahead.pos < end {
+                let n = buf.len().min(end - ahead.pos);
+                let from = ahead.pos;
+                buf[..n].copy_from_slice(&ahead.bytes[from..from + n]);
+                ahead.pos += n;
+                return Poll::Ready(Ok(n));
+            }
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl Write for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+/// What waiting for the next head came to.
+enum Next {
+    /// A complete head, checked.
+    Head,
+    /// The client closed, went quiet past the timeout, or the server is stopping.
+    Close,
+    /// A head to refuse.
+    Refuse(HeadError),
+}
+
+/// Serves `stream` until the client or the server closes it.
+pub(crate) async fn serve<State: Clone + Send + Sync + 'static>(
+    app: tide::Server<State>,
+    stream: TcpStream,
+    options: Options,
+    stop: Stop,
+) {
+    let local = stream.local_addr().ok();
+    let peer = stream.peer_addr().ok();
+    let conn = Conn {
+        stream: stream.clone(),
+        ahead: Arc::default(),
+    };
+    // Set when `async-h1` hands a decoded request to the app: an error before that is the
+    // client's (an undecodable head), an error after it is the connection's.
+    let handed_on = AtomicBool::new(false);
+    let app = &app;
+    let handed = &handed_on;
+    let mut h1 = H1Server::new(conn.clone(), move |mut req: tide::http::Request| {
+        handed.store(true, Ordering::Relaxed);
+        req.set_local_addr(local);
+        req.set_peer_addr(peer);
+        app.respond(req)
+    });
+    loop {
+        match next_head(&conn, options, &stop).await {
+            Next::Head => {}
+            Next::Close => return,
+            Next::Refuse(reason) => {
+                return refuse(&stream, peer, reason.status(), &reason.to_string()).await;
+            }
+        }
+        handed_on.store(false, Ordering::Relaxed);
+        let served = AssertUnwindSafe(h1.accept_one()).catch_unwind().await;
+        let before_app = !handed_on.load(Ordering::Relaxed);
+        match served {
+            Ok(Ok(ConnectionStatus::KeepAlive)) if !stop.is_stopped() => {}
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) if before_app => {
+                // A head that passed our checks and still failed to decode (say, a path that
+                // is not a URL): the client's error all the same.
+                tracing::debug!(target: "ratelimit::http", ?peer, error = %e, "undecodable request head");
+                let reason = "the request head could not be decoded";
+                return refuse(&stream, peer, StatusCode::BadRequest, reason).await;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(target: "ratelimit::http", ?peer, error = %e, "connection ended");
+                return;
+            }
+            Err(_) if before_app => {
+                tracing::warn!(target: "ratelimit::http", ?peer, "the HTTP parser panicked on a request head");
+                let reason = "the request head could not be decoded";
+                return refuse(&stream, peer, StatusCode::BadRequest, reason).await;
+            }
+            Err(_) => {
+                tracing::error!(target: "ratelimit::http", ?peer, "a request handler panicked; connection closed");
+                return;
+            }
+        }
+    }
+}
+
+/// Reads until the read-ahead buffer holds a whole head (or a reason to refuse it), within the
+/// header timeout, and checks it.
+async fn next_head(conn: &Conn, options: Options, stop: &Stop) -> Next {
+    // The buffer leaves the mutex while the socket is read (async-h1 is not running now).
+    let mut buf = {
+        let mut ahead = conn.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        let ReadAhead { bytes, pos, .. } = &mut *ahead;
+        bytes.drain(..*pos);
+        core::mem::take(bytes)
+    };
+    let read = async {
+        let mut stream = conn.stream.clone();
+        let mut scanned = 0;
+        loop {
+            if let Some(end) = head::head_end(&buf, scanned) {
+                return Ok::<_, io::Error>(Some(end));
+            }
+            scanned = buf.len();
+            if buf.len() >= MAX_HEAD_LEN {
+                return Ok(None);
+            }
+            let filled = buf.len();
+            buf.resize(MAX_HEAD_LEN, 0);
+            let n = stream.read(&mut buf[filled..]).await;
+            buf.truncate(filled + n.as_ref().map_or(0, |n| *n));
+            if n? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    };
+    let read = async_std::future::timeout(options.header_timeout, read);
+    let end = futures::select_biased! {
+        () = stop.stopped().fuse() => return Next::Close,
+        read = read.fuse() => match read {
+            Ok(Ok(Some(end))) => end,
+            Ok(Ok(None)) => return Next::Refuse(HeadError::TooLarge),
+            // End of stream, a socket error, or too slow: nothing to answer.
+            Ok(Err(_)) | Err(_) => return Next::Close,
+        },
+    };
+    let checked = head::check(&buf[..end]);
+    *conn.ahead.lock().unwrap_or_else(PoisonError::into_inner) = ReadAhead {
+        bytes: buf,
+        pos: 0,
+        head_end: end,
+    };
+    match checked {
+        Ok(()) => Next::Head,
+        Err(reason) => Next::Refuse(reason),
+    }
+}
+
+/// Answers `status` with the JSON body `{"error": <reason phrase>, "message": <reason>}`, then
+/// closes the connection without losing the answer to a reset.
+async fn refuse(stream: &TcpStream, peer: Option<SocketAddr>, status: StatusCode, reason: &str) {
+    tracing::debug!(target: "ratelimit::http", ?peer, status = u16::from(status), reason, "refused a request");
+    let body = format!(
+        "{{\"error\": \"{}\", \"message\": \"{reason}\"}}",
+        status.canonical_reason()
+    );
+    let response = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        u16::from(status),
+        status.canonical_reason(),
+        body.len(),
+    );
+    let mut stream = stream.clone();
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    // Closing a socket with unread input sends a reset, which can destroy the answer before
+    // the client reads it: end our side, then drain what the client still sends, bounded in
+    // bytes and time.
+    let _ = stream.shutdown(Shutdown::Write);
+    let drain = async {
+        let mut scratch = [0u8; 4096];
+        let mut left = 256 * 1024usize;
+        while left > 0 {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = async_std::future::timeout(Duration::from_secs(2), drain).await;
+}

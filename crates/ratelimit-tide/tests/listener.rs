@@ -1,0 +1,303 @@
+//! `HttpListener` over raw sockets: malformed requests answered, keep-alive and pipelining,
+//! the peer address, graceful stop.
+
+use core::{net::SocketAddr, time::Duration};
+
+use async_std::{
+    future::timeout,
+    io::{ReadExt, WriteExt},
+    net::TcpStream,
+    task::{self, JoinHandle},
+};
+use ratelimit_decision::Limiter;
+use ratelimit_tide::{HttpListener, RateLimit, Stopper};
+use tide::listener::Listener;
+
+/// Bound on any single exchange, so that a server that never answers fails the test instead of
+/// hanging it. Nothing waits for it to pass.
+const NO_ANSWER: Duration = Duration::from_secs(20);
+
+struct Server {
+    addr: SocketAddr,
+    stopper: Stopper,
+    accepting: JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(app: tide::Server<()>, listener: HttpListener<()>) -> Server {
+    let stopper = listener.stopper();
+    let mut listener = app.bind(listener).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let info = listener.info();
+    assert_eq!(info[0].connection(), format!("http://{addr}"));
+    let accepting = task::spawn(async move { listener.accept().await });
+    Server {
+        addr,
+        stopper,
+        accepting,
+    }
+}
+
+fn hello_app() -> tide::Server<()> {
+    let mut app = tide::new();
+    app.at("/").get(|_| async { Ok("hello") });
+    app.at("/peer").get(|req: tide::Request<()>| async move {
+        Ok(req.peer_addr().unwrap_or("none").to_owned())
+    });
+    app
+}
+
+/// One parsed response.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Splits a byte stream of responses (each with a `content-length`) into replies.
+fn parse(mut raw: &[u8]) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    while !raw.is_empty() {
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(raw)));
+        let head = core::str::from_utf8(&raw[..end]).unwrap();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+        let status = status_line[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                (n.trim().to_owned(), v.trim().to_owned())
+            })
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().unwrap())
+            .expect("every response here has a content-length");
+        let body = String::from_utf8(raw[end + 4..end + 4 + len].to_vec()).unwrap();
+        raw = &raw[end + 4 + len..];
+        replies.push(Reply {
+            status,
+            headers,
+            body,
+        });
+    }
+    replies
+}
+
+/// Sends `request` on a new connection and reads until the server closes it.
+async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<Reply> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut raw = Vec::new();
+    timeout(NO_ANSWER, stream.read_to_end(&mut raw))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    parse(&raw)
+}
+
+fn get(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}Connection: close\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn malformed_requests_get_a_400_and_the_server_keeps_serving() {
+    task::block_on(async {
+        let server = start(hello_app(), HttpListener::new("127.0.0.1:0")).await;
+        let many_headers: String = (0..129).map(|i| format!("X-H{i}: v\r\n")).collect();
+        let huge = format!("X-Big: {}\r\n", "a".repeat(9000));
+        let cases: [(&str, Vec<u8>, &str); 5] = [
+            (
+                "non-ASCII header value",
+                get("/", "X-API-Key: caf\u{e9}\r\n"),
+                "outside ASCII",
+            ),
+            (
+                "unknown method",
+                b"BREW / HTTP/1.1\r\nHost: test\r\n\r\n".to_vec(),
+                "unknown request method",
+            ),
+            ("oversized head", get("/", &huge), "larger than 8 KiB"),
+            ("too many headers", get("/", &many_headers), "more than 128"),
+            (
+                "Content-Length with Transfer-Encoding",
+                b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                    .to_vec(),
+                "Content-Length and Transfer-Encoding",
+            ),
+        ];
+        for (what, request, message) in cases {
+            let replies = exchange(server.addr, &request).await;
+            assert_eq!(
+                replies.len(),
+                1,
+                "{what}: one answer, then the connection closed"
+            );
+            let reply = &replies[0];
+            assert_eq!(reply.status, 400, "{what}: {reply:?}");
+            assert_eq!(reply.header("connection"), Some("close"), "{what}");
+            assert_eq!(
+                reply.header("content-type"),
+                Some("application/json"),
+                "{what}"
+            );
+            let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+            assert_eq!(body["error"], "Bad Request", "{what}");
+            let text = body["message"].as_str().unwrap();
+            assert!(text.contains(message), "{what}: {text:?}");
+
+            // A normal request right after, on a new connection, gets its normal answer.
+            let replies = exchange(server.addr, &get("/", "")).await;
+            assert_eq!(
+                (replies[0].status, replies[0].body.as_str()),
+                (200, "hello"),
+                "{what}"
+            );
+        }
+    });
+}
+
+#[test]
+fn other_undecodable_heads_are_answered_too() {
+    task::block_on(async {
+        let server = start(hello_app(), HttpListener::new("127.0.0.1:0")).await;
+        for (request, status) in [
+            (&b"GET / HTTP/1.0\r\nHost: test\r\n\r\n"[..], 505),
+            (b"GET / HTTP/1.1\r\n\r\n", 400),
+            (b"GET nowhere HTTP/1.1\r\nHost: test\r\n\r\n", 400),
+            (
+                b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\n",
+                400,
+            ),
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+        ] {
+            let replies = exchange(server.addr, request).await;
+            let what = String::from_utf8_lossy(request);
+            assert_eq!(replies.len(), 1, "{what}");
+            assert_eq!(replies[0].status, status, "{what}: {:?}", replies[0]);
+            assert!(replies[0].body.starts_with("{\"error\": "), "{what}");
+        }
+    });
+}
+
+#[test]
+fn keep_alive_and_pipelined_requests_are_all_answered() {
+    task::block_on(async {
+        let server = start(hello_app(), HttpListener::new("127.0.0.1:0")).await;
+        let mut pipelined = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n".repeat(3);
+        pipelined.extend(get("/", ""));
+        let replies = exchange(server.addr, &pipelined).await;
+        assert_eq!(replies.len(), 4, "{replies:?}");
+        assert!(replies.iter().all(|r| r.status == 200 && r.body == "hello"));
+
+        // A request after a good one on the same connection may still be refused alone.
+        let mut mixed = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n".to_vec();
+        mixed.extend(b"BREW / HTTP/1.1\r\nHost: test\r\n\r\n");
+        let replies = exchange(server.addr, &mixed).await;
+        let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [200, 400]);
+    });
+}
+
+#[test]
+fn the_peer_address_reaches_the_app_and_the_limiter() {
+    task::block_on(async {
+        let mut stream = TcpStream::connect({
+            let server = start(hello_app(), HttpListener::new("127.0.0.1:0")).await;
+            server.addr
+        })
+        .await
+        .unwrap();
+        stream.write_all(&get("/peer", "")).await.unwrap();
+        let mut raw = Vec::new();
+        timeout(NO_ANSWER, stream.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        let replies = parse(&raw);
+        assert_eq!(replies[0].body, stream.local_addr().unwrap().to_string());
+
+        // Keyed by client address: the second request from the same address is limited.
+        let limits = RateLimit::new(
+            Limiter::builder()
+                .default_limits("1 per minute")
+                .build()
+                .unwrap(),
+        );
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits.at(&mut app, "/").get(|_| async { Ok("hello") });
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let first = exchange(server.addr, &get("/", "")).await;
+        let second = exchange(server.addr, &get("/", "")).await;
+        assert_eq!((first[0].status, second[0].status), (200, 429));
+        assert_eq!(second[0].header("retry-after"), Some("60"));
+    });
+}
+
+#[test]
+fn a_slow_head_is_dropped_after_the_header_timeout() {
+    task::block_on(async {
+        let listener = HttpListener::new("127.0.0.1:0").header_timeout(Duration::from_millis(50));
+        let server = start(hello_app(), listener).await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: te")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        timeout(NO_ANSWER, stream.read_to_end(&mut raw))
+            .await
+            .expect("the server closes a connection whose head does not arrive")
+            .unwrap();
+        assert!(raw.is_empty(), "nothing to answer: {raw:?}");
+    });
+}
+
+#[test]
+fn stop_ends_accept_after_the_connections() {
+    task::block_on(async {
+        let server = start(hello_app(), HttpListener::new("127.0.0.1:0")).await;
+        // An idle keep-alive connection is open when the stop comes.
+        let mut idle = TcpStream::connect(server.addr).await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = timeout(NO_ANSWER, idle.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+        server.stopper.stop();
+        timeout(NO_ANSWER, server.accepting)
+            .await
+            .expect("accept returns once stopped")
+            .unwrap();
+        let mut rest = Vec::new();
+        timeout(NO_ANSWER, idle.read_to_end(&mut rest))
+            .await
+            .expect("the idle connection was closed")
+            .unwrap();
+        assert!(rest.is_empty());
+        assert!(
+            TcpStream::connect(server.addr).await.is_err(),
+            "the port no longer accepts"
+        );
+    });
+}
