@@ -1,6 +1,6 @@
 //! The seed article's application, one route per snippet, on `127.0.0.1:$PORT` (default 8080).
 //!
-//! Run with `cargo run --example seed_tour`; configure with `REDIS_URL` (memory when unset),
+//! Run with `cargo run --release --example seed_tour`; configure with `REDIS_URL` (memory when unset),
 //! `RATELIMIT_STRATEGY` (fixed-window), `TRUSTED_PROXY_HOPS` (0), `RATELIMIT_FALLBACK`.
 //! Try `curl -i localhost:8080/api/data`, or six `curl -i -X POST localhost:8080/auth/login`.
 

@@ -128,9 +128,3 @@ pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
 /// A change of the storage's health, as [`LimiterBuilder::on_storage_transition`] reports it.
 pub use ratelimit_fallback::Transition as StorageTransition;
 pub use request::{Headers, NoHeaders, RequestView};
-
-/// The README's examples (they use this crate and the ones below it), compiled and run as
-/// doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

@@ -79,3 +79,9 @@ mod middleware;
 
 pub use listener::{HttpListener, Stopper};
 pub use middleware::{CATCH_ALL, RateLimit};
+
+/// The README's examples (they use this crate and every one below it), compiled and run as
+/// doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
