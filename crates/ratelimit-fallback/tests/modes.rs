@@ -64,8 +64,9 @@ impl Storage for Switchable {
     }
 }
 
-/// Records the waits; each returns at once, or, once `gate` is set, when the test sends a tick
-/// (the prober runs on its own thread, so blocking there holds nobody else).
+/// Records the waits; each returns when the test sends a tick (the prober runs on its own
+/// thread, so blocking there holds nobody else). Every rig is gated: a prober whose waits
+/// returned at once would spin a core for as long as its probes fail.
 #[derive(Debug, Default)]
 struct RecordedSleep {
     waits: Mutex<Vec<Duration>>,
@@ -95,12 +96,16 @@ struct Rig {
     primary: Arc<Switchable>,
     store: FallbackStorage,
     sleeps: Arc<RecordedSleep>,
+    /// Lets one prober wait end.
+    tick: mpsc::Sender<()>,
     transitions: mpsc::Receiver<Transition>,
 }
 
 fn rig(mode: Mode) -> Rig {
     let primary = Arc::new(Switchable::default());
     let sleeps = Arc::new(RecordedSleep::default());
+    let (tick, ticks) = mpsc::channel();
+    *sleeps.gate.lock().unwrap() = Some(ticks);
     let (tx, transitions) = mpsc::channel();
     let tx = Mutex::new(tx);
     let store = FallbackStorage::builder(primary.clone())
@@ -114,6 +119,7 @@ fn rig(mode: Mode) -> Rig {
         primary,
         store,
         sleeps,
+        tick,
         transitions,
     }
 }
@@ -126,8 +132,7 @@ fn next(rx: &mpsc::Receiver<Transition>) -> Transition {
 #[test]
 fn the_failing_call_is_answered_and_probes_back_off_from_the_failure() {
     let r = rig(Mode::same_limits_in_memory());
-    let (tick, ticks) = mpsc::channel();
-    *r.sleeps.gate.lock().unwrap() = Some(ticks);
+    let tick = &r.tick;
     let batch = [charge("1", "3 per minute", 1)];
     smol::block_on(async {
         assert!(r.store.hit(&batch).await.unwrap().allowed);

@@ -28,17 +28,36 @@ fn cli_binary() -> String {
     std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_owned())
 }
 
-/// Runs `redis-cli -p port args...` and returns its trimmed output (empty when it failed).
-pub fn cli(port: u16, args: &[&str]) -> String {
+/// Runs `redis-cli -p port args...`: its trimmed output, or why it failed (the CLI could not
+/// run, exited with an error, or printed an error reply).
+pub fn try_cli(port: u16, args: &[&str]) -> Result<String, String> {
     let out = Command::new(cli_binary())
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        Err(e) => panic!("cannot run {}: {e}", cli_binary()),
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", cli_binary()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "redis-cli -p {port} {args:?} exited with {}: {} {}",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
+    // redis-cli exits 0 on an error reply; without a terminal it prints it as is.
+    if stdout.starts_with("ERR ") || stdout.starts_with("Could not connect") {
+        return Err(format!("redis-cli -p {port} {args:?}: {stdout}"));
+    }
+    Ok(stdout)
+}
+
+/// Runs `redis-cli -p port args...` and returns its trimmed output; panics when the CLI fails
+/// or the server answers an error, so that a check built on the output cannot pass because
+/// the server was never asked.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    try_cli(port, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Waits until `check` holds, polling every 20 ms, or panics after `limit` saying `what`.
@@ -96,6 +115,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     args: Vec<String>,
+    /// For a sentinel: the port of the master it monitors.
+    sentinel_of: Option<u16>,
     child: Option<Child>,
 }
 
@@ -107,27 +128,75 @@ impl RedisServer {
 
     /// A fresh node with extra `redis-server` arguments (e.g. `["--cluster-enabled", "yes"]`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::launch(extra.iter().map(|s| (*s).to_owned()).collect(), None)
+    }
+
+    fn launch(args: Vec<String>, sentinel_of: Option<u16>) -> Self {
         let port = free_port();
+        let tag = if sentinel_of.is_some() {
+            "sentinel"
+        } else {
+            "node"
+        };
         let mut server = Self {
             port,
-            dir: temp_dir(&format!("node-{port}")),
-            args: extra.iter().map(|s| (*s).to_owned()).collect(),
+            dir: temp_dir(&format!("{tag}-{port}")),
+            args,
+            sentinel_of,
             child: None,
         };
-        server.spawn();
+        // The port was free when picked, but it is released before the server binds it: if
+        // another process took it meanwhile, pick another (only a restart must keep its port).
+        for attempt in 1.. {
+            match server.spawn() {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    eprintln!(
+                        "redis-server on port {}: {e}; trying another port",
+                        server.port
+                    );
+                    server.port = free_port();
+                }
+                Err(e) => panic!("redis-server on port {}: {e}", server.port),
+            }
+        }
         server
     }
 
-    fn spawn(&mut self) {
-        let child = Command::new(server_binary())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&self.args)
+    /// Starts the process and waits until it answers PING, and is the one answering (its pid
+    /// in `INFO server`). Its output goes to `server.log` in its directory, quoted in the error.
+    fn spawn(&mut self) -> Result<(), String> {
+        let log_path = self.dir.join("server.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("create the log: {e}"))?;
+        let log_err = log.try_clone().map_err(|e| format!("clone the log: {e}"))?;
+        let mut command = Command::new(server_binary());
+        if let Some(master) = self.sentinel_of {
+            let conf = self.dir.join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\nsentinel monitor {s} 127.0.0.1 {master} 1\n\
+                     sentinel down-after-milliseconds {s} 500\nsentinel failover-timeout {s} 5000\n\
+                     sentinel parallel-syncs {s} 1\n",
+                    port = self.port,
+                    dir = self.dir.display(),
+                    s = RedisSentinel::SERVICE,
+                ),
+            )
+            .map_err(|e| format!("write sentinel.conf: {e}"))?;
+            command.arg(&conf).arg("--sentinel");
+        } else {
+            command
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .arg("--dir")
+                .arg(&self.dir)
+                .args(&self.args);
+        }
+        let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -135,13 +204,38 @@ impl RedisServer {
                     server_binary()
                 )
             });
+        let pid = child.id();
         self.child = Some(child);
-        let port = self.port;
-        wait_until(
-            &format!("redis-server on port {port}"),
-            Duration::from_secs(10),
-            || cli(port, &["PING"]) == "PONG",
-        );
+        let log = || {
+            std::fs::read_to_string(&log_path)
+                .map(|l| l.lines().rev().take(20).collect::<Vec<_>>().join("\n"))
+                .unwrap_or_default()
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(format!("exited with {status}; its log ends:\n{}", log()));
+            }
+            if try_cli(self.port, &["PING"]).is_ok_and(|pong| pong == "PONG") {
+                let info = try_cli(self.port, &["INFO", "server"]).unwrap_or_default();
+                let ours = format!("process_id:{pid}");
+                if info.lines().any(|l| l.trim() == ours) {
+                    return Ok(());
+                }
+                self.kill();
+                return Err("another process answers on this port".to_owned());
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                self.kill();
+                return Err(format!("no PONG within 20 s; its log ends:\n{}", log()));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The port it listens on.
@@ -180,7 +274,9 @@ impl RedisServer {
         wait_until("the old server's port", Duration::from_secs(10), || {
             TcpStream::connect(("127.0.0.1", port)).is_err()
         });
-        self.spawn();
+        if let Err(e) = self.spawn() {
+            panic!("restarting redis-server on port {port}: {e}");
+        }
     }
 
     /// SIGSTOP: the server hangs (connections stay open, nothing is answered).
@@ -321,28 +417,7 @@ impl RedisSentinel {
                 .cli(&["INFO", "replication"])
                 .contains("master_link_status:up")
         });
-        let port = free_port();
-        let dir = temp_dir(&format!("sentinel-{port}"));
-        let conf = dir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {s} 127.0.0.1 {m} 1\n\
-                 sentinel down-after-milliseconds {s} 500\nsentinel failover-timeout {s} 5000\n\
-                 sentinel parallel-syncs {s} 1\n",
-                dir.display(),
-                s = Self::SERVICE,
-                m = master.port()
-            ),
-        )
-        .expect("write sentinel.conf");
-        let mut sentinel = RedisServer {
-            port,
-            dir,
-            args: vec![conf.display().to_string(), "--sentinel".to_owned()],
-            child: None,
-        };
-        sentinel.spawn_sentinel();
+        let sentinel = RedisServer::launch(Vec::new(), Some(master.port()));
         wait_until(
             "the sentinel to discover the replica",
             Duration::from_secs(30),
@@ -392,21 +467,36 @@ impl RedisSentinel {
     }
 }
 
-impl RedisServer {
-    fn spawn_sentinel(&mut self) {
-        let child = Command::new(server_binary())
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_taken_by_another_server_is_refused() {
+        let first = RedisServer::start();
+        let mut second = RedisServer {
+            port: first.port(),
+            dir: temp_dir("taken"),
+            args: Vec::new(),
+            sentinel_of: None,
+            child: None,
+        };
+        let err = second
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the sentinel: {e}"));
-        self.child = Some(child);
-        let port = self.port;
-        wait_until(
-            &format!("the sentinel on port {port}"),
-            Duration::from_secs(10),
-            || cli(port, &["PING"]) == "PONG",
+            .expect_err("the port belongs to the first server");
+        assert!(
+            err.contains("Address already in use") || err.contains("another process answers"),
+            "{err}"
         );
+    }
+
+    #[test]
+    fn the_cli_fails_loudly() {
+        let server = RedisServer::start();
+        assert!(try_cli(server.port(), &["NOSUCHCOMMAND"]).is_err());
+        let closed = free_port();
+        let err = try_cli(closed, &["PING"]).expect_err("nobody listens");
+        assert!(err.contains("exited with"), "{err}");
+        assert!(std::panic::catch_unwind(|| cli(closed, &["--scan"])).is_err());
     }
 }

@@ -40,9 +40,10 @@ fn scenarios() -> Vec<(StrategyKind, bool)> {
 #[test]
 #[ignore = "a worker process, started by the tests below"]
 fn worker() {
-    let Ok(url) = std::env::var("RATELIMIT_WORKER_URL") else {
-        return;
-    };
+    // Run by hand (`--ignored`) without the parent's variables, it must fail, not pass.
+    let url = std::env::var("RATELIMIT_WORKER_URL").expect(
+        "a worker process: started by the concurrency tests, which set RATELIMIT_WORKER_URL",
+    );
     let prefix = std::env::var("RATELIMIT_WORKER_PREFIX").unwrap();
     let frozen = Timestamp::from_nanos(
         std::env::var("RATELIMIT_WORKER_T0")
