@@ -212,7 +212,10 @@ fn sigkill_falls_back_without_a_failed_request_and_restart_returns_to_redis() {
     // a loaded machine may legitimately start another.
     let t = r.transitions.lock().unwrap();
     assert_eq!(
-        t.iter().take(2).map(|(_, t)| t.primary_up).collect::<Vec<_>>(),
+        t.iter()
+            .take(2)
+            .map(|(_, t)| t.primary_up)
+            .collect::<Vec<_>>(),
         [false, true]
     );
     assert!(t[1].1.degraded_calls > 0);
@@ -262,7 +265,10 @@ fn sigstop_never_holds_a_request_past_the_timeout() {
     assert!(TIMEOUT + MARGIN < Duration::from_secs(5));
     let t = r.transitions.lock().unwrap();
     assert_eq!(
-        t.iter().take(2).map(|(_, t)| t.primary_up).collect::<Vec<_>>(),
+        t.iter()
+            .take(2)
+            .map(|(_, t)| t.primary_up)
+            .collect::<Vec<_>>(),
         [false, true]
     );
 }

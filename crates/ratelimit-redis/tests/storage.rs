@@ -80,17 +80,25 @@ async fn the_server_clock_counts_and_every_key_has_a_ttl() {
     ];
     for (l, kind, _) in limits {
         let batch = [charge(&key, l, kind, 1)];
-        let admitted = {
-            let mut n = 0;
-            for _ in 0..5 {
-                n += usize::from(store.hit(&batch).await.unwrap().allowed);
-            }
-            n
-        };
-        assert_eq!(admitted, 3, "{kind}");
+        let before = server_minute(&server);
+        let mut admitted = 0;
+        for _ in 0..5 {
+            admitted += usize::from(store.hit(&batch).await.unwrap().allowed);
+        }
         let status = store.test(&batch).await.unwrap().statuses[0];
-        assert_eq!(status.remaining, 0, "{kind}");
-        assert!(matches!(status.retry_after, RetryAfter::After(d) if d > Duration::ZERO));
+        let straddled = server_minute(&server) != before;
+        if kind == StrategyKind::SlidingWindowCounter && straddled {
+            // The calls straddled a bucket boundary of the server's clock: the previous
+            // bucket's weight dropped a little, which can make room for one more. The exact
+            // arithmetic is checked on an explicit clock (tests/semantics.rs).
+            assert!((3..=4).contains(&admitted), "{kind}: {admitted}");
+        } else {
+            // Fixed and moving windows open at the first hit, GCRA spaces hits 20 s apart:
+            // where the server's clock stands does not change their count.
+            assert_eq!(admitted, 3, "{kind}");
+            assert_eq!(status.remaining, 0, "{kind}");
+            assert!(matches!(status.retry_after, RetryAfter::After(d) if d > Duration::ZERO));
+        }
     }
     let keys = keys_with_ttl(&server, "ttl");
     assert_eq!(keys.len(), 5, "{keys:?}"); // the moving window has a log and a total
@@ -122,6 +130,13 @@ async fn the_server_clock_counts_and_every_key_has_a_ttl() {
         "reset stays in its prefix"
     );
     store.health().await.unwrap();
+}
+
+/// The minute the server's clock is in (`TIME`), for the epoch-aligned sliding window.
+fn server_minute(server: &RedisServer) -> u64 {
+    let time = server.cli(&["TIME"]);
+    let secs: u64 = time.lines().next().unwrap().trim().parse().unwrap();
+    secs / 60
 }
 
 fn code(kind: StrategyKind) -> &'static str {
@@ -179,8 +194,8 @@ async fn a_hung_server_times_out_within_the_deadline() {
     .unwrap();
     let batch = [charge(
         &Key::new("ip", "1"),
-        "2 per minute",
-        StrategyKind::Gcra,
+        "100 per minute",
+        StrategyKind::FixedWindow,
         1,
     )];
     assert!(store.hit(&batch).await.unwrap().allowed);
@@ -190,21 +205,31 @@ async fn a_hung_server_times_out_within_the_deadline() {
     let waited = start.elapsed();
     server.resume();
     assert!(err.is_unavailable(), "{err}");
+    // The promise is the deadline (0.4 s); the margin is for a loaded machine. Without a
+    // deadline the call would wait for the paused server forever.
     assert!(
-        waited <= store.deadline() + StdDuration::from_millis(300),
+        waited <= store.deadline() + StdDuration::from_secs(2),
         "waited {waited:?}, deadline {:?}",
         store.deadline()
     );
-    // After SIGCONT the same store works again.
-    let mut ok = false;
-    for _ in 0..50 {
-        if store.hit(&batch).await.is_ok() {
-            ok = true;
-            break;
+    // After SIGCONT the same store works again, and counts each hit once: the first (1), the
+    // timed-out one, which the server may still run when it wakes (at most 1), every failed
+    // attempt below (at most 1 each, the same way), and the one that succeeds (1).
+    let mut failed = 0;
+    let recovered = loop {
+        match store.hit(&batch).await {
+            Ok(v) => break v,
+            Err(_) if failed < 50 => failed += 1,
+            Err(e) => panic!("the store did not recover after SIGCONT: {e}"),
         }
         async_io::Timer::after(StdDuration::from_millis(50)).await;
-    }
-    assert!(ok, "the store did not recover after SIGCONT");
+    };
+    assert!(recovered.allowed);
+    let used = 100 - recovered.statuses[0].remaining;
+    assert!(
+        (2..=3 + failed).contains(&used),
+        "{used} charged after 2 successful hits, 1 timed out and {failed} failed"
+    );
 }
 
 async fn a_restarted_server_is_reconnected_to() {

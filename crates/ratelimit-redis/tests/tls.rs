@@ -129,5 +129,9 @@ fn rediss_with_a_private_ca() {
     let untrusted = RedisStorage::from_uri(&format!("rediss://127.0.0.1:{tls_port}")).unwrap();
     let err = smol::block_on(untrusted.hit(&batch)).unwrap_err();
     assert!(err.is_unavailable(), "{err}");
+    // Refused for the certificate, not for some other reason (a closed port would pass the
+    // check above too).
+    let text = err.to_string().to_lowercase();
+    assert!(text.contains("invalid peer certificate"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
