@@ -17,9 +17,11 @@ use ratelimit_core::{
 
 /// The parser never panics, its errors point inside the input, and every limit it accepts
 /// prints in a canonical form that parses back to the same limit.
-pub fn parse(data: &[u8]) {
+/// Checks the parser on one fuzzed input; returns how many inputs were checked (0 when the
+/// bytes are not UTF-8, 1 otherwise), so that a replay can tell a corpus that checks nothing.
+pub fn parse(data: &[u8]) -> usize {
     let Ok(input) = core::str::from_utf8(data) else {
-        return;
+        return 0;
     };
     let all: Result<Vec<Limit>, _> = ratelimit_core::parse_limits(input).collect();
     match &all {
@@ -46,6 +48,7 @@ pub fn parse(data: &[u8]) {
     if let Ok(one) = input.parse::<Limit>() {
         assert_eq!(all.as_deref(), Ok(&[one][..]));
     }
+    1
 }
 
 /// One fuzzed operation.
@@ -87,25 +90,30 @@ struct Scenario {
 /// The log capacity of the heapless moving window under test; amounts are kept below it.
 const LOG: usize = 64;
 
-/// Runs one fuzzed scenario of `kind` against its reference model.
-pub fn strategy(kind: StrategyKind, data: &[u8]) {
+/// Runs one fuzzed scenario of `kind` against its reference model; returns how many steps it
+/// checked (0 when the bytes decode to no usable scenario).
+pub fn strategy(kind: StrategyKind, data: &[u8]) -> usize {
     let Ok(scenario) = Scenario::arbitrary_take_rest(Unstructured::new(data)) else {
-        return;
+        return 0;
     };
     let units = [Unit::Second, Unit::Minute, Unit::Hour, Unit::Day];
     let amount = u64::from(scenario.amount) % (LOG as u64 + 1);
     let multiples = u64::from(scenario.multiples % 8) + 1;
     let unit = units[usize::from(scenario.unit) % units.len()];
     let Ok(limit) = Limit::new(amount, multiples, unit) else {
-        return;
+        return 0;
     };
     let w = limit.window().as_nanos();
-    // Keep time far from u64::MAX: the machines saturate there, the models do not.
+    // Keep time far from u64::MAX: the machines saturate there, the models do not. A scenario
+    // whose clock would pass `END` ends there (a wrapped clock would go back in time, which
+    // the machines handle on purpose and the models do not).
+    const END: u64 = 1 << 63;
     let mut now = scenario.start % (1 << 62);
     let mut machine = Machine::new(kind);
     let mut model = Model::new(kind, limit);
+    let mut checked = 0;
     for step in scenario.steps.iter().take(256) {
-        now += match step.advance {
+        let advance = match step.advance {
             Advance::None => 0,
             Advance::Nanos(n) => u64::from(n),
             Advance::Fraction(f) => w / 256 * u64::from(f),
@@ -114,6 +122,10 @@ pub fn strategy(kind: StrategyKind, data: &[u8]) {
                 * u64::from(k))
             .saturating_sub(u64::from(minus_one)),
         };
+        match now.checked_add(advance).filter(|t| *t < END) {
+            Some(next) => now = next,
+            None => break,
+        }
         let at = Timestamp::from_nanos(now);
         let cost = u64::from(step.cost % 16);
         let m = machine.get();
@@ -122,7 +134,9 @@ pub fn strategy(kind: StrategyKind, data: &[u8]) {
         match m.retry_after(&limit, at, probe) {
             RetryAfter::Never => assert!(probe > amount, "never for {probe} of {limit}"),
             RetryAfter::After(wait) => {
-                let when = now + wait.as_nanos();
+                let when = now
+                    .checked_add(wait.as_nanos())
+                    .unwrap_or_else(|| panic!("{kind} {limit}: absurd wait {wait}"));
                 assert!(
                     model.allows(when, probe),
                     "{kind} {limit}: not allowed after {wait}"
@@ -161,14 +175,14 @@ pub fn strategy(kind: StrategyKind, data: &[u8]) {
             model.remaining(now),
             "{kind} {limit}: remaining at {now}"
         );
-        if let Some(reset) = model.reset(now) {
-            assert_eq!(
-                stats.reset.as_nanos(),
-                reset,
-                "{kind} {limit}: reset at {now}"
-            );
-        }
+        assert_eq!(
+            stats.reset.as_nanos(),
+            model.reset(now),
+            "{kind} {limit}: reset at {now}"
+        );
+        checked += 1;
     }
+    checked
 }
 
 enum Machine {
@@ -365,24 +379,47 @@ impl Model {
         }
     }
 
-    /// The reset instant where the model defines it plainly.
-    fn reset(&self, now: u64) -> Option<u64> {
+    /// The reset instant, as the vectors' README defines it for each strategy.
+    fn reset(&self, now: u64) -> u64 {
         match self.kind {
-            StrategyKind::FixedWindow => Some(match self.fixed {
+            StrategyKind::FixedWindow => match self.fixed {
                 Some((start, _)) if self.fixed_used(now) > 0 => start + self.window,
                 _ => now,
-            }),
-            StrategyKind::MovingWindow => Some(
+            },
+            StrategyKind::MovingWindow => {
                 self.log
                     .iter()
                     .filter(|&&(t, _)| now - t < self.window)
                     .map(|&(t, _)| t)
                     .min()
                     .unwrap_or(now)
-                    + self.window,
-            ),
-            StrategyKind::SlidingWindowCounter => None,
-            StrategyKind::Gcra => Some(self.tat.max(u128::from(now)) as u64),
+                    + self.window
+            }
+            StrategyKind::SlidingWindowCounter => {
+                // now + min(left mod (window / prev), left): the first term (when prev > 0) is
+                // when the previous bucket's weight next loses a whole unit, the second (when
+                // current > 0) the end of the bucket; now when both are empty.
+                let b = now / self.window;
+                let prev = b
+                    .checked_sub(1)
+                    .and_then(|p| self.buckets.get(&p))
+                    .copied()
+                    .unwrap_or(0);
+                let cur = self.buckets.get(&b).copied().unwrap_or(0);
+                let left = (b + 1) * self.window - now;
+                let mut reset_in = None;
+                if prev > 0 {
+                    // left mod (window / prev) = left - floor(left * prev / window) * window / prev
+                    let (l, p, w) = (u128::from(left), u128::from(prev), u128::from(self.window));
+                    let whole = l * p / w;
+                    reset_in = Some(((l * p - whole * w) / p) as u64);
+                }
+                if cur > 0 {
+                    reset_in = Some(reset_in.map_or(left, |r| r.min(left)));
+                }
+                now + reset_in.unwrap_or(0)
+            }
+            StrategyKind::Gcra => self.tat.max(u128::from(now)) as u64,
         }
     }
 }

@@ -4,4 +4,6 @@
 #[path = "../checks/mod.rs"]
 mod checks;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::parse(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    checks::parse(data);
+});

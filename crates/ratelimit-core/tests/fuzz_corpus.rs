@@ -8,8 +8,10 @@ use std::path::Path;
 
 use ratelimit_core::StrategyKind;
 
-/// Runs `check` on every file of one target's corpus and returns how many there were.
-fn replay(target: &str, check: impl Fn(&[u8])) -> usize {
+/// Runs `check` (which returns how many cases or steps an input exercised) on every file of one
+/// target's corpus; fails when the corpus is empty or when fewer than 90 % of its files
+/// exercise anything: a check that decodes nothing would pass every input silently.
+fn replay(target: &str, check: impl Fn(&[u8]) -> usize) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fuzz/corpus")
         .join(target);
@@ -18,13 +20,23 @@ fn replay(target: &str, check: impl Fn(&[u8])) -> usize {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
+    let (mut exercised, mut steps) = (0, 0);
     for file in &files {
         let data = std::fs::read(file).unwrap();
-        check(&data);
+        let n = check(&data);
+        exercised += usize::from(n > 0);
+        steps += n;
     }
     assert!(!files.is_empty(), "empty corpus for {target}");
-    println!("{target}: replayed {} inputs", files.len());
-    files.len()
+    println!(
+        "{target}: replayed {} inputs, {exercised} exercised the checks ({steps} cases or steps)",
+        files.len()
+    );
+    assert!(
+        exercised * 10 >= files.len() * 9,
+        "{target}: only {exercised} of {} inputs exercised the checks",
+        files.len()
+    );
 }
 
 #[test]
