@@ -1,7 +1,7 @@
 //! Checks that every storage backend of the `ratelimit-*` crates must pass, written once and
 //! run by each backend's tests (and [`on_both_runtimes!`], which runs a scenario on async-std
-//! and on smol): the shared reference vectors (`strategies.jsonl`, produced by
-//! Python `limits` with this project's documented deviations) through the
+//! and on smol): the reference vectors (every strategy sequence in `testdata/vectors/*.jsonl`,
+//! produced by Python `limits` with this project's documented deviations) through the
 //! [`Storage`] trait.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
@@ -33,62 +33,110 @@ pub struct Coverage {
     pub events: usize,
 }
 
-/// Runs every sequence of `strategies.jsonl` on a fresh store from `fresh(n)` (n: the
-/// sequence's number, for a distinct prefix), whose clock the sequence drives. Panics, naming
-/// the sequence and event, on the first mismatch, on an unknown op, or when no sequence is
-/// found.
+/// Runs every strategy sequence of every `*.jsonl` file of [`vectors_dir`] (lines with
+/// `strategy`; parse cases, with `input`, are the core's business) on a fresh store from
+/// `fresh(n)` (n: the sequence's number, for a distinct prefix), whose clock the sequence
+/// drives. Panics, naming the file, sequence and event, on the first mismatch, on a line that is
+/// neither kind, on an unknown op or a missing field, or when no sequence is found.
 pub async fn strategy_vectors<S: Storage>(
     mut fresh: impl FnMut(usize) -> (S, Arc<ManualClock>),
 ) -> Coverage {
     let dir = vectors_dir();
-    let text = std::fs::read_to_string(dir.join("strategies.jsonl"))
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.join("strategies.jsonl").display()));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
     let mut seen = Coverage {
         sequences: 0,
         events: 0,
     };
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let case: Value = serde_json::from_str(line).expect("a JSON line");
-        let kind: StrategyKind = case["strategy"].as_str().unwrap().parse().unwrap();
-        let limit: Limit = case["limit"].as_str().unwrap().parse().unwrap();
-        let (store, clock) = fresh(seen.sequences);
-        let key = Key::new("test", "vector");
-        // The vectors' sliding-window resets are rounded by `limits`: 1 ms; others 1 us.
-        let tolerance = if kind == StrategyKind::SlidingWindowCounter {
-            1_000
-        } else {
-            1
-        };
-        for (i, e) in case["events"].as_array().unwrap().iter().enumerate() {
-            clock.set(Timestamp::from_micros(e["t_us"].as_u64().unwrap()));
-            let cost = e["cost"].as_u64().unwrap_or(0);
-            let batch = [Charge::new(key.clone(), limit, kind, cost)];
-            let at = format!("{} event {i}", case["name"]);
-            match e["op"].as_str().unwrap() {
-                op @ ("hit" | "test") => {
-                    let op = if op == "hit" { Op::Hit } else { Op::Test };
-                    let v = store.apply(op, &batch).await.unwrap();
-                    assert_eq!(v.allowed, e["allowed"].as_bool().unwrap(), "{at}");
-                }
-                "stats" => {
-                    let v = store.apply(Op::Test, &batch).await.unwrap();
-                    let status = v.statuses[0];
-                    assert_eq!(status.remaining, e["remaining"].as_u64().unwrap(), "{at}");
-                    let reset_us = status.reset.as_micros();
-                    let want = e["reset_us"].as_u64().unwrap();
-                    assert!(
-                        reset_us.abs_diff(want) <= tolerance,
-                        "{at}: reset {reset_us} us, expected {want}"
-                    );
-                }
-                other => panic!("{at}: unknown op {other}"),
+    for file in &files {
+        let text =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
             }
-            seen.events += 1;
+            let at = format!("{} line {}", file.display(), n + 1);
+            let case: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{at}: not JSON: {e}"));
+            if case.get("input").is_some() {
+                continue;
+            }
+            assert!(
+                case.get("strategy").is_some(),
+                "{at}: neither a parse case nor a strategy sequence"
+            );
+            let (store, clock) = fresh(seen.sequences);
+            seen.events += sequence(&store, &clock, &case, &at).await;
+            seen.sequences += 1;
         }
-        seen.sequences += 1;
     }
     assert!(seen.sequences > 0, "no vector found in {}", dir.display());
     seen
+}
+
+/// Runs one sequence; returns its number of events.
+async fn sequence<S: Storage>(store: &S, clock: &ManualClock, case: &Value, at: &str) -> usize {
+    let field = |v: &Value, name: &str, what: &str| -> Value {
+        v.get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{what}: missing field {name:?}"))
+    };
+    let u64_field = |v: &Value, name: &str, what: &str| -> u64 {
+        field(v, name, what)
+            .as_u64()
+            .unwrap_or_else(|| panic!("{what}: {name:?} is not a whole number"))
+    };
+    let kind: StrategyKind = field(case, "strategy", at)
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{at}: unknown strategy"));
+    let limit: Limit = field(case, "limit", at)
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{at}: bad limit"));
+    let key = Key::new("test", "vector");
+    // The vectors' sliding-window resets are rounded by `limits`: 1 ms; others 1 us.
+    let tolerance = if kind == StrategyKind::SlidingWindowCounter {
+        1_000
+    } else {
+        1
+    };
+    let events = field(case, "events", at);
+    let events = events
+        .as_array()
+        .unwrap_or_else(|| panic!("{at}: events is not a list"));
+    for (i, e) in events.iter().enumerate() {
+        let at = format!("{at} ({}) event {i}", case["name"]);
+        clock.set(Timestamp::from_micros(u64_field(e, "t_us", &at)));
+        match field(e, "op", &at).as_str() {
+            Some(op @ ("hit" | "test")) => {
+                let cost = u64_field(e, "cost", &at);
+                let batch = [Charge::new(key.clone(), limit, kind, cost)];
+                let op = if op == "hit" { Op::Hit } else { Op::Test };
+                let v = store.apply(op, &batch).await.unwrap();
+                let allowed = field(e, "allowed", &at).as_bool();
+                assert_eq!(Some(v.allowed), allowed, "{at}");
+            }
+            Some("stats") => {
+                let batch = [Charge::new(key.clone(), limit, kind, 0)];
+                let v = store.apply(Op::Test, &batch).await.unwrap();
+                let status = v.statuses[0];
+                assert_eq!(status.remaining, u64_field(e, "remaining", &at), "{at}");
+                let reset_us = status.reset.as_micros();
+                let want = u64_field(e, "reset_us", &at);
+                assert!(
+                    reset_us.abs_diff(want) <= tolerance,
+                    "{at}: reset {reset_us} us, expected {want}"
+                );
+            }
+            other => panic!("{at}: unknown op {other:?}"),
+        }
+    }
+    events.len()
 }
 
 /// Runs each named async scenario (an `async fn()` in the calling module) as two tests: one on
