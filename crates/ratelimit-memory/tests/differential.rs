@@ -1,5 +1,9 @@
 //! The memory backend, through the `Storage` trait, against the core state machines run by
-//! hand: same random operations, same decisions, remaining, reset and retry-after.
+//! hand: same random batches (up to four charges, each drawn on its own: key, limit, strategy,
+//! cost, gate; the same counter may come twice), same decisions, remaining, reset and
+//! retry-after for every charge.
+
+use std::collections::HashMap;
 
 mod common;
 
@@ -41,26 +45,52 @@ impl Model {
     }
 }
 
+/// One charge of a batch: which key, limit and strategy (so which counter), its cost, and,
+/// for a gate, the room it needs.
+#[derive(Clone, Debug)]
+struct Draw {
+    key: usize,
+    limit: usize,
+    strategy: StrategyKind,
+    cost: u64,
+    gate: Option<u64>,
+}
+
 #[derive(Clone, Debug)]
 struct Step {
     advance_ms: u64,
     op: Op,
-    keys: Vec<usize>,
-    cost: u64,
+    charges: Vec<Draw>,
+}
+
+fn draw() -> impl Strategy<Value = Draw> {
+    (
+        0usize..2,
+        0usize..3,
+        prop::sample::select(StrategyKind::ALL.to_vec()),
+        prop_oneof![8 => 1u64..=3, 1 => 0u64..=14],
+        prop_oneof![4 => Just(None), 1 => (1u64..=4).prop_map(Some)],
+    )
+        .prop_map(|(key, limit, strategy, cost, gate)| Draw {
+            key,
+            limit,
+            strategy,
+            cost,
+            gate,
+        })
 }
 
 fn step() -> impl Strategy<Value = Step> {
     (
         prop_oneof![3 => Just(0u64), 5 => 1u64..3_000, 1 => 50_000u64..200_000],
         prop_oneof![6 => Just(Op::Hit), 2 => Just(Op::Test), 1 => Just(Op::Refund)],
-        prop::collection::vec(0usize..3, 1..=2),
-        prop_oneof![8 => 1u64..=3, 1 => 0u64..=14],
+        // Up to four charges, drawn independently: the same counter may come twice.
+        prop::collection::vec(draw(), 1..=4),
     )
-        .prop_map(|(advance_ms, op, keys, cost)| Step {
+        .prop_map(|(advance_ms, op, charges)| Step {
             advance_ms,
             op,
-            keys,
-            cost,
+            charges,
         })
 }
 
@@ -91,40 +121,69 @@ proptest! {
 
     #[test]
     fn memory_agrees_with_the_core(
-        kind in prop::sample::select(StrategyKind::ALL.to_vec()),
-        amount in 0u64..=12,
-        unit in prop::sample::select(vec![Unit::Second, Unit::Minute]),
+        limits in prop::collection::vec(
+            (0u64..=12, prop::sample::select(vec![Unit::Second, Unit::Minute]))
+                .prop_map(|(amount, unit)| Limit::per(amount, unit)),
+            3,
+        ),
         steps in prop::collection::vec(step(), 1..80),
     ) {
-        let limit = Limit::per(amount, unit);
         let (store, clock, _) = manual_store(|b| b.shards(3));
-        let keys: Vec<Key> = (0..3).map(|i| Key::new("k", &i.to_string())).collect();
-        let mut models: Vec<Model> = (0..3).map(|_| Model::new(kind)).collect();
+        let keys: Vec<Key> = (0..2).map(|i| Key::new("k", &i.to_string())).collect();
+        // The reference: one core state per counter (key, limit, strategy); equal limits drawn
+        // twice are one counter, as in the store.
+        let mut models: HashMap<(usize, String, StrategyKind), Model> = HashMap::new();
         for s in &steps {
             clock.advance(Duration::from_millis(s.advance_ms));
             let now = ratelimit_core::Clock::now(&*clock);
-            let mut ids = s.keys.clone();
-            ids.dedup();
-            let batch: Vec<Charge> =
-                ids.iter().map(|&k| Charge::new(keys[k].clone(), limit, kind, s.cost)).collect();
+            let batch: Vec<Charge> = s
+                .charges
+                .iter()
+                .map(|d| {
+                    let (key, limit) = (keys[d.key].clone(), limits[d.limit]);
+                    match d.gate {
+                        Some(need) => Charge::gate(key, limit, d.strategy, need),
+                        None => Charge::new(key, limit, d.strategy, d.cost),
+                    }
+                })
+                .collect();
+            let counter = |i: usize| {
+                let d = &s.charges[i];
+                (d.key, limits[d.limit].to_string(), d.strategy)
+            };
+            for i in 0..batch.len() {
+                models.entry(counter(i)).or_insert_with(|| Model::new(s.charges[i].strategy));
+            }
             let verdict = smol::block_on(store.apply(s.op, &batch)).unwrap();
-            // The reference: test every charge, then (for a hit) charge all or none.
-            let fits: Vec<bool> =
-                ids.iter().map(|&k| models[k].get().test(&limit, now, s.cost).is_allowed()).collect();
+            // Each charge needs its own room, and the charges on one counter fit together.
+            let fits: Vec<bool> = (0..batch.len())
+                .map(|i| {
+                    let together: u64 = (0..batch.len())
+                        .filter(|&j| counter(j) == counter(i))
+                        .map(|j| batch[j].cost)
+                        .sum();
+                    let m = models.get_mut(&counter(i)).unwrap().get();
+                    let limit = &batch[i].limit;
+                    m.test(limit, now, batch[i].room()).is_allowed()
+                        && m.test(limit, now, together).is_allowed()
+                })
+                .collect();
             let all = fits.iter().all(|&f| f);
-            for (&k, _) in ids.iter().zip(&fits) {
+            for (i, c) in batch.iter().enumerate() {
+                let m = models.get_mut(&counter(i)).unwrap().get();
                 match s.op {
-                    Op::Hit if all => prop_assert!(models[k].get().hit(&limit, now, s.cost).is_allowed()),
-                    Op::Refund => models[k].get().refund(&limit, now, s.cost),
+                    Op::Hit if all => prop_assert!(m.hit(&c.limit, now, c.cost).is_allowed()),
+                    Op::Refund => m.refund(&c.limit, now, c.cost),
                     _ => {}
                 }
             }
-            let want_all = s.op == Op::Refund || all;
-            prop_assert_eq!(verdict.allowed, want_all);
-            for (i, &k) in ids.iter().enumerate() {
+            prop_assert_eq!(verdict.allowed, s.op == Op::Refund || all);
+            prop_assert_eq!(verdict.statuses.len(), batch.len());
+            for (i, c) in batch.iter().enumerate() {
                 let allowed = s.op == Op::Refund || fits[i];
-                let want = expected(&mut models[k], &limit, now, s.cost, allowed);
-                prop_assert_eq!(verdict.statuses[i], want, "{} {} key {}", kind, limit, k);
+                let m = models.get_mut(&counter(i)).unwrap();
+                let want = expected(m, &c.limit, now, c.room(), allowed);
+                prop_assert_eq!(verdict.statuses[i], want, "{} {} charge {}", c.strategy, c.limit, i);
             }
         }
     }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Rng, T0, manual_store};
-use ratelimit_core::{Clock, Duration, Limit, StrategyKind, Unit};
+use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, Unit};
 use ratelimit_memory::MemoryStorage;
 use ratelimit_redis::test_server::RedisServer;
 use ratelimit_storage::{Charge, Key, Op, Storage};
@@ -121,30 +121,44 @@ fn long_windows_agree_to_a_few_nanoseconds() {
     let memory = MemoryStorage::builder().clock(clock.clone()).build();
     let mut worst = 0;
     for kind in StrategyKind::ALL {
-        for l in ["2 per year", "7 per 3 years", "1000 per 2 months"] {
-            let limit: Limit = l.parse().unwrap();
-            let batch = [Charge::new(
-                Key::new("k", &format!("{kind}-{l}")),
-                limit,
-                kind,
-                1,
-            )];
-            for i in 0..40u64 {
-                clock.advance(Duration::from_nanos(i * 7_777_777_777_777 + 123));
-                let now = clock.now();
-                let want = memory.apply_at(Op::Hit, &batch, now).unwrap();
-                let got = smol::block_on(redis.apply(Op::Hit, &batch)).unwrap();
-                let (g, w) = (got.statuses[0], want.statuses[0]);
-                assert_eq!(
-                    (got.allowed, g.remaining),
-                    (want.allowed, w.remaining),
-                    "{kind} {l} step {i}"
-                );
+        // The three long limits in one batch, so every status of a verdict is compared.
+        let batch: Vec<Charge> = ["2 per year", "7 per 3 years", "1000 per 2 months"]
+            .into_iter()
+            .map(|l| {
+                Charge::new(
+                    Key::new("k", &format!("{kind}")),
+                    l.parse::<Limit>().unwrap(),
+                    kind,
+                    1,
+                )
+            })
+            .collect();
+        for i in 0..40u64 {
+            clock.advance(Duration::from_nanos(i * 7_777_777_777_777 + 123));
+            let now = clock.now();
+            let want = memory.apply_at(Op::Hit, &batch, now).unwrap();
+            let got = smol::block_on(redis.apply(Op::Hit, &batch)).unwrap();
+            assert_eq!(got.allowed, want.allowed, "{kind} step {i}");
+            assert_eq!(got.statuses.len(), batch.len());
+            for (j, (g, w)) in got.statuses.iter().zip(&want.statuses).enumerate() {
+                let at = format!("{kind} {} step {i}", batch[j].limit);
+                assert_eq!(g.remaining, w.remaining, "{at}");
                 let off = g.reset.as_nanos().abs_diff(w.reset.as_nanos());
-                assert!(off <= 100, "{kind} {l} step {i}: reset off by {off} ns");
+                assert!(off <= 100, "{at}: reset off by {off} ns");
+                worst = worst.max(off);
+                let off = match (g.retry_after, w.retry_after) {
+                    (RetryAfter::After(a), RetryAfter::After(b)) => {
+                        a.as_nanos().abs_diff(b.as_nanos())
+                    }
+                    (a, b) => {
+                        assert_eq!(a, b, "{at}: retry after");
+                        0
+                    }
+                };
+                assert!(off <= 100, "{at}: retry after off by {off} ns");
                 worst = worst.max(off);
             }
         }
     }
-    println!("long windows: decisions agree, resets within {worst} ns");
+    println!("long windows: decisions agree, resets and retry-afters within {worst} ns");
 }
