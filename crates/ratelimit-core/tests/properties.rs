@@ -174,7 +174,8 @@ proptest! {
     }
 
     /// `test` agrees with `hit`, a rejected hit changes nothing, a same-instant refund restores
-    /// `remaining`, and `retry_after` is exact - for every strategy, on random histories.
+    /// the stats (remaining and reset), `remaining` is exactly what fits (it can be spent, one
+    /// more cannot), and `retry_after` is exact - for every strategy, on random histories.
     #[test]
     fn contract_holds(
         kind in kind(), limit in limit(), t0 in start(),
@@ -194,8 +195,8 @@ proptest! {
                     if got.is_allowed() {
                         let mut undone = state.clone();
                         undone.refund(&limit, now, s.cost);
-                        prop_assert_eq!(undone.stats(&limit, now).remaining, before.remaining,
-                            "refund did not restore remaining");
+                        prop_assert_eq!(undone.stats(&limit, now), before,
+                            "a same-instant refund did not restore the stats");
                     } else {
                         prop_assert_eq!(state.stats(&limit, now), before, "rejected hit changed state");
                     }
@@ -210,6 +211,10 @@ proptest! {
             prop_assert_eq!(
                 state.test(&limit, now, stats.remaining).is_allowed() || stats.remaining == 0, true,
                 "remaining {} is not admissible", stats.remaining
+            );
+            prop_assert!(
+                !state.test(&limit, now, stats.remaining + 1).is_allowed(),
+                "remaining {} understates: one more is admitted too", stats.remaining
             );
         }
     }
