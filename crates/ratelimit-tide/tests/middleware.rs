@@ -1,0 +1,166 @@
+//! `RateLimit` over real HTTP (served by `HttpListener`, raw sockets, a manual clock): the
+//! headers of every strategy on a 429, per-method routes, the `*` catch-all, one counter per
+//! pattern, and routes registered without Tide.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Reply, exchange, get, start};
+use ratelimit_core::{Duration, ManualClock, StrategyKind, Timestamp};
+use ratelimit_decision::{HeaderOptions, Limiter, LimiterBuilder, RoutePolicy};
+use ratelimit_tide::{HttpListener, RateLimit};
+
+/// Minute-aligned, for the sliding window's buckets.
+const T0: Timestamp = Timestamp::from_secs(1_699_999_200);
+
+fn limiter(b: LimiterBuilder) -> (RateLimit, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let limiter = b.clock(clock.clone()).build().unwrap();
+    (RateLimit::new(limiter), clock)
+}
+
+/// `request` on a fresh connection; the one reply.
+async fn send(addr: core::net::SocketAddr, request: &[u8]) -> Reply {
+    let mut replies = exchange(addr, request).await;
+    assert_eq!(replies.len(), 1);
+    replies.remove(0)
+}
+
+fn request(method: &str, path: &str) -> Vec<u8> {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn every_strategy_answers_429_with_its_headers() {
+    // "5 per minute": five requests at T0, the sixth at T0 + 10 s. The numbers are worked out
+    // in the decision crate's header tests; here they must reach the wire unchanged.
+    for (kind, retry_after, reset_in) in [
+        (StrategyKind::FixedWindow, 50, 50),
+        (StrategyKind::MovingWindow, 50, 50),
+        (StrategyKind::SlidingWindowCounter, 51, 50),
+        (StrategyKind::Gcra, 2, 50),
+    ] {
+        async_std::task::block_on(async {
+            let (limits, clock) = limiter(
+                Limiter::builder()
+                    .default_limits("5 per minute")
+                    .strategy(kind)
+                    .headers(HeaderOptions::all()),
+            );
+            let mut app = tide::new();
+            app.with(limits.clone());
+            limits.at(&mut app, "/").get(|_| async { Ok("hello") });
+            let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+            for _ in 0..5 {
+                let ok = send(server.addr, &get("/", "")).await;
+                assert_eq!(ok.status, 200, "{kind}");
+                assert!(ok.header("X-RateLimit-Remaining").is_some(), "{kind}");
+                assert_eq!(ok.header("Retry-After"), None, "{kind}");
+            }
+            clock.advance(Duration::from_secs(10));
+            let r = send(server.addr, &get("/", "")).await;
+            assert_eq!(r.status, 429, "{kind}");
+            assert_eq!(
+                r.header("Retry-After"),
+                Some(&*retry_after.to_string()),
+                "{kind}"
+            );
+            assert_eq!(r.header("X-RateLimit-Limit"), Some("5"), "{kind}");
+            assert_eq!(r.header("X-RateLimit-Remaining"), Some("0"), "{kind}");
+            let reset = (T0.as_secs() + 60).to_string();
+            assert_eq!(r.header("X-RateLimit-Reset"), Some(&*reset), "{kind}");
+            let field = format!("\"5 per 1 minute\";r=0;t={reset_in}");
+            assert_eq!(r.header("RateLimit"), Some(&*field), "{kind}");
+            assert_eq!(r.header("content-type"), Some("application/json"), "{kind}");
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["retry_after"], retry_after, "{kind}");
+        });
+    }
+}
+
+#[test]
+fn per_method_routes_count_apart_over_http() {
+    async_std::task::block_on(async {
+        let (limits, _) = limiter(Limiter::builder().route(
+            "/items",
+            RoutePolicy::new().limit("1 per minute").per_method(),
+        ));
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits
+            .at(&mut app, "/items")
+            .get(|_| async { Ok("list") })
+            .post(|_| async { Ok("created") });
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let statuses = [
+            send(server.addr, &request("GET", "/items")).await.status,
+            send(server.addr, &request("POST", "/items")).await.status,
+            send(server.addr, &request("GET", "/items")).await.status,
+            send(server.addr, &request("POST", "/items")).await.status,
+        ];
+        assert_eq!(statuses, [200, 200, 429, 429]);
+    });
+}
+
+#[test]
+fn unregistered_paths_share_the_catch_all_counter() {
+    async_std::task::block_on(async {
+        let (limits, _) = limiter(Limiter::builder().default_limits("2 per minute"));
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits.at(&mut app, "/known").get(|_| async { Ok("known") });
+        // Added with plain Tide, not through the middleware: counted under `*` too.
+        app.at("/plain").get(|_| async { Ok("plain") });
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let statuses = [
+            send(server.addr, &get("/nope/1", "")).await.status,
+            send(server.addr, &get("/plain", "")).await.status,
+            send(server.addr, &get("/nope/2", "")).await.status,
+        ];
+        // A fresh path per request gets no fresh counter: the third is over the limit.
+        assert_eq!(statuses, [404, 200, 429]);
+        // A registered route counts apart.
+        assert_eq!(send(server.addr, &get("/known", "")).await.status, 200);
+        assert_eq!(
+            limits.route_of("/nope/3").as_ref(),
+            ratelimit_tide::CATCH_ALL
+        );
+        assert_eq!(limits.route_of("/known").as_ref(), "/known");
+    });
+}
+
+#[test]
+fn a_pattern_route_is_one_counter_and_register_names_routes_tide_owns() {
+    async_std::task::block_on(async {
+        let (limits, _) = limiter(
+            Limiter::builder()
+                .default_limits("100 per minute")
+                .route("/users/:id", RoutePolicy::new().limit("2 per minute"))
+                .route("/legacy", RoutePolicy::new().limit("1 per minute")),
+        );
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits
+            .at(&mut app, "/users/:id")
+            .get(|_| async { Ok("a user") });
+        app.at("/legacy").get(|_| async { Ok("legacy") });
+        limits.register("/legacy");
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let users = [
+            send(server.addr, &get("/users/1", "")).await.status,
+            send(server.addr, &get("/users/2", "")).await.status,
+            send(server.addr, &get("/users/3", "")).await.status,
+        ];
+        assert_eq!(users, [200, 200, 429], "one counter for the pattern");
+        let legacy = [
+            send(server.addr, &get("/legacy", "")).await.status,
+            send(server.addr, &get("/legacy", "")).await.status,
+        ];
+        assert_eq!(legacy, [200, 429], "the registered route's own policy");
+        assert_eq!(limits.route_of("/users/42").as_ref(), "/users/:id");
+    });
+}
