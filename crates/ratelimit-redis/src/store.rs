@@ -93,7 +93,8 @@ impl RedisStorage {
     }
 
     /// The longest a call waits: the connect timeout plus the response timeout. No call waits
-    /// longer, whatever the server does.
+    /// longer, whatever the server does (a batch that spans cluster slots makes one call per
+    /// slot, each within this, and refunds what it reserved when one fails).
     pub fn deadline(&self) -> Duration {
         self.inner.deadline
     }
@@ -156,10 +157,12 @@ impl RedisStorage {
     }
 
     /// A batch whose keys span cluster slots (different identities): one script call per
-    /// identity. A hit reserves identity by identity and, when one rejects, refunds the ones
-    /// already charged: never more admitted than the limits allow, at the price of a moment
-    /// in which the refunded reservation is held (a concurrent request may see it and be
-    /// rejected). Tests and refunds need no ordering.
+    /// identity, each within the deadline. A hit reserves identity by identity and, when one
+    /// rejects or fails, refunds the ones already charged: never more admitted than the limits
+    /// allow, at the price of a moment in which the refunded reservation is held (a concurrent
+    /// request may see it and be rejected). Tests and refunds need no ordering. A refund that
+    /// fails is not hidden: the reservation it leaves (until its window passes) is logged and
+    /// named in the error.
     async fn run_spanning(
         &self,
         op: Op,
@@ -182,13 +185,17 @@ impl RedisStorage {
             } else {
                 op
             };
-            let verdict = match self.run(group_op, now, &pick(batch, members)).await {
+            let verdict = match self
+                .bounded(self.run(group_op, now, &pick(batch, members)))
+                .await
+            {
                 Ok(v) => v,
                 Err(e) => {
-                    if op == Op::Hit && !charged.is_empty() {
-                        let _ = self.refund_groups(&groups, &charged, now, batch).await;
-                    }
-                    return Err(e);
+                    let (_, unrefunded) = self.refund_groups(&groups, &charged, now, batch).await;
+                    return Err(match unrefunded {
+                        Some((held, refund)) => still_reserved(e, held, &refund),
+                        None => e,
+                    });
                 }
             };
             allowed &= verdict.allowed;
@@ -199,8 +206,16 @@ impl RedisStorage {
                 statuses[i] = Some(s);
             }
         }
-        if op == Op::Hit && !allowed && !charged.is_empty() {
-            for (i, s) in self.refund_groups(&groups, &charged, now, batch).await? {
+        if op == Op::Hit && !allowed {
+            let (refunded, unrefunded) = self.refund_groups(&groups, &charged, now, batch).await;
+            if let Some((held, refund)) = unrefunded {
+                let rejected = StorageError::Unreachable {
+                    backend: BACKEND,
+                    detail: "the batch was rejected on one cluster slot".to_owned(),
+                };
+                return Err(still_reserved(rejected, held, &refund));
+            }
+            for (i, s) in refunded {
                 // The refunded charges did fit: they keep `allowed`, with the counts after the
                 // refund.
                 statuses[i] = Some(LimitStatus { allowed: true, ..s });
@@ -215,20 +230,35 @@ impl RedisStorage {
         })
     }
 
+    /// Refunds every charged group (each call within the deadline; one failure does not stop
+    /// the others). Returns the new statuses, and how many charges stay reserved with the
+    /// first refund error, if any failed.
     async fn refund_groups(
         &self,
         groups: &[(&str, Vec<usize>)],
         charged: &[usize],
         now: Option<Timestamp>,
         batch: &[Charge],
-    ) -> Result<Vec<(usize, LimitStatus)>, StorageError> {
+    ) -> (Vec<(usize, LimitStatus)>, Option<(usize, StorageError)>) {
         let mut out = Vec::new();
+        let mut failed: Option<(usize, StorageError)> = None;
         for &g in charged {
             let members = &groups[g].1;
-            let verdict = self.run(Op::Refund, now, &pick(batch, members)).await?;
-            out.extend(members.iter().copied().zip(verdict.statuses));
+            match self
+                .bounded(self.run(Op::Refund, now, &pick(batch, members)))
+                .await
+            {
+                Ok(verdict) => out.extend(members.iter().copied().zip(verdict.statuses)),
+                Err(e) => {
+                    tracing::warn!(target: "ratelimit::redis", identity = groups[g].0,
+                        charges = members.len(), error = %e,
+                        "a cross-slot reservation could not be refunded: it holds quota until its window passes");
+                    let held = failed.as_ref().map_or(0, |(n, _)| *n) + members.len();
+                    failed = Some((held, failed.map_or(e, |(_, first)| first)));
+                }
+            }
         }
-        Ok(out)
+        (out, failed)
     }
 
     async fn delete_matching(
@@ -257,6 +287,30 @@ fn pick(batch: &[Charge], members: &[usize]) -> Vec<Charge> {
     members.iter().map(|&i| batch[i].clone()).collect()
 }
 
+/// `error`, which ended a cross-slot batch, with the news that `held` charges it had reserved on
+/// other slots could not be refunded (`refund` says why): they hold quota until their window
+/// passes. A timeout becomes `Unreachable`, which can carry the detail (both are outages).
+fn still_reserved(error: StorageError, held: usize, refund: &StorageError) -> StorageError {
+    let note = format!(
+        "; {held} charge(s) reserved on other cluster slots could not be refunded ({refund}) and hold quota until their window passes"
+    );
+    match error {
+        StorageError::Unreachable { backend, detail } => StorageError::Unreachable {
+            backend,
+            detail: detail + &note,
+        },
+        StorageError::Protocol { backend, detail } => StorageError::Protocol {
+            backend,
+            detail: detail + &note,
+        },
+        StorageError::Timeout { backend, after } => StorageError::Unreachable {
+            backend,
+            detail: format!("no answer within {} ms{note}", after.as_millis()),
+        },
+        other => other,
+    }
+}
+
 #[async_trait]
 impl Storage for RedisStorage {
     async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
@@ -274,14 +328,12 @@ impl Storage for RedisStorage {
             && batch
                 .iter()
                 .any(|c| c.key.identity() != batch[0].key.identity());
-        self.bounded(async {
-            if spans {
-                self.run_spanning(op, now, batch).await
-            } else {
-                self.run(op, now, batch).await
-            }
-        })
-        .await
+        if spans {
+            // Bounded call by call inside: a failed reservation must still be refunded.
+            self.run_spanning(op, now, batch).await
+        } else {
+            self.bounded(self.run(op, now, batch)).await
+        }
     }
 
     /// Deletes every counter of `key` (under every limit and strategy): a SCAN of the node

@@ -352,6 +352,11 @@ impl RedisCluster {
         &self.nodes
     }
 
+    /// One node, to kill or restart.
+    pub fn node_mut(&mut self, i: usize) -> &mut RedisServer {
+        &mut self.nodes[i]
+    }
+
     /// `redis+cluster://127.0.0.1:<p1>,127.0.0.1:<p2>,...`.
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self

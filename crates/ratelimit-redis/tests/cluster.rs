@@ -103,3 +103,126 @@ fn a_batch_across_slots_never_over_admits() {
     });
     assert!(keys_by_node(&cluster, "span").is_empty());
 }
+
+/// Two identities whose hash tags live on different nodes.
+fn on_two_nodes(cluster: &RedisCluster) -> (Key, Key) {
+    let a = Key::new("ip", "10.0.0.1");
+    let node = |k: &Key| cluster.node_of(&format!("{{{}}}", k.identity())).port();
+    let b = (0..100)
+        .map(|i| Key::new("user", &format!("u{i}")))
+        .find(|b| node(b) != node(&a))
+        .unwrap();
+    (a, b)
+}
+
+#[test]
+fn cross_slot_refunds_restore_sliding_windows_behind_a_closed_gate() {
+    let cluster = RedisCluster::start(3);
+    let (store, _) = manual_store(&cluster.url(), "gate");
+    let (a, b) = on_two_nodes(&cluster);
+    let meta = b.under(&["meta"]);
+    smol::block_on(async {
+        // Close `b`'s gate: its meta counter is spent.
+        let spend = [charge(
+            &meta,
+            "2 per minute",
+            StrategyKind::SlidingWindowCounter,
+            2,
+        )];
+        assert!(store.hit(&spend).await.unwrap().allowed);
+        let batch = [
+            charge(&a, "5 per minute", StrategyKind::SlidingWindowCounter, 2),
+            Charge::gate(
+                meta.clone(),
+                "2 per minute".parse().unwrap(),
+                StrategyKind::SlidingWindowCounter,
+                1,
+            ),
+            charge(&a, "3 per minute", StrategyKind::MovingWindow, 1),
+        ];
+        let v = store.hit(&batch).await.unwrap();
+        assert!(!v.allowed);
+        assert_eq!(v.rejected_by(), Some(1), "the gate rejects");
+        // `a` was reserved first, then given back: its windows are as before.
+        let remaining: Vec<u64> = v.statuses.iter().map(|s| s.remaining).collect();
+        assert_eq!(remaining, [5, 0, 3]);
+        let t = store
+            .test(&[batch[0].clone(), batch[2].clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            t.statuses.iter().map(|s| s.remaining).collect::<Vec<_>>(),
+            [5, 3]
+        );
+        // The gate charged nothing: the meta counter still holds exactly the two spent.
+        let m = store.test(&spend[..]).await.unwrap();
+        assert_eq!(m.statuses[0].remaining, 0);
+        assert!(!m.allowed);
+    });
+}
+
+#[test]
+fn a_refund_that_fails_mid_batch_is_reported_not_hidden() {
+    let mut cluster = RedisCluster::start(3);
+    let store = ratelimit_redis::RedisStorage::from_uri(&format!(
+        "{}?prefix=lost&socket_timeout=1&socket_connect_timeout=0.2",
+        cluster.url()
+    ))
+    .unwrap();
+    let (a, b) = on_two_nodes(&cluster);
+    let node_index = |k: &Key| {
+        let port = cluster.node_of(&format!("{{{}}}", k.identity())).port();
+        cluster
+            .nodes()
+            .iter()
+            .position(|n| n.port() == port)
+            .unwrap()
+    };
+    let (ia, ib) = (node_index(&a), node_index(&b));
+    let batch = [
+        charge(&a, "5 per minute", StrategyKind::FixedWindow, 1),
+        charge(&b, "5 per minute", StrategyKind::FixedWindow, 1),
+    ];
+    // Warm the connections to both nodes (and load the script on each).
+    assert!(smol::block_on(store.hit(&batch)).unwrap().allowed);
+    assert!(smol::block_on(store.hit(&batch)).unwrap().allowed);
+    // `b`'s node hangs: its call times out (1.2 s) after `a` was reserved; meanwhile `a`'s
+    // node dies, so the refund that follows cannot reach it.
+    let scripts_run = |i: usize| -> u64 {
+        cluster.nodes()[i]
+            .cli(&["INFO", "commandstats"])
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    let before = scripts_run(ia);
+    cluster.nodes()[ib].pause();
+    let call = std::thread::spawn({
+        let (store, batch) = (store.clone(), batch.clone());
+        move || smol::block_on(store.hit(&batch))
+    });
+    // Kill `a`'s node once it has run the reservation (one more script call than before).
+    ratelimit_redis::test_server::wait_until(
+        "the reservation on a's node",
+        std::time::Duration::from_secs(10),
+        || scripts_run(ia) > before,
+    );
+    cluster.node_mut(ia).kill();
+    let result = call.join().unwrap();
+    cluster.nodes()[ib].resume();
+    let err = result.expect_err("the batch cannot complete");
+    assert!(err.is_unavailable(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("1 charge(s) reserved on other cluster slots could not be refunded"),
+        "{text}"
+    );
+}

@@ -267,7 +267,40 @@ async fn a_restarted_server_is_reconnected_to() {
     assert_eq!(verdict.statuses[0].remaining, 4);
 }
 
+async fn a_unix_socket_serves_like_tcp() {
+    let dir = std::env::temp_dir().join(format!("ratelimit-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket =
+        dir.join(format!("redis-{:?}.sock", std::thread::current().id()).replace(['(', ')'], ""));
+    let socket_arg = socket.display().to_string();
+    let server = RedisServer::start_with(&["--unixsocket", &socket_arg, "--unixsocketperm", "700"]);
+    let store = RedisStorage::from_uri(&format!("redis+unix://{}?db=2", socket.display())).unwrap();
+    let key = Key::new("ip", "10.9.8.7");
+    let batch = [charge(&key, "2 per minute", StrategyKind::FixedWindow, 1)];
+    let admitted: Vec<bool> = {
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.push(store.hit(&batch).await.unwrap().allowed);
+        }
+        out
+    };
+    assert_eq!(admitted, [true, true, false]);
+    store.health().await.unwrap();
+    // The counter is in database 2 of that server, reached over the socket.
+    let listed = server.cli(&["-n", "2", "--scan", "--pattern", "ratelimit:*"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        server
+            .cli(&["--scan", "--pattern", "ratelimit:*"])
+            .is_empty(),
+        "not in db 0"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 ratelimit_conformance::on_both_runtimes! {
+    a_unix_socket_serves_like_tcp,
     a_restarted_server_is_reconnected_to,
     batches_are_all_or_nothing,
     the_server_clock_counts_and_every_key_has_a_ttl,
