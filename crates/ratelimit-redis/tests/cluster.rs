@@ -205,10 +205,7 @@ fn a_refund_that_fails_mid_batch_is_reported_not_hidden() {
     };
     let before = scripts_run(ia);
     cluster.nodes()[ib].pause();
-    let call = std::thread::spawn({
-        let (store, batch) = (store.clone(), batch.clone());
-        move || smol::block_on(store.hit(&batch))
-    });
+    let call = std::thread::spawn(move || smol::block_on(store.hit(&batch)));
     // Kill `a`'s node once it has run the reservation (one more script call than before).
     ratelimit_redis::test_server::wait_until(
         "the reservation on a's node",
