@@ -209,7 +209,7 @@ fn a_refund_that_fails_mid_batch_is_reported_not_hidden() {
     // Kill `a`'s node once it has run the reservation (one more script call than before).
     ratelimit_redis::test_server::wait_until(
         "the reservation on a's node",
-        std::time::Duration::from_secs(10),
+        core::time::Duration::from_secs(10),
         || scripts_run(ia) > before,
     );
     cluster.node_mut(ia).kill();
