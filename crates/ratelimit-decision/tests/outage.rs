@@ -1,0 +1,154 @@
+//! Deciding through a storage outage, for every strategy: the in-memory fallback with the
+//! request's own limits keeps meta limits (gates), exempt routes and conditional refunds as they
+//! are on a healthy store; replacement limits count each client across routes, and refunds go
+//! back to them.
+
+use std::sync::Arc;
+
+use ratelimit_core::{ManualClock, StrategyKind, Timestamp};
+use ratelimit_decision::{
+    Decision, Kind, Limiter, LimiterBuilder, RequestView, RoutePolicy, Scope,
+};
+use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, Verdict};
+
+/// Minute-aligned, for the sliding window's buckets.
+const T0: Timestamp = Timestamp::from_secs(1_699_999_200);
+
+/// A store that is always down.
+#[derive(Debug)]
+struct Down;
+
+fn down() -> StorageError {
+    StorageError::Unreachable {
+        backend: "down",
+        detail: "connection refused".into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for Down {
+    async fn apply(&self, _: Op, _: &[Charge]) -> Result<Verdict, StorageError> {
+        Err(down())
+    }
+    async fn clear(&self, _: &Key) -> Result<(), StorageError> {
+        Err(down())
+    }
+    async fn reset(&self) -> Result<(), StorageError> {
+        Err(down())
+    }
+    async fn health(&self) -> Result<(), StorageError> {
+        Err(down())
+    }
+}
+
+/// The seed-like policy set on a dead store, deciding with `kind`.
+fn on_a_dead_store(kind: StrategyKind, outage: fn(LimiterBuilder) -> LimiterBuilder) -> Limiter {
+    let clock = Arc::new(ManualClock::new(T0));
+    let builder = Limiter::builder()
+        .default_limits("3 per minute")
+        .meta_limits("2 per minute")
+        .strategy(kind)
+        .clock(clock)
+        .storage(Arc::new(Down))
+        .storage_timeout(core::time::Duration::from_millis(100))
+        .storage_probe_backoff(
+            core::time::Duration::from_secs(30),
+            core::time::Duration::from_secs(30),
+        )
+        .route("/health", RoutePolicy::new().exempt())
+        .route(
+            "/process",
+            RoutePolicy::new()
+                .limit("2 per minute")
+                .deduct_when(|status| status == 200)
+                .exempt_from_meta(),
+        );
+    outage(builder).build().unwrap()
+}
+
+fn from(ip: &str, route: &'static str) -> RequestView<'static> {
+    RequestView::new("GET", route).peer(ip.parse().unwrap())
+}
+
+fn check(limiter: &Limiter, req: &RequestView<'_>) -> Decision {
+    smol::block_on(limiter.check(req)).expect("the fallback answers, never an error")
+}
+
+/// Two requests that fail (their reservations refunded), then how many of five that succeed
+/// are admitted.
+fn conditional(limiter: &Limiter, ip: &str) -> usize {
+    for _ in 0..2 {
+        let d = check(limiter, &from(ip, "/process"));
+        assert!(d.is_allowed());
+        assert!(smol::block_on(d.complete(500)).unwrap(), "refunded");
+    }
+    (0..5)
+        .filter(|_| {
+            let d = check(limiter, &from(ip, "/process"));
+            let allowed = d.is_allowed();
+            smol::block_on(d.complete(200)).unwrap();
+            allowed
+        })
+        .count()
+}
+
+#[test]
+fn the_same_limits_in_memory_keep_gates_exemptions_and_refunds() {
+    for kind in StrategyKind::ALL {
+        let limiter = on_a_dead_store(kind, LimiterBuilder::fallback_to_memory);
+        // Exempt: never limited, never counted.
+        for _ in 0..10 {
+            assert_eq!(
+                check(&limiter, &from("10.0.0.1", "/health")).kind(),
+                Kind::Exempt
+            );
+        }
+        // The defaults, counted in memory: 3 admitted, then two breaches...
+        let admitted = (0..5)
+            .filter(|_| check(&limiter, &from("10.0.0.1", "/x")).is_allowed())
+            .count();
+        assert_eq!(admitted, 3, "{kind}");
+        // ...which spend the meta limit: the client is shut out of a fresh route too.
+        let shut = check(&limiter, &from("10.0.0.1", "/y"));
+        assert!(!shut.is_allowed(), "{kind}");
+        assert_eq!(shut.scope(), Some(Scope::Meta), "{kind}");
+        assert_eq!(
+            check(&limiter, &from("10.0.0.1", "/health")).kind(),
+            Kind::Exempt
+        );
+        // Another client is untouched.
+        assert!(
+            check(&limiter, &from("10.0.0.2", "/y")).is_allowed(),
+            "{kind}"
+        );
+        // Refunded failures do not count: both successes of "2 per minute" still fit.
+        assert_eq!(conditional(&limiter, "10.0.0.3"), 2, "{kind}");
+    }
+}
+
+#[test]
+fn replacement_limits_count_each_client_and_take_refunds_back() {
+    fn replace(b: LimiterBuilder) -> LimiterBuilder {
+        b.in_memory_fallback("4 per minute")
+    }
+    for kind in StrategyKind::ALL {
+        let limiter = on_a_dead_store(kind, replace);
+        for _ in 0..10 {
+            assert_eq!(
+                check(&limiter, &from("10.0.0.1", "/health")).kind(),
+                Kind::Exempt
+            );
+        }
+        // One counter per client across routes: four requests in all.
+        let routes = ["/a", "/b", "/c", "/d", "/a", "/e"];
+        let admitted: Vec<bool> = routes
+            .iter()
+            .map(|r| check(&limiter, &from("10.0.0.1", r)).is_allowed())
+            .collect();
+        assert_eq!(admitted, [true, true, true, true, false, false], "{kind}");
+        // Refunds go back to the replacement counter: 2 failures refunded, then 4 of 5 fit.
+        // (The replacement replaces the route's own "2 per minute" today; counting the route's
+        // limits too, so that a fallback is never looser, is the hardening issue's item 2.)
+        assert_eq!(conditional(&limiter, "10.0.0.4"), 4, "{kind}");
+    }
+}
