@@ -179,9 +179,21 @@ impl RedisStorageBuilder {
     /// (`500ms`); `time=server` (the default: the Redis server's clock) or `time=client`
     /// (this process's clock, see [`clock`](Self::clock)); `db`; `service_name`;
     /// `ssl_ca_certs` (a PEM file of the CAs to trust for `rediss://` instead of the system's).
-    /// Unknown options are errors.
+    /// Unknown options are errors. No error quotes the URI's credentials.
     pub fn from_uri(uri: &str) -> Result<Self, StorageError> {
-        let parsed: StorageUri = uri.parse().map_err(config)?;
+        Self::read_uri(uri).map_err(|e| match e {
+            StorageError::Configuration(msg) => {
+                StorageError::Configuration(ratelimit_storage::redact_in(&msg, uri))
+            }
+            other => other,
+        })
+    }
+
+    fn read_uri(original: &str) -> Result<Self, StorageError> {
+        let parsed: StorageUri = original.parse().map_err(config)?;
+        // Messages below quote the URI as `uri`: without its credentials.
+        let shown = ratelimit_storage::redact_uri(original);
+        let uri = shown.as_str();
         parsed.expect_scheme(SCHEMES).map_err(config)?;
         if let Some((name, _)) = parsed
             .query

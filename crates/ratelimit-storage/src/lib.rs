@@ -47,4 +47,4 @@ pub use batch::{Charge, LimitStatus, Op, Verdict};
 pub use error::StorageError;
 pub use key::{Key, MAX_PART};
 pub use storage::Storage;
-pub use uri::{HostPort, StorageUri, UriError};
+pub use uri::{HostPort, StorageUri, UriError, redact_in, redact_uri};

@@ -194,11 +194,89 @@ fn host_port(entry: &str) -> Result<HostPort, UriError> {
     })
 }
 
+/// The part of `uri` that may hold credentials: from `://` to the last `@` before any `?`.
+/// Taken generously (a password with an unencoded `/` or `@` still falls inside), since it is
+/// only ever used to hide text.
+fn userinfo(uri: &str) -> Option<&str> {
+    let (_, rest) = uri.split_once("://")?;
+    let before_query = rest.split('?').next().unwrap_or(rest);
+    let (info, _) = before_query.rsplit_once('@')?;
+    (!info.is_empty()).then_some(info)
+}
+
+/// `uri` with its credentials (user name and password) shown as `***`, for errors and logs.
+///
+/// ```
+/// use ratelimit_storage::redact_uri;
+///
+/// assert_eq!(redact_uri("redis://app:hunter2@cache:6379/0"), "redis://***@cache:6379/0");
+/// assert_eq!(redact_uri("redis://cache:6379"), "redis://cache:6379");
+/// ```
+pub fn redact_uri(uri: &str) -> String {
+    match userinfo(uri) {
+        Some(info) => uri.replacen(info, "***", 1),
+        None => uri.to_owned(),
+    }
+}
+
+/// `text` (a message about `uri`) with everything of `uri`'s credentials in it replaced by
+/// `***`: the whole user-info part, and each of its pieces (split at `:`, `/` and `@`, raw and
+/// percent-decoded) of four bytes or more; a `text` that is a piece of the user-info part in
+/// its entirety is replaced whole.
+pub fn redact_in(text: &str, uri: &str) -> String {
+    let Some(info) = userinfo(uri) else {
+        return text.to_owned();
+    };
+    if !text.is_empty() && info.contains(text) {
+        return "***".to_owned();
+    }
+    let mut secrets: Vec<String> = vec![info.to_owned()];
+    for piece in info.split([':', '/', '@']) {
+        secrets.push(piece.to_owned());
+        if let Ok(decoded) = decode(piece) {
+            secrets.push(decoded);
+        }
+    }
+    if let Some((_, password)) = info.split_once(':') {
+        secrets.push(password.to_owned());
+        if let Ok(decoded) = decode(password) {
+            secrets.push(decoded);
+        }
+    }
+    secrets.retain(|s| s.len() >= 4);
+    secrets.sort_by_key(|s| core::cmp::Reverse(s.len()));
+    let mut out = text.to_owned();
+    for secret in &secrets {
+        out = out.replace(secret.as_str(), "***");
+    }
+    out
+}
+
+impl UriError {
+    /// This error with any text taken from `uri`'s credentials hidden.
+    fn redacted(self, uri: &str) -> Self {
+        let hide = |s: String| redact_in(&s, uri);
+        match self {
+            Self::InvalidScheme(s) => Self::InvalidScheme(hide(s)),
+            Self::BadEncoding(s) => Self::BadEncoding(hide(s)),
+            Self::BadPort(s) => Self::BadPort(hide(s)),
+            Self::BadHost(s) => Self::BadHost(hide(s)),
+            other => other,
+        }
+    }
+}
+
 impl FromStr for StorageUri {
     type Err = UriError;
 
+    /// Parses `s`; an error never quotes the credentials (see [`redact_in`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
+        Self::parse(s.trim()).map_err(|e| e.redacted(s.trim()))
+    }
+}
+
+impl StorageUri {
+    fn parse(s: &str) -> Result<Self, UriError> {
         let (scheme, rest) = s.split_once("://").ok_or(UriError::MissingScheme)?;
         let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
             && scheme
