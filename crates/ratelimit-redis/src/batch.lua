@@ -1,5 +1,9 @@
 -- ratelimit-redis: one atomic batch of charges, any mix of the four strategies.
 --
+-- This file defines `batch(KEYS, ARGV)`. The client appends the entry point: a
+-- `redis.register_function` for a function library (Redis 7: the definitions below then run
+-- once per server, not once per call), or `return batch(KEYS, ARGV)` for EVALSHA.
+--
 -- The semantics are those of the state machines in `ratelimit-core`, step for step; the memory
 -- backend and this script are tested against each other with explicit times.
 --
@@ -21,24 +25,8 @@
 local E = 1000000000
 local P53 = 9007199254740992
 
-local op = ARGV[1]
-local grace = tonumber(ARGV[3])
-local now_s, now_n
-if ARGV[2] == '' then
-  local t = redis.call('TIME')
-  now_s = tonumber(t[1])
-  now_n = tonumber(t[2]) * 1000
-else
-  local a = ARGV[2]
-  local len = #a
-  if len > 9 then
-    now_s = tonumber(string.sub(a, 1, len - 9))
-    now_n = tonumber(string.sub(a, len - 8))
-  else
-    now_s = 0
-    now_n = tonumber(a)
-  end
-end
+-- The call being served (set by `batch` at each call; the helpers below read them).
+local op, grace, now_s, now_n
 
 -- Floor division and remainder of integers, b > 0; exact while a and b are below 2^53.
 local function divmod(a, b)
@@ -130,16 +118,19 @@ local function save(key, value, idle)
   end
 end
 
--- The strategies, each defined on first use: a batch pays only for the closures of the
--- strategies it uses (defining all four costs a few microseconds per call).
+-- The strategies, each defined on first use: a script run (EVALSHA) pays only for the closures
+-- of the strategies its batch uses (defining all four costs a few microseconds); a function
+-- library keeps them from call to call. (Function libraries have no `setmetatable`.)
 local define = {}
-local S = setmetatable({}, {
-  __index = function(t, kind)
-    local m = define[kind]()
-    rawset(t, kind, m)
-    return m
-  end,
-})
+local S = {}
+local function strategy(kind)
+  local m = S[kind]
+  if not m then
+    m = define[kind]()
+    S[kind] = m
+  end
+  return m
+end
 
 -- Fixed window: {start, count}; the window opens at the first hit after the last one closed.
 function define.f()
@@ -454,92 +445,114 @@ function define.m()
   return M
 end
 
--- The batch.
-local charges = {}
-local ki = 1
-for i = 1, (#ARGV - 3) / 6 do
-  local at = 3 + (i - 1) * 6
-  local w = tonumber(ARGV[at + 3])
-  local ch = {
-    kind = ARGV[at + 1],
-    L = { amount = tonumber(ARGV[at + 2]), w = w, ws = w / E, t = tonumber(ARGV[at + 4]) },
-    cost = tonumber(ARGV[at + 5]),
-    need = tonumber(ARGV[at + 6]),
-    key = KEYS[ki],
-  }
-  ki = ki + 1
-  if ch.kind == 'm' then
-    ch.key2 = KEYS[ki]
-    ki = ki + 1
-  end
-  ch.room = math.max(ch.cost, ch.need)
-  charges[i] = ch
-end
-
-local states = {}
-local function state(ch)
-  local st = states[ch.key]
-  if not st then
-    st = S[ch.kind].load(ch)
-    st.ch = ch
-    states[ch.key] = st
-  end
-  return st
-end
-local function fits(ch, cost)
-  return cost == 0 or S[ch.kind].fits(state(ch), ch.L, cost, ch)
-end
-
--- Charges on the same counter are tested together: their costs add up.
-local together = {}
-for _, ch in ipairs(charges) do
-  together[ch.key] = (together[ch.key] or 0) + ch.cost
-end
-
-local allowed = {}
-local all = true
-for i, ch in ipairs(charges) do
-  local ok = true
-  if op ~= 'r' then
-    ok = fits(ch, ch.room) and fits(ch, together[ch.key])
-  end
-  allowed[i] = ok
-  all = all and ok
-end
-
-for _, ch in ipairs(charges) do
-  local st = state(ch)
-  if op == 'h' and all and ch.cost > 0 then
-    S[ch.kind].hit(st, ch.L, ch.cost, ch)
-    st.dirty = true
-  elseif op == 'r' then
-    S[ch.kind].refund(st, ch.L, ch.cost, ch)
-    st.dirty = true
-  end
-end
-
-local out = { all and 1 or 0 }
-for i, ch in ipairs(charges) do
-  local st = state(ch)
-  local remaining, reset = S[ch.kind].stats(st, ch.L, ch)
-  local retry = 0
-  if not allowed[i] then
-    if ch.room > ch.L.amount then
-      retry = -1
-    elseif not fits(ch, ch.room) then
-      retry = S[ch.kind].retry(st, ch.L, ch.room, ch)
+-- The batch: the whole call. Defined once, whether loaded as a function library (FCALL) or
+-- run as a script (EVALSHA); the entry point that calls it is added by the client.
+local function batch(KEYS, ARGV)
+  op = ARGV[1]
+  grace = tonumber(ARGV[3])
+  if ARGV[2] == '' then
+    local t = redis.call('TIME')
+    now_s = tonumber(t[1])
+    now_n = tonumber(t[2]) * 1000
+  else
+    local a = ARGV[2]
+    local len = #a
+    if len > 9 then
+      now_s = tonumber(string.sub(a, 1, len - 9))
+      now_n = tonumber(string.sub(a, len - 8))
+    else
+      now_s = 0
+      now_n = tonumber(a)
     end
   end
-  out[#out + 1] = allowed[i] and 1 or 0
-  out[#out + 1] = remaining
-  out[#out + 1] = abs(reset)
-  out[#out + 1] = retry
-end
 
-for _, st in pairs(states) do
-  if st.dirty then
-    S[st.ch.kind].save(st, st.ch)
+  local charges = {}
+  local ki = 1
+  for i = 1, (#ARGV - 3) / 6 do
+    local at = 3 + (i - 1) * 6
+    local w = tonumber(ARGV[at + 3])
+    local ch = {
+      kind = ARGV[at + 1],
+      L = { amount = tonumber(ARGV[at + 2]), w = w, ws = w / E, t = tonumber(ARGV[at + 4]) },
+      cost = tonumber(ARGV[at + 5]),
+      need = tonumber(ARGV[at + 6]),
+      key = KEYS[ki],
+    }
+    ch.M = strategy(ch.kind)
+    ki = ki + 1
+    if ch.kind == 'm' then
+      ch.key2 = KEYS[ki]
+      ki = ki + 1
+    end
+    ch.room = math.max(ch.cost, ch.need)
+    charges[i] = ch
   end
-end
 
-return out
+  local states = {}
+  local function state(ch)
+    local st = states[ch.key]
+    if not st then
+      st = ch.M.load(ch)
+      st.ch = ch
+      states[ch.key] = st
+    end
+    return st
+  end
+  local function fits(ch, cost)
+    return cost == 0 or ch.M.fits(state(ch), ch.L, cost, ch)
+  end
+
+  -- Charges on the same counter are tested together: their costs add up.
+  local together = {}
+  for _, ch in ipairs(charges) do
+    together[ch.key] = (together[ch.key] or 0) + ch.cost
+  end
+
+  local allowed = {}
+  local all = true
+  for i, ch in ipairs(charges) do
+    local ok = true
+    if op ~= 'r' then
+      ok = fits(ch, ch.room) and fits(ch, together[ch.key])
+    end
+    allowed[i] = ok
+    all = all and ok
+  end
+
+  for _, ch in ipairs(charges) do
+    local st = state(ch)
+    if op == 'h' and all and ch.cost > 0 then
+      ch.M.hit(st, ch.L, ch.cost, ch)
+      st.dirty = true
+    elseif op == 'r' then
+      ch.M.refund(st, ch.L, ch.cost, ch)
+      st.dirty = true
+    end
+  end
+
+  local out = { all and 1 or 0 }
+  for i, ch in ipairs(charges) do
+    local st = state(ch)
+    local remaining, reset = ch.M.stats(st, ch.L, ch)
+    local retry = 0
+    if not allowed[i] then
+      if ch.room > ch.L.amount then
+        retry = -1
+      elseif not fits(ch, ch.room) then
+        retry = ch.M.retry(st, ch.L, ch.room, ch)
+      end
+    end
+    out[#out + 1] = allowed[i] and 1 or 0
+    out[#out + 1] = remaining
+    out[#out + 1] = abs(reset)
+    out[#out + 1] = retry
+  end
+
+  for _, st in pairs(states) do
+    if st.dirty then
+      st.ch.M.save(st, st.ch)
+    end
+  end
+
+  return out
+end

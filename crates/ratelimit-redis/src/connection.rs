@@ -93,6 +93,15 @@ impl Connection {
         }
     }
 
+    /// Runs a command, routed by its first key on a cluster.
+    pub(crate) async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Self::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Self::Cluster(r) => cmd.query_async(&mut r.get().await?).await,
+            Self::Sentinel(r) => r.check(cmd.query_async(&mut r.get().await?).await),
+        }
+    }
+
     /// Runs a keyless command; on a cluster, on every master (all must succeed).
     pub(crate) async fn on_every_master(&self, cmd: Cmd) -> RedisResult<Value> {
         match self {

@@ -54,3 +54,16 @@ pub(crate) fn needs_reconnect(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
         || e.code().is_some_and(|c| UNAVAILABLE_CODES.contains(&c))
 }
+
+/// Whether the server lacks the function called (an empty or restarted server, a failover to
+/// a node that never had it): the library must be loaded.
+pub(crate) fn function_missing(e: &RedisError) -> bool {
+    e.to_string().contains("Function not found")
+}
+
+/// Whether the server does not know the command at all (`FCALL`, `FUNCTION` before Redis 7).
+pub(crate) fn unknown_command(e: &RedisError) -> bool {
+    e.to_string()
+        .to_ascii_lowercase()
+        .contains("unknown command")
+}

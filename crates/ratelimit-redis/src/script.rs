@@ -2,12 +2,16 @@
 
 use ratelimit_core::{Duration, RetryAfter, StrategyKind, Timestamp};
 use ratelimit_storage::{Charge, LimitStatus, Op, StorageError, Verdict};
-use redis::{Script, ScriptInvocation, Value};
+use redis::{Cmd, Script, ScriptInvocation, Value};
 
 use crate::{error::BACKEND, keys};
 
-/// The Lua source of the batch script (see the comments at its top for the calling convention).
-pub const BATCH_LUA: &str = include_str!("batch.lua");
+/// The Lua definitions of the batch (`batch(KEYS, ARGV)`; see the comments at the top of the
+/// file for the calling convention), without an entry point.
+const BATCH_BODY: &str = include_str!("batch.lua");
+
+/// The batch as a script for `EVAL`/`EVALSHA` (servers without functions, before Redis 7).
+pub const BATCH_LUA: &str = concat!(include_str!("batch.lua"), "\nreturn batch(KEYS, ARGV)\n");
 
 /// The largest amount, cost or need the script computes with exactly (Lua numbers are doubles).
 pub const MAX_AMOUNT: u64 = 1 << 53;
@@ -27,18 +31,31 @@ until cursor == '0'
 return n
 ";
 
-/// The script scheme: the batch script and the delete script, hashed once.
+/// The scripts, hashed once, and the batch as a function library.
 #[derive(Debug)]
 pub(crate) struct Scripts {
     pub(crate) batch: Script,
     pub(crate) delete: Script,
+    /// `FUNCTION LOAD REPLACE` source: the batch registered as [`Scripts::function`].
+    pub(crate) library: String,
+    /// The function's name, which carries a digest of the source: two versions of this crate
+    /// sharing one server each call their own.
+    pub(crate) function: String,
 }
 
 impl Scripts {
     pub(crate) fn new() -> Self {
+        let batch = Script::new(BATCH_LUA);
+        let digest = &batch.get_hash()[..16];
+        let function = format!("ratelimit_batch_{digest}");
+        let library = format!(
+            "#!lua name=ratelimit_{digest}\n{BATCH_BODY}\nredis.register_function('{function}', function(keys, args) return batch(keys, args) end)\n"
+        );
         Self {
-            batch: Script::new(BATCH_LUA),
+            batch,
             delete: Script::new(DELETE_MATCHING_LUA),
+            library,
+            function,
         }
     }
 }
@@ -67,37 +84,71 @@ pub(crate) fn check(charge: &Charge) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Adds the keys and arguments of `batch` to `invocation`; `now` is `None` for the server's
-/// clock.
-pub(crate) fn encode<'a>(
-    invocation: &mut ScriptInvocation<'a>,
+/// The keys and arguments of a batch call.
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub(crate) keys: Vec<String>,
+    pub(crate) args: Vec<String>,
+}
+
+/// The keys and arguments of `batch`; `now` is `None` for the server's clock.
+pub(crate) fn encode(
     prefix: &str,
     op: Op,
     now: Option<Timestamp>,
     grace_ms: u64,
     batch: &[Charge],
-) {
-    invocation.arg(op_code(op));
-    match now {
-        Some(t) => invocation.arg(t.as_nanos()),
-        None => invocation.arg(""),
+) -> Encoded {
+    let mut e = Encoded {
+        keys: Vec::with_capacity(batch.len() + 1),
+        args: Vec::with_capacity(3 + 6 * batch.len()),
     };
-    invocation.arg(grace_ms);
+    e.args.push(op_code(op).to_owned());
+    e.args
+        .push(now.map_or_else(String::new, |t| t.as_nanos().to_string()));
+    e.args.push(grace_ms.to_string());
     for c in batch {
         let name = keys::counter(prefix, &c.key, &c.limit, c.strategy);
         if c.strategy == StrategyKind::MovingWindow {
             // The log, then its running total.
-            invocation.key(&name).key(format!("{name}#"));
+            let total = format!("{name}#");
+            e.keys.extend([name, total]);
         } else {
-            invocation.key(name);
+            e.keys.push(name);
+        }
+        e.args.extend([
+            keys::code(c.strategy).to_owned(),
+            c.limit.amount().to_string(),
+            c.limit.window().as_nanos().to_string(),
+            c.limit.emission_interval().as_nanos().to_string(),
+            c.cost.min(MAX_AMOUNT).to_string(),
+            c.need.min(MAX_AMOUNT).to_string(),
+        ]);
+    }
+    e
+}
+
+impl Encoded {
+    /// As an `EVALSHA` of `script`.
+    pub(crate) fn invocation<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for k in &self.keys {
+            invocation.key(k);
+        }
+        for a in &self.args {
+            invocation.arg(a);
         }
         invocation
-            .arg(keys::code(c.strategy))
-            .arg(c.limit.amount())
-            .arg(c.limit.window().as_nanos())
-            .arg(c.limit.emission_interval().as_nanos())
-            .arg(c.cost.min(MAX_AMOUNT))
-            .arg(c.need.min(MAX_AMOUNT));
+    }
+
+    /// As an `FCALL` of `function`.
+    pub(crate) fn fcall(&self, function: &str) -> Cmd {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(function)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
     }
 }
 

@@ -1,18 +1,23 @@
 //! [`RedisStorage`]: the `Storage` trait on Redis.
 
-use core::{fmt, future::Future, time::Duration};
+use core::{
+    fmt,
+    future::Future,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::{Either, select};
 use ratelimit_core::{Clock, Timestamp};
 use ratelimit_storage::{Charge, Key, LimitStatus, Op, Storage, StorageError, Verdict};
-use redis::{Value, cmd};
+use redis::{RedisResult, Value, cmd};
 
 use crate::{
     builder::RedisStorageBuilder,
     connection::Connection,
-    error::{BACKEND, from_redis},
+    error::{self, BACKEND, from_redis},
     keys,
     script::{self, Scripts},
 };
@@ -30,6 +35,8 @@ pub struct RedisStorage {
 struct Inner {
     connection: Connection,
     scripts: Scripts,
+    /// Whether to call the function library (until a server says it has no functions).
+    functions: AtomicBool,
     prefix: String,
     clock: Option<Arc<dyn Clock + Send + Sync>>,
     response_timeout: Duration,
@@ -68,6 +75,7 @@ impl RedisStorage {
             inner: Arc::new(Inner {
                 connection,
                 scripts: Scripts::new(),
+                functions: AtomicBool::new(true),
                 prefix,
                 clock,
                 response_timeout,
@@ -131,29 +139,63 @@ impl RedisStorage {
         error
     }
 
-    /// One script call: `batch` (all in one slot on a cluster) as one atomic step.
+    /// One call: `batch` (all in one slot on a cluster) as one atomic step. Through the
+    /// function library (`FCALL`) where the server has functions (Redis 7 and later), loaded
+    /// on first use and again whenever a server lacks it (a restart, a failover, a new cluster
+    /// node); as a script (`EVALSHA`) on older servers.
     async fn run(
         &self,
         op: Op,
         now: Option<Timestamp>,
         batch: &[Charge],
     ) -> Result<Verdict, StorageError> {
-        let mut invocation = self.inner.scripts.batch.prepare_invoke();
-        script::encode(
-            &mut invocation,
-            &self.inner.prefix,
-            op,
-            now,
-            self.inner.ttl_grace_ms,
-            batch,
-        );
-        let reply: Value = self
-            .inner
-            .connection
-            .invoke(&invocation)
-            .await
-            .map_err(|e| self.redis_error(&e))?;
+        let encoded = script::encode(&self.inner.prefix, op, now, self.inner.ttl_grace_ms, batch);
+        let reply = if self.inner.functions.load(Ordering::Relaxed) {
+            self.fcall(&encoded).await
+        } else {
+            None
+        };
+        let reply: Value = match reply {
+            Some(reply) => reply,
+            None => {
+                self.inner
+                    .connection
+                    .invoke(&encoded.invocation(&self.inner.scripts.batch))
+                    .await
+            }
+        }
+        .map_err(|e| self.redis_error(&e))?;
         script::decode(&reply, batch.len())
+    }
+
+    /// `FCALL` of the batch function, loading the library when the server lacks it. `None`
+    /// when the server has no functions (this store then uses scripts from now on).
+    async fn fcall(&self, encoded: &script::Encoded) -> Option<RedisResult<Value>> {
+        let scripts = &self.inner.scripts;
+        let cmd = encoded.fcall(&scripts.function);
+        match self.inner.connection.query(&cmd).await {
+            Err(e) if error::function_missing(&e) => {}
+            Err(e) if error::unknown_command(&e) => {
+                self.inner.functions.store(false, Ordering::Relaxed);
+                return None;
+            }
+            other => return Some(other),
+        }
+        let mut load = redis::cmd("FUNCTION");
+        load.arg("LOAD").arg("REPLACE").arg(&scripts.library);
+        // A cluster answers for all its masters at once, with a node's error inside the value.
+        let loaded = match self.inner.connection.on_every_master(load).await {
+            Ok(Value::ServerError(e)) => Err(e.into()),
+            other => other,
+        };
+        match loaded {
+            Ok(_) => Some(self.inner.connection.query(&cmd).await),
+            Err(e) if error::unknown_command(&e) => {
+                self.inner.functions.store(false, Ordering::Relaxed);
+                None
+            }
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// A batch whose keys span cluster slots (different identities): one script call per

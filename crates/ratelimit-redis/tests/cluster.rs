@@ -192,7 +192,11 @@ fn a_refund_that_fails_mid_batch_is_reported_not_hidden() {
         cluster.nodes()[i]
             .cli(&["INFO", "commandstats"])
             .lines()
-            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter(|l| {
+                ["cmdstat_fcall:", "cmdstat_evalsha:", "cmdstat_eval:"]
+                    .iter()
+                    .any(|c| l.starts_with(c))
+            })
             .filter_map(|l| {
                 l.split("calls=")
                     .nth(1)?
@@ -206,7 +210,7 @@ fn a_refund_that_fails_mid_batch_is_reported_not_hidden() {
     let before = scripts_run(ia);
     cluster.nodes()[ib].pause();
     let call = std::thread::spawn(move || smol::block_on(store.hit(&batch)));
-    // Kill `a`'s node once it has run the reservation (one more script call than before).
+    // Kill `a`'s node once it has run the reservation (one more batch call than before).
     ratelimit_redis::test_server::wait_until(
         "the reservation on a's node",
         core::time::Duration::from_secs(10),

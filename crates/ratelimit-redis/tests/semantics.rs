@@ -112,6 +112,33 @@ fn redis_agrees_with_the_core_on_mixed_batches() {
     println!("mixed strategies: {ops} operations agree");
 }
 
+/// Servers without functions (before Redis 7; here renamed away) run the same batch as a
+/// script: the vectors and the differential run must agree there too.
+#[test]
+fn the_script_agrees_on_servers_without_functions() {
+    let server = RedisServer::start_with(&[
+        "--rename-command",
+        "FCALL",
+        "",
+        "--rename-command",
+        "FUNCTION",
+        "",
+    ]);
+    let seen = smol::block_on(ratelimit_conformance::strategy_vectors(|n| {
+        manual_store(&server.url(), &format!("v{n}"))
+    }));
+    let ops = compare(&server.url(), &StrategyKind::ALL, 77, 10, 200);
+    println!(
+        "script path: {} sequences, {} events, {ops} operations agree",
+        seen.sequences, seen.events
+    );
+    assert!(
+        server
+            .cli(&["INFO", "commandstats"])
+            .contains("cmdstat_evalsha")
+    );
+}
+
 /// On a cluster the three keys of a run sit in different slots, so most batches span slots:
 /// reserved slot by slot and refunded on a rejection. The verdicts must still be the memory
 /// store's, field for field.

@@ -148,9 +148,61 @@ fn code(kind: StrategyKind) -> &'static str {
     }
 }
 
-async fn scripts_are_reloaded_after_a_flush() {
+async fn functions_are_reloaded_after_a_flush() {
     let server = RedisServer::start();
     let (store, _) = manual_store(&server.url(), "reload");
+    let batch = [charge(
+        &Key::new("ip", "1"),
+        "3 per minute",
+        StrategyKind::Gcra,
+        1,
+    )];
+    assert!(store.hit(&batch).await.unwrap().allowed);
+    assert!(
+        server
+            .cli(&["FUNCTION", "LIST"])
+            .contains("ratelimit_batch_"),
+        "the batch runs as a function"
+    );
+    assert_eq!(server.cli(&["FUNCTION", "FLUSH"]), "OK");
+    assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
+    assert!(store.hit(&batch).await.unwrap().allowed);
+    assert!(store.hit(&batch).await.unwrap().allowed);
+    assert!(!store.hit(&batch).await.unwrap().allowed);
+    assert_eq!(succeeded(&server, "fcall"), 4, "every hit ran the function");
+    assert_eq!(succeeded(&server, "evalsha"), 0);
+}
+
+/// Successful calls of `command` (`INFO commandstats`: calls less failed calls).
+fn succeeded(server: &RedisServer, command: &str) -> u64 {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    let Some(line) = stats
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+    else {
+        return 0;
+    };
+    let field = |name: &str| -> u64 {
+        line.split([':', ','])
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+    };
+    field("calls") - field("failed_calls")
+}
+
+/// A server without functions (before Redis 7; here they are renamed away): the store runs
+/// the same batch as a script, and a flushed script cache is refilled.
+async fn servers_without_functions_run_the_script() {
+    let server = RedisServer::start_with(&[
+        "--rename-command",
+        "FCALL",
+        "",
+        "--rename-command",
+        "FUNCTION",
+        "",
+    ]);
+    let (store, _) = manual_store(&server.url(), "old");
     let batch = [charge(
         &Key::new("ip", "1"),
         "2 per minute",
@@ -161,6 +213,7 @@ async fn scripts_are_reloaded_after_a_flush() {
     assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
     assert!(store.hit(&batch).await.unwrap().allowed);
     assert!(!store.hit(&batch).await.unwrap().allowed);
+    assert_eq!(succeeded(&server, "evalsha"), 3, "every hit ran the script");
 }
 
 async fn a_closed_port_is_unreachable_fast() {
@@ -304,7 +357,8 @@ ratelimit_conformance::on_both_runtimes! {
     a_restarted_server_is_reconnected_to,
     batches_are_all_or_nothing,
     the_server_clock_counts_and_every_key_has_a_ttl,
-    scripts_are_reloaded_after_a_flush,
+    functions_are_reloaded_after_a_flush,
+    servers_without_functions_run_the_script,
     a_closed_port_is_unreachable_fast,
     a_hung_server_times_out_within_the_deadline,
 }
