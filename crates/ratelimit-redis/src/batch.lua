@@ -13,8 +13,8 @@
 --       [3] TTL grace in milliseconds, added to every key's TTL (for clients' clocks)
 --       then six per charge: strategy ('f' fixed, 'm' moving, 's' sliding, 'g' gcra), amount,
 --       window (ns), GCRA emission interval (ns), cost, need (room required, at least cost)
--- Reply {all allowed (1/0), then per charge: allowed (1/0), remaining, reset (ns since the epoch,
---       decimal string), retry-after (ns, -1 for never)}
+-- Reply {all allowed (1/0), then per charge: allowed (1/0), remaining, reset (seconds and
+--       nanoseconds since the epoch: two integers), retry-after (ns, -1 for never)}
 --
 -- Arithmetic. Lua numbers are doubles: integers are exact up to 2^53. Absolute times are
 -- stored as decimal strings of nanoseconds and handled as nanoseconds relative to now, so every
@@ -445,6 +445,21 @@ function define.m()
   return M
 end
 
+-- The states of the call's counters, by key, loaded on first use.
+local states
+local function state(ch)
+  local st = states[ch.key]
+  if not st then
+    st = ch.M.load(ch)
+    st.ch = ch
+    states[ch.key] = st
+  end
+  return st
+end
+local function fits(ch, cost)
+  return cost == 0 or ch.M.fits(state(ch), ch.L, cost, ch)
+end
+
 -- The batch: the whole call. Defined once, whether loaded as a function library (FCALL) or
 -- run as a script (EVALSHA); the entry point that calls it is added by the client.
 local function batch(KEYS, ARGV)
@@ -488,20 +503,7 @@ local function batch(KEYS, ARGV)
     charges[i] = ch
   end
 
-  local states = {}
-  local function state(ch)
-    local st = states[ch.key]
-    if not st then
-      st = ch.M.load(ch)
-      st.ch = ch
-      states[ch.key] = st
-    end
-    return st
-  end
-  local function fits(ch, cost)
-    return cost == 0 or ch.M.fits(state(ch), ch.L, cost, ch)
-  end
-
+  states = {}
   -- Charges on the same counter are tested together: their costs add up.
   local together = {}
   for _, ch in ipairs(charges) do
@@ -544,7 +546,19 @@ local function batch(KEYS, ARGV)
     end
     out[#out + 1] = allowed[i] and 1 or 0
     out[#out + 1] = remaining
-    out[#out + 1] = abs(reset)
+    -- The reset as whole seconds and nanoseconds since the epoch (two integers: no decimal
+    -- formatting), clamped at the epoch.
+    local q, n = divmod(reset, E)
+    n = n + now_n
+    if n >= E then
+      q = q + 1
+      n = n - E
+    end
+    if now_s + q < 0 then
+      q, n = -now_s, 0
+    end
+    out[#out + 1] = now_s + q
+    out[#out + 1] = n
     out[#out + 1] = retry
   end
 

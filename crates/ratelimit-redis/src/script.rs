@@ -166,16 +166,15 @@ fn int(v: &Value) -> Result<i64, StorageError> {
     }
 }
 
-fn timestamp(v: &Value) -> Result<Timestamp, StorageError> {
-    let digits = match v {
-        Value::BulkString(b) => core::str::from_utf8(b).ok(),
-        Value::SimpleString(s) => Some(s.as_str()),
-        _ => None,
-    };
-    digits
-        .and_then(|d| d.parse::<u64>().ok())
+/// An instant given as whole seconds and nanoseconds since the epoch.
+fn timestamp(secs: &Value, nanos: &Value) -> Result<Timestamp, StorageError> {
+    let (s, n) = (int(secs)?, int(nanos)?);
+    u64::try_from(s)
+        .ok()
+        .zip(u64::try_from(n).ok().filter(|n| *n < 1_000_000_000))
+        .and_then(|(s, n)| s.checked_mul(1_000_000_000)?.checked_add(n))
         .map(Timestamp::from_nanos)
-        .ok_or_else(|| protocol(format!("expected a timestamp, got {v:?}")))
+        .ok_or_else(|| protocol(format!("expected a timestamp, got {s} s {n} ns")))
 }
 
 /// Reads the script's reply for a batch of `n` charges.
@@ -183,20 +182,20 @@ pub(crate) fn decode(reply: &Value, n: usize) -> Result<Verdict, StorageError> {
     let Value::Array(items) = reply else {
         return Err(protocol(format!("expected an array, got {reply:?}")));
     };
-    if items.len() != 1 + 4 * n {
+    if items.len() != 1 + 5 * n {
         return Err(protocol(format!(
             "expected {} values for {n} charges, got {}",
-            1 + 4 * n,
+            1 + 5 * n,
             items.len()
         )));
     }
     let mut statuses = Vec::with_capacity(n);
-    for chunk in items[1..].chunks_exact(4) {
-        let retry = int(&chunk[3])?;
+    for chunk in items[1..].chunks_exact(5) {
+        let retry = int(&chunk[4])?;
         statuses.push(LimitStatus {
             allowed: int(&chunk[0])? == 1,
             remaining: u64::try_from(int(&chunk[1])?).unwrap_or(0),
-            reset: timestamp(&chunk[2])?,
+            reset: timestamp(&chunk[2], &chunk[3])?,
             retry_after: match u64::try_from(retry) {
                 Ok(ns) => RetryAfter::After(Duration::from_nanos(ns)),
                 Err(_) => RetryAfter::Never,
