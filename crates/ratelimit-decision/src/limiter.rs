@@ -557,7 +557,11 @@ impl Limiter {
         let use_meta = !policy.exempt.meta && !inner.meta.is_empty();
         if use_meta {
             for &l in inner.meta.iter() {
-                charges.push(Charge::gate(meta_key.clone(), l, inner.strategy, 1));
+                // A gate: the request needs room under every meta limit; when it is rejected
+                // all the same (by its own limits), the gate counts the breach, in this call.
+                charges.push(
+                    Charge::gate(meta_key.clone(), l, inner.strategy, 1).charging_on_reject(1),
+                );
                 scopes.push(Scope::Meta);
             }
         }
@@ -637,16 +641,6 @@ impl Limiter {
             let meta = scope == Scope::Meta;
             tracing::info!(target: "ratelimit", route = req.route(), identity = identity.identity(),
                 limit = %limit, meta, "rate limit exceeded");
-            if use_meta && !meta {
-                let breaches: Vec<Charge> = inner
-                    .meta
-                    .iter()
-                    .map(|&l| Charge::new(meta_key.clone(), l, inner.strategy, 1))
-                    .collect();
-                if let Err(e) = inner.storage.hit(&breaches).await {
-                    tracing::error!(target: "ratelimit", error = %e, "could not count a breach toward the meta limits");
-                }
-            }
             let breach = Breach {
                 limit: &limit,
                 retry_after,

@@ -321,7 +321,9 @@ impl MemoryStorage {
         batch: &[Charge],
         now: Timestamp,
     ) -> Result<Verdict, StorageError> {
-        if let [charge] = batch {
+        if let [charge] = batch
+            && charge.on_reject == 0
+        {
             let table = self.table(charge.strategy, &charge.limit)?;
             let fp = self.inner.fingerprinter.fp(charge.key.as_str().as_bytes());
             let status = table.apply_one(op, fp, now, charge.cost, charge.need);
@@ -379,6 +381,11 @@ impl MemoryStorage {
                 Op::Hit if all => {
                     let _charged = locks[lock_of[i]].hit(fp, now, c.cost);
                     debug_assert!(_charged, "a tested charge must fit");
+                }
+                // A rejected hit charges only what its charges ask for on a rejection, each
+                // where it has room (a full meta limit counts no more breaches).
+                Op::Hit if c.on_reject > 0 => {
+                    let _ = locks[lock_of[i]].hit(fp, now, c.on_reject);
                 }
                 Op::Refund => locks[lock_of[i]].refund(fp, now, c.cost),
                 Op::Hit | Op::Test => {}

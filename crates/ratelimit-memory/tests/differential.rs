@@ -1,7 +1,7 @@
 //! The memory backend, through the `Storage` trait, against the core state machines run by
 //! hand: same random batches (up to four charges, each drawn on its own: key, limit, strategy,
-//! cost, gate; the same counter may come twice), same decisions, remaining, reset and
-//! retry-after for every charge.
+//! cost, gate, charge on rejection; the same counter may come twice), same decisions,
+//! remaining, reset and retry-after for every charge.
 
 use std::collections::HashMap;
 
@@ -54,6 +54,7 @@ struct Draw {
     strategy: StrategyKind,
     cost: u64,
     gate: Option<u64>,
+    on_reject: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -70,13 +71,15 @@ fn draw() -> impl Strategy<Value = Draw> {
         prop::sample::select(StrategyKind::ALL.to_vec()),
         prop_oneof![8 => 1u64..=3, 1 => 0u64..=14],
         prop_oneof![4 => Just(None), 1 => (1u64..=4).prop_map(Some)],
+        prop_oneof![4 => Just(0u64), 1 => 1u64..=3],
     )
-        .prop_map(|(key, limit, strategy, cost, gate)| Draw {
+        .prop_map(|(key, limit, strategy, cost, gate, on_reject)| Draw {
             key,
             limit,
             strategy,
             cost,
             gate,
+            on_reject,
         })
 }
 
@@ -145,6 +148,7 @@ proptest! {
                         Some(need) => Charge::gate(key, limit, d.strategy, need),
                         None => Charge::new(key, limit, d.strategy, d.cost),
                     }
+                    .charging_on_reject(d.on_reject)
                 })
                 .collect();
             let counter = |i: usize| {
@@ -173,6 +177,10 @@ proptest! {
                 let m = models.get_mut(&counter(i)).unwrap().get();
                 match s.op {
                     Op::Hit if all => prop_assert!(m.hit(&c.limit, now, c.cost).is_allowed()),
+                    // A rejected hit charges `on_reject` where it fits (all or nothing each).
+                    Op::Hit if c.on_reject > 0 => {
+                        let _ = m.hit(&c.limit, now, c.on_reject);
+                    }
                     Op::Refund => m.refund(&c.limit, now, c.cost),
                     _ => {}
                 }

@@ -8,11 +8,14 @@
 -- backend and this script are tested against each other with explicit times.
 --
 -- KEYS  one per charge, its counter; a moving window has two: its log (a list) and its total.
--- ARGV  [1] op: 'h' hit, 't' test, 'r' refund
+-- ARGV  [1] op: 'h' hit, 't' test, 'r' refund, 'x' rejected elsewhere (a test, then each
+--           charge's on_reject where it fits: this slot's part of a cross-slot batch that
+--           another slot rejected)
 --       [2] now: nanoseconds since the Unix epoch in decimal, or '' to read the server's TIME
 --       [3] TTL grace in milliseconds, added to every key's TTL (for clients' clocks)
---       then six per charge: strategy ('f' fixed, 'm' moving, 's' sliding, 'g' gcra), amount,
---       window (ns), GCRA emission interval (ns), cost, need (room required, at least cost)
+--       then seven per charge: strategy ('f' fixed, 'm' moving, 's' sliding, 'g' gcra), amount,
+--       window (ns), GCRA emission interval (ns), cost, need (room required, at least cost),
+--       on_reject (charged when a hit of the batch is rejected, where it fits; 0 for none)
 -- Reply {all allowed (1/0), then per charge: allowed (1/0), remaining, reset (seconds and
 --       nanoseconds since the epoch: two integers), retry-after (ns, -1 for never)}
 --
@@ -483,14 +486,15 @@ local function batch(KEYS, ARGV)
 
   local charges = {}
   local ki = 1
-  for i = 1, (#ARGV - 3) / 6 do
-    local at = 3 + (i - 1) * 6
+  for i = 1, (#ARGV - 3) / 7 do
+    local at = 3 + (i - 1) * 7
     local w = tonumber(ARGV[at + 3])
     local ch = {
       kind = ARGV[at + 1],
       L = { amount = tonumber(ARGV[at + 2]), w = w, ws = w / E, t = tonumber(ARGV[at + 4]) },
       cost = tonumber(ARGV[at + 5]),
       need = tonumber(ARGV[at + 6]),
+      rej = tonumber(ARGV[at + 7]),
       key = KEYS[ki],
     }
     ch.M = strategy(ch.kind)
@@ -528,6 +532,10 @@ local function batch(KEYS, ARGV)
       st.dirty = true
     elseif op == 'r' then
       ch.M.refund(st, ch.L, ch.cost, ch)
+      st.dirty = true
+    elseif (op == 'x' or (op == 'h' and not all)) and ch.rej > 0 and fits(ch, ch.rej) then
+      -- A rejected hit charges what its charges ask for on a rejection, where it fits.
+      ch.M.hit(st, ch.L, ch.rej, ch)
       st.dirty = true
     end
   end

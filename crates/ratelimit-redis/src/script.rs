@@ -60,11 +60,21 @@ impl Scripts {
     }
 }
 
-const fn op_code(op: Op) -> &'static str {
-    match op {
-        Op::Hit => "h",
-        Op::Test => "t",
-        Op::Refund => "r",
+/// What one call of the batch does: a storage operation, or, for one slot's part of a batch
+/// that spans cluster slots and was rejected on another slot, "rejected elsewhere" (test every
+/// charge, then charge `on_reject` where it fits, as a rejected hit does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Call {
+    Op(Op),
+    RejectedElsewhere,
+}
+
+const fn op_code(call: Call) -> &'static str {
+    match call {
+        Call::Op(Op::Hit) => "h",
+        Call::Op(Op::Test) => "t",
+        Call::Op(Op::Refund) => "r",
+        Call::RejectedElsewhere => "x",
     }
 }
 
@@ -94,16 +104,16 @@ pub(crate) struct Encoded {
 /// The keys and arguments of `batch`; `now` is `None` for the server's clock.
 pub(crate) fn encode(
     prefix: &str,
-    op: Op,
+    call: Call,
     now: Option<Timestamp>,
     grace_ms: u64,
     batch: &[Charge],
 ) -> Encoded {
     let mut e = Encoded {
         keys: Vec::with_capacity(batch.len() + 1),
-        args: Vec::with_capacity(3 + 6 * batch.len()),
+        args: Vec::with_capacity(3 + 7 * batch.len()),
     };
-    e.args.push(op_code(op).to_owned());
+    e.args.push(op_code(call).to_owned());
     e.args
         .push(now.map_or_else(String::new, |t| t.as_nanos().to_string()));
     e.args.push(grace_ms.to_string());
@@ -123,6 +133,7 @@ pub(crate) fn encode(
             c.limit.emission_interval().as_nanos().to_string(),
             c.cost.min(MAX_AMOUNT).to_string(),
             c.need.min(MAX_AMOUNT).to_string(),
+            c.on_reject.min(MAX_AMOUNT).to_string(),
         ]);
     }
     e

@@ -19,7 +19,7 @@ use crate::{
     connection::Connection,
     error::{self, BACKEND, from_redis},
     keys,
-    script::{self, Scripts},
+    script::{self, Call, Scripts},
 };
 
 /// Rate-limit counters in Redis: every charge of a batch evaluated by one Lua script, in one
@@ -145,11 +145,17 @@ impl RedisStorage {
     /// node); as a script (`EVALSHA`) on older servers.
     async fn run(
         &self,
-        op: Op,
+        call: Call,
         now: Option<Timestamp>,
         batch: &[Charge],
     ) -> Result<Verdict, StorageError> {
-        let encoded = script::encode(&self.inner.prefix, op, now, self.inner.ttl_grace_ms, batch);
+        let encoded = script::encode(
+            &self.inner.prefix,
+            call,
+            now,
+            self.inner.ttl_grace_ms,
+            batch,
+        );
         let reply = if self.inner.functions.load(Ordering::Relaxed) {
             self.fcall(&encoded).await
         } else {
@@ -222,10 +228,12 @@ impl RedisStorage {
         let mut allowed = true;
         let mut charged: Vec<usize> = Vec::new();
         for (g, (_, members)) in groups.iter().enumerate() {
+            // Once a slot has rejected the hit, the rest only test, and charge what they ask
+            // for on a rejection (as a rejected hit does).
             let group_op = if op == Op::Hit && !allowed {
-                Op::Test
+                Call::RejectedElsewhere
             } else {
-                op
+                Call::Op(op)
             };
             let verdict = match self
                 .bounded(self.run(group_op, now, &pick(batch, members)))
@@ -241,7 +249,7 @@ impl RedisStorage {
                 }
             };
             allowed &= verdict.allowed;
-            if group_op == Op::Hit && verdict.allowed {
+            if group_op == Call::Op(Op::Hit) && verdict.allowed {
                 charged.push(g);
             }
             for (&i, s) in members.iter().zip(verdict.statuses) {
@@ -261,6 +269,28 @@ impl RedisStorage {
                 // The refunded charges did fit: they keep `allowed`, with the counts after the
                 // refund.
                 statuses[i] = Some(LimitStatus { allowed: true, ..s });
+            }
+            // The refunded slots were reserved before another slot rejected: what their
+            // charges ask for on a rejection is charged now.
+            for &g in &charged {
+                let members = &groups[g].1;
+                if members.iter().all(|&i| batch[i].on_reject == 0) {
+                    continue;
+                }
+                let part = pick(batch, members);
+                match self
+                    .bounded(self.run(Call::RejectedElsewhere, now, &part))
+                    .await
+                {
+                    Ok(v) => {
+                        for (&i, s) in members.iter().zip(v.statuses) {
+                            statuses[i] = Some(s);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(target: "ratelimit::redis", error = %e, "charging on rejection failed");
+                    }
+                }
             }
         }
         Ok(Verdict {
@@ -287,7 +317,7 @@ impl RedisStorage {
         for &g in charged {
             let members = &groups[g].1;
             match self
-                .bounded(self.run(Op::Refund, now, &pick(batch, members)))
+                .bounded(self.run(Call::Op(Op::Refund), now, &pick(batch, members)))
                 .await
             {
                 Ok(verdict) => out.extend(members.iter().copied().zip(verdict.statuses)),
@@ -374,7 +404,7 @@ impl Storage for RedisStorage {
             // Bounded call by call inside: a failed reservation must still be refunded.
             self.run_spanning(op, now, batch).await
         } else {
-            self.bounded(self.run(op, now, batch)).await
+            self.bounded(self.run(Call::Op(op), now, batch)).await
         }
     }
 

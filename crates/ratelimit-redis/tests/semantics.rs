@@ -80,6 +80,9 @@ fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) 
                     if rng.percent(15) {
                         c.need = cost + rng.below(5);
                     }
+                    if rng.percent(15) {
+                        c.on_reject = 1 + rng.below(3);
+                    }
                     c
                 })
                 .collect();

@@ -19,6 +19,10 @@ pub struct Charge {
     /// ([`Charge::gate`]) needs room but charges nothing: "reject while this limit is
     /// exhausted", the rule of meta limits.
     pub need: u64,
+    /// Charged when a hit of the batch is rejected, if this charge has room for it (0: never).
+    /// Meta limits count a breach this way, in the same call as the request's own limits: the
+    /// gate that shuts a client out also counts the rejections that lead to it.
+    pub on_reject: u64,
 }
 
 impl Charge {
@@ -30,6 +34,7 @@ impl Charge {
             strategy,
             cost,
             need: cost,
+            on_reject: 0,
         }
     }
 
@@ -42,7 +47,16 @@ impl Charge {
             strategy,
             cost: 0,
             need,
+            on_reject: 0,
         }
+    }
+
+    /// This charge, charging `n` when a hit of its batch is rejected (see
+    /// [`Charge::on_reject`]).
+    #[must_use]
+    pub fn charging_on_reject(mut self, n: u64) -> Self {
+        self.on_reject = n;
+        self
     }
 
     /// The room this charge needs: the larger of `need` and `cost`.
