@@ -7,7 +7,7 @@ use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, SystemClo
 use ratelimit_fallback::{Backoff, FallbackStorage, Mode, Transition};
 use ratelimit_memory::MemoryStorage;
 use ratelimit_storage::{
-    Charge, Key, LimitStatus, Op, Storage, StorageError, StorageUri, UriError,
+    Charge, Key, LimitStatus, Op, Storage, StorageError, StorageUri, UriError, Verdict,
 };
 
 use crate::{
@@ -66,6 +66,30 @@ enum RouteLimits {
 
 /// A route policy with its limit strings parsed.
 #[derive(Clone)]
+/// The charges of one request, and the scope each belongs to.
+#[derive(Default)]
+struct Plan {
+    charges: Vec<Charge>,
+    scopes: Vec<Scope>,
+}
+
+impl Plan {
+    fn push(
+        &mut self,
+        key: &Key,
+        limits: &[Limit],
+        strategy: StrategyKind,
+        cost: u64,
+        scope: Scope,
+    ) {
+        for &l in limits {
+            self.charges
+                .push(Charge::new(key.clone(), l, strategy, cost));
+            self.scopes.push(scope);
+        }
+    }
+}
+
 struct Compiled {
     limits: Option<RouteLimits>,
     policy: RoutePolicy,
@@ -488,19 +512,37 @@ impl Limiter {
 
     /// Decides one request: every applicable limit (application, route or defaults, meta gates)
     /// goes to the store as one atomic batch, so it is charged all or nothing in one round
-    /// trip. A rejection that was not a meta limit's counts one breach toward each meta limit.
+    /// trip; a rejection counts its breach toward the meta limits in the same call.
+    // Read top to bottom, the stages are: who is asking (`policy`, the key function), what to
+    // charge (`plan`), the store's verdict (`apply`), and what it means (`deciding`,
+    // `headers_for`, `outcome`).
     pub async fn check(&self, req: &RequestView<'_>) -> Result<Decision, DecisionError> {
-        let inner = &self.inner;
         let compiled = self.policy(req.method(), req.route());
-        let policy = &compiled.policy;
-        if policy.exempt.all {
+        if compiled.policy.exempt.all {
             return Ok(Decision::free(Kind::Exempt));
         }
-        let ip = inner.proxy.client_ip(req);
-        let Some(identity) = policy.key.as_ref().unwrap_or(&inner.key).identify(req, ip) else {
+        let ip = self.inner.proxy.client_ip(req);
+        let key = compiled.policy.key.as_ref().unwrap_or(&self.inner.key);
+        let Some(identity) = key.identify(req, ip) else {
             tracing::debug!(target: "ratelimit", route = req.route(), "empty key: request not limited");
             return Ok(Decision::free(Kind::Unlimited));
         };
+        let plan = self.plan(compiled, req, &identity);
+        if plan.scopes.iter().all(|s| *s == Scope::Meta) {
+            return Ok(Decision::free(Kind::Unlimited));
+        }
+        let verdict = self.apply(&plan, req).await?;
+        let Some(i) = Self::deciding(&plan, &verdict) else {
+            return Ok(Decision::free(Kind::Unlimited));
+        };
+        Ok(self.outcome(plan, &verdict, i, &compiled.policy, req, &identity))
+    }
+
+    /// What to charge: the application limits, the route's (or a shared scope's, or the
+    /// defaults), and a gate per meta limit, each under its storage key.
+    fn plan(&self, compiled: &Compiled, req: &RequestView<'_>, identity: &Key) -> Plan {
+        let inner = &self.inner;
+        let policy = &compiled.policy;
         // Storage keys: prefix, then the scope's parts, then the identity; built in one
         // allocation each (`Key::under`), every part percent-encoded on its own.
         let method = if policy.per_method {
@@ -522,18 +564,13 @@ impl Limiter {
             identity.under(&parts[..n])
         };
         let cost = policy.cost.as_ref().map_or(1, |f| f(req));
-        let mut charges: Vec<Charge> = Vec::new();
-        let mut scopes: Vec<Scope> = Vec::new();
-        let mut push = |key: &Key, limits: &[Limit], cost: u64, scope: Scope| {
-            for &l in limits {
-                charges.push(Charge::new(key.clone(), l, inner.strategy, cost));
-                scopes.push(scope);
-            }
-        };
+        let mut plan = Plan::default();
         if !policy.exempt.application && !inner.application.is_empty() {
-            push(
-                &scoped("app", None),
+            let key = scoped("app", None);
+            plan.push(
+                &key,
                 &inner.application,
+                inner.strategy,
                 1,
                 Scope::Application,
             );
@@ -547,66 +584,90 @@ impl Limiter {
                 Some(name) => (scoped("shared", Some(name)), Scope::Shared),
                 None => (scoped("route", Some(req.route())), Scope::Route),
             };
-            push(&key, limits, cost, scope);
+            plan.push(&key, limits, inner.strategy, cost, scope);
         }
         if (route_limits.is_none() || policy.combine) && !policy.exempt.defaults {
             let key = scoped("default", Some(req.route()));
-            push(&key, &inner.defaults, cost, Scope::Default);
+            plan.push(&key, &inner.defaults, inner.strategy, cost, Scope::Default);
         }
-        let meta_key = scoped("meta", None);
-        let use_meta = !policy.exempt.meta && !inner.meta.is_empty();
-        if use_meta {
+        if !policy.exempt.meta && !inner.meta.is_empty() {
+            let meta_key = scoped("meta", None);
             for &l in inner.meta.iter() {
                 // A gate: the request needs room under every meta limit; when it is rejected
                 // all the same (by its own limits), the gate counts the breach, in this call.
-                charges.push(
-                    Charge::gate(meta_key.clone(), l, inner.strategy, 1).charging_on_reject(1),
-                );
-                scopes.push(Scope::Meta);
+                let gate = Charge::gate(meta_key.clone(), l, inner.strategy, 1);
+                plan.charges.push(gate.charging_on_reject(1));
+                plan.scopes.push(Scope::Meta);
             }
         }
-        if scopes.iter().all(|s| *s == Scope::Meta) {
-            return Ok(Decision::free(Kind::Unlimited));
-        }
-        let verdict = inner.storage.apply(Op::Hit, &charges).await.map_err(|e| {
+        plan
+    }
+
+    /// The store's verdict on the plan, one status per charge (a store that answers otherwise
+    /// is an error, not a panic).
+    async fn apply(&self, plan: &Plan, req: &RequestView<'_>) -> Result<Verdict, DecisionError> {
+        let failed = |e: StorageError| {
             tracing::error!(target: "ratelimit", route = req.route(), error = %e, "rate-limit storage failed");
             DecisionError::Storage(e)
-        })?;
+        };
+        let verdict = self
+            .inner
+            .storage
+            .apply(Op::Hit, &plan.charges)
+            .await
+            .map_err(failed)?;
+        if verdict.statuses.len() != plan.charges.len() {
+            return Err(failed(StorageError::Protocol {
+                backend: "storage",
+                detail: format!(
+                    "{} statuses for a batch of {} charges",
+                    verdict.statuses.len(),
+                    plan.charges.len()
+                ),
+            }));
+        }
+        Ok(verdict)
+    }
+
+    /// The limit that decided: when allowed, the one closest to exhaustion (meta gates aside);
+    /// when rejected, the rejecting limit with the longest wait (the batch fits only when all
+    /// do).
+    fn deciding(plan: &Plan, verdict: &Verdict) -> Option<usize> {
         let statuses = &verdict.statuses;
-        let deciding = if verdict.allowed {
-            (0..charges.len())
-                .filter(|&i| scopes[i] != Scope::Meta)
-                .min_by_key(|&i| (statuses[i].remaining, charges[i].limit.window()))
+        if verdict.allowed {
+            (0..plan.charges.len())
+                .filter(|&i| plan.scopes[i] != Scope::Meta)
+                .min_by_key(|&i| (statuses[i].remaining, plan.charges[i].limit.window()))
         } else {
-            // The rejecting limit with the longest wait (the batch fits only when all do).
-            (0..charges.len())
+            (0..plan.charges.len())
                 .filter(|&i| !statuses[i].allowed)
                 .max_by_key(|&i| statuses[i].retry_after.duration().unwrap_or(Duration::MAX))
-        };
-        let Some(i) = deciding else {
-            return Ok(Decision::free(Kind::Unlimited));
-        };
-        let (limit, scope, status): (Limit, Scope, LimitStatus) =
-            (charges[i].limit, scopes[i], statuses[i]);
-        let rejected = !verdict.allowed;
-        let retry_after = if rejected {
-            retry_secs(verdict.retry_after())
-        } else {
-            None
-        };
+        }
+    }
+
+    /// The rate-limit headers for the deciding status.
+    fn headers_for(
+        &self,
+        plan: &Plan,
+        limit: &Limit,
+        status: &LimitStatus,
+        retry_after: Option<u64>,
+        rejected: bool,
+    ) -> Vec<(Arc<str>, String)> {
+        let inner = &self.inner;
         // Only the IETF `RateLimit-Policy` field lists every limit: no list otherwise.
         let policies: Vec<Limit> = if inner.headers.ietf {
-            (0..charges.len())
-                .filter(|&j| scopes[j] != Scope::Meta)
-                .map(|j| charges[j].limit)
+            (0..plan.charges.len())
+                .filter(|&j| plan.scopes[j] != Scope::Meta)
+                .map(|j| plan.charges[j].limit)
                 .collect()
         } else {
             Vec::new()
         };
-        let headers = render(
+        render(
             &inner.headers,
             &HeaderFacts {
-                limit: &limit,
+                limit,
                 remaining: status.remaining,
                 reset_epoch_secs: status.reset.as_secs_ceil(),
                 // Only the IETF fields need the time: do not read the clock otherwise.
@@ -622,7 +683,30 @@ impl Limiter {
                 rejected,
                 policies: &policies,
             },
-        );
+        )
+    }
+
+    /// The decision from the verdict and its deciding charge `i`: on a rejection the breach
+    /// body (and event); on an allowed request under conditional deduction, the charges to
+    /// refund if the response says so.
+    fn outcome(
+        &self,
+        plan: Plan,
+        verdict: &Verdict,
+        i: usize,
+        policy: &RoutePolicy,
+        req: &RequestView<'_>,
+        identity: &Key,
+    ) -> Decision {
+        let inner = &self.inner;
+        let (limit, scope, status) = (plan.charges[i].limit, plan.scopes[i], verdict.statuses[i]);
+        let rejected = !verdict.allowed;
+        let retry_after = if rejected {
+            retry_secs(verdict.retry_after())
+        } else {
+            None
+        };
+        let headers = self.headers_for(&plan, &limit, &status, retry_after, rejected);
         let mut decision = Decision {
             kind: if rejected {
                 Kind::Rejected
@@ -650,9 +734,10 @@ impl Limiter {
             let hook = policy.on_breach.as_ref().or(inner.on_breach.as_ref());
             decision.body = Some(hook.map_or_else(|| default_body(&breach), |h| h(&breach)));
         } else if let Some(counts) = &policy.deduct_when {
-            let charges = charges
+            let charges = plan
+                .charges
                 .into_iter()
-                .zip(&scopes)
+                .zip(&plan.scopes)
                 .filter(|(_, s)| **s != Scope::Meta)
                 .map(|(c, _)| c)
                 .collect();
@@ -662,7 +747,7 @@ impl Limiter {
                 counts: Arc::clone(counts),
             });
         }
-        Ok(decision)
+        decision
     }
 }
 

@@ -694,3 +694,48 @@ fn outage_modes_apply_when_the_storage_is_down() {
         "{err}"
     );
 }
+
+/// A store that answers with fewer statuses than charges: an error, never a panic.
+#[derive(Debug)]
+struct Short;
+
+#[async_trait::async_trait]
+impl ratelimit_storage::Storage for Short {
+    async fn apply(
+        &self,
+        _: ratelimit_storage::Op,
+        _: &[ratelimit_storage::Charge],
+    ) -> Result<ratelimit_storage::Verdict, ratelimit_storage::StorageError> {
+        Ok(ratelimit_storage::Verdict {
+            allowed: true,
+            statuses: Vec::new(),
+        })
+    }
+    async fn clear(
+        &self,
+        _: &ratelimit_storage::Key,
+    ) -> Result<(), ratelimit_storage::StorageError> {
+        Ok(())
+    }
+    async fn reset(&self) -> Result<(), ratelimit_storage::StorageError> {
+        Ok(())
+    }
+    async fn health(&self) -> Result<(), ratelimit_storage::StorageError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_store_that_answers_short_is_an_error_not_a_panic() {
+    let (limiter, _) = build(
+        Limiter::builder()
+            .default_limits("10 per minute; 100 per hour")
+            .storage(Arc::new(Short)),
+    );
+    match smol::block_on(limiter.check(&get("/x"))) {
+        Err(DecisionError::Storage(e)) => {
+            assert!(e.to_string().contains("0 statuses for a batch of 2"), "{e}")
+        }
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+}
