@@ -1,10 +1,12 @@
 //! Redis storage for the `ratelimit-*` crates: the counters many workers and machines share.
 //!
 //! [`RedisStorage`] implements the async [`Storage`](ratelimit_storage::Storage) trait with one
-//! Lua script ([`BATCH_LUA`]) that evaluates every charge of a batch (every limit of a request,
-//! any mix of the four strategies) atomically and in one round trip, with exactly the semantics
-//! of the `ratelimit-core` state machines (the test suite compares the two with explicit
-//! times).
+//! Lua program that evaluates every charge of a batch (every limit of a request, any mix of
+//! the four strategies, and a rejected request's breach count) atomically and in one round
+//! trip, with exactly the semantics of the `ratelimit-core` state machines (the test suite
+//! compares the two with explicit times). On Redis 7 and later it runs as a function
+//! (`FUNCTION LOAD` once per server, `FCALL` per call, so its definitions are not rebuilt on
+//! every call); on older servers as a script, [`BATCH_LUA`], with `EVALSHA`.
 //!
 //! - **Time**: by default the script reads the Redis server's clock (`TIME`), so app servers
 //!   with skewed clocks agree; [`RedisStorageBuilder::clock`] sends this process's time instead.
@@ -15,17 +17,20 @@
 //! - **Deployments**: one node (`redis://`, `rediss://` with the `tls` feature,
 //!   `redis+unix://`), a cluster (`redis+cluster://`) or a master behind sentinels
 //!   (`redis+sentinel://`), on multiplexed connections that reconnect by themselves; the
-//!   script is loaded once per node and again after `NOSCRIPT`.
+//!   function is loaded on every master the first time and again whenever a server lacks it
+//!   (a restart, a failover, a new node, `FUNCTION FLUSH`), the script again after `NOSCRIPT`.
+//!   The function's name carries a digest of its source: two versions of this crate that
+//!   share a server each call their own.
 //! - **Limits**: no call waits longer than [`RedisStorage::deadline`] (connect plus response
 //!   timeout); failures are [`StorageError`](ratelimit_storage::StorageError)s, never panics.
 //!
 //! A batch whose charges belong to different identities (limits keyed by different key
-//! functions) spans cluster slots, which no single script may touch. On a cluster it is then
-//! run as one script per identity, in batch order: a hit reserves identity by identity and,
+//! functions) spans cluster slots, which no single call may touch. On a cluster it is then
+//! run as one call per identity, in batch order: a hit reserves identity by identity and,
 //! when one rejects, refunds those already charged. That never admits more than the limits
 //! allow; the price is one round trip per identity and a moment in which a reservation that
 //! ends up refunded is held (a concurrent request may be rejected by it). On a single node or
-//! behind sentinels every batch is one script, whatever its keys.
+//! behind sentinels every batch is one call, whatever its keys.
 //!
 //! # Example
 //!
