@@ -266,8 +266,9 @@ impl Model {
             .sum()
     }
 
-    /// floor(prev * left / window) + current.
-    fn sliding_weighted(&self, now: u64) -> u64 {
+    /// The sliding window at `now`: (previous bucket's count, current bucket's count, time
+    /// left in the current bucket).
+    fn sliding_view(&self, now: u64) -> (u64, u64, u64) {
         let b = now / self.window;
         let prev = b
             .checked_sub(1)
@@ -275,7 +276,12 @@ impl Model {
             .copied()
             .unwrap_or(0);
         let cur = self.buckets.get(&b).copied().unwrap_or(0);
-        let left = (b + 1) * self.window - now;
+        (prev, cur, (b + 1) * self.window - now)
+    }
+
+    /// floor(prev * left / window) + current.
+    fn sliding_weighted(&self, now: u64) -> u64 {
+        let (prev, cur, left) = self.sliding_view(now);
         (u128::from(prev) * u128::from(left) / u128::from(self.window)) as u64 + cur
     }
 
@@ -399,14 +405,7 @@ impl Model {
                 // now + min(left mod (window / prev), left): the first term (when prev > 0) is
                 // when the previous bucket's weight next loses a whole unit, the second (when
                 // current > 0) the end of the bucket; now when both are empty.
-                let b = now / self.window;
-                let prev = b
-                    .checked_sub(1)
-                    .and_then(|p| self.buckets.get(&p))
-                    .copied()
-                    .unwrap_or(0);
-                let cur = self.buckets.get(&b).copied().unwrap_or(0);
-                let left = (b + 1) * self.window - now;
+                let (prev, cur, left) = self.sliding_view(now);
                 let mut reset_in = None;
                 if prev > 0 {
                     // left mod (window / prev) = left - floor(left * prev / window) * window / prev

@@ -1,38 +1,16 @@
 //! The Decision API end to end on the memory store and a manual clock: the seed article's
 //! behaviours, one test each.
 
+mod common;
+
 use std::sync::Arc;
 
-use broken::Broken;
-use ratelimit_core::{Duration, ManualClock, Timestamp};
+use common::{Broken, IP, Short, T0, build, check, get, header};
+use ratelimit_core::Duration;
 use ratelimit_decision::{
-    ConfigError, Decision, DecisionError, ForwardedHeader, HeaderOptions, KeyFunction, Kind,
-    Limiter, LimiterBuilder, RequestView, RoutePolicy, Scope, limit_set,
+    ConfigError, DecisionError, ForwardedHeader, HeaderOptions, KeyFunction, Kind, Limiter,
+    LimiterBuilder, RequestView, RoutePolicy, Scope, limit_set,
 };
-
-/// Hour-aligned, so windows line up with round numbers.
-const T0: Timestamp = Timestamp::from_secs(1_699_999_200);
-const IP: &str = "203.0.113.7";
-
-fn build(b: LimiterBuilder) -> (Limiter, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(T0));
-    (b.clock(clock.clone()).build().unwrap(), clock)
-}
-
-fn get(route: &str) -> RequestView<'_> {
-    RequestView::new("GET", route).peer(IP.parse().unwrap())
-}
-
-fn check(limiter: &Limiter, req: &RequestView<'_>) -> Decision {
-    smol::block_on(limiter.check(req)).unwrap()
-}
-
-fn header<'d>(d: &'d Decision, name: &str) -> Option<&'d str> {
-    d.headers()
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
 
 /// How many of `n` identical requests are allowed.
 fn allowed(limiter: &Limiter, req: &RequestView<'_>, n: usize) -> usize {
@@ -612,36 +590,6 @@ fn many_tasks_never_over_admit() {
 }
 
 /// A store that is always down.
-mod broken {
-    use async_trait::async_trait;
-    use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, Verdict};
-
-    #[derive(Debug)]
-    pub(crate) struct Broken;
-
-    fn down() -> StorageError {
-        StorageError::Unreachable {
-            backend: "broken",
-            detail: "connection refused".into(),
-        }
-    }
-
-    #[async_trait]
-    impl Storage for Broken {
-        async fn apply(&self, _: Op, _: &[Charge]) -> Result<Verdict, StorageError> {
-            Err(down())
-        }
-        async fn clear(&self, _: &Key) -> Result<(), StorageError> {
-            Err(down())
-        }
-        async fn reset(&self) -> Result<(), StorageError> {
-            Err(down())
-        }
-        async fn health(&self) -> Result<(), StorageError> {
-            Err(down())
-        }
-    }
-}
 
 #[test]
 fn outage_modes_apply_when_the_storage_is_down() {
@@ -693,36 +641,6 @@ fn outage_modes_apply_when_the_storage_is_down() {
             .starts_with("in-memory fallback: invalid limit \"2 per fortnight\""),
         "{err}"
     );
-}
-
-/// A store that answers with fewer statuses than charges: an error, never a panic.
-#[derive(Debug)]
-struct Short;
-
-#[async_trait::async_trait]
-impl ratelimit_storage::Storage for Short {
-    async fn apply(
-        &self,
-        _: ratelimit_storage::Op,
-        _: &[ratelimit_storage::Charge],
-    ) -> Result<ratelimit_storage::Verdict, ratelimit_storage::StorageError> {
-        Ok(ratelimit_storage::Verdict {
-            allowed: true,
-            statuses: Vec::new(),
-        })
-    }
-    async fn clear(
-        &self,
-        _: &ratelimit_storage::Key,
-    ) -> Result<(), ratelimit_storage::StorageError> {
-        Ok(())
-    }
-    async fn reset(&self) -> Result<(), ratelimit_storage::StorageError> {
-        Ok(())
-    }
-    async fn health(&self) -> Result<(), ratelimit_storage::StorageError> {
-        Ok(())
-    }
 }
 
 #[test]

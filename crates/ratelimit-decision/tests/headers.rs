@@ -2,35 +2,11 @@
 //! numbers worked out by hand; the IETF fields on a 429, renamed; the policy list across
 //! scopes; a cost above the limit.
 
-use std::sync::Arc;
+mod common;
 
-use ratelimit_core::{Duration, ManualClock, StrategyKind, Timestamp};
-use ratelimit_decision::{
-    Decision, HeaderOptions, Limiter, LimiterBuilder, RequestView, RoutePolicy,
-};
-
-/// Hour-aligned (so minute-aligned: the sliding window's buckets start here).
-const T0: Timestamp = Timestamp::from_secs(1_699_999_200);
-
-fn build(b: LimiterBuilder) -> (Limiter, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(T0));
-    (b.clock(clock.clone()).build().unwrap(), clock)
-}
-
-fn get(route: &str) -> RequestView<'_> {
-    RequestView::new("GET", route).peer("203.0.113.7".parse().unwrap())
-}
-
-fn check(limiter: &Limiter, req: &RequestView<'_>) -> Decision {
-    smol::block_on(limiter.check(req)).unwrap()
-}
-
-fn header<'d>(d: &'d Decision, name: &str) -> Option<&'d str> {
-    d.headers()
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
+use common::{T0, build, check, get, header};
+use ratelimit_core::{Duration, StrategyKind};
+use ratelimit_decision::{HeaderOptions, Limiter, RoutePolicy};
 
 /// What one strategy's headers must say for "5 per minute": after one hit at T0, and on the
 /// sixth request, 10 s after five hits at T0.

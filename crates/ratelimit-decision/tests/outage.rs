@@ -3,43 +3,15 @@
 //! are on a healthy store; replacement limits count each client across routes, and refunds go
 //! back to them.
 
+mod common;
+
 use std::sync::Arc;
 
-use ratelimit_core::{ManualClock, StrategyKind, Timestamp};
+use common::{Broken, T0};
+use ratelimit_core::{ManualClock, StrategyKind};
 use ratelimit_decision::{
     Decision, Kind, Limiter, LimiterBuilder, RequestView, RoutePolicy, Scope,
 };
-use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, Verdict};
-
-/// Minute-aligned, for the sliding window's buckets.
-const T0: Timestamp = Timestamp::from_secs(1_699_999_200);
-
-/// A store that is always down.
-#[derive(Debug)]
-struct Down;
-
-fn down() -> StorageError {
-    StorageError::Unreachable {
-        backend: "down",
-        detail: "connection refused".into(),
-    }
-}
-
-#[async_trait::async_trait]
-impl Storage for Down {
-    async fn apply(&self, _: Op, _: &[Charge]) -> Result<Verdict, StorageError> {
-        Err(down())
-    }
-    async fn clear(&self, _: &Key) -> Result<(), StorageError> {
-        Err(down())
-    }
-    async fn reset(&self) -> Result<(), StorageError> {
-        Err(down())
-    }
-    async fn health(&self) -> Result<(), StorageError> {
-        Err(down())
-    }
-}
 
 /// The seed-like policy set on a dead store, deciding with `kind`.
 fn on_a_dead_store(kind: StrategyKind, outage: fn(LimiterBuilder) -> LimiterBuilder) -> Limiter {
@@ -49,7 +21,7 @@ fn on_a_dead_store(kind: StrategyKind, outage: fn(LimiterBuilder) -> LimiterBuil
         .meta_limits("2 per minute")
         .strategy(kind)
         .clock(clock)
-        .storage(Arc::new(Down))
+        .storage(Arc::new(Broken))
         .storage_timeout(core::time::Duration::from_millis(100))
         .storage_probe_backoff(
             core::time::Duration::from_secs(30),

@@ -119,14 +119,7 @@ fn redis_agrees_with_the_core_on_mixed_batches() {
 /// script: the vectors and the differential run must agree there too.
 #[test]
 fn the_script_agrees_on_servers_without_functions() {
-    let server = RedisServer::start_with(&[
-        "--rename-command",
-        "FCALL",
-        "",
-        "--rename-command",
-        "FUNCTION",
-        "",
-    ]);
+    let server = common::server_without_functions();
     let seen = smol::block_on(ratelimit_conformance::strategy_vectors(|n| {
         manual_store(&server.url(), &format!("v{n}"))
     }));

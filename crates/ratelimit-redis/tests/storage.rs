@@ -194,14 +194,7 @@ fn succeeded(server: &RedisServer, command: &str) -> u64 {
 /// A server without functions (before Redis 7; here they are renamed away): the store runs
 /// the same batch as a script, and a flushed script cache is refilled.
 async fn servers_without_functions_run_the_script() {
-    let server = RedisServer::start_with(&[
-        "--rename-command",
-        "FCALL",
-        "",
-        "--rename-command",
-        "FUNCTION",
-        "",
-    ]);
+    let server = common::server_without_functions();
     let (store, _) = manual_store(&server.url(), "old");
     let batch = [charge(
         &Key::new("ip", "1"),

@@ -52,3 +52,16 @@ impl Rng {
         self.below(100) < p
     }
 }
+
+/// A server without functions, as before Redis 7 (`FUNCTION` and `FCALL` renamed away): the
+/// store must run its batch as a script there.
+pub fn server_without_functions() -> ratelimit_redis::test_server::RedisServer {
+    ratelimit_redis::test_server::RedisServer::start_with(&[
+        "--rename-command",
+        "FCALL",
+        "",
+        "--rename-command",
+        "FUNCTION",
+        "",
+    ])
+}
