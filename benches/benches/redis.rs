@@ -20,7 +20,7 @@ use std::{process::Command, sync::Arc, time::Instant};
 
 use ratelimit_core::{Limit, StrategyKind};
 use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
-use ratelimit_redis::{BATCH_LUA, RedisStorage, test_server::RedisServer};
+use ratelimit_redis::{BATCH_LUA, RedisStorage};
 use ratelimit_storage::{Charge, Key, Storage};
 use redis::{AsyncCommands as _, Cmd};
 
@@ -107,14 +107,7 @@ fn commandstats(port: u16) -> String {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let own_server;
-    let port = match std::env::var("REDIS_BENCH_PORT") {
-        Ok(p) => p.parse().expect("REDIS_BENCH_PORT"),
-        Err(_) => {
-            own_server = RedisServer::start();
-            own_server.port()
-        }
-    };
+    let (_own_server, port) = ratelimit_benches::redis_server();
     let secs = if full {
         env_or("REDIS_BENCH_SECS", 3.0)
     } else {

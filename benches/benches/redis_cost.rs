@@ -14,7 +14,7 @@ use std::{process::Command, sync::Arc};
 
 use ratelimit_core::{Limit, StrategyKind};
 use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
-use ratelimit_redis::{RedisStorage, test_server::RedisServer};
+use ratelimit_redis::RedisStorage;
 use ratelimit_storage::{Charge, Key, Storage};
 
 /// In-flight requests: enough to keep the server busy, so that its per-call figures are steady.
@@ -106,14 +106,7 @@ fn charge(i: u64, limit: &str, kind: StrategyKind, keys: u64) -> [Charge; 1] {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let own_server;
-    let port = match std::env::var("REDIS_BENCH_PORT") {
-        Ok(p) => p.parse().expect("REDIS_BENCH_PORT"),
-        Err(_) => {
-            own_server = RedisServer::start();
-            own_server.port()
-        }
-    };
+    let (_own_server, port) = ratelimit_benches::redis_server();
     let n: u64 = std::env::var("REDIS_COST_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())
