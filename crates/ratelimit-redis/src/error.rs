@@ -61,9 +61,11 @@ pub(crate) fn function_missing(e: &RedisError) -> bool {
     e.to_string().contains("Function not found")
 }
 
-/// Whether the server does not know the command at all (`FCALL`, `FUNCTION` before Redis 7).
-pub(crate) fn unknown_command(e: &RedisError) -> bool {
-    e.to_string()
-        .to_ascii_lowercase()
-        .contains("unknown command")
+/// Whether the server will not run functions for this client: it does not know `FCALL` or
+/// `FUNCTION` (before Redis 7) or this user may not call them (`NOPERM`, an ACL).
+pub(crate) fn functions_refused(e: &RedisError) -> bool {
+    e.code() == Some("NOPERM")
+        || e.to_string()
+            .to_ascii_lowercase()
+            .contains("unknown command")
 }

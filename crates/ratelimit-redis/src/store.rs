@@ -181,10 +181,7 @@ impl RedisStorage {
         let cmd = encoded.fcall(&scripts.function);
         match self.inner.connection.query(&cmd).await {
             Err(e) if error::function_missing(&e) => {}
-            Err(e) if error::unknown_command(&e) => {
-                self.inner.functions.store(false, Ordering::Relaxed);
-                return None;
-            }
+            Err(e) if error::functions_refused(&e) => return self.use_scripts(&e),
             other => return Some(other),
         }
         let mut load = redis::cmd("FUNCTION");
@@ -196,12 +193,17 @@ impl RedisStorage {
         };
         match loaded {
             Ok(_) => Some(self.inner.connection.query(&cmd).await),
-            Err(e) if error::unknown_command(&e) => {
-                self.inner.functions.store(false, Ordering::Relaxed);
-                None
-            }
+            Err(e) if error::functions_refused(&e) => self.use_scripts(&e),
             Err(e) => Some(Err(e)),
         }
+    }
+
+    /// The server has no functions or this user may not use them: scripts from now on.
+    fn use_scripts(&self, why: &redis::RedisError) -> Option<RedisResult<Value>> {
+        if self.inner.functions.swap(false, Ordering::Relaxed) {
+            tracing::info!(target: "ratelimit::redis", reason = %why, "Redis functions unavailable: running the batch as a script (EVALSHA)");
+        }
+        None
     }
 
     /// A batch whose keys span cluster slots (different identities): one script call per

@@ -345,7 +345,45 @@ async fn a_unix_socket_serves_like_tcp() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A user whose ACL forbids `FUNCTION`: the store runs its batch as a script instead of failing.
+async fn a_user_without_functions_runs_the_script() {
+    let server = RedisServer::start_with(&[
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~*",
+        "&*",
+        "+@all",
+        "--user",
+        "app",
+        "on",
+        ">app-pw",
+        "~*",
+        "+@all",
+        "-function",
+    ]);
+    let store =
+        RedisStorage::from_uri(&format!("redis://app:app-pw@127.0.0.1:{}", server.port())).unwrap();
+    let batch = [charge(
+        &Key::new("ip", "1"),
+        "2 per minute",
+        StrategyKind::FixedWindow,
+        1,
+    )];
+    let admitted: Vec<bool> = {
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.push(store.hit(&batch).await.unwrap().allowed);
+        }
+        out
+    };
+    assert_eq!(admitted, [true, true, false]);
+    assert_eq!(succeeded(&server, "evalsha"), 3, "every hit ran the script");
+}
+
 ratelimit_conformance::on_both_runtimes! {
+    a_user_without_functions_runs_the_script,
     a_unix_socket_serves_like_tcp,
     a_restarted_server_is_reconnected_to,
     batches_are_all_or_nothing,
