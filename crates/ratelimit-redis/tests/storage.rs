@@ -16,6 +16,15 @@ fn charge(key: &Key, l: &str, strategy: StrategyKind, cost: u64) -> Charge {
     Charge::new(key.clone(), l.parse::<Limit>().unwrap(), strategy, cost)
 }
 
+/// Whether each of `n` hits of `batch` in a row was admitted.
+async fn hits(store: &RedisStorage, batch: &[Charge], n: usize) -> Vec<bool> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(store.hit(batch).await.unwrap().allowed);
+    }
+    out
+}
+
 /// Every key under `prefix` with its PTTL in ms.
 fn keys_with_ttl(server: &RedisServer, prefix: &str) -> Vec<(String, i64)> {
     let listed = server.cli(&["--scan", "--pattern", &format!("{prefix}:*")]);
@@ -323,14 +332,7 @@ async fn a_unix_socket_serves_like_tcp() {
     let store = RedisStorage::from_uri(&format!("redis+unix://{}?db=2", socket.display())).unwrap();
     let key = Key::new("ip", "10.9.8.7");
     let batch = [charge(&key, "2 per minute", StrategyKind::FixedWindow, 1)];
-    let admitted: Vec<bool> = {
-        let mut out = Vec::new();
-        for _ in 0..3 {
-            out.push(store.hit(&batch).await.unwrap().allowed);
-        }
-        out
-    };
-    assert_eq!(admitted, [true, true, false]);
+    assert_eq!(hits(&store, &batch, 3).await, [true, true, false]);
     store.health().await.unwrap();
     // The counter is in database 2 of that server, reached over the socket.
     let listed = server.cli(&["-n", "2", "--scan", "--pattern", "ratelimit:*"]);
@@ -371,14 +373,7 @@ async fn a_user_without_functions_runs_the_script() {
         StrategyKind::FixedWindow,
         1,
     )];
-    let admitted: Vec<bool> = {
-        let mut out = Vec::new();
-        for _ in 0..3 {
-            out.push(store.hit(&batch).await.unwrap().allowed);
-        }
-        out
-    };
-    assert_eq!(admitted, [true, true, false]);
+    assert_eq!(hits(&store, &batch, 3).await, [true, true, false]);
     assert_eq!(succeeded(&server, "evalsha"), 3, "every hit ran the script");
 }
 
