@@ -22,9 +22,9 @@ use crate::{
     script::{self, Call, Scripts},
 };
 
-/// Rate-limit counters in Redis: every charge of a batch evaluated by one Lua script, in one
-/// round trip, atomically (all charged or none), with the exact semantics of the
-/// `ratelimit-core` state machines.
+/// Rate-limit counters in Redis: every charge of a batch evaluated by one Lua call (a function
+/// on Redis 7, a script before), in one round trip, atomically (all charged or none), with the
+/// exact semantics of the `ratelimit-core` state machines.
 ///
 /// Cheap to clone: clones share the connection.
 #[derive(Clone)]
