@@ -13,23 +13,37 @@
 --           another slot rejected)
 --       [2] now: nanoseconds since the Unix epoch in decimal, or '' to read the server's TIME
 --       [3] TTL grace in milliseconds, added to every key's TTL (for clients' clocks)
---       then seven per charge: strategy ('f' fixed, 'm' moving, 's' sliding, 'g' gcra), amount,
---       window (ns), GCRA emission interval (ns), cost, need (room required, at least cost),
---       on_reject (charged when a hit of the batch is rejected, where it fits; 0 for none)
+--       then two per charge:
+--       the limit '<strategy> <amount> <window ns> <GCRA emission interval ns>', strategy 'f'
+--           fixed, 'm' moving, 's' sliding or 'g' gcra
+--       the costs '<cost> <need> <on_reject>': need is the room required (at least cost),
+--           on_reject is charged when a hit of the batch is rejected, where it fits (0: none)
 -- Reply {all allowed (1/0), then per charge: allowed (1/0), remaining, reset (seconds and
 --       nanoseconds since the epoch: two integers), retry-after (ns, -1 for never)}
 --
+-- Stored values, little-endian doubles (`struct.pack`), every one an integer below 2^53; an
+-- instant is two of them, seconds and nanoseconds since the epoch. Fixed window: start, count
+-- (3 doubles); GCRA: the theoretical arrival time, the key's expiry in ms (3); sliding
+-- window: bucket, previous, current, the key's expiry in ms (4); moving window: a list of
+-- entries (instant, cost: 3 doubles each), oldest first, and their total (1). Every key
+-- expires no earlier than its state becomes idle (an idle state behaves exactly as no state),
+-- plus the grace, and no later than a window after it was last written (two for a sliding
+-- window).
+--
 -- Arithmetic. Lua numbers are doubles: integers are exact up to 2^53. Absolute times are
--- stored as decimal strings of nanoseconds and handled as nanoseconds relative to now, so every
--- quantity the strategies compute stays below 2^53 for windows up to 2^52 ns (52 days); products
--- that may not (count x duration) go through `muldivmod`, which is exact for any operands below
--- 2^53. Longer windows (years) are computed with the double's precision, a few nanoseconds.
+-- handled as nanoseconds relative to now, so every quantity the strategies compute stays below
+-- 2^53 for windows up to 2^52 ns (52 days); products that may not (count x duration) go
+-- through `muldivmod`, which is exact for any operands below 2^53. Longer windows (years) are
+-- computed with the double's precision, a few nanoseconds.
+--
+-- Cost. This runs on the one thread of a Redis server that a whole fleet shares, so the hot
+-- path allocates almost nothing and converts no decimal text it can avoid (in Redis's Lua a
+-- `tonumber` or a `string.format` costs more than a `GET`): a call's charges and states live
+-- in flat arrays kept from call to call (indexed by charge), not in a table per charge; state
+-- is stored in binary; a limit or a cost is parsed once per server, not once per call.
 
 local E = 1000000000
 local P53 = 9007199254740992
-
--- The call being served (set by `batch` at each call; the helpers below read them).
-local op, grace, now_s, now_n
 
 -- Floor division and remainder of integers, b > 0; exact while a and b are below 2^53.
 local function divmod(a, b)
@@ -80,17 +94,62 @@ local function muldivmod(a, b, c)
   return q, r
 end
 
--- An absolute time (decimal ns string) as ns relative to now.
-local function rel(a)
-  local len = #a
-  if len > 9 then
-    return (tonumber(string.sub(a, 1, len - 9)) - now_s) * E + (tonumber(string.sub(a, len - 8)) - now_n)
+-- The call being served (set by `batch`; the helpers below read them).
+local op, grace, now_s, now_n
+
+-- Limits and costs as parsed from their arguments, by text: an application has a few
+-- distinct ones, and a function library keeps them from call to call (at most PARSED_MAX).
+local PARSED_MAX = 4096
+local parsed, known = {}, 0
+local function remember(text, value)
+  if known >= PARSED_MAX then
+    parsed, known = {}, 0
   end
-  return -now_s * E + (tonumber(a) - now_n)
+  parsed[text] = value
+  known = known + 1
+  return value
+end
+-- {strategy, amount, window ns, window s, emission interval ns}
+local function limit(text)
+  local L = parsed[text]
+  if not L then
+    local k, a, w, t = string.match(text, '^(%a) (%d+) (%d+) (%d+)$')
+    w = tonumber(w)
+    L = remember(text, { k, tonumber(a), w, w / E, tonumber(t) })
+  end
+  return L
+end
+-- {cost, need, on_reject}
+local function costs(text)
+  local Q = parsed[text]
+  if not Q then
+    local c, n, r = string.match(text, '^(%d+) (%d+) (%d+)$')
+    Q = remember(text, { tonumber(c), tonumber(n), tonumber(r) })
+  end
+  return Q
 end
 
--- A time relative to now as an absolute decimal ns string, clamped at the epoch.
+-- The call's charges, indexed 1..count. `owner[i]` is the first charge on the same key as
+-- charge i: the state of a counter lives at its owner's index, and charges on one key share
+-- the strategy and the limit (both are part of the key's name).
+local count = 0
+local kind, amount, win, wsec, ival, cost, need, rej, room = {}, {}, {}, {}, {}, {}, {}, {}, {}
+local key, key2, owner, together, ok = {}, {}, {}, {}, {}
+-- The states, at owners' indices: up to three numbers (their meaning is the strategy's),
+-- whether to save, the stored start a fixed window keeps while its window is unchanged, and
+-- the key's expiry as stored with the state (see `lifetime`).
+local A, B, C, dirty, kept_s, kept_n, X = {}, {}, {}, {}, {}, {}, {}
+
+-- An instant (seconds and nanoseconds since the epoch) as ns relative to now.
+local function rel(s, n)
+  return (s - now_s) * E + (n - now_n)
+end
+
+-- A time relative to now as an instant (seconds, nanoseconds), clamped at the epoch.
 local function abs(r)
+  if r == 0 then
+    return now_s, now_n
+  end
   local q, n = divmod(r, E)
   local s = now_s + q
   n = n + now_n
@@ -99,368 +158,375 @@ local function abs(r)
     n = n - E
   end
   if s < 0 then
-    return '0'
-  elseif s == 0 then
-    return string.format('%.0f', n)
+    return 0, 0
   end
-  return string.format('%.0f%09.0f', s, n)
+  return s, n
 end
 
-local function split2(v)
-  local a, b = string.match(v, '^(%d+) (%d+)$')
-  return a, tonumber(b)
+-- The TTL of a state that becomes idle `idle` ns from now.
+local function ttl(idle)
+  return math.ceil(idle / 1000000) + grace
 end
 
--- Saves a single-value state: SET with a TTL up to the instant it becomes idle, or DEL when it
--- already is (an idle state behaves exactly as no state).
-local function save(key, value, idle)
-  if idle == nil or idle <= 0 then
-    redis.call('DEL', key)
+-- The TTL to give a key whose state becomes idle `idle` ns from now (> 0), and the instant
+-- (ms since the epoch) it will then expire, to be stored with the state as X[o]. A SET with a
+-- TTL costs Redis about twice one that keeps the key's TTL, so a state in steady use keeps
+-- the TTL it has while that still outlasts its idle instant (the TTL is then nil), and a new
+-- one reaches `horizon` (at least `idle`, within the limit's window) to be kept for long.
+local function lifetime(o, idle, horizon)
+  local base = now_s * 1000 + math.floor(now_n / 1000000)
+  local x = X[o]
+  if x and x >= base + ttl(idle) then
+    return nil, x
+  end
+  local ms = ttl(horizon)
+  return ms, base + ms
+end
+
+-- SET with a TTL of `ms`, or keeping the key's TTL when `ms` is nil.
+local function set(k, value, ms)
+  if ms then
+    redis.call('SET', k, value, 'PX', ms)
   else
-    redis.call('SET', key, value, 'PX', math.ceil(idle / 1000000) + grace)
+    redis.call('SET', k, value, 'KEEPTTL')
   end
 end
 
--- The strategies, each defined on first use: a script run (EVALSHA) pays only for the closures
--- of the strategies its batch uses (defining all four costs a few microseconds); a function
--- library keeps them from call to call. (Function libraries have no `setmetatable`.)
-local define = {}
-local S = {}
-local function strategy(kind)
-  local m = S[kind]
-  if not m then
-    m = define[kind]()
-    S[kind] = m
+-- Each strategy is six functions of an owner index `o` (its state and limit): load, fits,
+-- hit, refund, stats (remaining and reset, relative) and retry (when `need` will fit,
+-- relative), and save. Tables of them by strategy code follow each definition.
+local LOAD, FITS, HIT, REFUND, STATS, RETRY, SAVE = {}, {}, {}, {}, {}, {}, {}
+
+-- Fixed window: A start, C count; the window opens at the first hit after the last one closed.
+-- While the window stays the same, its stored start is kept (`kept_s`, `kept_n`) and saving
+-- keeps the key's TTL, set when the window opened.
+function LOAD.f(o)
+  local v = redis.call('GET', key[o])
+  A[o], C[o], kept_s[o] = -P53, 0, nil
+  if v then
+    local s, n, c = struct.unpack('<ddd', v)
+    A[o], C[o], kept_s[o], kept_n[o] = rel(s, n), c, s, n
   end
-  return m
+end
+local function fixed_used(o)
+  if C[o] > 0 and -A[o] < win[o] then
+    return C[o]
+  end
+  return 0
+end
+function FITS.f(o, n)
+  return fixed_used(o) + n <= amount[o]
+end
+function HIT.f(o, n)
+  local used = fixed_used(o)
+  if used == 0 then
+    A[o], kept_s[o] = 0, nil
+  end
+  C[o] = used + n
+end
+function REFUND.f(o, n)
+  if fixed_used(o) > 0 then
+    C[o] = math.max(0, C[o] - n)
+  end
+end
+function STATS.f(o)
+  local used = fixed_used(o)
+  if used > 0 then
+    return amount[o] - used, A[o] + win[o]
+  end
+  return amount[o], 0
+end
+function RETRY.f(o)
+  return math.max(0, A[o] + win[o])
+end
+function SAVE.f(o)
+  local idle = C[o] > 0 and A[o] + win[o] or 0
+  if idle <= 0 then
+    redis.call('DEL', key[o])
+  elseif kept_s[o] then
+    redis.call('SET', key[o], struct.pack('<ddd', kept_s[o], kept_n[o], C[o]), 'KEEPTTL')
+  else
+    local s, n = abs(A[o])
+    redis.call('SET', key[o], struct.pack('<ddd', s, n, C[o]), 'PX', ttl(idle))
+  end
 end
 
--- Fixed window: {start, count}; the window opens at the first hit after the last one closed.
-function define.f()
-  local M = {}
-  function M.load(ch)
-    local st = { start = -P53, count = 0 }
-    local v = redis.call('GET', ch.key)
-    if v then
-      local a, c = split2(v)
-      st.start = rel(a)
-      st.count = c
-    end
-    return st
+-- GCRA: A tat; a missing or past tat behaves exactly as tat = now.
+function LOAD.g(o)
+  local v = redis.call('GET', key[o])
+  A[o], X[o] = 0, nil
+  if v then
+    local s, n, x = struct.unpack('<ddd', v)
+    A[o], X[o] = math.max(0, rel(s, n)), x
   end
-  local function fixed_used(st, L)
-    if st.count > 0 and -st.start < L.w then
-      return st.count
+end
+function FITS.g(o, n)
+  local t = ival[o]
+  return n <= amount[o] and A[o] + n * t <= amount[o] * t
+end
+function HIT.g(o, n)
+  A[o] = A[o] + n * ival[o]
+end
+function REFUND.g(o, n)
+  A[o] = math.max(0, A[o] - n * ival[o])
+end
+function STATS.g(o)
+  local t, tat = ival[o], A[o]
+  if t == 0 then
+    return 0, tat
+  end
+  local q, r = divmod(tat, t)
+  if r > 0 then
+    q = q + 1
+  end
+  return math.max(0, amount[o] - q), tat
+end
+function RETRY.g(o, n)
+  return math.max(0, A[o] + n * ival[o] - amount[o] * ival[o])
+end
+function SAVE.g(o)
+  local tat = A[o]
+  if tat <= 0 then
+    redis.call('DEL', key[o])
+    return
+  end
+  -- The tat is at most a window ahead (while the clock does not step back).
+  local ms, x = lifetime(o, tat, math.max(tat, win[o]))
+  local s, n = abs(tat)
+  set(key[o], struct.pack('<ddd', s, n, x), ms)
+end
+
+-- Sliding window counter: A bucket, B previous, C current; buckets aligned to the epoch.
+function LOAD.s(o)
+  local v = redis.call('GET', key[o])
+  A[o], B[o], C[o], X[o] = 0, 0, 0, nil
+  if v then
+    A[o], B[o], C[o], X[o] = struct.unpack('<dddd', v)
+  end
+end
+-- The start of bucket b, relative. The window is a whole number of seconds, so the bucket of
+-- now is floor(now_s / window_s).
+local function bucket_start(b, o)
+  return (b * wsec[o] - now_s) * E - now_n
+end
+-- The counter as seen now: bucket, previous, current, the instant the view holds from
+-- (relative: 0, or the start of a bucket ahead of now after a clock step back) and the end of
+-- the bucket.
+local function view(o)
+  local b = divmod(now_s, wsec[o])
+  local at = 0
+  local p, c
+  if b <= A[o] then
+    if b < A[o] then
+      b = A[o]
+      at = bucket_start(b, o)
     end
+    p, c = B[o], C[o]
+  elseif b == A[o] + 1 then
+    p, c = C[o], 0
+  else
+    p, c = 0, 0
+  end
+  return b, p, c, at, bucket_start(b + 1, o)
+end
+local function weighted(o, p, c, left)
+  if p == 0 then
+    return c
+  end
+  return (muldivmod(p, left, win[o])) + c
+end
+function FITS.s(o, n)
+  local _, p, c, at, fin = view(o)
+  return weighted(o, p, c, fin - at) + n <= amount[o]
+end
+function HIT.s(o, n)
+  local b, p, c = view(o)
+  A[o], B[o], C[o] = b, p, c + n
+end
+function REFUND.s(o, n)
+  local b, p, c = view(o)
+  local from_cur = math.min(c, n)
+  A[o], B[o], C[o] = b, math.max(0, p - (n - from_cur)), c - from_cur
+end
+function STATS.s(o)
+  local _, p, c, at, fin = view(o)
+  local left = fin - at
+  local remaining = math.max(0, amount[o] - weighted(o, p, c, left))
+  local reset_in = nil
+  if p > 0 then
+    -- left mod (window / prev) == ((left * prev) mod window) / prev
+    local _, m = muldivmod(left, p, win[o])
+    reset_in = (divmod(m, p))
+  end
+  if c > 0 then
+    reset_in = reset_in and math.min(reset_in, left) or left
+  end
+  return remaining, reset_in or 0
+end
+-- The earliest instant (relative) at which floor(p * left / window) <= k, `left` in 1..=window
+-- measured to `bucket_end`; nil when there is none.
+local function earliest(p, k, bucket_end, W)
+  if p == 0 then
+    return bucket_end - W
+  end
+  local max_left
+  if k + 1 > p then
+    max_left = W -- ((k + 1) * W - 1) / p > W
+  else
+    local q, r = muldivmod(k + 1, W, p)
+    if r == 0 then
+      q = q - 1
+    end
+    max_left = q
+  end
+  if max_left < 1 then
+    return nil
+  end
+  return bucket_end - math.min(max_left, W)
+end
+function RETRY.s(o, n)
+  local _, p, c, from, fin = view(o)
+  local W, L = win[o], amount[o]
+  local at = nil
+  if c + n <= L then
+    at = earliest(p, L - (c + n), fin, W)
+  end
+  if at == nil then
+    at = earliest(c, L - n, fin + W, W) or (fin + W)
+  end
+  if at <= from then
     return 0
   end
-  function M.fits(st, L, cost)
-    return fixed_used(st, L) + cost <= L.amount
+  return at
+end
+function SAVE.s(o)
+  local idle = nil
+  if C[o] > 0 then
+    idle = bucket_start(A[o] + 2, o)
+  elseif B[o] > 0 then
+    idle = bucket_start(A[o] + 1, o)
   end
-  function M.hit(st, L, cost)
-    local used = fixed_used(st, L)
-    if used == 0 then
-      st.start = 0
-    end
-    st.count = used + cost
+  if idle == nil or idle <= 0 then
+    redis.call('DEL', key[o])
+    return
   end
-  function M.refund(st, L, cost)
-    if fixed_used(st, L) > 0 then
-      st.count = math.max(0, st.count - cost)
-    end
-  end
-  function M.stats(st, L)
-    local used = fixed_used(st, L)
-    if used > 0 then
-      return L.amount - used, st.start + L.w
-    end
-    return L.amount, 0
-  end
-  function M.retry(st, L, cost)
-    return math.max(0, st.start + L.w)
-  end
-  function M.save(st, ch)
-    local idle = nil
-    if st.count > 0 then
-      idle = st.start + ch.L.w
-    end
-    save(ch.key, abs(st.start) .. ' ' .. string.format('%.0f', st.count), idle)
-  end
-  return M
+  -- Idle at a bucket's end, a whole second: the expiry asked for is the same all through a
+  -- bucket, so the key gets a new TTL once per bucket.
+  local ms, x = lifetime(o, idle, idle)
+  set(key[o], struct.pack('<dddd', A[o], B[o], C[o], x), ms)
 end
 
--- Sliding window counter: {bucket, prev, cur}, buckets aligned to the epoch.
-function define.s()
-  local M = {}
-  function M.load(ch)
-    local st = { b = 0, p = 0, c = 0 }
-    local v = redis.call('GET', ch.key)
-    if v then
-      local b, p, c = string.match(v, '^(%d+) (%d+) (%d+)$')
-      st.b, st.p, st.c = tonumber(b), tonumber(p), tonumber(c)
-    end
-    return st
-  end
-  -- The window is a whole number of seconds, so the bucket of now is floor(now_s / window_s).
-  local function bucket_start(b, L)
-    return (b * L.ws - now_s) * E - now_n
-  end
-  local function view(st, L)
-    local b = divmod(now_s, L.ws)
-    local at = 0
-    local p, c
-    if b <= st.b then
-      if b < st.b then
-        b = st.b
-        at = bucket_start(b, L)
-      end
-      p, c = st.p, st.c
-    elseif b == st.b + 1 then
-      p, c = st.c, 0
-    else
-      p, c = 0, 0
-    end
-    local fin = bucket_start(b + 1, L)
-    return { b = b, p = p, c = c, at = at, fin = fin, left = fin - at }
-  end
-  local function weighted(v, L)
-    if v.p == 0 then
-      return v.c
-    end
-    return (muldivmod(v.p, v.left, L.w)) + v.c
-  end
-  local function store(st, v)
-    st.b, st.p, st.c = v.b, v.p, v.c
-  end
-  function M.fits(st, L, cost)
-    return weighted(view(st, L), L) + cost <= L.amount
-  end
-  function M.hit(st, L, cost)
-    local v = view(st, L)
-    v.c = v.c + cost
-    store(st, v)
-  end
-  function M.refund(st, L, cost)
-    local v = view(st, L)
-    local from_cur = math.min(v.c, cost)
-    v.c = v.c - from_cur
-    v.p = math.max(0, v.p - (cost - from_cur))
-    store(st, v)
-  end
-  function M.stats(st, L)
-    local v = view(st, L)
-    local remaining = math.max(0, L.amount - weighted(v, L))
-    local reset_in = nil
-    if v.p > 0 then
-      -- left mod (window / prev) == ((left * prev) mod window) / prev
-      local _, m = muldivmod(v.left, v.p, L.w)
-      reset_in = (divmod(m, v.p))
-    end
-    if v.c > 0 then
-      reset_in = reset_in and math.min(reset_in, v.left) or v.left
-    end
-    return remaining, reset_in or 0
-  end
-  -- The earliest instant (relative) at which floor(p * left / window) <= k, `left` in 1..=window
-  -- measured to `bucket_end`; nil when there is none.
-  local function earliest(p, k, bucket_end, W)
-    if p == 0 then
-      return bucket_end - W
-    end
-    local max_left
-    if k + 1 > p then
-      max_left = W -- ((k + 1) * W - 1) / p > W
-    else
-      local q, r = muldivmod(k + 1, W, p)
-      if r == 0 then
-        q = q - 1
-      end
-      max_left = q
-    end
-    if max_left < 1 then
-      return nil
-    end
-    return bucket_end - math.min(max_left, W)
-  end
-  function M.retry(st, L, cost)
-    local v = view(st, L)
-    local at = nil
-    local t = v.c + cost
-    if t <= L.amount then
-      at = earliest(v.p, L.amount - t, v.fin, L.w)
-    end
-    if at == nil then
-      at = earliest(v.c, L.amount - cost, v.fin + L.w, L.w) or (v.fin + L.w)
-    end
-    if at <= v.at then
-      return 0
-    end
-    return at
-  end
-  function M.save(st, ch)
-    local idle = nil
-    if st.c > 0 then
-      idle = bucket_start(st.b + 2, ch.L)
-    elseif st.p > 0 then
-      idle = bucket_start(st.b + 1, ch.L)
-    end
-    save(ch.key, string.format('%.0f %.0f %.0f', st.b, st.p, st.c), idle)
-  end
-  return M
+-- Moving window: a list of entries (instant, cost), oldest first (key), and their total (key2,
+-- held in A). Expired entries are dropped when the key is first touched (they count for
+-- nothing at any later time).
+local function entry(v)
+  local s, n, c = struct.unpack('<ddd', v)
+  return rel(s, n), c, s, n
 end
-
--- GCRA: {tat}; a missing or past tat behaves exactly as tat = now.
-function define.g()
-  local M = {}
-  function M.load(ch)
-    local v = redis.call('GET', ch.key)
-    local tat = 0
-    if v then
-      tat = math.max(0, rel(v))
+function LOAD.m(o)
+  local total = redis.call('GET', key2[o])
+  A[o] = total and struct.unpack('<d', total) or 0
+  while true do
+    local v = redis.call('LINDEX', key[o], 0)
+    if not v then
+      break
     end
-    return { tat = tat }
-  end
-  function M.fits(st, L, cost)
-    return cost <= L.amount and st.tat + cost * L.t <= L.amount * L.t
-  end
-  function M.hit(st, L, cost)
-    st.tat = st.tat + cost * L.t
-  end
-  function M.refund(st, L, cost)
-    st.tat = math.max(0, st.tat - cost * L.t)
-  end
-  function M.stats(st, L)
-    if L.t == 0 then
-      return 0, st.tat
+    local at, c = entry(v)
+    if -at < win[o] then
+      break
     end
-    local q, r = divmod(st.tat, L.t)
-    if r > 0 then
-      q = q + 1
-    end
-    return math.max(0, L.amount - q), st.tat
+    redis.call('LPOP', key[o])
+    A[o] = math.max(0, A[o] - c)
+    dirty[o] = true
   end
-  function M.retry(st, L, cost)
-    return math.max(0, st.tat + cost * L.t - L.amount * L.t)
-  end
-  function M.save(st, ch)
-    save(ch.key, abs(st.tat), st.tat)
-  end
-  return M
 end
-
--- Moving window: a list of 'at cost' entries, oldest first, and their total. Expired entries
--- are dropped when the key is first touched (they count for nothing at any later time).
-function define.m()
-  local M = {}
-  local function entry(v)
-    local a, c = split2(v)
-    return rel(a), c, a
+function FITS.m(o, n)
+  return A[o] + n <= amount[o]
+end
+function HIT.m(o, n)
+  local v = redis.call('LINDEX', key[o], -1)
+  local at, c, s, ns
+  if v then
+    at, c, s, ns = entry(v)
   end
-  function M.load(ch)
-    local st = { total = tonumber(redis.call('GET', ch.key2) or '0') }
-    while true do
-      local v = redis.call('LINDEX', ch.key, 0)
-      if not v then
-        break
-      end
-      local at, c = entry(v)
-      if -at < ch.L.w then
-        break
-      end
-      redis.call('LPOP', ch.key)
-      st.total = math.max(0, st.total - c)
-      st.dirty = true
+  if v and at >= 0 then
+    redis.call('LSET', key[o], -1, struct.pack('<ddd', s, ns, c + n))
+  else
+    redis.call('RPUSH', key[o], struct.pack('<ddd', now_s, now_n, n))
+  end
+  A[o] = A[o] + n
+end
+function REFUND.m(o, n)
+  while n > 0 do
+    local v = redis.call('LINDEX', key[o], -1)
+    if not v then
+      return
     end
-    return st
-  end
-  function M.fits(st, L, cost)
-    return st.total + cost <= L.amount
-  end
-  function M.hit(st, L, cost, ch)
-    local v = redis.call('LINDEX', ch.key, -1)
-    local at, c, a
-    if v then
-      at, c, a = entry(v)
+    local at, c, s, ns = entry(v)
+    if -at >= win[o] then
+      return
     end
-    if v and at >= 0 then
-      redis.call('LSET', ch.key, -1, a .. ' ' .. string.format('%.0f', c + cost))
+    local take = math.min(c, n)
+    c = c - take
+    n = n - take
+    A[o] = math.max(0, A[o] - take)
+    if c == 0 then
+      redis.call('RPOP', key[o])
     else
-      redis.call('RPUSH', ch.key, abs(0) .. ' ' .. string.format('%.0f', cost))
-    end
-    st.total = st.total + cost
-  end
-  function M.refund(st, L, cost, ch)
-    while cost > 0 do
-      local v = redis.call('LINDEX', ch.key, -1)
-      if not v then
-        return
-      end
-      local at, c, a = entry(v)
-      if -at >= L.w then
-        return
-      end
-      local take = math.min(c, cost)
-      c = c - take
-      cost = cost - take
-      st.total = math.max(0, st.total - take)
-      if c == 0 then
-        redis.call('RPOP', ch.key)
-      else
-        redis.call('LSET', ch.key, -1, a .. ' ' .. string.format('%.0f', c))
-      end
+      redis.call('LSET', key[o], -1, struct.pack('<ddd', s, ns, c))
     end
   end
-  function M.stats(st, L, ch)
-    local v = redis.call('LINDEX', ch.key, 0)
-    local reset = L.w
-    if v then
-      reset = entry(v) + L.w
-    end
-    return math.max(0, L.amount - st.total), reset
+end
+function STATS.m(o)
+  local v = redis.call('LINDEX', key[o], 0)
+  local reset = win[o]
+  if v then
+    reset = entry(v) + win[o]
   end
-  function M.retry(st, L, cost, ch)
-    local used = st.total
-    local last = 0
-    for _, v in ipairs(redis.call('LRANGE', ch.key, 0, -1)) do
+  return math.max(0, amount[o] - A[o]), reset
+end
+function RETRY.m(o, n)
+  -- Walks the log from its oldest entry until enough has expired, reading it a page at a
+  -- time: a full log usually needs only its first entries.
+  local used = A[o]
+  local last = 0
+  local from, page = 0, 8
+  while true do
+    local entries = redis.call('LRANGE', key[o], from, from + page - 1)
+    for _, v in ipairs(entries) do
       local at, c = entry(v)
       used = math.max(0, used - c)
-      last = at + L.w
-      if used + cost <= L.amount then
-        break
+      last = at + win[o]
+      if used + n <= amount[o] then
+        return math.max(0, last)
       end
     end
-    return math.max(0, last)
-  end
-  function M.save(st, ch)
-    local v = redis.call('LINDEX', ch.key, -1)
-    local idle = nil
-    if v then
-      idle = entry(v) + ch.L.w
+    if #entries < page then
+      return math.max(0, last)
     end
-    if idle == nil or idle <= 0 then
-      redis.call('DEL', ch.key, ch.key2)
-    else
-      local ms = math.ceil(idle / 1000000) + grace
-      redis.call('PEXPIRE', ch.key, ms)
-      redis.call('SET', ch.key2, string.format('%.0f', st.total), 'PX', ms)
-    end
+    from = from + page
+    page = page * 4
   end
-  return M
+end
+function SAVE.m(o)
+  local v = redis.call('LINDEX', key[o], -1)
+  local idle = nil
+  if v then
+    idle = entry(v) + win[o]
+  end
+  if idle == nil or idle <= 0 then
+    redis.call('DEL', key[o], key2[o])
+  else
+    local ms = ttl(idle)
+    redis.call('PEXPIRE', key[o], ms)
+    redis.call('SET', key2[o], struct.pack('<d', A[o]), 'PX', ms)
+  end
 end
 
--- The states of the call's counters, by key, loaded on first use.
-local states
-local function state(ch)
-  local st = states[ch.key]
-  if not st then
-    st = ch.M.load(ch)
-    st.ch = ch
-    states[ch.key] = st
-  end
-  return st
-end
-local function fits(ch, cost)
-  return cost == 0 or ch.M.fits(state(ch), ch.L, cost, ch)
+-- Whether charge i's counter has room for n more (nothing to test for n = 0).
+local function fits(i, n)
+  local o = owner[i]
+  return n == 0 or FITS[kind[o]](o, n)
 end
 
 -- The batch: the whole call. Defined once, whether loaded as a function library (FCALL) or
@@ -484,76 +550,76 @@ local function batch(KEYS, ARGV)
     end
   end
 
-  local charges = {}
+  -- The charges, their owners, and the costs that meet on each counter.
+  count = (#ARGV - 3) / 2
   local ki = 1
-  for i = 1, (#ARGV - 3) / 7 do
-    local at = 3 + (i - 1) * 7
-    local w = tonumber(ARGV[at + 3])
-    local ch = {
-      kind = ARGV[at + 1],
-      L = { amount = tonumber(ARGV[at + 2]), w = w, ws = w / E, t = tonumber(ARGV[at + 4]) },
-      cost = tonumber(ARGV[at + 5]),
-      need = tonumber(ARGV[at + 6]),
-      rej = tonumber(ARGV[at + 7]),
-      key = KEYS[ki],
-    }
-    ch.M = strategy(ch.kind)
+  for i = 1, count do
+    local L, Q = limit(ARGV[2 + 2 * i]), costs(ARGV[3 + 2 * i])
+    local k = KEYS[ki]
+    kind[i], amount[i], win[i], wsec[i], ival[i] = L[1], L[2], L[3], L[4], L[5]
+    cost[i], need[i], rej[i] = Q[1], Q[2], Q[3]
+    room[i] = Q[2] > Q[1] and Q[2] or Q[1]
+    key[i] = k
     ki = ki + 1
-    if ch.kind == 'm' then
-      ch.key2 = KEYS[ki]
+    if kind[i] == 'm' then
+      key2[i] = KEYS[ki]
       ki = ki + 1
     end
-    ch.room = math.max(ch.cost, ch.need)
-    charges[i] = ch
-  end
-
-  states = {}
-  -- Charges on the same counter are tested together: their costs add up.
-  local together = {}
-  for _, ch in ipairs(charges) do
-    together[ch.key] = (together[ch.key] or 0) + ch.cost
-  end
-
-  local allowed = {}
-  local all = true
-  for i, ch in ipairs(charges) do
-    local ok = true
-    if op ~= 'r' then
-      ok = fits(ch, ch.room) and fits(ch, together[ch.key])
+    local o = i
+    for j = 1, i - 1 do
+      if key[j] == k then
+        o = owner[j]
+        break
+      end
     end
-    allowed[i] = ok
-    all = all and ok
+    owner[i] = o
+    if o == i then
+      together[i] = cost[i]
+      dirty[i] = false
+      LOAD[kind[i]](i)
+    else
+      together[o] = together[o] + cost[i]
+    end
   end
 
-  for _, ch in ipairs(charges) do
-    local st = state(ch)
-    if op == 'h' and all and ch.cost > 0 then
-      ch.M.hit(st, ch.L, ch.cost, ch)
-      st.dirty = true
+  local all = true
+  for i = 1, count do
+    local allowed = op == 'r' or (fits(i, room[i]) and fits(i, together[owner[i]]))
+    ok[i] = allowed
+    all = all and allowed
+  end
+
+  local reject = op == 'x' or (op == 'h' and not all)
+  for i = 1, count do
+    local o = owner[i]
+    local k = kind[o]
+    if op == 'h' and all and cost[i] > 0 then
+      HIT[k](o, cost[i])
+      dirty[o] = true
     elseif op == 'r' then
-      ch.M.refund(st, ch.L, ch.cost, ch)
-      st.dirty = true
-    elseif (op == 'x' or (op == 'h' and not all)) and ch.rej > 0 and fits(ch, ch.rej) then
+      REFUND[k](o, cost[i])
+      dirty[o] = true
+    elseif reject and rej[i] > 0 and fits(i, rej[i]) then
       -- A rejected hit charges what its charges ask for on a rejection, where it fits.
-      ch.M.hit(st, ch.L, ch.rej, ch)
-      st.dirty = true
+      HIT[k](o, rej[i])
+      dirty[o] = true
     end
   end
 
   local out = { all and 1 or 0 }
-  for i, ch in ipairs(charges) do
-    local st = state(ch)
-    local remaining, reset = ch.M.stats(st, ch.L, ch)
+  local m = 1
+  for i = 1, count do
+    local o = owner[i]
+    local k = kind[o]
+    local remaining, reset = STATS[k](o)
     local retry = 0
-    if not allowed[i] then
-      if ch.room > ch.L.amount then
+    if not ok[i] then
+      if room[i] > amount[o] then
         retry = -1
-      elseif not fits(ch, ch.room) then
-        retry = ch.M.retry(st, ch.L, ch.room, ch)
+      elseif not fits(i, room[i]) then
+        retry = RETRY[k](o, room[i])
       end
     end
-    out[#out + 1] = allowed[i] and 1 or 0
-    out[#out + 1] = remaining
     -- The reset as whole seconds and nanoseconds since the epoch (two integers: no decimal
     -- formatting), clamped at the epoch.
     local q, n = divmod(reset, E)
@@ -565,14 +631,17 @@ local function batch(KEYS, ARGV)
     if now_s + q < 0 then
       q, n = -now_s, 0
     end
-    out[#out + 1] = now_s + q
-    out[#out + 1] = n
-    out[#out + 1] = retry
+    out[m + 1] = ok[i] and 1 or 0
+    out[m + 2] = remaining
+    out[m + 3] = now_s + q
+    out[m + 4] = n
+    out[m + 5] = retry
+    m = m + 5
   end
 
-  for _, st in pairs(states) do
-    if st.dirty then
-      st.ch.M.save(st, st.ch)
+  for o = 1, count do
+    if owner[o] == o and dirty[o] then
+      SAVE[kind[o]](o)
     end
   end
 

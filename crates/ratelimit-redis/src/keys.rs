@@ -1,4 +1,4 @@
-//! Redis key names: `<prefix>:{<identity>}:<scopes>:<strategy>:<amount>/<window>`.
+//! Redis key names: `<prefix>:{<identity>}:<scopes>:<strategy><format>:<amount>/<window>`.
 //!
 //! The identity of a [`Key`] (`namespace:value`, e.g. `ip:203.0.113.7`) is the cluster hash tag,
 //! so every counter of one client lives in one slot and a request's batch is one script call.
@@ -26,6 +26,11 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), StorageError> {
     }
     Ok(())
 }
+
+/// The version of the values the script stores, part of every key name: a new format gets new
+/// names, so that two versions of this crate sharing a server (a rolling upgrade) never read
+/// each other's values. 2: binary doubles (`struct.pack`).
+pub(crate) const FORMAT: u8 = 2;
 
 /// The one-letter code of a strategy, in key names and in the script's arguments.
 pub(crate) const fn code(strategy: StrategyKind) -> &'static str {
@@ -60,7 +65,7 @@ pub(crate) fn counter(prefix: &str, key: &Key, limit: &Limit, strategy: Strategy
     name.push_str(scopes(key));
     let _ = write!(
         name,
-        ":{}:{}/{}",
+        ":{}{FORMAT}:{}/{}",
         code(strategy),
         limit.amount(),
         limit.window().as_secs()
@@ -77,7 +82,7 @@ mod tests {
     fn names_carry_the_identity_as_the_only_tag() {
         let key = Key::new("ip", "10.0.0.1").under(&["GET /login"]);
         let name = counter("rl", &key, &Limit::per(5, Unit::Minute), StrategyKind::Gcra);
-        assert_eq!(name, "rl:{ip:10.0.0.1}:GET%20%2Flogin/:g:5/60");
+        assert_eq!(name, "rl:{ip:10.0.0.1}:GET%20%2Flogin/:g2:5/60");
         let nasty = Key::new("user", &format!("}}{{x}}{}", "a".repeat(10_000)));
         let name = counter(
             "rl",

@@ -10,10 +10,15 @@
 //!
 //! - **Time**: by default the script reads the Redis server's clock (`TIME`), so app servers
 //!   with skewed clocks agree; [`RedisStorageBuilder::clock`] sends this process's time instead.
-//! - **Keys**: `<prefix>:{<identity>}:<scopes>:<strategy>:<amount>/<window>`. The client's
-//!   identity is the cluster hash tag, so one client's counters share a slot; client text is
-//!   escaped or hashed by [`Key`](ratelimit_storage::Key), so it can never move the tag, and
-//!   names stay bounded. Every key carries a TTL that ends when its state is idle.
+//! - **Keys**: `<prefix>:{<identity>}:<scopes>:<strategy><format>:<amount>/<window>`, e.g.
+//!   `ratelimit:{ip:203.0.113.7}::f2:100/60`. The client's identity is the cluster hash tag,
+//!   so one client's counters share a slot; client text is escaped or hashed by
+//!   [`Key`](ratelimit_storage::Key), so it can never move the tag, and names stay bounded.
+//!   Every key carries a TTL that ends when its state is idle.
+//! - **Values** are small binary records (little-endian doubles, whole numbers below 2^53),
+//!   which the script reads and writes far more cheaply than decimal text; `<format>` in the
+//!   key's name is their version, so that versions of this crate with different formats never
+//!   read each other's values.
 //! - **Deployments**: one node (`redis://`, `rediss://` with the `tls` feature,
 //!   `redis+unix://`), a cluster (`redis+cluster://`) or a master behind sentinels
 //!   (`redis+sentinel://`), on multiplexed connections that reconnect by themselves; the

@@ -111,7 +111,7 @@ pub(crate) fn encode(
 ) -> Encoded {
     let mut e = Encoded {
         keys: Vec::with_capacity(batch.len() + 1),
-        args: Vec::with_capacity(3 + 7 * batch.len()),
+        args: Vec::with_capacity(3 + 2 * batch.len()),
     };
     e.args.push(op_code(call).to_owned());
     e.args
@@ -127,13 +127,19 @@ pub(crate) fn encode(
             e.keys.push(name);
         }
         e.args.extend([
-            keys::code(c.strategy).to_owned(),
-            c.limit.amount().to_string(),
-            c.limit.window().as_nanos().to_string(),
-            c.limit.emission_interval().as_nanos().to_string(),
-            c.cost.min(MAX_AMOUNT).to_string(),
-            c.need.min(MAX_AMOUNT).to_string(),
-            c.on_reject.min(MAX_AMOUNT).to_string(),
+            format!(
+                "{} {} {} {}",
+                keys::code(c.strategy),
+                c.limit.amount(),
+                c.limit.window().as_nanos(),
+                c.limit.emission_interval().as_nanos()
+            ),
+            format!(
+                "{} {} {}",
+                c.cost.min(MAX_AMOUNT),
+                c.need.min(MAX_AMOUNT),
+                c.on_reject.min(MAX_AMOUNT)
+            ),
         ]);
     }
     e

@@ -148,12 +148,13 @@ fn server_minute(server: &RedisServer) -> u64 {
     secs / 60
 }
 
+/// A strategy's part of a key name: its code and the stored format's version.
 fn code(kind: StrategyKind) -> &'static str {
     match kind {
-        StrategyKind::FixedWindow => "f",
-        StrategyKind::MovingWindow => "m",
-        StrategyKind::SlidingWindowCounter => "s",
-        StrategyKind::Gcra => "g",
+        StrategyKind::FixedWindow => "f2",
+        StrategyKind::MovingWindow => "m2",
+        StrategyKind::SlidingWindowCounter => "s2",
+        StrategyKind::Gcra => "g2",
     }
 }
 
@@ -377,7 +378,44 @@ async fn a_user_without_functions_runs_the_script() {
     assert_eq!(succeeded(&server, "evalsha"), 3, "every hit ran the script");
 }
 
+/// A key keeps its TTL while it still outlasts the state (a SET with a TTL costs Redis twice
+/// one without), so the TTL must be renewed in time: a GCRA counter driven to its limit is
+/// worth a window from its last hit, not from its first. Each key must live at least until
+/// the reset its last verdict announced.
+async fn a_key_in_steady_use_lives_until_its_reset() {
+    let server = RedisServer::start();
+    let store = RedisStorage::from_uri(&format!("{}?prefix=steady", server.url())).unwrap();
+    for kind in [
+        StrategyKind::Gcra,
+        StrategyKind::FixedWindow,
+        StrategyKind::SlidingWindowCounter,
+        StrategyKind::MovingWindow,
+    ] {
+        let key = Key::new("user", code(kind));
+        let batch = [charge(&key, "1000 per second", kind, 1)];
+        // GCRA: each hit moves the counter's end 1 ms on, far faster than the clock, so by
+        // the first rejection it lies well past the window its first hit opened.
+        let mut last = store.hit(&batch).await.unwrap();
+        for _ in 0..5000 {
+            if !last.allowed {
+                break;
+            }
+            last = store.hit(&batch).await.unwrap();
+        }
+        let reset_ms = i64::try_from(last.statuses[0].reset.as_nanos() / 1_000_000).unwrap();
+        let name = format!("steady:{{user:{0}}}::{0}:1000/1", code(kind));
+        // The instant the key expires, in ms since the epoch (it lives through that ms).
+        let expires: i64 = server.cli(&["PEXPIRETIME", &name]).parse().unwrap();
+        assert!(
+            expires >= reset_ms,
+            "{kind}: the key expires at {expires} ms, {} ms before its reset",
+            reset_ms - expires
+        );
+    }
+}
+
 ratelimit_conformance::on_both_runtimes! {
+    a_key_in_steady_use_lives_until_its_reset,
     a_user_without_functions_runs_the_script,
     a_unix_socket_serves_like_tcp,
     a_restarted_server_is_reconnected_to,
