@@ -43,11 +43,18 @@
 -- is stored in binary; a limit or a cost is parsed once per server, not once per call.
 
 local E = 1000000000
+-- Library functions, looked up once (a function library may not read them while it loads;
+-- in Redis's Lua a global's field costs more than a local).
+local floor, max, min, ceil, spack, sunpack, call, match
+local function bind()
+  floor, max, min, ceil = math.floor, math.max, math.min, math.ceil
+  spack, sunpack, call, match = struct.pack, struct.unpack, redis.call, string.match
+end
 local P53 = 9007199254740992
 
 -- Floor division and remainder of integers, b > 0; exact while a and b are below 2^53.
 local function divmod(a, b)
-  local q = math.floor(a / b)
+  local q = floor(a / b)
   local r = a - q * b
   if r < 0 then
     q = q - 1
@@ -113,7 +120,7 @@ end
 local function limit(text)
   local L = parsed[text]
   if not L then
-    local k, a, w, t = string.match(text, '^(%a) (%d+) (%d+) (%d+)$')
+    local k, a, w, t = match(text, '^(%a) (%d+) (%d+) (%d+)$')
     w = tonumber(w)
     L = remember(text, { k, tonumber(a), w, w / E, tonumber(t) })
   end
@@ -123,7 +130,7 @@ end
 local function costs(text)
   local Q = parsed[text]
   if not Q then
-    local c, n, r = string.match(text, '^(%d+) (%d+) (%d+)$')
+    local c, n, r = match(text, '^(%d+) (%d+) (%d+)$')
     Q = remember(text, { tonumber(c), tonumber(n), tonumber(r) })
   end
   return Q
@@ -139,6 +146,8 @@ local key, key2, owner, together, ok = {}, {}, {}, {}, {}
 -- whether to save, the stored start a fixed window keeps while its window is unchanged, and
 -- the key's expiry as stored with the state (see `lifetime`).
 local A, B, C, dirty, kept_s, kept_n, X = {}, {}, {}, {}, {}, {}, {}
+-- The reply, reused: Redis reads it before the next call, up to its first nil.
+local out = {}
 
 -- An instant (seconds and nanoseconds since the epoch) as ns relative to now.
 local function rel(s, n)
@@ -165,7 +174,7 @@ end
 
 -- The TTL of a state that becomes idle `idle` ns from now.
 local function ttl(idle)
-  return math.ceil(idle / 1000000) + grace
+  return ceil(idle / 1000000) + grace
 end
 
 -- The TTL to give a key whose state becomes idle `idle` ns from now (> 0), and the instant
@@ -174,7 +183,7 @@ end
 -- the TTL it has while that still outlasts its idle instant (the TTL is then nil), and a new
 -- one reaches `horizon` (at least `idle`, within the limit's window) to be kept for long.
 local function lifetime(o, idle, horizon)
-  local base = now_s * 1000 + math.floor(now_n / 1000000)
+  local base = now_s * 1000 + floor(now_n / 1000000)
   local x = X[o]
   if x and x >= base + ttl(idle) then
     return nil, x
@@ -186,356 +195,385 @@ end
 -- SET with a TTL of `ms`, or keeping the key's TTL when `ms` is nil.
 local function set(k, value, ms)
   if ms then
-    redis.call('SET', k, value, 'PX', ms)
+    call('SET', k, value, 'PX', ms)
   else
-    redis.call('SET', k, value, 'KEEPTTL')
+    call('SET', k, value, 'KEEPTTL')
   end
 end
 
--- Each strategy is six functions of an owner index `o` (its state and limit): load, fits,
--- hit, refund, stats (remaining and reset, relative) and retry (when `need` will fit,
--- relative), and save. Tables of them by strategy code follow each definition.
-local LOAD, FITS, HIT, REFUND, STATS, RETRY, SAVE = {}, {}, {}, {}, {}, {}, {}
+-- Each strategy is seven functions of an owner index `o` (its state and limit): load; room,
+-- the largest charge that fits now (0 or less: none does); hit and refund; stats (remaining
+-- and reset, relative); retry (when `need` will fit, relative); and save. They are held in
+-- tables by strategy code. A counter's room is computed when it is loaded and again after
+-- each change, so testing a charge is one comparison.
+local LOAD, ROOM, HIT, REFUND, STATS, RETRY, SAVE = {}, {}, {}, {}, {}, {}, {}
+local head = {}
+-- Each strategy's functions are defined on its first use: a script run (EVALSHA) pays only for
+-- the strategies its batch uses; a function library keeps them from call to call.
+local define = {}
 
 -- Fixed window: A start, C count; the window opens at the first hit after the last one closed.
 -- While the window stays the same, its stored start is kept (`kept_s`, `kept_n`) and saving
 -- keeps the key's TTL, set when the window opened.
-function LOAD.f(o)
-  local v = redis.call('GET', key[o])
-  A[o], C[o], kept_s[o] = -P53, 0, nil
-  if v then
-    local s, n, c = struct.unpack('<ddd', v)
-    A[o], C[o], kept_s[o], kept_n[o] = rel(s, n), c, s, n
+function define.f()
+  function LOAD.f(o)
+    local v = call('GET', key[o])
+    A[o], C[o], kept_s[o] = -P53, 0, nil
+    if v then
+      local s, n, c = sunpack('<ddd', v)
+      A[o], C[o], kept_s[o], kept_n[o] = rel(s, n), c, s, n
+    end
   end
-end
-local function fixed_used(o)
-  if C[o] > 0 and -A[o] < win[o] then
-    return C[o]
+  -- The count of the window still open, 0 when none is.
+  local function fixed_used(o)
+    if C[o] > 0 and -A[o] < win[o] then
+      return C[o]
+    end
+    return 0
   end
-  return 0
-end
-function FITS.f(o, n)
-  return fixed_used(o) + n <= amount[o]
-end
-function HIT.f(o, n)
-  local used = fixed_used(o)
-  if used == 0 then
-    A[o], kept_s[o] = 0, nil
+  function ROOM.f(o)
+    return amount[o] - fixed_used(o)
   end
-  C[o] = used + n
-end
-function REFUND.f(o, n)
-  if fixed_used(o) > 0 then
-    C[o] = math.max(0, C[o] - n)
+  function HIT.f(o, n)
+    local used = fixed_used(o)
+    if used == 0 then
+      A[o], kept_s[o] = 0, nil
+    end
+    C[o] = used + n
   end
-end
-function STATS.f(o)
-  local used = fixed_used(o)
-  if used > 0 then
-    return amount[o] - used, A[o] + win[o]
+  function REFUND.f(o, n)
+    if fixed_used(o) > 0 then
+      C[o] = max(0, C[o] - n)
+    end
   end
-  return amount[o], 0
-end
-function RETRY.f(o)
-  return math.max(0, A[o] + win[o])
-end
-function SAVE.f(o)
-  local idle = C[o] > 0 and A[o] + win[o] or 0
-  if idle <= 0 then
-    redis.call('DEL', key[o])
-  elseif kept_s[o] then
-    redis.call('SET', key[o], struct.pack('<ddd', kept_s[o], kept_n[o], C[o]), 'KEEPTTL')
-  else
-    local s, n = abs(A[o])
-    redis.call('SET', key[o], struct.pack('<ddd', s, n, C[o]), 'PX', ttl(idle))
+  function STATS.f(o)
+    if C[o] > 0 and -A[o] < win[o] then
+      return amount[o] - C[o], A[o] + win[o]
+    end
+    return amount[o], 0
+  end
+  function RETRY.f(o)
+    return max(0, A[o] + win[o])
+  end
+  function SAVE.f(o)
+    local idle = C[o] > 0 and A[o] + win[o] or 0
+    if idle <= 0 then
+      call('DEL', key[o])
+    elseif kept_s[o] then
+      call('SET', key[o], spack('<ddd', kept_s[o], kept_n[o], C[o]), 'KEEPTTL')
+    else
+      local s, n = abs(A[o])
+      call('SET', key[o], spack('<ddd', s, n, C[o]), 'PX', ttl(idle))
+    end
   end
 end
 
 -- GCRA: A tat; a missing or past tat behaves exactly as tat = now.
-function LOAD.g(o)
-  local v = redis.call('GET', key[o])
-  A[o], X[o] = 0, nil
-  if v then
-    local s, n, x = struct.unpack('<ddd', v)
-    A[o], X[o] = math.max(0, rel(s, n)), x
+function define.g()
+  function LOAD.g(o)
+    local v = call('GET', key[o])
+    A[o], X[o] = 0, nil
+    if v then
+      local s, n, x = sunpack('<ddd', v)
+      A[o], X[o] = max(0, rel(s, n)), x
+    end
   end
-end
-function FITS.g(o, n)
-  local t = ival[o]
-  return n <= amount[o] and A[o] + n * t <= amount[o] * t
-end
-function HIT.g(o, n)
-  A[o] = A[o] + n * ival[o]
-end
-function REFUND.g(o, n)
-  A[o] = math.max(0, A[o] - n * ival[o])
-end
-function STATS.g(o)
-  local t, tat = ival[o], A[o]
-  if t == 0 then
-    return 0, tat
+  -- n fits when n <= amount and tat + n * t <= amount * t.
+  function ROOM.g(o)
+    local t = ival[o]
+    if t == 0 then
+      return amount[o]
+    end
+    local room = divmod(amount[o] * t - A[o], t)
+    return min(room, amount[o])
   end
-  local q, r = divmod(tat, t)
-  if r > 0 then
-    q = q + 1
+  function HIT.g(o, n)
+    A[o] = A[o] + n * ival[o]
   end
-  return math.max(0, amount[o] - q), tat
-end
-function RETRY.g(o, n)
-  return math.max(0, A[o] + n * ival[o] - amount[o] * ival[o])
-end
-function SAVE.g(o)
-  local tat = A[o]
-  if tat <= 0 then
-    redis.call('DEL', key[o])
-    return
+  function REFUND.g(o, n)
+    A[o] = max(0, A[o] - n * ival[o])
   end
-  -- The tat is at most a window ahead (while the clock does not step back).
-  local ms, x = lifetime(o, tat, math.max(tat, win[o]))
-  local s, n = abs(tat)
-  set(key[o], struct.pack('<ddd', s, n, x), ms)
+  function STATS.g(o)
+    local t, tat = ival[o], A[o]
+    if t == 0 then
+      return 0, tat
+    end
+    local q, r = divmod(tat, t)
+    if r > 0 then
+      q = q + 1
+    end
+    return max(0, amount[o] - q), tat
+  end
+  function RETRY.g(o, n)
+    return max(0, A[o] + n * ival[o] - amount[o] * ival[o])
+  end
+  function SAVE.g(o)
+    local tat = A[o]
+    if tat <= 0 then
+      call('DEL', key[o])
+      return
+    end
+    -- The tat is at most a window ahead (while the clock does not step back).
+    local ms, x = lifetime(o, tat, max(tat, win[o]))
+    local s, n = abs(tat)
+    set(key[o], spack('<ddd', s, n, x), ms)
+  end
 end
 
 -- Sliding window counter: A bucket, B previous, C current; buckets aligned to the epoch.
-function LOAD.s(o)
-  local v = redis.call('GET', key[o])
-  A[o], B[o], C[o], X[o] = 0, 0, 0, nil
-  if v then
-    A[o], B[o], C[o], X[o] = struct.unpack('<dddd', v)
-  end
-end
--- The start of bucket b, relative. The window is a whole number of seconds, so the bucket of
--- now is floor(now_s / window_s).
-local function bucket_start(b, o)
-  return (b * wsec[o] - now_s) * E - now_n
-end
--- The counter as seen now: bucket, previous, current, the instant the view holds from
--- (relative: 0, or the start of a bucket ahead of now after a clock step back) and the end of
--- the bucket.
-local function view(o)
-  local b = divmod(now_s, wsec[o])
-  local at = 0
-  local p, c
-  if b <= A[o] then
-    if b < A[o] then
-      b = A[o]
-      at = bucket_start(b, o)
+function define.s()
+  function LOAD.s(o)
+    local v = call('GET', key[o])
+    A[o], B[o], C[o], X[o] = 0, 0, 0, nil
+    if v then
+      A[o], B[o], C[o], X[o] = sunpack('<dddd', v)
     end
-    p, c = B[o], C[o]
-  elseif b == A[o] + 1 then
-    p, c = C[o], 0
-  else
-    p, c = 0, 0
   end
-  return b, p, c, at, bucket_start(b + 1, o)
-end
-local function weighted(o, p, c, left)
-  if p == 0 then
-    return c
+  -- The start of bucket b, relative. The window is a whole number of seconds, so the bucket of
+  -- now is floor(now_s / window_s).
+  local function bucket_start(b, o)
+    return (b * wsec[o] - now_s) * E - now_n
   end
-  return (muldivmod(p, left, win[o])) + c
-end
-function FITS.s(o, n)
-  local _, p, c, at, fin = view(o)
-  return weighted(o, p, c, fin - at) + n <= amount[o]
-end
-function HIT.s(o, n)
-  local b, p, c = view(o)
-  A[o], B[o], C[o] = b, p, c + n
-end
-function REFUND.s(o, n)
-  local b, p, c = view(o)
-  local from_cur = math.min(c, n)
-  A[o], B[o], C[o] = b, math.max(0, p - (n - from_cur)), c - from_cur
-end
-function STATS.s(o)
-  local _, p, c, at, fin = view(o)
-  local left = fin - at
-  local remaining = math.max(0, amount[o] - weighted(o, p, c, left))
-  local reset_in = nil
-  if p > 0 then
-    -- left mod (window / prev) == ((left * prev) mod window) / prev
-    local _, m = muldivmod(left, p, win[o])
-    reset_in = (divmod(m, p))
-  end
-  if c > 0 then
-    reset_in = reset_in and math.min(reset_in, left) or left
-  end
-  return remaining, reset_in or 0
-end
--- The earliest instant (relative) at which floor(p * left / window) <= k, `left` in 1..=window
--- measured to `bucket_end`; nil when there is none.
-local function earliest(p, k, bucket_end, W)
-  if p == 0 then
-    return bucket_end - W
-  end
-  local max_left
-  if k + 1 > p then
-    max_left = W -- ((k + 1) * W - 1) / p > W
-  else
-    local q, r = muldivmod(k + 1, W, p)
-    if r == 0 then
-      q = q - 1
+  -- The counter as seen now: bucket, previous, current, the instant the view holds from
+  -- (relative: 0, or the start of a bucket ahead of now after a clock step back) and the end of
+  -- the bucket.
+  local function view(o)
+    local b = divmod(now_s, wsec[o])
+    local at = 0
+    local p, c
+    if b <= A[o] then
+      if b < A[o] then
+        b = A[o]
+        at = bucket_start(b, o)
+      end
+      p, c = B[o], C[o]
+    elseif b == A[o] + 1 then
+      p, c = C[o], 0
+    else
+      p, c = 0, 0
     end
-    max_left = q
+    return b, p, c, at, bucket_start(b + 1, o)
   end
-  if max_left < 1 then
-    return nil
+  local function weighted(o, p, c, left)
+    if p == 0 then
+      return c
+    end
+    return (muldivmod(p, left, win[o])) + c
   end
-  return bucket_end - math.min(max_left, W)
-end
-function RETRY.s(o, n)
-  local _, p, c, from, fin = view(o)
-  local W, L = win[o], amount[o]
-  local at = nil
-  if c + n <= L then
-    at = earliest(p, L - (c + n), fin, W)
+  function ROOM.s(o)
+    local _, p, c, at, fin = view(o)
+    return amount[o] - weighted(o, p, c, fin - at)
   end
-  if at == nil then
-    at = earliest(c, L - n, fin + W, W) or (fin + W)
+  function HIT.s(o, n)
+    local b, p, c = view(o)
+    A[o], B[o], C[o] = b, p, c + n
   end
-  if at <= from then
-    return 0
+  function REFUND.s(o, n)
+    local b, p, c = view(o)
+    local from_cur = min(c, n)
+    A[o], B[o], C[o] = b, max(0, p - (n - from_cur)), c - from_cur
   end
-  return at
-end
-function SAVE.s(o)
-  local idle = nil
-  if C[o] > 0 then
-    idle = bucket_start(A[o] + 2, o)
-  elseif B[o] > 0 then
-    idle = bucket_start(A[o] + 1, o)
+  function STATS.s(o)
+    local _, p, c, at, fin = view(o)
+    local left = fin - at
+    local remaining = max(0, amount[o] - weighted(o, p, c, left))
+    local reset_in = nil
+    if p > 0 then
+      -- left mod (window / prev) == ((left * prev) mod window) / prev
+      local _, m = muldivmod(left, p, win[o])
+      reset_in = (divmod(m, p))
+    end
+    if c > 0 then
+      reset_in = reset_in and min(reset_in, left) or left
+    end
+    return remaining, reset_in or 0
   end
-  if idle == nil or idle <= 0 then
-    redis.call('DEL', key[o])
-    return
+  -- The earliest instant (relative) at which floor(p * left / window) <= k, `left` in 1..=window
+  -- measured to `bucket_end`; nil when there is none.
+  local function earliest(p, k, bucket_end, W)
+    if p == 0 then
+      return bucket_end - W
+    end
+    local max_left
+    if k + 1 > p then
+      max_left = W -- ((k + 1) * W - 1) / p > W
+    else
+      local q, r = muldivmod(k + 1, W, p)
+      if r == 0 then
+        q = q - 1
+      end
+      max_left = q
+    end
+    if max_left < 1 then
+      return nil
+    end
+    return bucket_end - min(max_left, W)
   end
-  -- Idle at a bucket's end, a whole second: the expiry asked for is the same all through a
-  -- bucket, so the key gets a new TTL once per bucket.
-  local ms, x = lifetime(o, idle, idle)
-  set(key[o], struct.pack('<dddd', A[o], B[o], C[o], x), ms)
+  function RETRY.s(o, n)
+    local _, p, c, from, fin = view(o)
+    local W, L = win[o], amount[o]
+    local at = nil
+    if c + n <= L then
+      at = earliest(p, L - (c + n), fin, W)
+    end
+    if at == nil then
+      at = earliest(c, L - n, fin + W, W) or (fin + W)
+    end
+    if at <= from then
+      return 0
+    end
+    return at
+  end
+  function SAVE.s(o)
+    local idle = nil
+    if C[o] > 0 then
+      idle = bucket_start(A[o] + 2, o)
+    elseif B[o] > 0 then
+      idle = bucket_start(A[o] + 1, o)
+    end
+    if idle == nil or idle <= 0 then
+      call('DEL', key[o])
+      return
+    end
+    -- Idle at a bucket's end, a whole second: the expiry asked for is the same all through a
+    -- bucket, so the key gets a new TTL once per bucket.
+    local ms, x = lifetime(o, idle, idle)
+    set(key[o], spack('<dddd', A[o], B[o], C[o], x), ms)
+  end
 end
 
 -- Moving window: a list of entries (instant, cost), oldest first (key), and their total (key2,
 -- held in A). Expired entries are dropped when the key is first touched (they count for
 -- nothing at any later time).
-local function entry(v)
-  local s, n, c = struct.unpack('<ddd', v)
-  return rel(s, n), c, s, n
-end
-function LOAD.m(o)
-  local total = redis.call('GET', key2[o])
-  A[o] = total and struct.unpack('<d', total) or 0
-  while true do
-    local v = redis.call('LINDEX', key[o], 0)
-    if not v then
-      break
-    end
-    local at, c = entry(v)
-    if -at < win[o] then
-      break
-    end
-    redis.call('LPOP', key[o])
-    A[o] = math.max(0, A[o] - c)
-    dirty[o] = true
+function define.m()
+  local function entry(v)
+    local s, n, c = sunpack('<ddd', v)
+    return rel(s, n), c, s, n
   end
-end
-function FITS.m(o, n)
-  return A[o] + n <= amount[o]
-end
-function HIT.m(o, n)
-  local v = redis.call('LINDEX', key[o], -1)
-  local at, c, s, ns
-  if v then
-    at, c, s, ns = entry(v)
-  end
-  if v and at >= 0 then
-    redis.call('LSET', key[o], -1, struct.pack('<ddd', s, ns, c + n))
-  else
-    redis.call('RPUSH', key[o], struct.pack('<ddd', now_s, now_n, n))
-  end
-  A[o] = A[o] + n
-end
-function REFUND.m(o, n)
-  while n > 0 do
-    local v = redis.call('LINDEX', key[o], -1)
-    if not v then
-      return
-    end
-    local at, c, s, ns = entry(v)
-    if -at >= win[o] then
-      return
-    end
-    local take = math.min(c, n)
-    c = c - take
-    n = n - take
-    A[o] = math.max(0, A[o] - take)
-    if c == 0 then
-      redis.call('RPOP', key[o])
-    else
-      redis.call('LSET', key[o], -1, struct.pack('<ddd', s, ns, c))
-    end
-  end
-end
-function STATS.m(o)
-  local v = redis.call('LINDEX', key[o], 0)
-  local reset = win[o]
-  if v then
-    reset = entry(v) + win[o]
-  end
-  return math.max(0, amount[o] - A[o]), reset
-end
-function RETRY.m(o, n)
-  -- Walks the log from its oldest entry until enough has expired, reading it a page at a
-  -- time: a full log usually needs only its first entries.
-  local used = A[o]
-  local last = 0
-  local from, page = 0, 8
-  while true do
-    local entries = redis.call('LRANGE', key[o], from, from + page - 1)
-    for _, v in ipairs(entries) do
+  function LOAD.m(o)
+    local total = call('GET', key2[o])
+    A[o] = total and sunpack('<d', total) or 0
+    while true do
+      local v = call('LINDEX', key[o], 0)
+      if not v then
+        break
+      end
       local at, c = entry(v)
-      used = math.max(0, used - c)
-      last = at + win[o]
-      if used + n <= amount[o] then
-        return math.max(0, last)
+      if -at < win[o] then
+        break
+      end
+      call('LPOP', key[o])
+      A[o] = max(0, A[o] - c)
+      dirty[o] = true
+    end
+  end
+  function ROOM.m(o)
+    return amount[o] - A[o]
+  end
+  function HIT.m(o, n)
+    local v = call('LINDEX', key[o], -1)
+    local at, c, s, ns
+    if v then
+      at, c, s, ns = entry(v)
+    end
+    if v and at >= 0 then
+      call('LSET', key[o], -1, spack('<ddd', s, ns, c + n))
+    else
+      call('RPUSH', key[o], spack('<ddd', now_s, now_n, n))
+    end
+    A[o] = A[o] + n
+  end
+  function REFUND.m(o, n)
+    while n > 0 do
+      local v = call('LINDEX', key[o], -1)
+      if not v then
+        return
+      end
+      local at, c, s, ns = entry(v)
+      if -at >= win[o] then
+        return
+      end
+      local take = min(c, n)
+      c = c - take
+      n = n - take
+      A[o] = max(0, A[o] - take)
+      if c == 0 then
+        call('RPOP', key[o])
+      else
+        call('LSET', key[o], -1, spack('<ddd', s, ns, c))
       end
     end
-    if #entries < page then
-      return math.max(0, last)
+  end
+  function STATS.m(o)
+    local v = call('LINDEX', key[o], 0)
+    local reset = win[o]
+    if v then
+      reset = entry(v) + win[o]
     end
-    from = from + page
-    page = page * 4
+    return max(0, amount[o] - A[o]), reset
   end
-end
-function SAVE.m(o)
-  local v = redis.call('LINDEX', key[o], -1)
-  local idle = nil
-  if v then
-    idle = entry(v) + win[o]
+  function RETRY.m(o, n)
+    -- Walks the log from its oldest entry until enough has expired, reading it a page at a
+    -- time: a full log usually needs only its first entries.
+    local used = A[o]
+    local last = 0
+    local from, page = 0, 8
+    while true do
+      local entries = call('LRANGE', key[o], from, from + page - 1)
+      for _, v in ipairs(entries) do
+        local at, c = entry(v)
+        used = max(0, used - c)
+        last = at + win[o]
+        if used + n <= amount[o] then
+          return max(0, last)
+        end
+      end
+      if #entries < page then
+        return max(0, last)
+      end
+      from = from + page
+      page = page * 4
+    end
   end
-  if idle == nil or idle <= 0 then
-    redis.call('DEL', key[o], key2[o])
-  else
-    local ms = ttl(idle)
-    redis.call('PEXPIRE', key[o], ms)
-    redis.call('SET', key2[o], struct.pack('<d', A[o]), 'PX', ms)
+  function SAVE.m(o)
+    local v = call('LINDEX', key[o], -1)
+    local idle = nil
+    if v then
+      idle = entry(v) + win[o]
+    end
+    if idle == nil or idle <= 0 then
+      call('DEL', key[o], key2[o])
+    else
+      local ms = ttl(idle)
+      call('PEXPIRE', key[o], ms)
+      call('SET', key2[o], spack('<d', A[o]), 'PX', ms)
+    end
   end
 end
 
--- Whether charge i's counter has room for n more (nothing to test for n = 0).
-local function fits(i, n)
-  local o = owner[i]
-  return n == 0 or FITS[kind[o]](o, n)
+-- Whether counter o has room for n more (nothing to test for n = 0).
+local function fits(o, n)
+  return n == 0 or n <= head[o]
+end
+
+-- Charges n to counter o.
+local function hit(o, n)
+  local k = kind[o]
+  HIT[k](o, n)
+  head[o] = ROOM[k](o)
+  dirty[o] = true
 end
 
 -- The batch: the whole call. Defined once, whether loaded as a function library (FCALL) or
 -- run as a script (EVALSHA); the entry point that calls it is added by the client.
 local function batch(KEYS, ARGV)
+  if not call then
+    bind()
+  end
   op = ARGV[1]
   grace = tonumber(ARGV[3])
   if ARGV[2] == '' then
-    local t = redis.call('TIME')
+    local t = call('TIME')
     now_s = tonumber(t[1])
     now_n = tonumber(t[2]) * 1000
   else
@@ -554,9 +592,13 @@ local function batch(KEYS, ARGV)
   count = (#ARGV - 3) / 2
   local ki = 1
   for i = 1, count do
-    local L, Q = limit(ARGV[2 + 2 * i]), costs(ARGV[3 + 2 * i])
+    local a, c = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+    local L, Q = parsed[a] or limit(a), parsed[c] or costs(c)
     local k = KEYS[ki]
     kind[i], amount[i], win[i], wsec[i], ival[i] = L[1], L[2], L[3], L[4], L[5]
+    if not LOAD[L[1]] then
+      define[L[1]]()
+    end
     cost[i], need[i], rej[i] = Q[1], Q[2], Q[3]
     room[i] = Q[2] > Q[1] and Q[2] or Q[1]
     key[i] = k
@@ -577,6 +619,7 @@ local function batch(KEYS, ARGV)
       together[i] = cost[i]
       dirty[i] = false
       LOAD[kind[i]](i)
+      head[i] = ROOM[kind[i]](i)
     else
       together[o] = together[o] + cost[i]
     end
@@ -584,7 +627,8 @@ local function batch(KEYS, ARGV)
 
   local all = true
   for i = 1, count do
-    local allowed = op == 'r' or (fits(i, room[i]) and fits(i, together[owner[i]]))
+    local o = owner[i]
+    local allowed = op == 'r' or (fits(o, room[i]) and fits(o, together[o]))
     ok[i] = allowed
     all = all and allowed
   end
@@ -594,19 +638,18 @@ local function batch(KEYS, ARGV)
     local o = owner[i]
     local k = kind[o]
     if op == 'h' and all and cost[i] > 0 then
-      HIT[k](o, cost[i])
-      dirty[o] = true
+      hit(o, cost[i])
     elseif op == 'r' then
       REFUND[k](o, cost[i])
+      head[o] = ROOM[k](o)
       dirty[o] = true
-    elseif reject and rej[i] > 0 and fits(i, rej[i]) then
+    elseif reject and rej[i] > 0 and fits(o, rej[i]) then
       -- A rejected hit charges what its charges ask for on a rejection, where it fits.
-      HIT[k](o, rej[i])
-      dirty[o] = true
+      hit(o, rej[i])
     end
   end
 
-  local out = { all and 1 or 0 }
+  out[1] = all and 1 or 0
   local m = 1
   for i = 1, count do
     local o = owner[i]
@@ -616,7 +659,7 @@ local function batch(KEYS, ARGV)
     if not ok[i] then
       if room[i] > amount[o] then
         retry = -1
-      elseif not fits(i, room[i]) then
+      elseif not fits(o, room[i]) then
         retry = RETRY[k](o, room[i])
       end
     end
@@ -638,6 +681,7 @@ local function batch(KEYS, ARGV)
     out[m + 5] = retry
     m = m + 5
   end
+  out[m + 1] = nil
 
   for o = 1, count do
     if owner[o] == o and dirty[o] then
