@@ -444,7 +444,9 @@ end
 
 -- Moving window: a list of entries (instant, cost), oldest first (key), and their total (key2,
 -- held in A). Expired entries are dropped when the key is first touched (they count for
--- nothing at any later time).
+-- nothing at any later time). The oldest entry, as loaded, is remembered (B its instant, C its
+-- cost; B false for an empty log, nil once the log changed), and so is the newest after a hit
+-- (kept_s its instant): a rejected hit on a full log reads the list once.
 function define.m()
   local function entry(v)
     local s, n, c = sunpack('<ddd', v)
@@ -452,7 +454,7 @@ function define.m()
   end
   function LOAD.m(o)
     local total = call('GET', key2[o])
-    A[o] = total and sunpack('<d', total) or 0
+    A[o], B[o], kept_s[o] = total and sunpack('<d', total) or 0, false, nil
     while true do
       local v = call('LINDEX', key[o], 0)
       if not v then
@@ -460,6 +462,7 @@ function define.m()
       end
       local at, c = entry(v)
       if -at < win[o] then
+        B[o], C[o] = at, c
         break
       end
       call('LPOP', key[o])
@@ -477,13 +480,20 @@ function define.m()
       at, c, s, ns = entry(v)
     end
     if v and at >= 0 then
+      -- The newest entry grows; it may be the oldest too.
       call('LSET', key[o], -1, spack('<ddd', s, ns, c + n))
+      B[o] = nil
     else
       call('RPUSH', key[o], spack('<ddd', now_s, now_n, n))
+      at = 0
+      if B[o] == false then
+        B[o], C[o] = 0, n
+      end
     end
-    A[o] = A[o] + n
+    A[o], kept_s[o] = A[o] + n, at
   end
   function REFUND.m(o, n)
+    B[o], kept_s[o] = nil, nil
     while n > 0 do
       local v = call('LINDEX', key[o], -1)
       if not v then
@@ -504,11 +514,25 @@ function define.m()
       end
     end
   end
+  -- The oldest entry's instant and cost, or nil for an empty log.
+  local function oldest(o)
+    if B[o] == nil then
+      local v = call('LINDEX', key[o], 0)
+      if v then
+        B[o], C[o] = entry(v)
+      else
+        B[o] = false
+      end
+    end
+    if B[o] then
+      return B[o], C[o]
+    end
+  end
   function STATS.m(o)
-    local v = call('LINDEX', key[o], 0)
+    local at = oldest(o)
     local reset = win[o]
-    if v then
-      reset = entry(v) + win[o]
+    if at then
+      reset = at + win[o]
     end
     return max(0, amount[o] - A[o]), reset
   end
@@ -516,14 +540,22 @@ function define.m()
     -- Walks the log from its oldest entry until enough has expired, reading it a page at a
     -- time: a full log usually needs only its first entries.
     local used = A[o]
-    local last = 0
-    local from, page = 0, 8
+    local at, c = oldest(o)
+    if not at then
+      return 0
+    end
+    used = max(0, used - c)
+    local last = at + win[o]
+    if used + n <= amount[o] then
+      return max(0, last)
+    end
+    local from, page = 1, 8
     while true do
       local entries = call('LRANGE', key[o], from, from + page - 1)
       for _, v in ipairs(entries) do
-        local at, c = entry(v)
-        used = max(0, used - c)
-        last = at + win[o]
+        local e_at, e_cost = entry(v)
+        used = max(0, used - e_cost)
+        last = e_at + win[o]
         if used + n <= amount[o] then
           return max(0, last)
         end
@@ -536,10 +568,14 @@ function define.m()
     end
   end
   function SAVE.m(o)
-    local v = call('LINDEX', key[o], -1)
     local idle = nil
-    if v then
-      idle = entry(v) + win[o]
+    if kept_s[o] then
+      idle = kept_s[o] + win[o]
+    else
+      local v = call('LINDEX', key[o], -1)
+      if v then
+        idle = entry(v) + win[o]
+      end
     end
     if idle == nil or idle <= 0 then
       call('DEL', key[o], key2[o])
