@@ -2,7 +2,8 @@
 # The Redis server's time per request (benches/benches/redis_cost.rs): a fresh redis-server
 # alone on core 0, the benchmark on core 1, ROUNDS times (default 3). Each round prints, per
 # row, the sum of `usec` over `INFO commandstats` divided by the requests sent, and the
-# commands per request, beside the anchors (a trivial EVALSHA, INCR, MULTI INCR PEXPIRE EXEC);
+# commands per request, beside the anchors (a trivial EVALSHA, INCR, MULTI INCR PEXPIRE EXEC, and
+# the floor under any script: a bare fixed-window script doing TIME, GET and SET);
 # once with functions (FCALL, the default on Redis 7) and once on a server whose FUNCTION and
 # FCALL are renamed away, where the store runs the same batch as a script (EVALSHA).
 #

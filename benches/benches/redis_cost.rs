@@ -1,7 +1,8 @@
 //! What a decision costs the Redis server: `usec_per_call` of `INFO commandstats` (summed over
 //! every command a request sends) for each kind of charge, beside anchors measured in the same
-//! run on the same server: a trivial `EVALSHA`, one `INCR`, and `INCR` + `PEXPIRE` in one
-//! `MULTI` (what a plain fixed-window counter pays).
+//! run on the same server: a trivial `EVALSHA`, one `INCR`, `INCR` + `PEXPIRE` in one `MULTI`
+//! (what a plain fixed-window counter pays), and the floor under any script: a bare
+//! fixed-window script that reads the clock and the counter and writes it back.
 //!
 //! `scripts/bench-redis-cost.sh` runs it with Redis alone on core 0. Without `--bench` (as
 //! `cargo test --all-targets` runs it) it does a short smoke run on a server of its own.
@@ -104,6 +105,34 @@ fn charge(i: u64, limit: &str, kind: StrategyKind, keys: u64) -> [Charge; 1] {
     )]
 }
 
+/// A fixed window and nothing else: no batch, no limits from the arguments, no exactness
+/// beyond what this benchmark's keys need. What any script that charges a fixed window pays.
+const FLOOR_LUA: &str = r"
+local t = redis.call('TIME')
+local now_s, now_n = tonumber(t[1]), tonumber(t[2]) * 1000
+local k = KEYS[1]
+local amount, w, E = 1000000000, 3600000000000, 1000000000
+local v = redis.call('GET', k)
+local start, count, ks, kn = -E * E, 0, nil, nil
+if v then
+  ks, kn, count = struct.unpack('<ddd', v)
+  start = (ks - now_s) * E + (kn - now_n)
+end
+local used = (count > 0 and -start < w) and count or 0
+if used == 0 then
+  redis.call('SET', k, struct.pack('<ddd', now_s, now_n, 1), 'PX', 3600000)
+  start = 0
+else
+  redis.call('SET', k, struct.pack('<ddd', ks, kn, used + 1), 'KEEPTTL')
+end
+used = used + 1
+local reset = start + w
+local q = math.floor(reset / E)
+local n = reset - q * E + now_n
+if n >= E then q = q + 1; n = n - E end
+return { 1, 1, amount - used, now_s + q, n, 0 }
+";
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (_own_server, port) = ratelimit_benches::redis_server();
@@ -155,6 +184,33 @@ fn main() {
                     .arg(&key)
                     .arg(60_000)
                     .query_async(&mut c)
+                    .await
+                    .unwrap();
+            }
+        },
+    );
+
+    // The floor under any script: a hand-written fixed window that does only what a charge
+    // must (read the clock, read the counter, write it back keeping its TTL, answer the five
+    // values of a status), called with the same arguments as the store's batch.
+    let floor = redis::Script::new(FLOOR_LUA);
+    row(
+        port,
+        "floor: a bare fixed-window script (TIME, GET, SET)",
+        SCRIPTS,
+        n,
+        |i| {
+            let mut c = conn.clone();
+            let s = &floor;
+            async move {
+                let _: Vec<i64> = s
+                    .key(format!("floor:{{ip:{}}}", i % keys))
+                    .arg("h")
+                    .arg("")
+                    .arg(0)
+                    .arg("f 1000000000 3600000000000 3600")
+                    .arg("1 1 0")
+                    .invoke_async(&mut c)
                     .await
                     .unwrap();
             }
