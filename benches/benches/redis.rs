@@ -132,13 +132,14 @@ fn main() {
         "h".into(),
         String::new(),
         "0".into(),
-        "g".into(),
-        limit.amount().to_string(),
-        limit.window().as_nanos().to_string(),
-        limit.emission_interval().as_nanos().to_string(),
-        "1".into(),
-        "1".into(),
-        "0".into(),
+        // The batch's arguments for one charge: the limit, then cost, need and on-reject.
+        format!(
+            "g {} {} {}",
+            limit.amount(),
+            limit.window().as_nanos(),
+            limit.emission_interval().as_nanos()
+        ),
+        "1 1 0".into(),
     ]
     .into();
     let mut raw_cmd = Cmd::new();
