@@ -87,6 +87,8 @@ impl HeaderOptions {
     }
 
     /// Renames the header called `from` (its default name, case-insensitive) to `to`.
+    /// `LimiterBuilder::build` refuses a name that is not a valid HTTP field name (RFC 9110
+    /// `token`: letters, digits and ``!#$%&'*+-.^_`|~``), so that no response can fail on it.
     pub fn rename(mut self, from: &str, to: &str) -> Self {
         let n = &mut self.names;
         for name in [
@@ -103,6 +105,59 @@ impl HeaderOptions {
         }
         self
     }
+}
+
+impl HeaderNames {
+    /// Checks every name: a valid HTTP field name, and no two the same (case-insensitive).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let names = [
+            &self.limit,
+            &self.remaining,
+            &self.reset,
+            &self.retry_after,
+            &self.policy,
+            &self.ratelimit,
+        ];
+        for (i, name) in names.iter().enumerate() {
+            if !is_field_name(name) {
+                return Err(format!(
+                    "header name {name:?}: not a valid HTTP field name (use letters, digits and !#$%&'*+-.^_`|~)"
+                ));
+            }
+            if names[..i]
+                .iter()
+                .any(|other| other.eq_ignore_ascii_case(name))
+            {
+                return Err(format!("header name {name:?}: given to two headers"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An RFC 9110 `token`: one or more of the visible ASCII characters that are not delimiters.
+fn is_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
 }
 
 /// What the headers describe.

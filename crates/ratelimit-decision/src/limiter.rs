@@ -405,6 +405,8 @@ impl LimiterBuilder {
                 Arc::new(b.build())
             }
         };
+        let headers = self.headers.unwrap_or_default();
+        headers.names.check().map_err(ConfigError::Invalid)?;
         let key = self.key.unwrap_or_default();
         for k in
             core::iter::once(&key).chain(self.routes.iter().filter_map(|(_, _, p)| p.key.as_ref()))
@@ -454,7 +456,7 @@ impl LimiterBuilder {
                 prefix: self.prefix.unwrap_or_else(|| "LIMITER".to_owned()),
                 key,
                 proxy: self.proxy,
-                headers: self.headers.unwrap_or_default(),
+                headers,
                 clock,
                 routes,
                 method_routes,

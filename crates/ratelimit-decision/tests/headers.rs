@@ -183,3 +183,37 @@ fn a_cost_above_the_limit_has_no_retry_after() {
         )
     );
 }
+
+/// A renamed header must still be a header: a name no response can carry (it made every
+/// response of the Tide middleware panic) is refused when the limiter is built, and so is one
+/// name for two headers.
+#[test]
+fn invalid_header_names_are_refused_at_build() {
+    for bad in [
+        "",
+        "X Left",
+        "X-Left:",
+        "X-Left\r\nSet-Cookie",
+        "X-Ĺeft",
+        "(X-Left)",
+        "Retry-After",
+    ] {
+        let err = Limiter::builder()
+            .default_limits("1 per minute")
+            .headers(HeaderOptions::all().rename("X-RateLimit-Remaining", bad))
+            .build()
+            .expect_err(bad);
+        let text = err.to_string();
+        assert!(text.starts_with("header name "), "{bad:?}: {text}");
+        assert!(text.contains(&format!("{bad:?}")), "{bad:?}: {text}");
+    }
+    for good in ["X-Left", "x_left", "X-Left.v2", "!#$%&'*+-.^_`|~09aZ"] {
+        assert!(
+            Limiter::builder()
+                .headers(HeaderOptions::all().rename("X-RateLimit-Remaining", good))
+                .build()
+                .is_ok(),
+            "{good}"
+        );
+    }
+}
