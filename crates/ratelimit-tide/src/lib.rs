@@ -12,8 +12,11 @@
 //! (`/users/:id`, not `/users/42`), which keeps per-route counters bounded and lets route policies
 //! be configured by pattern. A request whose path matches no registered pattern (a route added
 //! with plain `app.at`, or a 404) is counted under the catch-all route `*`: it cannot escape the
-//! default limits by accident, and clients cannot mint a fresh counter per path. Each request
-//! costs one decision, so one storage round trip (plus one to count a breach toward meta limits).
+//! default limits by accident, and clients cannot mint a fresh counter per path. Tide routes
+//! per method; where patterns overlap under different methods (`GET /items/:id` beside
+//! `POST /items/search`), register each with its method ([`RateLimit::register_method`]) and
+//! the middleware picks the pattern Tide serves the request from. Each request costs one
+//! decision, so one storage round trip (a rejection's breach count toward meta limits included).
 //!
 //! # Example
 //!

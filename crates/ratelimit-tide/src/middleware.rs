@@ -1,7 +1,10 @@
 //! The middleware: each request through the Decision API, the answer onto the response.
 
 use core::{fmt, net::SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+};
 
 use ratelimit_decision::{Headers, Limiter, RequestView};
 use route_recognizer::Router;
@@ -15,8 +18,36 @@ pub const CATCH_ALL: &str = "*";
 #[derive(Clone)]
 pub struct RateLimit {
     limiter: Limiter,
-    routes: Arc<RwLock<Router<Arc<str>>>>,
+    routes: Arc<RwLock<Routes>>,
     catch_all: Arc<str>,
+}
+
+/// The registered patterns, found the way Tide finds a request's endpoint: the patterns
+/// registered for the request's method first, then those for every method, then (for `HEAD`)
+/// those for `GET`; a path that only other methods' patterns match (Tide answers 405) is
+/// counted under the most specific of them.
+#[derive(Default)]
+struct Routes {
+    any: Router<Arc<str>>,
+    by_method: BTreeMap<String, Router<Arc<str>>>,
+    every: Router<Arc<str>>,
+}
+
+impl Routes {
+    fn find(&self, method: &str, path: &str) -> Option<Arc<str>> {
+        let method = method.to_ascii_uppercase();
+        let of =
+            |router: &Router<Arc<str>>| router.recognize(path).ok().map(|m| Arc::clone(m.handler));
+        self.by_method
+            .get(&method)
+            .and_then(of)
+            .or_else(|| of(&self.any))
+            .or_else(|| match method.as_str() {
+                "HEAD" => self.by_method.get("GET").and_then(of),
+                _ => None,
+            })
+            .or_else(|| of(&self.every))
+    }
 }
 
 impl fmt::Debug for RateLimit {
@@ -32,7 +63,7 @@ impl RateLimit {
     pub fn new(limiter: Limiter) -> Self {
         Self {
             limiter,
-            routes: Arc::new(RwLock::new(Router::new())),
+            routes: Arc::new(RwLock::new(Routes::default())),
             catch_all: CATCH_ALL.into(),
         }
     }
@@ -53,24 +84,50 @@ impl RateLimit {
         app.at(pattern)
     }
 
-    /// Registers a pattern without touching Tide (for routes added some other way).
+    /// Registers a pattern for every method without touching Tide (for routes added some
+    /// other way).
     pub fn register(&self, pattern: &str) {
-        let mut routes = self
-            .routes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        routes.add(pattern, pattern.into());
+        let mut routes = self.write();
+        routes.any.add(pattern, pattern.into());
+        routes.every.add(pattern, pattern.into());
     }
 
-    /// The route id of a request path: its registered pattern, or [`CATCH_ALL`].
+    /// Registers a pattern for one method only, as Tide routes it. Needed where patterns
+    /// overlap under different methods: with `GET /items/:id` and `POST /items/search`,
+    /// Tide serves `GET /items/search` from `/items/:id`, and so must the limits; registered
+    /// for every method, the more specific `/items/search` would be chosen.
+    pub fn register_method(&self, method: &str, pattern: &str) {
+        let mut routes = self.write();
+        routes
+            .by_method
+            .entry(method.to_ascii_uppercase())
+            .or_default()
+            .add(pattern, pattern.into());
+        routes.every.add(pattern, pattern.into());
+    }
+
+    /// The route id of a request path for any method: its registered pattern, or
+    /// [`CATCH_ALL`]. [`RateLimit::route_for`] is what the middleware uses.
     pub fn route_of(&self, path: &str) -> Arc<str> {
+        self.route_for("", path)
+    }
+
+    /// The route id of a request: the pattern Tide would serve it from among those
+    /// registered (see [`RateLimit::register_method`]), or [`CATCH_ALL`].
+    pub fn route_for(&self, method: &str, path: &str) -> Arc<str> {
         let routes = self
             .routes
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         routes
-            .recognize(path)
-            .map_or_else(|_| Arc::clone(&self.catch_all), |m| Arc::clone(m.handler))
+            .find(method, path)
+            .unwrap_or_else(|| Arc::clone(&self.catch_all))
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Routes> {
+        self.routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -103,8 +160,8 @@ fn json(status: StatusCode, body: &str) -> Response {
 #[tide::utils::async_trait]
 impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
     async fn handle(&self, req: Request<State>, next: Next<'_, State>) -> tide::Result {
-        let route = self.route_of(req.url().path());
         let method = req.method();
+        let route = self.route_for(method.as_ref(), req.url().path());
         let decision = {
             let headers = TideHeaders(req.as_ref());
             let mut view = RequestView::new(method.as_ref(), &route).headers(&headers);

@@ -164,3 +164,59 @@ fn a_pattern_route_is_one_counter_and_register_names_routes_tide_owns() {
         assert_eq!(limits.route_of("/users/42").as_ref(), "/users/:id");
     });
 }
+
+/// Tide routes per method: with `GET /items/:id` and `POST /items/search`, a
+/// `GET /items/search` is served by `/items/:id`, so its limits are `/items/:id`'s. (Looked up
+/// for every method, the more specific `/items/search` was chosen: the wrong policy.)
+#[test]
+fn overlapping_patterns_under_different_methods_pick_tides_route() {
+    async_std::task::block_on(async {
+        let (limits, _) = limiter(
+            Limiter::builder()
+                .route("/items/:id", RoutePolicy::new().limit("2 per minute"))
+                .route("/items/search", RoutePolicy::new().limit("1 per minute")),
+        );
+        let mut app = tide::new();
+        app.with(limits.clone());
+        app.at("/items/:id").get(|_| async { Ok("an item") });
+        app.at("/items/search").post(|_| async { Ok("results") });
+        limits.register_method("GET", "/items/:id");
+        limits.register_method("POST", "/items/search");
+        assert_eq!(
+            limits.route_for("GET", "/items/search").as_ref(),
+            "/items/:id"
+        );
+        assert_eq!(limits.route_for("HEAD", "/items/7").as_ref(), "/items/:id");
+        assert_eq!(
+            limits.route_for("post", "/items/search").as_ref(),
+            "/items/search"
+        );
+        // A method no pattern serves (Tide answers 405) counts under the path's pattern.
+        assert_eq!(
+            limits.route_for("PUT", "/items/search").as_ref(),
+            "/items/search"
+        );
+        assert_eq!(
+            limits.route_for("GET", "/elsewhere").as_ref(),
+            ratelimit_tide::CATCH_ALL
+        );
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let gets = [
+            send(server.addr, &request("GET", "/items/search")).await,
+            send(server.addr, &request("GET", "/items/search")).await,
+            send(server.addr, &request("GET", "/items/search")).await,
+        ];
+        let statuses = gets.iter().map(|r| r.status).collect::<Vec<_>>();
+        assert_eq!(statuses, [200, 200, 429], "the GET pattern's 2 per minute");
+        assert_eq!(gets[0].header("X-RateLimit-Limit"), Some("2"));
+        let posts = [
+            send(server.addr, &request("POST", "/items/search"))
+                .await
+                .status,
+            send(server.addr, &request("POST", "/items/search"))
+                .await
+                .status,
+        ];
+        assert_eq!(posts, [200, 429], "the POST pattern's 1 per minute");
+    });
+}
