@@ -13,9 +13,11 @@
 //! | `GET /api/process` | `10 per minute`, only 200s count (`?fail=1` answers 400) |
 //! | `GET /api/expensive` | `10 per minute`, its own 429 body |
 //!
-//! Everywhere: meta limits `5 per minute`, both header families, key `apikey:<X-API-Key>` or
-//! `ip:<client>`, and the 429 body `{"error": "Rate limit exceeded", "message": "<limit>",
-//! "retry_after": N}`.
+//! Everywhere: meta limits `5 per minute`, both header families, the 429 body
+//! `{"error": "Rate limit exceeded", "message": "<limit>", "retry_after": N}`, and the key
+//! `apikey:<X-API-Key>` for a key the app knows (`basic-key`, `premium-key`, and the free-tier
+//! keys listed in `SEED_API_KEYS`), `ip:<client>` for every other request: a client that makes
+//! up a new key per request is still one client.
 
 use std::sync::Arc;
 
@@ -36,6 +38,9 @@ pub struct SeedConfig {
     pub trusted_hops: usize,
     /// `RATELIMIT_FALLBACK`: in-memory fallback limits for when Redis is down.
     pub fallback: Option<String>,
+    /// `SEED_API_KEYS`: free-tier API keys, comma-separated (`basic-key` and `premium-key` are
+    /// always known).
+    pub api_keys: Vec<String>,
     /// The clock (tests use a manual one); the system clock when unset.
     pub clock: Option<Arc<dyn Clock + Send + Sync>>,
 }
@@ -47,12 +52,14 @@ impl core::fmt::Debug for SeedConfig {
             .field("strategy", &self.strategy)
             .field("trusted_hops", &self.trusted_hops)
             .field("fallback", &self.fallback)
+            .field("api_keys", &self.api_keys.len())
             .finish_non_exhaustive()
     }
 }
 
 impl SeedConfig {
-    /// Reads `REDIS_URL`, `RATELIMIT_STRATEGY`, `TRUSTED_PROXY_HOPS`, `RATELIMIT_FALLBACK`.
+    /// Reads `REDIS_URL`, `RATELIMIT_STRATEGY`, `TRUSTED_PROXY_HOPS`, `RATELIMIT_FALLBACK`,
+    /// `SEED_API_KEYS`.
     pub fn from_env() -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let strategy = match var("RATELIMIT_STRATEGY") {
@@ -74,6 +81,15 @@ impl SeedConfig {
             strategy,
             trusted_hops,
             fallback: var("RATELIMIT_FALLBACK"),
+            api_keys: var("SEED_API_KEYS")
+                .map(|keys| {
+                    keys.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             clock: None,
         })
     }
@@ -97,11 +113,17 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
         limit_set("100 per minute")?,
         limit_set("500 per minute")?,
     );
+    // Only keys the app knows are identities; anything else counts by address.
+    let free_keys: std::collections::HashSet<String> = config.api_keys.iter().cloned().collect();
+    let api_key = KeyFunction::credential("X-API-Key", "apikey", move |key| {
+        (matches!(key, "basic-key" | "premium-key") || free_keys.contains(key))
+            .then(|| key.to_owned())
+    });
     let mut builder = Limiter::builder()
         .default_limits("200 per day; 50 per hour")
         .meta_limits("5 per minute")
         .strategy(config.strategy.unwrap_or(StrategyKind::FixedWindow))
-        .key_function(KeyFunction::header_or_ip("X-API-Key", "apikey"))
+        .key_function(api_key)
         .trusted_proxies(config.trusted_hops, ForwardedHeader::XForwardedFor)
         .headers(HeaderOptions::all())
         .on_breach(breach_body)

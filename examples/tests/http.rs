@@ -22,11 +22,19 @@ impl Reply {
 
 /// A server on a manual clock (nothing in these tests waits for time to pass).
 async fn server(trusted_hops: usize) -> String {
+    server_with(SeedConfig {
+        trusted_hops,
+        ..SeedConfig::default()
+    })
+    .await
+}
+
+/// A server for `config`, on a manual clock.
+async fn server_with(config: SeedConfig) -> String {
     let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
     let config = SeedConfig {
-        trusted_hops,
         clock: Some(clock),
-        ..SeedConfig::default()
+        ..config
     };
     serve_on_free_port(seed_app(&config).unwrap())
         .await
@@ -152,6 +160,35 @@ fn headers_on_200_and_429() {
 }
 
 #[test]
+fn made_up_api_keys_are_one_client() {
+    async_std::task::block_on(async {
+        let base = server_with(SeedConfig {
+            api_keys: vec!["free-1".into(), "free-2".into()],
+            ..SeedConfig::default()
+        })
+        .await;
+        // One address, a new key per request: counted by the address, 5 per minute.
+        let mut admitted = 0;
+        for i in 0..100 {
+            let key = format!("minted-{i:08x}");
+            let r = send(&base, "POST", "/auth/login", &[("X-API-Key", &key)], None).await;
+            admitted += usize::from(r.status == 200);
+        }
+        assert_eq!(admitted, 5);
+        // Keys the app knows are clients of their own (the address above is shut out by now:
+        // its breaches hit the meta limit), each with its own 5.
+        for key in ["free-1", "free-2", "premium-key"] {
+            let mut statuses = Vec::new();
+            for _ in 0..6 {
+                let r = send(&base, "POST", "/auth/login", &[("X-API-Key", key)], None).await;
+                statuses.push(r.status);
+            }
+            assert_eq!(statuses, [200, 200, 200, 200, 200, 429], "{key}");
+        }
+    });
+}
+
+#[test]
 fn meta_limits_span_routes_and_health_is_exempt() {
     async_std::task::block_on(async {
         let base = server(0).await;
@@ -173,7 +210,7 @@ fn meta_limits_span_routes_and_health_is_exempt() {
             &base,
             "GET",
             "/api/data",
-            &[("X-API-Key", "someone-else")],
+            &[("X-API-Key", "basic-key")],
             None,
         )
         .await;

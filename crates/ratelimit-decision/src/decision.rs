@@ -21,6 +21,9 @@ pub enum Scope {
     Application,
     /// Meta limits (breaches, counted across every route).
     Meta,
+    /// A route's guard limits, counted by client address whatever the key function says
+    /// ([`RoutePolicy::guard`](crate::RoutePolicy::guard)).
+    Guard,
 }
 
 /// What kind of answer a [`Decision`] is.
@@ -34,6 +37,10 @@ pub enum Kind {
     Exempt,
     /// No limit applies (no limits configured, or an empty key).
     Unlimited,
+    /// The key function requires a credential the request does not carry
+    /// ([`KeyFunction::rejecting_unknown`](crate::KeyFunction::rejecting_unknown)): answer
+    /// `401 Unauthorized`. Nothing was checked or counted.
+    Unauthorized,
 }
 
 pub(crate) type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;
@@ -84,9 +91,25 @@ impl Decision {
         }
     }
 
+    /// A 401 for a request without a known credential in `header`. (`WWW-Authenticate` is
+    /// required on a 401; API keys have no registered scheme, so it names the header.)
+    pub(crate) fn unauthorized(header: &str) -> Self {
+        Self {
+            headers: vec![(
+                "WWW-Authenticate".into(),
+                format!("ApiKey header=\"{header}\""),
+            )],
+            body: Some(
+                "{\"error\": \"Unauthorized\", \"message\": \"a known credential is required\"}"
+                    .to_owned(),
+            ),
+            ..Self::free(Kind::Unauthorized)
+        }
+    }
+
     /// Allowed, exempt or unlimited: serve the request.
     pub fn is_allowed(&self) -> bool {
-        self.kind != Kind::Rejected
+        !matches!(self.kind, Kind::Rejected | Kind::Unauthorized)
     }
 
     /// What kind of answer this is.
@@ -133,7 +156,7 @@ impl Decision {
     }
 
     /// On a rejection: the response body (a route's or the limiter's breach hook, else the
-    /// default JSON).
+    /// default JSON); for [`Kind::Unauthorized`], `{"error": "Unauthorized", ...}`.
     pub fn body(&self) -> Option<&str> {
         self.body.as_deref()
     }

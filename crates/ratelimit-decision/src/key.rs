@@ -8,23 +8,54 @@ use ratelimit_storage::Key;
 use crate::request::RequestView;
 
 type KeyFn = dyn Fn(&RequestView<'_>, Option<IpAddr>) -> String + Send + Sync;
+type ValidateFn = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// What a [`KeyFunction::credential`] does with a request whose credential is missing, empty
+/// or unknown to the validator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownCredential {
+    /// Count it by client address, as if it carried no credential. The default.
+    #[default]
+    ByAddress,
+    /// Answer `401 Unauthorized` ([`Kind::Unauthorized`](crate::Kind::Unauthorized)) before
+    /// any limit is checked.
+    Reject,
+}
 
 /// Who a request counts against. Identities are namespaced (`ip:`, `apikey:`, your own), so
 /// that an API key that looks like an address, or contains `:` or `/`, never shares a counter
 /// with anything else. An empty identity means "not limited" (and is logged).
+///
+/// A client can put anything in a header. A key function that takes a header's value as the
+/// identity as it comes ([`KeyFunction::header_or_ip`]) lets a client mint a fresh identity,
+/// and so fresh quota, per request; count by a credential only once the application has
+/// recognised it ([`KeyFunction::credential`]).
 #[derive(Clone, Default)]
 pub enum KeyFunction {
     /// The client address (`ip:203.0.113.7`), proxies resolved per the limiter's
     /// [`ProxyConfig`](crate::ProxyConfig). The default.
     #[default]
     ClientIp,
-    /// The value of a header, such as `X-API-Key`, under `namespace`; the client address when
-    /// the header is absent or empty.
+    /// The value of a header, such as `X-API-Key`, under `namespace`, whatever it is; the client
+    /// address when the header is absent or empty. Trusts the client: see
+    /// [`KeyFunction::header_or_ip`].
     HeaderOrIp {
         /// Header name.
         header: String,
         /// Namespace of the header's identities, e.g. `apikey`.
         namespace: String,
+    },
+    /// A credential in a header, such as `X-API-Key`, counted under the identity the
+    /// application's validator gives it; see [`KeyFunction::credential`].
+    Credential {
+        /// Header name.
+        header: String,
+        /// Namespace of the validated identities, e.g. `apikey`.
+        namespace: String,
+        /// The identity of a known credential, `None` for any other value.
+        validate: Arc<ValidateFn>,
+        /// What to do when the header is missing, empty or not a known credential.
+        unknown: UnknownCredential,
     },
     /// Any function of the request and the client address, under `namespace`.
     Custom {
@@ -42,6 +73,12 @@ impl fmt::Debug for KeyFunction {
             Self::HeaderOrIp { header, namespace } => {
                 write!(f, "HeaderOrIp({header:?} as {namespace:?})")
             }
+            Self::Credential {
+                header,
+                namespace,
+                unknown,
+                ..
+            } => write!(f, "Credential({header:?} as {namespace:?}, {unknown:?})"),
             Self::Custom { namespace, .. } => write!(f, "Custom({namespace:?})"),
         }
     }
@@ -49,11 +86,56 @@ impl fmt::Debug for KeyFunction {
 
 impl KeyFunction {
     /// `header`'s value under `namespace`, else the client address.
+    ///
+    /// This trusts the client: any value is an identity with its own counters, so a client that
+    /// sends a new value per request is never limited (and fills the store with counters). Use
+    /// it only where the header was set by something the client cannot control (a gateway that
+    /// authenticated it); otherwise use [`KeyFunction::credential`].
     pub fn header_or_ip(header: &str, namespace: &str) -> Self {
         Self::HeaderOrIp {
             header: header.to_owned(),
             namespace: namespace.to_owned(),
         }
+    }
+
+    /// A credential in `header`, counted under `namespace` with the identity `validate` gives
+    /// it: `validate` returns `Some(identity)` for a credential the application knows (the
+    /// account it belongs to, say, so that two keys of one account share their quota) and
+    /// `None` for anything else. A request whose header is missing, empty or unknown is counted
+    /// by its client address ([`UnknownCredential::ByAddress`]); see
+    /// [`KeyFunction::rejecting_unknown`] to answer it with 401 instead.
+    ///
+    /// ```
+    /// use ratelimit_decision::KeyFunction;
+    ///
+    /// let keys = KeyFunction::credential("X-API-Key", "apikey", |value| match value {
+    ///     "basic-key" | "premium-key" => Some(value.to_owned()),
+    ///     _ => None,
+    /// });
+    /// # let _ = keys;
+    /// ```
+    pub fn credential(
+        header: &str,
+        namespace: &str,
+        validate: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        Self::Credential {
+            header: header.to_owned(),
+            namespace: namespace.to_owned(),
+            validate: Arc::new(validate),
+            unknown: UnknownCredential::ByAddress,
+        }
+    }
+
+    /// For a [`KeyFunction::credential`]: answer a request without a known credential with
+    /// `401 Unauthorized` instead of counting it by address. (No effect on other key
+    /// functions.) A rejected request is not counted anywhere, so an application that answers
+    /// 401 here and cares about credential guessing should also limit by address upstream.
+    pub fn rejecting_unknown(mut self) -> Self {
+        if let Self::Credential { unknown, .. } = &mut self {
+            *unknown = UnknownCredential::Reject;
+        }
+        self
     }
 
     /// A closure's identity under `namespace`.
@@ -71,26 +153,65 @@ impl KeyFunction {
     pub(crate) fn namespace(&self) -> Option<&str> {
         match self {
             Self::ClientIp => None,
-            Self::HeaderOrIp { namespace, .. } | Self::Custom { namespace, .. } => Some(namespace),
+            Self::HeaderOrIp { namespace, .. }
+            | Self::Credential { namespace, .. }
+            | Self::Custom { namespace, .. } => Some(namespace),
         }
     }
 
-    /// The identity key of `req`, or `None` for "not limited".
-    pub(crate) fn identify(&self, req: &RequestView<'_>, ip: Option<IpAddr>) -> Option<Key> {
-        let by_ip = || ip.map(|ip| Key::new("ip", &ip.to_string()));
+    /// Who `req` counts against.
+    pub(crate) fn identify(&self, req: &RequestView<'_>, ip: Option<IpAddr>) -> Identity<'_> {
+        let by_ip = || ip.map_or(Identity::Unlimited, |ip| Identity::Key(address_key(ip)));
         match self {
             Self::ClientIp => by_ip(),
             Self::HeaderOrIp { header, namespace } => match req.header(header).map(str::trim) {
-                Some(value) if !value.is_empty() => Some(Key::new(namespace, value)),
+                Some(value) if !value.is_empty() => Identity::Key(Key::new(namespace, value)),
                 _ => by_ip(),
             },
+            Self::Credential {
+                header,
+                namespace,
+                validate,
+                unknown,
+            } => {
+                let known = req
+                    .header(header)
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .and_then(|v| validate(v))
+                    .filter(|id| !id.is_empty());
+                match (known, unknown) {
+                    (Some(id), _) => Identity::Key(Key::new(namespace, &id)),
+                    (None, UnknownCredential::ByAddress) => by_ip(),
+                    (None, UnknownCredential::Reject) => Identity::Unauthorized(header),
+                }
+            }
             Self::Custom {
                 namespace,
                 identify,
             } => {
                 let id = identify(req, ip);
-                (!id.is_empty()).then(|| Key::new(namespace, &id))
+                if id.is_empty() {
+                    Identity::Unlimited
+                } else {
+                    Identity::Key(Key::new(namespace, &id))
+                }
             }
         }
     }
+}
+
+/// The key of a client address.
+pub(crate) fn address_key(ip: IpAddr) -> Key {
+    Key::new("ip", &ip.to_string())
+}
+
+/// Who a request counts against, as a key function sees it.
+pub(crate) enum Identity<'a> {
+    /// These counters.
+    Key(Key),
+    /// Nobody: not limited (no address, or an empty custom identity).
+    Unlimited,
+    /// A credential was required in this header and is missing or unknown.
+    Unauthorized(&'a str),
 }

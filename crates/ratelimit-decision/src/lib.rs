@@ -25,8 +25,10 @@
 //!     // Storage (memory:// is the default; Redis arrives with its backend) and strategy.
 //!     .storage_uri("memory://")
 //!     .strategy(StrategyKind::FixedWindow)
-//!     // Keys: the API key when present, else the client address; one trusted proxy.
-//!     .key_function(KeyFunction::header_or_ip("X-API-Key", "apikey"))
+//!     // Keys: an API key the app knows, else the client address; one trusted proxy.
+//!     .key_function(KeyFunction::credential("X-API-Key", "apikey", |key| {
+//!         matches!(key, "basic-key" | "premium-key").then(|| key.to_owned())
+//!     }))
 //!     .trusted_proxies(1, ForwardedHeader::XForwardedFor)
 //!     // Both header families.
 //!     .headers(HeaderOptions::all())
@@ -78,7 +80,8 @@
 //! | `@limiter.exempt`, `exempt_when` | [`RoutePolicy::exempt`], `exempt_from_defaults/application/meta` |
 //! | `per_method=True` | [`RoutePolicy::per_method`] |
 //! | `shared_limit(scope=...)` | [`RoutePolicy::shared`] |
-//! | `key_func`, `get_remote_address` | [`KeyFunction`] (namespaced: `ip:`, `apikey:`, yours) |
+//! | `key_func`, `get_remote_address` | [`KeyFunction`] (namespaced: `ip:`, `apikey:`, yours); [`KeyFunction::credential`] for API keys |
+//! | a second limit with `key_func=get_remote_address` | [`RoutePolicy::guard`] |
 //! | `ProxyFix` / `X-Forwarded-For` | [`LimiterBuilder::trusted_proxies`] (never trusted by default) |
 //! | dynamic limits (callables) | [`RoutePolicy::dynamic`] over sets parsed once with [`limit_set`] |
 //! | `cost=` | [`RoutePolicy::cost`] |
@@ -101,6 +104,12 @@
 //!   the byte of the error; nothing fails on the first request.
 //! - **Forwarded headers are never trusted by default**, and with `n` trusted hops the rightmost
 //!   address that no trusted proxy vouches for is the client.
+//! - **A client cannot mint identities.** Whatever a client sends in a header is its to choose,
+//!   so a key function that counts by a header's value as it comes gives a fresh quota per made-up
+//!   value. [`KeyFunction::credential`] counts by a credential only when the application's
+//!   validator recognises it, and by the client address otherwise (or answers 401:
+//!   [`KeyFunction::rejecting_unknown`]); [`KeyFunction::header_or_ip`] is for headers a
+//!   gateway sets, and says so.
 //!
 //! # Feature flags
 //!
@@ -122,7 +131,7 @@ pub use client_ip::{ForwardedHeader, ProxyConfig};
 pub use decision::{Decision, Kind, Scope};
 pub use error::{ConfigError, DecisionError};
 pub use headers::{HeaderNames, HeaderOptions};
-pub use key::KeyFunction;
+pub use key::{KeyFunction, UnknownCredential};
 pub use limiter::{KNOWN_SCHEMES, Limiter, LimiterBuilder, storage_from_uri};
 pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
 /// A change of the storage's health, as [`LimiterBuilder::on_storage_transition`] reports it.

@@ -1,6 +1,6 @@
 //! `Limiter`: configuration validated once, then one decision per request.
 
-use core::fmt;
+use core::{fmt, net::IpAddr};
 use std::{collections::HashMap, sync::Arc};
 
 use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, SystemClock};
@@ -15,7 +15,7 @@ use crate::{
     decision::{Decision, Kind, Pending, Scope},
     error::{ConfigError, DecisionError},
     headers::{HeaderFacts, HeaderOptions, render},
-    key::KeyFunction,
+    key::{Identity, KeyFunction, address_key},
     policy::{Breach, BreachHook, LimitSet, LimitSource, RoutePolicy, parse_set},
     request::RequestView,
 };
@@ -92,6 +92,7 @@ impl Plan {
 
 struct Compiled {
     limits: Option<RouteLimits>,
+    guard: LimitSet,
     policy: RoutePolicy,
 }
 
@@ -440,7 +441,15 @@ impl LimiterBuilder {
                     "{context}: an empty shared scope name"
                 )));
             }
-            let compiled = Compiled { limits, policy };
+            let guard = match &policy.guard {
+                None => Vec::new().into(),
+                Some(text) => parse_set(&format!("{context} guard"), text)?,
+            };
+            let compiled = Compiled {
+                limits,
+                guard,
+                policy,
+            };
             match method {
                 Some(m) => method_routes.insert((m, route), compiled),
                 None => routes.insert(route, compiled),
@@ -462,6 +471,7 @@ impl LimiterBuilder {
                 method_routes,
                 fallback: Compiled {
                     limits: None,
+                    guard: Vec::new().into(),
                     policy: RoutePolicy::new(),
                 },
                 on_breach: self.on_breach,
@@ -525,11 +535,15 @@ impl Limiter {
         }
         let ip = self.inner.proxy.client_ip(req);
         let key = compiled.policy.key.as_ref().unwrap_or(&self.inner.key);
-        let Some(identity) = key.identify(req, ip) else {
-            tracing::debug!(target: "ratelimit", route = req.route(), "empty key: request not limited");
-            return Ok(Decision::free(Kind::Unlimited));
+        let identity = match key.identify(req, ip) {
+            Identity::Key(identity) => identity,
+            Identity::Unlimited => {
+                tracing::debug!(target: "ratelimit", route = req.route(), "empty key: request not limited");
+                return Ok(Decision::free(Kind::Unlimited));
+            }
+            Identity::Unauthorized(header) => return Ok(Decision::unauthorized(header)),
         };
-        let plan = self.plan(compiled, req, &identity);
+        let plan = self.plan(compiled, req, &identity, ip);
         if plan.scopes.iter().all(|s| *s == Scope::Meta) {
             return Ok(Decision::free(Kind::Unlimited));
         }
@@ -541,8 +555,15 @@ impl Limiter {
     }
 
     /// What to charge: the application limits, the route's (or a shared scope's, or the
-    /// defaults), and a gate per meta limit, each under its storage key.
-    fn plan(&self, compiled: &Compiled, req: &RequestView<'_>, identity: &Key) -> Plan {
+    /// defaults), the route's guard limits by client address, and a gate per meta limit, each
+    /// under its storage key.
+    fn plan(
+        &self,
+        compiled: &Compiled,
+        req: &RequestView<'_>,
+        identity: &Key,
+        ip: Option<IpAddr>,
+    ) -> Plan {
         let inner = &self.inner;
         let policy = &compiled.policy;
         // Storage keys: prefix, then the scope's parts, then the identity; built in one
@@ -552,19 +573,20 @@ impl Limiter {
         } else {
             String::new()
         };
-        let scoped = |scope: &str, name: Option<&str>| {
+        let scoped_for = |identity: &Key, scope: &str, name: Option<&str>| {
             let mut parts: [&str; 4] = [&inner.prefix, scope, "", ""];
             let mut n = 2;
             if let Some(name) = name {
                 parts[n] = name;
                 n += 1;
             }
-            if policy.per_method && matches!(scope, "route" | "default") {
+            if policy.per_method && matches!(scope, "route" | "default" | "guard") {
                 parts[n] = &method;
                 n += 1;
             }
             identity.under(&parts[..n])
         };
+        let scoped = |scope: &str, name: Option<&str>| scoped_for(identity, scope, name);
         let cost = policy.cost.as_ref().map_or(1, |f| f(req));
         let mut plan = Plan::default();
         if !policy.exempt.application && !inner.application.is_empty() {
@@ -591,6 +613,10 @@ impl Limiter {
         if (route_limits.is_none() || policy.combine) && !policy.exempt.defaults {
             let key = scoped("default", Some(req.route()));
             plan.push(&key, &inner.defaults, inner.strategy, cost, Scope::Default);
+        }
+        if let (false, Some(ip)) = (compiled.guard.is_empty(), ip) {
+            let key = scoped_for(&address_key(ip), "guard", Some(req.route()));
+            plan.push(&key, &compiled.guard, inner.strategy, cost, Scope::Guard);
         }
         if !policy.exempt.meta && !inner.meta.is_empty() {
             let meta_key = scoped("meta", None);
@@ -756,7 +782,7 @@ impl Limiter {
 /// The proxy configuration a limiter uses, for adapters that want the client address too.
 impl Limiter {
     /// The client address of `req` under the configured trusted proxies.
-    pub fn client_ip(&self, req: &RequestView<'_>) -> Option<core::net::IpAddr> {
+    pub fn client_ip(&self, req: &RequestView<'_>) -> Option<IpAddr> {
         self.inner.proxy.client_ip(req)
     }
 }

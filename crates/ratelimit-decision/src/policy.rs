@@ -87,6 +87,7 @@ pub struct RoutePolicy {
     pub(crate) deduct_when: Option<Arc<StatusPredicate>>,
     pub(crate) on_breach: Option<BreachHook>,
     pub(crate) key: Option<KeyFunction>,
+    pub(crate) guard: Option<String>,
 }
 
 impl fmt::Debug for RoutePolicy {
@@ -105,6 +106,7 @@ impl fmt::Debug for RoutePolicy {
             .field("combine", &self.combine)
             .field("cost", &self.cost.is_some())
             .field("deduct_when", &self.deduct_when.is_some())
+            .field("guard", &self.guard)
             .finish_non_exhaustive()
     }
 }
@@ -204,6 +206,24 @@ impl RoutePolicy {
     /// A key function for this route only.
     pub fn key(mut self, key: KeyFunction) -> Self {
         self.key = Some(key);
+        self
+    }
+
+    /// Guard limits: counted by the client's address whatever the key function says, in the
+    /// same atomic batch as the route's own limits and at the same cost (Flask-Limiter writes
+    /// this as a second limit with `key_func=get_remote_address`). With limits counted per
+    /// credential, a guard caps what one address gets however many credentials it presents.
+    /// Not applied to a request whose address is unknown.
+    ///
+    /// ```
+    /// use ratelimit_decision::RoutePolicy;
+    ///
+    /// // 100 per minute per API key, and no address more than 300 whatever keys it uses.
+    /// let api = RoutePolicy::new().limit("100 per minute").guard("300 per minute");
+    /// # let _ = api;
+    /// ```
+    pub fn guard(mut self, limits: &str) -> Self {
+        self.guard = Some(limits.to_owned());
         self
     }
 }

@@ -1,7 +1,8 @@
 //! Tide middleware for the `ratelimit-*` crates: every request goes through the Decision API of
 //! `ratelimit-decision`; rejections become `429 Too Many Requests` with the configured body and
-//! `Retry-After`; rate-limit headers go on every response; conditional deduction is completed
-//! from the response status.
+//! `Retry-After` (a request without the credential a key function requires, `401 Unauthorized`);
+//! rate-limit headers go on every response; conditional deduction is completed from the response
+//! status.
 //!
 //! # Routes
 //!

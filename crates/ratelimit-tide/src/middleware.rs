@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use ratelimit_decision::{Headers, Limiter, RequestView};
+use ratelimit_decision::{Headers, Kind, Limiter, RequestView};
 use route_recognizer::Router;
 use tide::{Middleware, Next, Request, Response, StatusCode};
 
@@ -187,7 +187,12 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             }
         };
         if !decision.is_allowed() {
-            let mut res = json(StatusCode::TooManyRequests, decision.body().unwrap_or("{}"));
+            let status = if decision.kind() == Kind::Unauthorized {
+                StatusCode::Unauthorized
+            } else {
+                StatusCode::TooManyRequests
+            };
+            let mut res = json(status, decision.body().unwrap_or("{}"));
             for (name, value) in decision.take_headers() {
                 res.insert_header(&*name, value);
             }

@@ -1,6 +1,6 @@
 //! `RateLimit` over real HTTP (served by `HttpListener`, raw sockets, a manual clock): the
 //! headers of every strategy on a 429, per-method routes, the `*` catch-all, one counter per
-//! pattern, and routes registered without Tide.
+//! pattern, routes registered without Tide, routes by method, and 401 for a missing credential.
 
 mod common;
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::{Reply, exchange, get, start};
 use ratelimit_core::{Duration, ManualClock, StrategyKind, Timestamp};
-use ratelimit_decision::{HeaderOptions, Limiter, LimiterBuilder, RoutePolicy};
+use ratelimit_decision::{HeaderOptions, KeyFunction, Limiter, LimiterBuilder, RoutePolicy};
 use ratelimit_tide::{HttpListener, RateLimit};
 
 /// Minute-aligned, for the sliding window's buckets.
@@ -218,5 +218,44 @@ fn overlapping_patterns_under_different_methods_pick_tides_route() {
                 .status,
         ];
         assert_eq!(posts, [200, 429], "the POST pattern's 1 per minute");
+    });
+}
+
+/// A key function that requires a known credential answers without one with 401 and a
+/// `WWW-Authenticate` naming the header; a known one is served and limited.
+#[test]
+fn a_required_credential_missing_is_401() {
+    async_std::task::block_on(async {
+        let (limits, _) = limiter(
+            Limiter::builder()
+                .default_limits("1 per minute")
+                .key_function(
+                    KeyFunction::credential("X-API-Key", "apikey", |v| {
+                        (v == "good").then(|| "acct".to_owned())
+                    })
+                    .rejecting_unknown(),
+                ),
+        );
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits.at(&mut app, "/r").get(|_| async { Ok("ok") });
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let with_key = |key: &str| {
+            format!(
+                "GET /r HTTP/1.1\r\nHost: test\r\nX-API-Key: {key}\r\nConnection: close\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        for req in [request("GET", "/r"), with_key("guess")] {
+            let r = send(server.addr, &req).await;
+            assert_eq!(r.status, 401);
+            assert_eq!(
+                r.header("WWW-Authenticate"),
+                Some("ApiKey header=\"X-API-Key\"")
+            );
+            assert!(r.body.contains("Unauthorized"), "{}", r.body);
+        }
+        assert_eq!(send(server.addr, &with_key("good")).await.status, 200);
+        assert_eq!(send(server.addr, &with_key("good")).await.status, 429);
     });
 }
