@@ -1,7 +1,8 @@
 //! The seed article's application, one route per snippet, on `127.0.0.1:$PORT` (default 8080).
 //!
 //! Run with `cargo run --release --example seed_tour`; configure with `REDIS_URL` (memory when unset),
-//! `RATELIMIT_STRATEGY` (fixed-window), `TRUSTED_PROXY_HOPS` (0), `RATELIMIT_FALLBACK`,
+//! `RATELIMIT_STRATEGY` (fixed-window), `TRUSTED_PROXY_HOPS` (0), `TRUSTED_PROXIES` (the
+//! proxies' networks, comma-separated CIDRs; loopback and private ranges), `RATELIMIT_FALLBACK`,
 //! `SEED_API_KEYS` (free-tier API keys, comma-separated).
 //! Try `curl -i localhost:8080/api/data`, or six `curl -i -X POST localhost:8080/auth/login`.
 

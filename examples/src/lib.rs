@@ -36,6 +36,9 @@ pub struct SeedConfig {
     pub strategy: Option<StrategyKind>,
     /// `TRUSTED_PROXY_HOPS` (default 0).
     pub trusted_hops: usize,
+    /// `TRUSTED_PROXIES`: the networks of those proxies, comma-separated CIDRs (default:
+    /// loopback and private ranges).
+    pub trusted_networks: Option<String>,
     /// `RATELIMIT_FALLBACK`: in-memory fallback limits for when Redis is down.
     pub fallback: Option<String>,
     /// `SEED_API_KEYS`: free-tier API keys, comma-separated (`basic-key` and `premium-key` are
@@ -51,6 +54,7 @@ impl core::fmt::Debug for SeedConfig {
             .field("redis_url", &self.redis_url)
             .field("strategy", &self.strategy)
             .field("trusted_hops", &self.trusted_hops)
+            .field("trusted_networks", &self.trusted_networks)
             .field("fallback", &self.fallback)
             .field("api_keys", &self.api_keys.len())
             .finish_non_exhaustive()
@@ -58,8 +62,8 @@ impl core::fmt::Debug for SeedConfig {
 }
 
 impl SeedConfig {
-    /// Reads `REDIS_URL`, `RATELIMIT_STRATEGY`, `TRUSTED_PROXY_HOPS`, `RATELIMIT_FALLBACK`,
-    /// `SEED_API_KEYS`.
+    /// Reads `REDIS_URL`, `RATELIMIT_STRATEGY`, `TRUSTED_PROXY_HOPS`, `TRUSTED_PROXIES`,
+    /// `RATELIMIT_FALLBACK`, `SEED_API_KEYS`.
     pub fn from_env() -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let strategy = match var("RATELIMIT_STRATEGY") {
@@ -80,6 +84,7 @@ impl SeedConfig {
             redis_url: var("REDIS_URL"),
             strategy,
             trusted_hops,
+            trusted_networks: var("TRUSTED_PROXIES"),
             fallback: var("RATELIMIT_FALLBACK"),
             api_keys: var("SEED_API_KEYS")
                 .map(|keys| {
@@ -164,6 +169,9 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
                 )
             }),
         );
+    if let Some(networks) = &config.trusted_networks {
+        builder = builder.trusted_proxy_networks(networks);
+    }
     if let Some(url) = &config.redis_url {
         builder = builder.storage_uri(url);
         if let Some(fallback) = &config.fallback {

@@ -2,7 +2,10 @@
 
 use core::net::{IpAddr, SocketAddr};
 
-use crate::request::RequestView;
+use crate::{
+    network::{DEFAULT_TRUSTED_PROXIES, Network},
+    request::RequestView,
+};
 
 /// Which forwarding header trusted proxies set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -15,24 +18,50 @@ pub enum ForwardedHeader {
 }
 
 /// How to find the client's address.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyConfig {
     /// How many proxies in front of the application are trusted (0: trust no header).
     pub trusted_hops: usize,
     /// The header they set.
     pub header: ForwardedHeader,
+    /// The networks a peer must be in for its forwarded headers to count (default
+    /// [`DEFAULT_TRUSTED_PROXIES`](crate::DEFAULT_TRUSTED_PROXIES): loopback and private
+    /// ranges). A client that reaches the application directly, from anywhere else, is its
+    /// own address whatever headers it sends.
+    pub trusted_networks: Vec<Network>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            trusted_hops: 0,
+            header: ForwardedHeader::default(),
+            trusted_networks: Network::parse_list(DEFAULT_TRUSTED_PROXIES).unwrap_or_default(),
+        }
+    }
 }
 
 impl ProxyConfig {
-    /// The client address of `req`.
+    /// The client address of `req`, an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) given as
+    /// the IPv4 address it maps.
     ///
     /// With `n` trusted hops, the peer is the last of them and the client is the `n`th address
     /// from the right of the forwarding list: the rightmost address no trusted proxy vouches
-    /// for. Anything the client wrote further left is ignored. A list shorter than `n`, or a
+    /// for. Anything the client wrote further left is ignored. Forwarded headers count only
+    /// when the peer is in one of the trusted networks. A list shorter than `n`, or a
     /// malformed entry where the client should be, falls back to the peer address.
     pub fn client_ip(&self, req: &RequestView<'_>) -> Option<IpAddr> {
+        self.find(req).map(|ip| ip.to_canonical())
+    }
+
+    fn find(&self, req: &RequestView<'_>) -> Option<IpAddr> {
         let peer = req.peer_addr();
         if self.trusted_hops == 0 {
+            return peer;
+        }
+        if !peer.is_some_and(|p| self.trusted_networks.iter().any(|n| n.contains(p))) {
+            tracing::debug!(target: "ratelimit", peer = ?peer,
+                "the peer is not a trusted proxy; its forwarded headers are ignored");
             return peer;
         }
         let chain = match self.header {
@@ -127,6 +156,7 @@ mod tests {
         ProxyConfig {
             trusted_hops: hops,
             header,
+            ..ProxyConfig::default()
         }
         .client_ip(&req)
     }

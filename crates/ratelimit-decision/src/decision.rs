@@ -41,6 +41,9 @@ pub enum Kind {
     /// ([`KeyFunction::rejecting_unknown`](crate::KeyFunction::rejecting_unknown)): answer
     /// `401 Unauthorized`. Nothing was checked or counted.
     Unauthorized,
+    /// The client address is unknown and the limiter refuses such requests
+    /// ([`UnknownClient::Reject`](crate::UnknownClient::Reject)): answer `403 Forbidden`.
+    UnknownClient,
 }
 
 pub(crate) type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;
@@ -107,9 +110,23 @@ impl Decision {
         }
     }
 
+    /// A refusal of a request whose client address is unknown.
+    pub(crate) fn unknown_client() -> Self {
+        Self {
+            body: Some(
+                "{\"error\": \"Forbidden\", \"message\": \"the client address is unknown\"}"
+                    .to_owned(),
+            ),
+            ..Self::free(Kind::UnknownClient)
+        }
+    }
+
     /// Allowed, exempt or unlimited: serve the request.
     pub fn is_allowed(&self) -> bool {
-        !matches!(self.kind, Kind::Rejected | Kind::Unauthorized)
+        !matches!(
+            self.kind,
+            Kind::Rejected | Kind::Unauthorized | Kind::UnknownClient
+        )
     }
 
     /// What kind of answer this is.

@@ -5,10 +5,58 @@ use std::sync::Arc;
 
 use ratelimit_storage::Key;
 
-use crate::request::RequestView;
+use crate::{network::mask, request::RequestView};
 
 type KeyFn = dyn Fn(&RequestView<'_>, Option<IpAddr>) -> String + Send + Sync;
 type ValidateFn = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// What to do with a request whose client address is unknown (Tide's Unix-socket listener gives
+/// none, for one), wherever a key function would count by address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownClient {
+    /// Every such request counts against one shared identity, `ip:unknown`. The default: limited,
+    /// never unlimited by accident.
+    #[default]
+    Shared,
+    /// Not limited at all.
+    Unlimited,
+    /// Refused ([`Kind::UnknownClient`](crate::Kind::UnknownClient), 403 from the Tide
+    /// middleware).
+    Reject,
+}
+
+/// How addresses become identities.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Addressing {
+    /// IPv6 clients are counted by this prefix of their address (64: a /64 is one client).
+    pub(crate) ipv6_prefix: u8,
+    pub(crate) unknown: UnknownClient,
+}
+
+impl Addressing {
+    /// Who a request from `ip` is, when counted by address.
+    pub(crate) fn identity(&self, ip: Option<IpAddr>) -> Identity<'static> {
+        match (ip, self.unknown) {
+            (Some(ip), _) => Identity::Key(self.key(ip)),
+            (None, UnknownClient::Shared) => Identity::Key(Key::new("ip", "unknown")),
+            (None, UnknownClient::Unlimited) => Identity::Unlimited,
+            (None, UnknownClient::Reject) => Identity::UnknownClient,
+        }
+    }
+
+    /// The key of a client address: an IPv4 address as it is, an IPv6 address by its network
+    /// (`ip:2001:db8:1:2::/64`), since one host commonly holds a whole /64.
+    pub(crate) fn key(&self, ip: IpAddr) -> Key {
+        match ip.to_canonical() {
+            v4 @ IpAddr::V4(_) => Key::new("ip", &v4.to_string()),
+            v6 if self.ipv6_prefix >= 128 => Key::new("ip", &v6.to_string()),
+            v6 => Key::new(
+                "ip",
+                &format!("{}/{}", mask(v6, self.ipv6_prefix), self.ipv6_prefix),
+            ),
+        }
+    }
+}
 
 /// What a [`KeyFunction::credential`] does with a request whose credential is missing, empty
 /// or unknown to the validator.
@@ -160,8 +208,13 @@ impl KeyFunction {
     }
 
     /// Who `req` counts against.
-    pub(crate) fn identify(&self, req: &RequestView<'_>, ip: Option<IpAddr>) -> Identity<'_> {
-        let by_ip = || ip.map_or(Identity::Unlimited, |ip| Identity::Key(address_key(ip)));
+    pub(crate) fn identify(
+        &self,
+        req: &RequestView<'_>,
+        ip: Option<IpAddr>,
+        addressing: &Addressing,
+    ) -> Identity<'_> {
+        let by_ip = || addressing.identity(ip);
         match self {
             Self::ClientIp => by_ip(),
             Self::HeaderOrIp { header, namespace } => match req.header(header).map(str::trim) {
@@ -201,11 +254,6 @@ impl KeyFunction {
     }
 }
 
-/// The key of a client address.
-pub(crate) fn address_key(ip: IpAddr) -> Key {
-    Key::new("ip", &ip.to_string())
-}
-
 /// Who a request counts against, as a key function sees it.
 pub(crate) enum Identity<'a> {
     /// These counters.
@@ -214,4 +262,6 @@ pub(crate) enum Identity<'a> {
     Unlimited,
     /// A credential was required in this header and is missing or unknown.
     Unauthorized(&'a str),
+    /// The client address is unknown and such requests are refused.
+    UnknownClient,
 }

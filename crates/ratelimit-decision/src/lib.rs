@@ -102,8 +102,15 @@
 //!   (Flask-Limiter tests first and charges afterwards).
 //! - **Fail at start-up.** Every limit string is parsed by `build()`, which names the string and
 //!   the byte of the error; nothing fails on the first request.
-//! - **Forwarded headers are never trusted by default**, and with `n` trusted hops the rightmost
-//!   address that no trusted proxy vouches for is the client.
+//! - **Forwarded headers are never trusted by default**; with `n` trusted hops the rightmost
+//!   address that no trusted proxy vouches for is the client, and only when the peer is in a
+//!   trusted proxy network ([`LimiterBuilder::trusted_proxy_networks`], default loopback and
+//!   private ranges): a client that reaches the application directly cannot claim to be anyone.
+//! - **An address is a client, however it is written or multiplied.** An IPv4-mapped IPv6
+//!   address is its IPv4 address; IPv6 clients are counted by /64 ([`LimiterBuilder::ipv6_prefix`]),
+//!   since one host holds a whole /64. A request without an address (a Unix socket) counts
+//!   against one shared identity unless configured otherwise ([`UnknownClient`]); Flask-Limiter
+//!   leaves it unlimited.
 //! - **A client cannot mint identities.** Whatever a client sends in a header is its to choose,
 //!   so a key function that counts by a header's value as it comes gives a fresh quota per made-up
 //!   value. [`KeyFunction::credential`] counts by a credential only when the application's
@@ -124,6 +131,7 @@ mod error;
 mod headers;
 mod key;
 mod limiter;
+mod network;
 mod policy;
 mod request;
 
@@ -131,8 +139,9 @@ pub use client_ip::{ForwardedHeader, ProxyConfig};
 pub use decision::{Decision, Kind, Scope};
 pub use error::{ConfigError, DecisionError};
 pub use headers::{HeaderNames, HeaderOptions};
-pub use key::{KeyFunction, UnknownCredential};
+pub use key::{KeyFunction, UnknownClient, UnknownCredential};
 pub use limiter::{KNOWN_SCHEMES, Limiter, LimiterBuilder, storage_from_uri};
+pub use network::{DEFAULT_TRUSTED_PROXIES, Network, NetworkError};
 pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
 /// A change of the storage's health, as [`LimiterBuilder::on_storage_transition`] reports it.
 pub use ratelimit_fallback::Transition as StorageTransition;

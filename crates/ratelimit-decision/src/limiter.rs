@@ -1,6 +1,10 @@
 //! `Limiter`: configuration validated once, then one decision per request.
 
-use core::{fmt, net::IpAddr};
+use core::{
+    fmt,
+    net::IpAddr,
+    sync::atomic::{AtomicBool, Ordering},
+};
 use std::{collections::HashMap, sync::Arc};
 
 use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, SystemClock};
@@ -15,7 +19,8 @@ use crate::{
     decision::{Decision, Kind, Pending, Scope},
     error::{ConfigError, DecisionError},
     headers::{HeaderFacts, HeaderOptions, render},
-    key::{Identity, KeyFunction, address_key},
+    key::{Addressing, Identity, KeyFunction, UnknownClient},
+    network::Network,
     policy::{Breach, BreachHook, LimitSet, LimitSource, RoutePolicy, parse_set},
     request::RequestView,
 };
@@ -105,6 +110,8 @@ struct Inner {
     prefix: String,
     key: KeyFunction,
     proxy: ProxyConfig,
+    addressing: Addressing,
+    warned_unknown_client: AtomicBool,
     headers: HeaderOptions,
     clock: Arc<dyn Clock + Send + Sync>,
     routes: HashMap<String, Compiled>,
@@ -174,6 +181,9 @@ pub struct LimiterBuilder {
     prefix: Option<String>,
     key: Option<KeyFunction>,
     proxy: ProxyConfig,
+    trusted_networks: Option<String>,
+    ipv6_prefix: Option<u8>,
+    unknown_client: UnknownClient,
     headers: Option<HeaderOptions>,
     clock: Option<Arc<dyn Clock + Send + Sync>>,
     routes: Vec<(Option<String>, String, RoutePolicy)>,
@@ -257,11 +267,37 @@ impl LimiterBuilder {
 
     /// How many proxies in front of the application to trust (default 0: forwarded headers are
     /// ignored), and which header they set.
+    ///
+    /// Forwarded headers count only from a peer in the trusted proxy networks (default
+    /// [`DEFAULT_TRUSTED_PROXIES`](crate::DEFAULT_TRUSTED_PROXIES): loopback and private
+    /// ranges; see [`LimiterBuilder::trusted_proxy_networks`]).
     pub fn trusted_proxies(mut self, hops: usize, header: ForwardedHeader) -> Self {
-        self.proxy = ProxyConfig {
-            trusted_hops: hops,
-            header,
-        };
+        self.proxy.trusted_hops = hops;
+        self.proxy.header = header;
+        self
+    }
+
+    /// The networks whose peers are trusted proxies, comma-separated CIDRs
+    /// (`"10.0.0.0/8, 2001:db8::/32"`, a bare address for one host), replacing the default;
+    /// `build()` refuses one that does not parse.
+    pub fn trusted_proxy_networks(mut self, networks: &str) -> Self {
+        self.trusted_networks = Some(networks.to_owned());
+        self
+    }
+
+    /// IPv6 clients are counted by the first `bits` of their address (default 64: a host
+    /// usually holds a whole /64, and would otherwise have unlimited identities); 128 counts
+    /// every address apart. `build()` refuses more than 128.
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = Some(bits);
+        self
+    }
+
+    /// What to do with requests whose client address is unknown (default
+    /// [`UnknownClient::Shared`]: one identity for all of them; the first is logged as a
+    /// warning).
+    pub fn unknown_client(mut self, policy: UnknownClient) -> Self {
+        self.unknown_client = policy;
         self
     }
 
@@ -406,6 +442,21 @@ impl LimiterBuilder {
                 Arc::new(b.build())
             }
         };
+        let mut proxy = self.proxy;
+        if let Some(list) = &self.trusted_networks {
+            proxy.trusted_networks = Network::parse_list(list)
+                .map_err(|e| ConfigError::Invalid(format!("trusted proxy networks: {e}")))?;
+        }
+        let ipv6_prefix = self.ipv6_prefix.unwrap_or(64);
+        if ipv6_prefix > 128 {
+            return Err(ConfigError::Invalid(format!(
+                "ipv6 prefix {ipv6_prefix}: at most 128 bits"
+            )));
+        }
+        let addressing = Addressing {
+            ipv6_prefix,
+            unknown: self.unknown_client,
+        };
         let headers = self.headers.unwrap_or_default();
         headers.names.check().map_err(ConfigError::Invalid)?;
         let key = self.key.unwrap_or_default();
@@ -464,7 +515,9 @@ impl LimiterBuilder {
                 storage,
                 prefix: self.prefix.unwrap_or_else(|| "LIMITER".to_owned()),
                 key,
-                proxy: self.proxy,
+                proxy,
+                addressing,
+                warned_unknown_client: AtomicBool::new(false),
                 headers,
                 clock,
                 routes,
@@ -535,13 +588,23 @@ impl Limiter {
         }
         let ip = self.inner.proxy.client_ip(req);
         let key = compiled.policy.key.as_ref().unwrap_or(&self.inner.key);
-        let identity = match key.identify(req, ip) {
+        if ip.is_none()
+            && !self
+                .inner
+                .warned_unknown_client
+                .swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(target: "ratelimit", route = req.route(), policy = ?self.inner.addressing.unknown,
+                "a request without a client address (no peer address, e.g. a Unix socket); further ones are not logged");
+        }
+        let identity = match key.identify(req, ip, &self.inner.addressing) {
             Identity::Key(identity) => identity,
             Identity::Unlimited => {
                 tracing::debug!(target: "ratelimit", route = req.route(), "empty key: request not limited");
                 return Ok(Decision::free(Kind::Unlimited));
             }
             Identity::Unauthorized(header) => return Ok(Decision::unauthorized(header)),
+            Identity::UnknownClient => return Ok(Decision::unknown_client()),
         };
         let plan = self.plan(compiled, req, &identity, ip);
         if plan.scopes.iter().all(|s| *s == Scope::Meta) {
@@ -614,8 +677,10 @@ impl Limiter {
             let key = scoped("default", Some(req.route()));
             plan.push(&key, &inner.defaults, inner.strategy, cost, Scope::Default);
         }
-        if let (false, Some(ip)) = (compiled.guard.is_empty(), ip) {
-            let key = scoped_for(&address_key(ip), "guard", Some(req.route()));
+        if !compiled.guard.is_empty()
+            && let Identity::Key(address) = inner.addressing.identity(ip)
+        {
+            let key = scoped_for(&address, "guard", Some(req.route()));
             plan.push(&key, &compiled.guard, inner.strategy, cost, Scope::Guard);
         }
         if !policy.exempt.meta && !inner.meta.is_empty() {

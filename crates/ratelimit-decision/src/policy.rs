@@ -213,7 +213,8 @@ impl RoutePolicy {
     /// same atomic batch as the route's own limits and at the same cost (Flask-Limiter writes
     /// this as a second limit with `key_func=get_remote_address`). With limits counted per
     /// credential, a guard caps what one address gets however many credentials it presents.
-    /// Not applied to a request whose address is unknown.
+    /// A request without a client address is counted as
+    /// [`LimiterBuilder::unknown_client`](crate::LimiterBuilder::unknown_client) says.
     ///
     /// ```
     /// use ratelimit_decision::RoutePolicy;

@@ -187,10 +187,10 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             }
         };
         if !decision.is_allowed() {
-            let status = if decision.kind() == Kind::Unauthorized {
-                StatusCode::Unauthorized
-            } else {
-                StatusCode::TooManyRequests
+            let status = match decision.kind() {
+                Kind::Unauthorized => StatusCode::Unauthorized,
+                Kind::UnknownClient => StatusCode::Forbidden,
+                _ => StatusCode::TooManyRequests,
             };
             let mut res = json(status, decision.body().unwrap_or("{}"));
             for (name, value) in decision.take_headers() {
