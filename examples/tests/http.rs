@@ -257,6 +257,26 @@ fn forwarded_for_only_through_trusted_hops() {
                 "1 hop: {ip} has its own counter"
             );
         }
+        // The test client connects from 127.0.0.1. With the proxies' network set elsewhere it
+        // is no proxy: its forwarded addresses are ignored, 5 logins in all.
+        let elsewhere = server_with(SeedConfig {
+            trusted_hops: 1,
+            trusted_networks: Some("192.0.2.0/24".into()),
+            ..SeedConfig::default()
+        })
+        .await;
+        let mut admitted = 0;
+        for i in 0..20 {
+            let claimed = format!("198.51.100.{i}");
+            let h = [("X-Forwarded-For", claimed.as_str())];
+            admitted += usize::from(
+                send(&elsewhere, "POST", "/auth/login", &h, None)
+                    .await
+                    .status
+                    == 200,
+            );
+        }
+        assert_eq!(admitted, 5, "an untrusted peer's forwarded addresses");
     });
 }
 
