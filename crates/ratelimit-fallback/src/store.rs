@@ -13,7 +13,7 @@ use std::{
 
 use async_trait::async_trait;
 use futures::future::{Either, select};
-use ratelimit_core::{Clock, RetryAfter, SystemClock};
+use ratelimit_core::{Clock, Limit, RetryAfter, StrategyKind, SystemClock, Unit};
 use ratelimit_memory::{AsyncIoSleep, MemoryStorage, Sleep};
 use ratelimit_storage::{Charge, Key, LimitStatus, Op, Storage, StorageError, Verdict};
 
@@ -49,6 +49,8 @@ pub struct FallbackStats {
     pub outages: u64,
     /// Calls answered by the outage mode so far.
     pub degraded_calls: u64,
+    /// Calls the primary refused (out of memory, say) so far: each began an outage.
+    pub refusals: u64,
 }
 
 type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
@@ -56,6 +58,9 @@ type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
 #[derive(Debug, Default)]
 struct Outage {
     since: Option<Instant>,
+    /// The outage began with a refusal: the primary answers pings but not writes, so the
+    /// probe must be a write.
+    refused: bool,
     failed_probes: u64,
     degraded_at_start: u64,
     outages: u64,
@@ -78,6 +83,7 @@ struct Shared {
     down: AtomicBool,
     outage: parking_lot::Mutex<Outage>,
     degraded_calls: AtomicU64,
+    refusals: AtomicU64,
 }
 
 /// A [`Storage`] over a primary (typically Redis) that survives it dying, hanging and coming
@@ -91,6 +97,10 @@ struct Shared {
 /// - While the primary is down, calls go straight to the outage mode; a probe (the primary's
 ///   `health`, a PING on Redis) runs in the background after each [`Backoff`] delay, counted
 ///   from the failure, and the first one that succeeds sends calls back to the primary.
+/// - A primary that answers pings but refuses calls ([`StorageError::Refused`]: Redis out of
+///   memory) is down too, counted in [`FallbackStats::refusals`]; its probe is a small write
+///   (a one-second counter), so that calls go back only once writes succeed, instead of
+///   flapping between a primary that pings and one that refuses.
 /// - Every change is a `tracing` event and a [`Transition`] for the callback.
 ///
 /// Configuration errors of the primary are not outages: they are passed on.
@@ -182,6 +192,7 @@ impl FallbackStorageBuilder {
                 down: AtomicBool::new(false),
                 outage: parking_lot::Mutex::new(Outage::default()),
                 degraded_calls: AtomicU64::new(0),
+                refusals: AtomicU64::new(0),
             }),
         }
     }
@@ -215,6 +226,7 @@ impl FallbackStorage {
             primary_up: self.is_primary_up(),
             outages: self.shared.outage.lock().outages,
             degraded_calls: self.shared.degraded_calls.load(Ordering::Relaxed),
+            refusals: self.shared.refusals.load(Ordering::Relaxed),
         }
     }
 
@@ -275,6 +287,7 @@ impl Shared {
                 return;
             }
             outage.since = Some(Instant::now());
+            outage.refused = error.is_refused();
             outage.failed_probes = 0;
             outage.degraded_at_start = self.degraded_calls.load(Ordering::Relaxed);
             outage.outages += 1;
@@ -327,7 +340,7 @@ impl Shared {
                         let Some(shared) = weak.upgrade() else {
                             return;
                         };
-                        match shared.bounded(shared.config.primary.health()).await {
+                        match shared.probe().await {
                             Ok(()) => {
                                 shared.mark_up();
                                 return;
@@ -346,6 +359,23 @@ impl Shared {
             tracing::error!(target: "ratelimit::fallback", error = %e, "cannot start the probe thread");
             self.mark_up();
         }
+    }
+
+    /// Whether the primary serves again: its health, or, when it was refusing calls while
+    /// answering pings (out of memory), a small write (a one-second counter of its own).
+    async fn probe(&self) -> Result<(), StorageError> {
+        if !self.outage.lock().refused {
+            return self.bounded(self.config.primary.health()).await;
+        }
+        let probe = [Charge::new(
+            Key::new("ratelimit-probe", "write"),
+            Limit::per(u64::MAX >> 11, Unit::Second),
+            StrategyKind::FixedWindow,
+            1,
+        )];
+        self.bounded(self.config.primary.apply(Op::Hit, &probe))
+            .await
+            .map(|_| ())
     }
 
     fn degraded(
@@ -395,8 +425,8 @@ impl Shared {
         &self,
         op: Op,
         batch: &[Charge],
-        limits: &[ratelimit_core::Limit],
-        strategy: ratelimit_core::StrategyKind,
+        limits: &[Limit],
+        strategy: StrategyKind,
     ) -> Result<Verdict, StorageError> {
         let mut identities: Vec<(Key, u64)> = Vec::new();
         let mut of_charge: Vec<Option<usize>> = Vec::with_capacity(batch.len());
@@ -462,7 +492,10 @@ impl Storage for FallbackStorage {
         if !s.down.load(Ordering::Acquire) {
             match s.bounded(s.config.primary.apply(op, batch)).await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_unavailable() => {
+                Err(e) if e.is_unavailable() || e.is_refused() => {
+                    if e.is_refused() {
+                        s.refusals.fetch_add(1, Ordering::Relaxed);
+                    }
                     s.mark_down(&e);
                     return s.degraded(op, batch, Some(e));
                 }

@@ -16,6 +16,8 @@ use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, Verdict};
 const UP: u8 = 0;
 const DOWN: u8 = 1;
 const MISCONFIGURED: u8 = 2;
+/// Answers pings, refuses every call (Redis out of memory).
+const REFUSING: u8 = 3;
 
 /// A primary that is up, down or misconfigured on command; its health fails `failing_probes`
 /// times before it reports the current state.
@@ -41,6 +43,10 @@ impl Storage for Switchable {
         match self.state.load(Ordering::SeqCst) {
             UP => self.store.apply_sync(op, batch),
             DOWN => Err(unreachable()),
+            REFUSING => Err(StorageError::Refused {
+                backend: "test",
+                detail: "OOM command not allowed".into(),
+            }),
             _ => Err(StorageError::Configuration("bad limit".into())),
         }
     }
@@ -175,6 +181,48 @@ fn the_failing_call_is_answered_and_probes_back_off_from_the_failure() {
         assert_eq!(v.statuses[0].remaining, 1);
         let stats = r.store.stats();
         assert_eq!((stats.primary_up, stats.outages), (true, 1));
+    });
+}
+
+/// A primary that answers pings but refuses calls (Redis out of memory) is down until a call
+/// succeeds again: probing it with a ping would bring it back at once, and the next call would
+/// fail again (flapping).
+#[test]
+fn a_refusing_primary_is_down_until_a_write_succeeds() {
+    let r = rig(Mode::same_limits_in_memory());
+    let batch = [charge("1", "3 per minute", 1)];
+    smol::block_on(async {
+        r.primary.state.store(REFUSING, Ordering::SeqCst);
+        assert!(
+            r.store.hit(&batch).await.unwrap().allowed,
+            "answered in memory"
+        );
+        let down = next(&r.transitions);
+        assert!(!down.primary_up);
+        assert!(down.error.unwrap().contains("refused"));
+        // Pings succeed, writes do not: four probes, still down, no transition.
+        let calls = r.primary.calls.load(Ordering::SeqCst);
+        for _ in 0..4 {
+            r.tick.send(()).unwrap();
+        }
+        let probed = || r.primary.calls.load(Ordering::SeqCst) - calls;
+        for _ in 0..1000 {
+            if probed() >= 4 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(probed(), 4, "each probe was a call, not a ping");
+        assert!(r.transitions.try_recv().is_err(), "no flapping");
+        assert!(!r.store.is_primary_up());
+        // Room again: the next probe's write succeeds.
+        r.primary.state.store(UP, Ordering::SeqCst);
+        r.tick.send(()).unwrap();
+        let up = next(&r.transitions);
+        assert!(up.primary_up);
+        assert_eq!(up.failed_probes, 4);
+        let stats = r.store.stats();
+        assert_eq!((stats.outages, stats.refusals), (1, 1));
     });
 }
 

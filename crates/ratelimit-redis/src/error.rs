@@ -19,9 +19,18 @@ const UNAVAILABLE_CODES: &[&str] = &[
     "BUSY",
 ];
 
+/// Server error codes that mean "up, but refusing this now": out of memory under `maxmemory`
+/// with `noeviction`, or writes stopped because the last save failed.
+const REFUSED_CODES: &[&str] = &["OOM", "MISCONF"];
+
 /// Maps a redis error; `timeout` is the response timeout that applied.
 pub(crate) fn from_redis(e: &RedisError, timeout: Duration) -> StorageError {
-    if e.is_timeout() {
+    if e.code().is_some_and(|c| REFUSED_CODES.contains(&c)) {
+        StorageError::Refused {
+            backend: BACKEND,
+            detail: e.to_string(),
+        }
+    } else if e.is_timeout() {
         StorageError::Timeout {
             backend: BACKEND,
             after: timeout,

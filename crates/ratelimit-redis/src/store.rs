@@ -377,6 +377,10 @@ fn still_reserved(error: StorageError, held: usize, refund: &StorageError) -> St
             backend,
             detail: detail + &note,
         },
+        StorageError::Refused { backend, detail } => StorageError::Refused {
+            backend,
+            detail: detail + &note,
+        },
         StorageError::Timeout { backend, after } => StorageError::Unreachable {
             backend,
             detail: format!("no answer within {} ms{note}", after.as_millis()),

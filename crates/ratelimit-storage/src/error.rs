@@ -27,6 +27,16 @@ pub enum StorageError {
         /// What was wrong with the answer.
         detail: String,
     },
+    /// The store is up but refused the operation: Redis out of memory under `maxmemory` with
+    /// `noeviction` (`OOM`), or unable to persist (`MISCONF`). A ping still succeeds, so it is
+    /// not [unavailable](StorageError::is_unavailable), and it is not a bad request either:
+    /// the same call may succeed once the store has room.
+    Refused {
+        /// Which backend.
+        backend: &'static str,
+        /// What the store said.
+        detail: String,
+    },
     /// The request cannot be served as configured (a limit a backend cannot hold, a bad URI).
     Configuration(String),
 }
@@ -47,6 +57,9 @@ impl fmt::Display for StorageError {
             Self::Protocol { backend, detail } => {
                 write!(f, "unexpected answer from {backend}: {detail}")
             }
+            Self::Refused { backend, detail } => {
+                write!(f, "{backend} refused the operation: {detail}")
+            }
             Self::Configuration(detail) => write!(f, "storage configuration: {detail}"),
         }
     }
@@ -62,5 +75,10 @@ impl StorageError {
             self,
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::Protocol { .. }
         )
+    }
+
+    /// Whether the store is up but refused the operation ([`StorageError::Refused`]).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Self::Refused { .. })
     }
 }
