@@ -175,8 +175,8 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
     if let Some(url) = &config.redis_url {
         builder = builder.storage_uri(url);
         if let Some(fallback) = &config.fallback {
-            // Redis down: count in memory with these limits per client, and go back to Redis
-            // when it answers again.
+            // Redis down: count in memory, every route's own limits and these per client on
+            // top, and go back to Redis when it answers again.
             builder = builder.in_memory_fallback(fallback);
         }
     } else if let Some(fallback) = &config.fallback {

@@ -326,11 +326,15 @@ impl LimiterBuilder {
         self
     }
 
-    /// When the storage is unavailable, count in memory with these limits instead, per client
-    /// across all routes (Flask-Limiter's `in_memory_fallback`, e.g. `"100 per day; 25 per
-    /// hour"`), and go back to the storage once a background probe finds it up. No request
-    /// fails and none waits on a dead or hung storage longer than
-    /// [`storage_timeout`](Self::storage_timeout).
+    /// When the storage is unavailable (or refuses calls: Redis out of memory), count in memory:
+    /// every request's own limits, and these limits on top, per client across all routes
+    /// (Flask-Limiter's `in_memory_fallback`, e.g. `"100 per day; 25 per hour"`); go back to the
+    /// storage once a background probe finds it serving. No request fails and none waits on a
+    /// dead or hung storage longer than [`storage_timeout`](Self::storage_timeout).
+    ///
+    /// Unlike Flask-Limiter, where these limits replace the route's, a fallback is never looser
+    /// than normal operation: a login limited to 5 per minute stays at 5 under a fallback of
+    /// 100. (Counts start afresh in memory when the outage begins.)
     pub fn in_memory_fallback(mut self, limits: &str) -> Self {
         self.outage = Some(Outage::Fallback(Some(limits.to_owned())));
         self

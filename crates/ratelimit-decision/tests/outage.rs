@@ -1,7 +1,7 @@
 //! Deciding through a storage outage, for every strategy: the in-memory fallback with the
 //! request's own limits keeps meta limits (gates), exempt routes and conditional refunds as they
-//! are on a healthy store; replacement limits count each client across routes, and refunds go
-//! back to them.
+//! are on a healthy store; fallback limits cap each client across routes on top of the request's
+//! own limits (never looser than a healthy store), and refunds go back to both.
 
 mod common;
 
@@ -99,7 +99,7 @@ fn the_same_limits_in_memory_keep_gates_exemptions_and_refunds() {
 }
 
 #[test]
-fn replacement_limits_count_each_client_and_take_refunds_back() {
+fn fallback_limits_cap_each_client_and_take_refunds_back() {
     fn replace(b: LimiterBuilder) -> LimiterBuilder {
         b.in_memory_fallback("4 per minute")
     }
@@ -118,9 +118,9 @@ fn replacement_limits_count_each_client_and_take_refunds_back() {
             .map(|r| check(&limiter, &from("10.0.0.1", r)).is_allowed())
             .collect();
         assert_eq!(admitted, [true, true, true, true, false, false], "{kind}");
-        // Refunds go back to the replacement counter: 2 failures refunded, then 4 of 5 fit.
-        // (The replacement replaces the route's own "2 per minute" today; counting the route's
-        // limits too, so that a fallback is never looser, is the hardening issue's item 2.)
-        assert_eq!(conditional(&limiter, "10.0.0.4"), 4, "{kind}");
+        // Refunds go back to both counters: 2 failures refunded, then the route's own
+        // "2 per minute" admits 2 of 5 (the cap of 4 would have let 4 through: a fallback that
+        // replaced the route's limits was looser than the store it stood in for).
+        assert_eq!(conditional(&limiter, "10.0.0.4"), 2, "{kind}");
     }
 }

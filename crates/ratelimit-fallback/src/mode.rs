@@ -15,9 +15,11 @@ pub enum Mode {
     /// Reject every request with a [`StorageError`](ratelimit_storage::StorageError): the
     /// Decision API reports it, the Tide middleware answers 503.
     FailClosed,
-    /// Count in memory: with the same limits as the batch asks for (`limits` empty), or with
-    /// `limits` instead, applied per client identity across all routes (Flask-Limiter's
-    /// `in_memory_fallback`, typically tighter than the normal limits).
+    /// Count in memory the limits the batch asks for, and, when `limits` is not empty, those
+    /// too as an extra cap per client identity across all routes (typically tighter than the
+    /// normal limits). A fallback is never looser than normal operation: Flask-Limiter's
+    /// `in_memory_fallback` replaces the route's limits with these, so a route limited to 5 per
+    /// minute got the fallback's 100; here it keeps its 5.
     Fallback {
         /// The fallback limits; empty to keep each batch's own limits.
         limits: Vec<Limit>,

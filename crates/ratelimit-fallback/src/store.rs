@@ -397,7 +397,7 @@ impl Shared {
             Mode::Fallback { limits, .. } if limits.is_empty() => {
                 self.secondary.apply_sync(op, batch)
             }
-            Mode::Fallback { limits, strategy } => self.replaced(op, batch, limits, *strategy),
+            Mode::Fallback { limits, strategy } => self.capped(op, batch, limits, *strategy),
         }
     }
 
@@ -417,11 +417,13 @@ impl Shared {
         }
     }
 
-    /// The batch with the fallback limits instead of its own: each client identity in it is
-    /// charged once per fallback limit, with the largest cost it carries (gates, which charge
-    /// nothing, are left out). Each original charge reports the status of its identity's
-    /// deciding fallback limit: the first that rejected, or the one with the least remaining.
-    fn replaced(
+    /// The batch's own limits in memory, and the fallback limits as an extra cap: each client
+    /// identity in the batch is charged once per fallback limit, with the largest cost it
+    /// carries (gates, which charge nothing, only count for their own limits), in the same
+    /// atomic step. Each charge reports its own status when that rejected, else its identity's
+    /// deciding fallback status when that rejected (the first that did), else whichever of the
+    /// two has less remaining.
+    fn capped(
         &self,
         op: Op,
         batch: &[Charge],
@@ -446,17 +448,17 @@ impl Shared {
             identities[at].1 = identities[at].1.max(c.cost);
             of_charge.push(Some(at));
         }
-        let charges: Vec<Charge> = identities
-            .iter()
-            .flat_map(|(id, cost)| {
-                limits
-                    .iter()
-                    .map(move |l| Charge::new(id.clone(), *l, strategy, *cost))
-            })
-            .collect();
+        let caps = batch.len();
+        let mut charges: Vec<Charge> = batch.to_vec();
+        charges.extend(identities.iter().flat_map(|(id, cost)| {
+            limits
+                .iter()
+                .map(move |l| Charge::new(id.clone(), *l, strategy, *cost))
+        }));
         let verdict = self.secondary.apply_sync(op, &charges)?;
         let deciding = |at: usize| -> LimitStatus {
-            let mine = &verdict.statuses[at * limits.len()..(at + 1) * limits.len()];
+            let from = caps + at * limits.len();
+            let mine = &verdict.statuses[from..from + limits.len()];
             mine.iter()
                 .find(|s| !s.allowed)
                 .or_else(|| mine.iter().min_by_key(|s| s.remaining))
@@ -470,15 +472,19 @@ impl Shared {
         };
         Ok(Verdict {
             allowed: verdict.allowed,
-            statuses: batch
+            statuses: of_charge
                 .iter()
-                .zip(&of_charge)
-                .map(|(c, at)| match at {
-                    Some(at) => deciding(*at),
-                    None => LimitStatus {
-                        allowed: true,
-                        ..self.open_status(c)
-                    },
+                .zip(&verdict.statuses)
+                .map(|(at, own)| match at {
+                    Some(at) if own.allowed => {
+                        let cap = deciding(*at);
+                        if !cap.allowed || cap.remaining < own.remaining {
+                            cap
+                        } else {
+                            *own
+                        }
+                    }
+                    _ => *own,
                 })
                 .collect(),
         })

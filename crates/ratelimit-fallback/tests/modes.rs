@@ -227,7 +227,7 @@ fn a_refusing_primary_is_down_until_a_write_succeeds() {
 }
 
 #[test]
-fn fallback_limits_replace_the_batch_per_client() {
+fn fallback_limits_cap_each_client_on_top_of_the_batch() {
     let r = rig(Mode::Fallback {
         limits: vec![
             "2 per minute".parse().unwrap(),
@@ -270,6 +270,15 @@ fn fallback_limits_replace_the_batch_per_client() {
         // A refund goes back to the same fallback counter.
         r.store.refund(&route_a).await.unwrap();
         assert!(r.store.hit(&route_a).await.unwrap().allowed);
+        // The batch's own limits still count: never looser than the primary would be.
+        let tight = [charge("9", "1 per minute", 1)];
+        assert!(r.store.hit(&tight).await.unwrap().allowed);
+        let second = r.store.hit(&tight).await.unwrap();
+        assert!(
+            !second.allowed,
+            "the route's own 1 per minute, under a cap of 2"
+        );
+        assert_eq!(second.statuses[0].remaining, 0);
     });
 }
 
