@@ -100,7 +100,9 @@ struct Shared {
 /// - A primary that answers pings but refuses calls ([`StorageError::Refused`]: Redis out of
 ///   memory) is down too, counted in [`FallbackStats::refusals`]; its probe is a small write
 ///   (a one-second counter), so that calls go back only once writes succeed, instead of
-///   flapping between a primary that pings and one that refuses.
+///   flapping between a primary that pings and one that refuses. Meanwhile the fallback mode
+///   still asks it (a test, which writes nothing) and rejects what it would reject, so that a
+///   client over its limit stays limited.
 /// - Every change is a `tracing` event and a [`Transition`] for the callback.
 ///
 /// Configuration errors of the primary are not outages: they are passed on.
@@ -378,6 +380,26 @@ impl Shared {
             .map(|_| ())
     }
 
+    /// In the fallback mode, while the primary refuses calls but still answers (out of memory:
+    /// reads work, writes do not), a batch it would reject is rejected with its verdict (from a
+    /// test, which writes nothing): a client over its limit before the refusals stays limited,
+    /// instead of getting a fresh count in memory. `None`: count in memory as usual.
+    async fn rejected_by_primary(&self, op: Op, batch: &[Charge]) -> Option<Verdict> {
+        if op == Op::Refund
+            || !matches!(self.config.mode, Mode::Fallback { .. })
+            || !self.outage.lock().refused
+        {
+            return None;
+        }
+        match self
+            .bounded(self.config.primary.apply(Op::Test, batch))
+            .await
+        {
+            Ok(v) if !v.allowed => Some(v),
+            _ => None,
+        }
+    }
+
     fn degraded(
         &self,
         op: Op,
@@ -503,10 +525,16 @@ impl Storage for FallbackStorage {
                         s.refusals.fetch_add(1, Ordering::Relaxed);
                     }
                     s.mark_down(&e);
+                    if let Some(v) = s.rejected_by_primary(op, batch).await {
+                        return Ok(v);
+                    }
                     return s.degraded(op, batch, Some(e));
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if let Some(v) = s.rejected_by_primary(op, batch).await {
+            return Ok(v);
         }
         s.degraded(op, batch, None)
     }

@@ -28,6 +28,14 @@
 //!   share a server each call their own.
 //! - **Limits**: no call waits longer than [`RedisStorage::deadline`] (connect plus response
 //!   timeout); failures are [`StorageError`](ratelimit_storage::StorageError)s, never panics.
+//! - **Memory**: bound it with `maxmemory` and `maxmemory-policy volatile-ttl` (or
+//!   `volatile-lru`): every key this crate writes has a TTL, so a full Redis evicts counters
+//!   nearest their end instead of refusing, and a flood of new clients costs no errors. Under
+//!   `noeviction` a full Redis refuses writes (`OOM`), which this crate reports as
+//!   [`StorageError::Refused`](ratelimit_storage::StorageError::Refused): not an outage a ping
+//!   would see. The fallback store treats it as one all the same (probing with a write), and
+//!   keeps rejecting what Redis, which still answers reads, would reject: tests run on a
+//!   `no-writes` function that Redis serves when full.
 //!
 //! A batch whose charges belong to different identities (limits keyed by different key
 //! functions) spans cluster slots, which no single call may touch. On a cluster it is then

@@ -41,6 +41,9 @@ pub(crate) struct Scripts {
     /// The function's name, which carries a digest of the source: two versions of this crate
     /// sharing one server each call their own.
     pub(crate) function: String,
+    /// The same batch as a `no-writes` function, for tests: it runs where writes are refused
+    /// (a server out of memory).
+    pub(crate) test_function: String,
 }
 
 impl Scripts {
@@ -48,14 +51,19 @@ impl Scripts {
         let batch = Script::new(BATCH_LUA);
         let digest = &batch.get_hash()[..16];
         let function = format!("ratelimit_batch_{digest}");
+        let test_function = format!("ratelimit_test_{digest}");
         let library = format!(
-            "#!lua name=ratelimit_{digest}\n{BATCH_BODY}\nredis.register_function('{function}', function(keys, args) return batch(keys, args) end)\n"
+            "#!lua name=ratelimit_{digest}\n{BATCH_BODY}\n\
+             redis.register_function('{function}', function(keys, args) return batch(keys, args) end)\n\
+             redis.register_function{{function_name = '{test_function}', \
+             callback = function(keys, args) return batch(keys, args) end, flags = {{'no-writes'}}}}\n"
         );
         Self {
             batch,
             delete: Script::new(DELETE_MATCHING_LUA),
             library,
             function,
+            test_function,
         }
     }
 }

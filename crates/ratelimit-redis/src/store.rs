@@ -157,7 +157,7 @@ impl RedisStorage {
             batch,
         );
         let reply = if self.inner.functions.load(Ordering::Relaxed) {
-            self.fcall(&encoded).await
+            self.fcall(&encoded, call == Call::Op(Op::Test)).await
         } else {
             None
         };
@@ -174,11 +174,17 @@ impl RedisStorage {
         script::decode(&reply, batch.len())
     }
 
-    /// `FCALL` of the batch function, loading the library when the server lacks it. `None`
-    /// when the server has no functions (this store then uses scripts from now on).
-    async fn fcall(&self, encoded: &script::Encoded) -> Option<RedisResult<Value>> {
+    /// `FCALL` of the batch function (its `no-writes` twin for a test, which a server that
+    /// refuses writes still runs), loading the library when the server lacks it. `None` when
+    /// the server has no functions (this store then uses scripts from now on).
+    async fn fcall(&self, encoded: &script::Encoded, test: bool) -> Option<RedisResult<Value>> {
         let scripts = &self.inner.scripts;
-        let cmd = encoded.fcall(&scripts.function);
+        let function = if test {
+            &scripts.test_function
+        } else {
+            &scripts.function
+        };
+        let cmd = encoded.fcall(function);
         match self.inner.connection.query(&cmd).await {
             Err(e) if error::function_missing(&e) => {}
             Err(e) if error::functions_refused(&e) => return self.use_scripts(&e),

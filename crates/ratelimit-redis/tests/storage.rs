@@ -427,6 +427,62 @@ ratelimit_conformance::on_both_runtimes! {
     a_hung_server_times_out_within_the_deadline,
 }
 
+/// A field of `INFO <section>`.
+fn info(server: &RedisServer, section: &str, field: &str) -> u64 {
+    server
+        .cli(&["INFO", section])
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("{field}:"))
+                .map(str::to_owned)
+        })
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Every key carries a TTL, so a Redis with bounded memory can evict instead of refusing:
+/// under `maxmemory-policy volatile-ttl` a flood of new identities (a client minting them) is
+/// answered without a single error, the keys nearest their expiry making room.
+#[test]
+fn a_flood_under_volatile_ttl_evicts_instead_of_failing() {
+    let server = RedisServer::start();
+    let store = RedisStorage::from_uri(&format!("{}?prefix=flood", server.url())).unwrap();
+    smol::block_on(async {
+        let warm = [charge(
+            &Key::new("ip", "warm"),
+            "5 per minute",
+            StrategyKind::Gcra,
+            1,
+        )];
+        store.hit(&warm).await.unwrap();
+        let used = info(&server, "memory", "used_memory");
+        server.cli(&["CONFIG", "SET", "maxmemory-policy", "volatile-ttl"]);
+        server.cli(&[
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            &(used + (512 << 10)).to_string(),
+        ]);
+        for i in 0..12_000 {
+            let minted = Key::new("apikey", &format!("minted-{i:05}"));
+            let batch = [charge(
+                &minted,
+                "5 per minute",
+                StrategyKind::FixedWindow,
+                1,
+            )];
+            let verdict = store.hit(&batch).await;
+            assert!(verdict.is_ok(), "hit {i}: {verdict:?}");
+        }
+    });
+    assert!(
+        info(&server, "stats", "evicted_keys") > 0,
+        "the flood outgrew the memory"
+    );
+}
+
 #[test]
 fn uris_are_checked() {
     for good in [
