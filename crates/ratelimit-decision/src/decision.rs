@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ratelimit_core::{Limit, Timestamp};
 use ratelimit_storage::{Charge, Storage};
 
-use crate::error::DecisionError;
+use crate::{error::DecisionError, policy::SettleFn};
 
 /// Where a limit came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -48,10 +48,17 @@ pub enum Kind {
 
 pub(crate) type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;
 
+/// What is left to do once the response is known: refund the reservation when its status does
+/// not count (conditional deduction), or the part of the cost the body did not need (a settled
+/// cost).
 pub(crate) struct Pending {
     pub(crate) storage: Arc<dyn Storage>,
+    /// The charges reserved (meta gates aside), each at the cost it was charged.
     pub(crate) charges: Vec<Charge>,
-    pub(crate) counts: Arc<StatusPredicate>,
+    pub(crate) counts: Option<Arc<StatusPredicate>>,
+    /// The route's cost, as reserved, how to settle it from the body's size, and the charges
+    /// that carry it (the application limits charge 1 whatever the route's cost).
+    pub(crate) settle: Option<(u64, Arc<SettleFn>, Vec<Charge>)>,
 }
 
 /// The decision for one request: allowed or not, by which limit, and what to tell the client.
@@ -178,7 +185,8 @@ impl Decision {
         self.body.as_deref()
     }
 
-    /// Whether [`Decision::complete`] has something to do (the route deducts conditionally).
+    /// Whether [`Decision::complete`] or [`Decision::finish`] has something to do (the route
+    /// deducts conditionally, or settles its cost from the body's size).
     pub fn is_conditional(&self) -> bool {
         self.pending.is_some()
     }
@@ -186,15 +194,43 @@ impl Decision {
     /// The second step of conditional deduction: tells the limiter the response status. When the
     /// route's predicate says this status does not count, the reserved cost is refunded. Returns
     /// whether it was. Forgetting to call it is harmless: the reservation then stands, as if the
-    /// status counted.
+    /// status counted. (A route that settles its cost wants [`Decision::finish`].)
     pub async fn complete(self, status: u16) -> Result<bool, DecisionError> {
+        Ok(self.finish(status, None).await? > 0)
+    }
+
+    /// The second step, once the response is known: its status, and how many bytes of request
+    /// body the handler read. A status the route's `deduct_when` does not count refunds the whole
+    /// reservation; otherwise a route with a [`settle`](crate::RoutePolicy::settle) cost gets
+    /// back what the body did not need (nothing when `body_bytes` is `None`). Returns the cost
+    /// refunded per charge. Forgetting to call it is harmless: the reservation stands.
+    pub async fn finish(self, status: u16, body_bytes: Option<u64>) -> Result<u64, DecisionError> {
         let Some(pending) = self.pending else {
-            return Ok(false);
+            return Ok(0);
         };
-        if (pending.counts)(status) {
-            return Ok(false);
+        if pending
+            .counts
+            .as_ref()
+            .is_some_and(|counts| !counts(status))
+        {
+            pending.storage.refund(&pending.charges).await?;
+            return Ok(pending.charges.iter().map(|c| c.cost).max().unwrap_or(0));
         }
-        pending.storage.refund(&pending.charges).await?;
-        Ok(true)
+        let (Some((reserved, settle, charged)), Some(bytes)) = (&pending.settle, body_bytes) else {
+            return Ok(0);
+        };
+        let back = reserved.saturating_sub(settle(bytes));
+        if back == 0 {
+            return Ok(0);
+        }
+        let refund: Vec<Charge> = charged
+            .iter()
+            .map(|c| Charge {
+                cost: back,
+                ..c.clone()
+            })
+            .collect();
+        pending.storage.refund(&refund).await?;
+        Ok(back)
     }
 }

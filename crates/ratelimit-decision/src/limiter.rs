@@ -76,6 +76,8 @@ enum RouteLimits {
 struct Plan {
     charges: Vec<Charge>,
     scopes: Vec<Scope>,
+    /// What the request costs on its route (application limits and gates aside).
+    cost: u64,
 }
 
 impl Plan {
@@ -655,7 +657,10 @@ impl Limiter {
         };
         let scoped = |scope: &str, name: Option<&str>| scoped_for(identity, scope, name);
         let cost = policy.cost.as_ref().map_or(1, |f| f(req));
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            cost,
+            ..Plan::default()
+        };
         if !policy.exempt.application && !inner.application.is_empty() {
             let key = scoped("app", None);
             plan.push(
@@ -830,7 +835,18 @@ impl Limiter {
             };
             let hook = policy.on_breach.as_ref().or(inner.on_breach.as_ref());
             decision.body = Some(hook.map_or_else(|| default_body(&breach), |h| h(&breach)));
-        } else if let Some(counts) = &policy.deduct_when {
+        } else if policy.deduct_when.is_some() || policy.settle.is_some() {
+            let cost = plan.cost;
+            let settle = policy.settle.clone().map(|f| {
+                let charged = plan
+                    .charges
+                    .iter()
+                    .zip(&plan.scopes)
+                    .filter(|(_, s)| !matches!(s, Scope::Meta | Scope::Application))
+                    .map(|(c, _)| c.clone())
+                    .collect();
+                (cost, f, charged)
+            });
             let charges = plan
                 .charges
                 .into_iter()
@@ -841,7 +857,8 @@ impl Limiter {
             decision.pending = Some(Pending {
                 storage: Arc::clone(&inner.storage),
                 charges,
-                counts: Arc::clone(counts),
+                counts: policy.deduct_when.clone(),
+                settle,
             });
         }
         decision

@@ -28,6 +28,7 @@ pub(crate) fn parse_set(context: &str, input: &str) -> Result<LimitSet, ConfigEr
 
 type DynamicLimits = dyn Fn(&RequestView<'_>) -> LimitSet + Send + Sync;
 type CostFn = dyn Fn(&RequestView<'_>) -> u64 + Send + Sync;
+pub(crate) type SettleFn = dyn Fn(u64) -> u64 + Send + Sync;
 type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;
 pub(crate) type BreachHook = Arc<dyn Fn(&Breach<'_>) -> String + Send + Sync>;
 
@@ -88,6 +89,7 @@ pub struct RoutePolicy {
     pub(crate) on_breach: Option<BreachHook>,
     pub(crate) key: Option<KeyFunction>,
     pub(crate) guard: Option<String>,
+    pub(crate) settle: Option<Arc<SettleFn>>,
 }
 
 impl fmt::Debug for RoutePolicy {
@@ -107,6 +109,7 @@ impl fmt::Debug for RoutePolicy {
             .field("cost", &self.cost.is_some())
             .field("deduct_when", &self.deduct_when.is_some())
             .field("guard", &self.guard)
+            .field("settle", &self.settle.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +145,32 @@ impl RoutePolicy {
     /// What a request costs (default 1), per request.
     pub fn cost(mut self, f: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static) -> Self {
         self.cost = Some(Arc::new(f));
+        self
+    }
+
+    /// The cost once the request body's size is known (`body_bytes`: what the handler read),
+    /// when [`cost`](Self::cost) had to assume the worst (a chunked body has no
+    /// `Content-Length`). The decision reserves the cost up front; after the response,
+    /// [`Decision::finish`](crate::Decision::finish) refunds the difference when the settled
+    /// cost is lower. A settled cost is never charged above what was reserved: a request gets
+    /// no second chance to over-admit.
+    ///
+    /// ```
+    /// use ratelimit_decision::RoutePolicy;
+    ///
+    /// const LARGE: u64 = 10 << 20;
+    /// let upload = RoutePolicy::new()
+    ///     .limit("100 per minute")
+    ///     // Unknown length: assume a large body.
+    ///     .cost(|req| match req.content_length_value() {
+    ///         Some(n) if n <= LARGE => 1,
+    ///         _ => 5,
+    ///     })
+    ///     .settle(|body_bytes| if body_bytes > LARGE { 5 } else { 1 });
+    /// # let _ = upload;
+    /// ```
+    pub fn settle(mut self, cost: impl Fn(u64) -> u64 + Send + Sync + 'static) -> Self {
+        self.settle = Some(Arc::new(cost));
         self
     }
 
