@@ -3,7 +3,7 @@
 //! Run with `cargo run --release --example seed_tour`; configure with `REDIS_URL` (memory when unset),
 //! `RATELIMIT_STRATEGY` (fixed-window), `TRUSTED_PROXY_HOPS` (0), `TRUSTED_PROXIES` (the
 //! proxies' networks, comma-separated CIDRs; loopback and private ranges), `RATELIMIT_FALLBACK`,
-//! `SEED_API_KEYS` (free-tier API keys, comma-separated).
+//! `SEED_API_KEYS` (free-tier API keys, comma-separated), `MAX_BODY_BYTES` (64 MiB).
 //! Try `curl -i localhost:8080/api/data`, or six `curl -i -X POST localhost:8080/auth/login`.
 
 use ratelimit_examples::{SeedConfig, seed_app};
@@ -19,7 +19,12 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
         Err(_) => 8080,
     };
     println!("seed tour on http://127.0.0.1:{port} ({config:?})");
-    // HttpListener: Nagle off on every connection, undecodable requests answered with a 400.
-    async_std::task::block_on(app.listen(HttpListener::new(("127.0.0.1", port))))?;
+    // HttpListener: Nagle off on every connection, undecodable requests answered with a 400,
+    // bodies capped (413).
+    let mut listener = HttpListener::new(("127.0.0.1", port));
+    if let Some(max) = config.max_body {
+        listener = listener.max_body(max);
+    }
+    async_std::task::block_on(app.listen(listener))?;
     Ok(())
 }

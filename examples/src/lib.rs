@@ -9,7 +9,7 @@
 //! | `GET /api/feed` | `100 per minute` |
 //! | `GET /health` | exempt from everything |
 //! | `GET /api/generate` | per API key tier: `basic-key` 100, `premium-key` 500, else 20 per minute |
-//! | `POST /api/upload` | `100 per minute`, cost 5 above 10 MiB |
+//! | `POST /api/upload` | `100 per minute`, cost 5 above 10 MiB (a body of unknown length is charged 5, then settled once read) |
 //! | `GET /api/process` | `10 per minute`, only 200s count (`?fail=1` answers 400) |
 //! | `GET /api/expensive` | `10 per minute`, its own 429 body |
 //!
@@ -44,6 +44,9 @@ pub struct SeedConfig {
     /// `SEED_API_KEYS`: free-tier API keys, comma-separated (`basic-key` and `premium-key` are
     /// always known).
     pub api_keys: Vec<String>,
+    /// `MAX_BODY_BYTES`: the largest request body served (default 64 MiB); larger ones are
+    /// answered 413.
+    pub max_body: Option<u64>,
     /// The clock (tests use a manual one); the system clock when unset.
     pub clock: Option<Arc<dyn Clock + Send + Sync>>,
 }
@@ -57,13 +60,14 @@ impl core::fmt::Debug for SeedConfig {
             .field("trusted_networks", &self.trusted_networks)
             .field("fallback", &self.fallback)
             .field("api_keys", &self.api_keys.len())
+            .field("max_body", &self.max_body)
             .finish_non_exhaustive()
     }
 }
 
 impl SeedConfig {
     /// Reads `REDIS_URL`, `RATELIMIT_STRATEGY`, `TRUSTED_PROXY_HOPS`, `TRUSTED_PROXIES`,
-    /// `RATELIMIT_FALLBACK`, `SEED_API_KEYS`.
+    /// `RATELIMIT_FALLBACK`, `SEED_API_KEYS`, `MAX_BODY_BYTES`.
     pub fn from_env() -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let strategy = match var("RATELIMIT_STRATEGY") {
@@ -80,7 +84,16 @@ impl SeedConfig {
                 .parse()
                 .map_err(|_| format!("TRUSTED_PROXY_HOPS={s:?}: not a number"))?,
         };
+        let max_body = match var("MAX_BODY_BYTES") {
+            None => None,
+            Some(s) => Some(
+                s.trim()
+                    .parse()
+                    .map_err(|_| format!("MAX_BODY_BYTES={s:?}: not a number of bytes"))?,
+            ),
+        };
         Ok(Self {
+            max_body,
             redis_url: var("REDIS_URL"),
             strategy,
             trusted_hops,
@@ -110,6 +123,9 @@ fn breach_body(b: &ratelimit_decision::Breach<'_>) -> String {
         b.limit
     )
 }
+
+/// An upload above this size costs 5.
+const LARGE_UPLOAD: u64 = 10 << 20;
 
 /// The seed's limiter.
 pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
@@ -146,13 +162,15 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
         )
         .route(
             "/api/upload",
-            RoutePolicy::new().limit("100 per minute").cost(|req| {
-                if req.content_length_value().unwrap_or(0) > 10 << 20 {
-                    5
-                } else {
-                    1
-                }
-            }),
+            RoutePolicy::new()
+                .limit("100 per minute")
+                // A chunked body has no declared length: charge it as large, and settle once
+                // the handler has read it.
+                .cost(|req| match req.content_length_value() {
+                    Some(n) if n <= LARGE_UPLOAD => 1,
+                    _ => 5,
+                })
+                .settle(|bytes| if bytes > LARGE_UPLOAD { 5 } else { 1 }),
         )
         .route(
             "/api/process",

@@ -309,6 +309,66 @@ fn uploads_and_conditional_deduction() {
     });
 }
 
+/// `POST path` with a chunked body of `len` bytes (no `Content-Length`).
+async fn send_chunked(base: &str, path: &str, len: usize) -> Reply {
+    let client = surf::Client::new();
+    let body = surf::Body::from_reader(async_std::io::Cursor::new(vec![7u8; len]), None);
+    let mut res = client
+        .post(format!("{base}{path}"))
+        .body(body)
+        .await
+        .unwrap();
+    let headers = res
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_str().to_owned()))
+        .collect();
+    Reply {
+        status: res.status().into(),
+        headers,
+        body: res.body_string().await.unwrap(),
+    }
+}
+
+#[test]
+fn chunked_uploads_pay_for_their_size_and_huge_ones_are_refused() {
+    async_std::task::block_on(async {
+        let base = server(0).await;
+        // No declared length: 5 reserved either way, settled once the handler has read it.
+        let big = send_chunked(&base, "/api/upload", 11 << 20).await;
+        assert_eq!(big.body, format!("{{\"uploaded\": {}}}", 11 << 20));
+        assert_eq!(big.header("X-RateLimit-Remaining"), Some("95"));
+        let small = send_chunked(&base, "/api/upload", 1024).await;
+        assert_eq!(small.body, "{\"uploaded\": 1024}");
+        assert_eq!(
+            small.header("X-RateLimit-Remaining"),
+            Some("90"),
+            "5 reserved"
+        );
+        // Settled: the 11 MiB body kept its 5, the 1 KiB one cost 1 (4 came back).
+        let next = send(&base, "POST", "/api/upload", &[], Some(vec![0; 10])).await;
+        assert_eq!(next.header("X-RateLimit-Remaining"), Some("93"));
+        // A declared length over 64 MiB is refused before a byte of it is sent.
+        let host = base.trim_start_matches("http://");
+        let mut stream = async_std::net::TcpStream::connect(host).await.unwrap();
+        let head = format!(
+            "POST /api/upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n",
+            (64u64 << 20) + 1
+        );
+        async_std::io::WriteExt::write_all(&mut stream, head.as_bytes())
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        async_std::io::ReadExt::read_to_string(&mut stream, &mut answer)
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+        assert!(
+            answer.contains("larger than this server accepts"),
+            "{answer}"
+        );
+    });
+}
+
 #[test]
 fn sixty_four_concurrent_clients_get_exactly_five_logins() {
     async_std::task::block_on(async {

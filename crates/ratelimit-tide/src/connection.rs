@@ -34,6 +34,8 @@ pub(crate) struct Options {
     /// How long a client has to send a whole request head (and how long an idle keep-alive
     /// connection waits for the next one).
     pub(crate) header_timeout: Duration,
+    /// The most bytes a request body may take on the wire (chunked framing included).
+    pub(crate) max_body: u64,
 }
 
 /// Bytes read ahead of `async-h1`: the head being checked, and whatever came after it.
@@ -45,6 +47,12 @@ struct ReadAhead {
     /// The end of the checked head: `async-h1`'s first read gets the head alone, so bytes of a
     /// pipelined request stay here for the next round instead of in its dropped buffer.
     head_end: usize,
+    /// Bytes handed on after the head: the body as it crosses the wire.
+    body_read: u64,
+    /// The most `body_read` may reach; reading past it fails, and sets `over`.
+    max_body: u64,
+    /// The body went past `max_body`: the request is answered 413 and the connection closed.
+    over: bool,
 }
 
 /// The stream `async-h1` reads: the bytes read ahead first, then the socket.
@@ -60,22 +68,49 @@ impl Read for Conn {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        {
+        let in_body = {
             let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
-            let end = if ahead.pos < ahead.head_end {
-                ahead.head_end
-            } else {
+            let in_body = ahead.pos >= ahead.head_end;
+            if in_body && ahead.body_read >= ahead.max_body {
+                ahead.over = true;
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "request body over the listener's limit",
+                )));
+            }
+            let end = if in_body {
                 ahead.bytes.len()
+            } else {
+                ahead.head_end
             };
             if ahead.pos < end {
-                let n = buf.len().min(end - ahead.pos);
+                let mut n = buf.len().min(end - ahead.pos);
+                if in_body {
+                    n = n.min(usize::try_from(ahead.max_body - ahead.body_read).unwrap_or(n));
+                    ahead.body_read += n as u64;
+                }
                 let from = ahead.pos;
                 buf[..n].copy_from_slice(&ahead.bytes[from..from + n]);
                 ahead.pos += n;
                 return Poll::Ready(Ok(n));
             }
+            in_body.then(|| usize::try_from(ahead.max_body - ahead.body_read).unwrap_or(usize::MAX))
+        };
+        // From the socket: at most what the body may still take, so nothing past the limit is
+        // ever read.
+        let buf = match in_body {
+            Some(room) => {
+                let n = buf.len().min(room);
+                &mut buf[..n]
+            }
+            None => buf,
+        };
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some(_)) = (&read, in_body) {
+            let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+            ahead.body_read += *n as u64;
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        read
     }
 }
 
@@ -125,11 +160,20 @@ pub(crate) async fn serve<State: Clone + Send + Sync + 'static>(
     let handed_on = AtomicBool::new(false);
     let app = &app;
     let handed = &handed_on;
+    let ahead = &conn.ahead;
     let mut h1 = H1Server::new(conn.clone(), move |mut req: tide::http::Request| {
         handed.store(true, Ordering::Relaxed);
         req.set_local_addr(local);
         req.set_peer_addr(peer);
-        app.respond(req)
+        async move {
+            let res = app.respond(req).await;
+            // The handler met the body limit (its read failed): whatever it answered, the
+            // answer is 413, and the connection closes without reading the rest.
+            if ahead.lock().unwrap_or_else(PoisonError::into_inner).over {
+                return Ok(too_large());
+            }
+            res
+        }
     });
     loop {
         match next_head(&conn, options, &stop).await {
@@ -154,6 +198,15 @@ pub(crate) async fn serve<State: Clone + Send + Sync + 'static>(
             }
             Ok(Err(e)) => {
                 tracing::debug!(target: "ratelimit::http", ?peer, error = %e, "connection ended");
+                if conn
+                    .ahead
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .over
+                {
+                    // The 413 is written; the client may still be sending.
+                    linger(&stream).await;
+                }
                 return;
             }
             Err(_) if before_app => {
@@ -214,9 +267,14 @@ async fn next_head(conn: &Conn, options: Options, stop: &Stop) -> Next {
         bytes: buf,
         pos: 0,
         head_end: end,
+        body_read: 0,
+        max_body: options.max_body,
+        over: false,
     };
     match checked {
-        Ok(()) => Next::Head,
+        // A declared length over the limit is refused before a byte of the body is read.
+        Ok(Some(length)) if length > options.max_body => Next::Refuse(HeadError::BodyTooLarge),
+        Ok(_) => Next::Head,
         Err(reason) => Next::Refuse(reason),
     }
 }
@@ -239,9 +297,27 @@ async fn refuse(stream: &TcpStream, peer: Option<SocketAddr>, status: StatusCode
     if stream.write_all(response.as_bytes()).await.is_err() {
         return;
     }
-    // Closing a socket with unread input sends a reset, which can destroy the answer before
-    // the client reads it: end our side, then drain what the client still sends, bounded in
-    // bytes and time.
+    linger(&stream).await;
+}
+
+/// The answer to a request whose body went past the listener's limit.
+fn too_large() -> tide::http::Response {
+    let reason = HeadError::BodyTooLarge;
+    let mut res = tide::http::Response::new(reason.status());
+    res.set_body(format!(
+        "{{\"error\": \"{}\", \"message\": \"{reason}\"}}",
+        reason.status().canonical_reason()
+    ));
+    res.set_content_type(tide::http::mime::JSON);
+    res.insert_header("connection", "close");
+    res
+}
+
+/// Closes a connection whose answer is written without losing it to a reset: closing a socket
+/// with unread input sends one, which can destroy the answer before the client reads it. Ends
+/// our side, then drains what the client still sends, bounded in bytes and time.
+async fn linger(stream: &TcpStream) {
+    let mut stream = stream.clone();
     let _ = stream.shutdown(Shutdown::Write);
     let drain = async {
         let mut scratch = [0u8; 4096];

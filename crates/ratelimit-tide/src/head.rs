@@ -39,6 +39,8 @@ pub(crate) enum HeadError {
     UnsupportedEncoding,
     /// A `Content-Length` that is not one decimal number (or several that disagree).
     BadContentLength,
+    /// A body larger than the listener accepts (declared, or read so far).
+    BodyTooLarge,
 }
 
 impl HeadError {
@@ -46,6 +48,7 @@ impl HeadError {
     pub(crate) fn status(self) -> StatusCode {
         match self {
             Self::UnsupportedVersion => StatusCode::HttpVersionNotSupported,
+            Self::BodyTooLarge => StatusCode::PayloadTooLarge,
             _ => StatusCode::BadRequest,
         }
     }
@@ -64,6 +67,7 @@ impl fmt::Display for HeadError {
             Self::LengthAndEncoding => "Content-Length and Transfer-Encoding together",
             Self::UnsupportedEncoding => "a Transfer-Encoding other than chunked",
             Self::BadContentLength => "Content-Length is not a single decimal number",
+            Self::BodyTooLarge => "the request body is larger than this server accepts",
         })
     }
 }
@@ -78,8 +82,10 @@ pub(crate) fn head_end(buf: &[u8], from: usize) -> Option<usize> {
         .map(|i| start + i + 4)
 }
 
-/// Checks a complete head (through its empty line) as `async-h1` will read it.
-pub(crate) fn check(head: &[u8]) -> Result<(), HeadError> {
+/// Checks a complete head (through its empty line) as `async-h1` will read it, and answers
+/// the body's declared length (`None` for chunked or no body; `u64::MAX` for a number too
+/// large to hold).
+pub(crate) fn check(head: &[u8]) -> Result<Option<u64>, HeadError> {
     if head.len() >= MAX_HEAD_LEN {
         return Err(HeadError::TooLarge);
     }
@@ -129,7 +135,13 @@ pub(crate) fn check(head: &[u8]) -> Result<(), HeadError> {
     if length.is_some() && encoding {
         return Err(HeadError::LengthAndEncoding);
     }
-    Ok(())
+    // Digits only, checked above: a number, or one beyond u64.
+    Ok(length.map(|v| {
+        core::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
+    }))
 }
 
 #[cfg(test)]
@@ -144,7 +156,7 @@ mod tests {
 
     #[test]
     fn a_plain_head_passes() {
-        assert_eq!(check(&head(&["GET /a?b=1 HTTP/1.1", "Host: x"])), Ok(()));
+        assert_eq!(check(&head(&["GET /a?b=1 HTTP/1.1", "Host: x"])), Ok(None));
         assert_eq!(
             check(&head(&[
                 "POST /up HTTP/1.1",
@@ -152,7 +164,7 @@ mod tests {
                 "Content-Length: 5",
                 "content-length: 5"
             ])),
-            Ok(())
+            Ok(Some(5))
         );
         assert_eq!(
             check(&head(&[
@@ -160,7 +172,15 @@ mod tests {
                 "Host: x",
                 "Transfer-Encoding: Chunked"
             ])),
-            Ok(())
+            Ok(None)
+        );
+        assert_eq!(
+            check(&head(&[
+                "POST /up HTTP/1.1",
+                "Host: x",
+                "Content-Length: 99999999999999999999999"
+            ])),
+            Ok(Some(u64::MAX))
         );
     }
 
@@ -223,7 +243,7 @@ mod tests {
         let mut lines = vec!["GET / HTTP/1.1".to_owned(), "Host: x".to_owned()];
         lines.extend((0..MAX_HEADERS - 1).map(|i| format!("X-{i}: v")));
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        assert_eq!(check(&head(&refs)), Ok(()), "128 fields pass");
+        assert_eq!(check(&head(&refs)), Ok(None), "128 fields pass");
         lines.push("X-last: v".to_owned());
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         assert_eq!(check(&head(&refs)), Err(HeadError::TooManyHeaders));
@@ -236,7 +256,7 @@ mod tests {
             ])
         };
         let base = pad(0).len();
-        assert_eq!(check(&pad(MAX_HEAD_LEN - 1 - base)), Ok(()));
+        assert_eq!(check(&pad(MAX_HEAD_LEN - 1 - base)), Ok(None));
         assert_eq!(check(&pad(MAX_HEAD_LEN - base)), Err(HeadError::TooLarge));
     }
 

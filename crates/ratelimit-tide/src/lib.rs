@@ -2,7 +2,8 @@
 //! `ratelimit-decision`; rejections become `429 Too Many Requests` with the configured body and
 //! `Retry-After` (a request without the credential a key function requires, `401 Unauthorized`);
 //! rate-limit headers go on every response; conditional deduction is completed from the response
-//! status.
+//! status, and a settled cost from the request body bytes the handler read (so a body without a
+//! `Content-Length` cannot dodge a cost that depends on its size).
 //!
 //! # Routes
 //!
@@ -81,7 +82,7 @@ mod head;
 mod listener;
 mod middleware;
 
-pub use listener::{HttpListener, Stopper};
+pub use listener::{DEFAULT_MAX_BODY, HttpListener, Stopper};
 pub use middleware::{CATCH_ALL, RateLimit};
 
 /// The README's examples (they use this crate and every one below it), compiled and run as

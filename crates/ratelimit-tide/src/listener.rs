@@ -13,6 +13,9 @@ use tide::listener::{ListenInfo, Listener, ToListener};
 
 use crate::connection::{self, Options};
 
+/// The request body limit of an [`HttpListener`] unless set: 64 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
+
 /// Tide's TCP listener, made fit to face clients: use it as `app.listen(HttpListener::new(addr))`
 /// where a Tide app would write `app.listen(addr)`.
 ///
@@ -25,8 +28,10 @@ use crate::connection::{self, Options};
 /// event (target `ratelimit::http`). That covers a head over 8 KiB, more than 128 header fields,
 /// an unknown method, a header value with a byte outside ASCII (which makes `http-types` panic),
 /// no `Host`, `Content-Length` with `Transfer-Encoding`, and a `Transfer-Encoding` other than
-/// `chunked`. A client has [`header_timeout`](Self::header_timeout) to send each head. Peer and
-/// local addresses reach the request as with Tide's listener, so key functions see the client.
+/// `chunked`. A client has [`header_timeout`](Self::header_timeout) to send each head, and a
+/// request body may take at most [`max_body`](Self::max_body) bytes (64 MiB unless set; `413`
+/// above it, without reading the rest). Peer and local addresses reach the request as with
+/// Tide's listener, so key functions see the client.
 ///
 /// [`stopper`](Self::stopper) gives a handle that stops the listener: it accepts no more
 /// connections, closes idle ones, lets requests in flight finish, and then `accept` (so
@@ -70,6 +75,7 @@ impl<State> HttpListener<State> {
             app: None,
             options: Options {
                 header_timeout: Duration::from_secs(60),
+                max_body: DEFAULT_MAX_BODY,
             },
             stop: async_std::channel::bounded(1),
         }
@@ -80,6 +86,17 @@ impl<State> HttpListener<State> {
     #[must_use]
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.options.header_timeout = timeout;
+        self
+    }
+
+    /// The largest request body accepted, in bytes on the wire (chunked framing included;
+    /// default [`DEFAULT_MAX_BODY`], 64 MiB). A declared `Content-Length` above it is answered
+    /// `413 Payload Too Large` before any of the body is read; a chunked body that reaches it
+    /// fails the handler's read, is answered 413 whatever the handler said, and the connection
+    /// closes without reading the rest.
+    #[must_use]
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.options.max_body = bytes;
         self
     }
 

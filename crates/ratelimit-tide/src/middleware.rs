@@ -1,6 +1,12 @@
 //! The middleware: each request through the Decision API, the answer onto the response.
 
-use core::{fmt, net::SocketAddr};
+use core::{
+    fmt,
+    net::SocketAddr,
+    pin::Pin,
+    sync::atomic::{AtomicU64, Ordering},
+    task::{Context, Poll},
+};
 use std::{
     collections::BTreeMap,
     sync::{Arc, RwLock},
@@ -131,6 +137,37 @@ impl RateLimit {
     }
 }
 
+/// A request body that counts the bytes the handler reads.
+struct Counted {
+    inner: tide::Body,
+    read: Arc<AtomicU64>,
+}
+
+impl futures::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = &read {
+            self.read.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        read
+    }
+}
+
+impl futures::io::AsyncBufRead for Counted {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        Pin::new(&mut self.get_mut().inner).poll_fill_buf(cx)
+    }
+
+    fn consume(mut self: Pin<&mut Self>, amt: usize) {
+        self.read.fetch_add(amt as u64, Ordering::Relaxed);
+        Pin::new(&mut self.inner).consume(amt);
+    }
+}
+
 /// Tide's headers, as the Decision API reads them.
 struct TideHeaders<'a>(&'a tide::http::Headers);
 
@@ -159,7 +196,7 @@ fn json(status: StatusCode, body: &str) -> Response {
 
 #[tide::utils::async_trait]
 impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
-    async fn handle(&self, req: Request<State>, next: Next<'_, State>) -> tide::Result {
+    async fn handle(&self, mut req: Request<State>, next: Next<'_, State>) -> tide::Result {
         let method = req.method();
         let route = self.route_for(method.as_ref(), req.url().path());
         let decision = {
@@ -199,11 +236,24 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             return Ok(res);
         }
         let headers = decision.take_headers();
+        // A decision to complete after the response learns its status and, for a settled cost,
+        // how much body the handler read.
+        let read = decision.is_conditional().then(|| {
+            let read = Arc::new(AtomicU64::new(0));
+            let len = req.len();
+            let body = Counted {
+                inner: req.take_body(),
+                read: Arc::clone(&read),
+            };
+            req.set_body(tide::Body::from_reader(body, len));
+            read
+        });
         let mut res = next.run(req).await;
-        if decision.is_conditional() {
+        if let Some(read) = read {
             let status = u16::from(res.status());
-            if let Err(e) = decision.complete(status).await {
-                tracing::error!(target: "ratelimit", route = %route, error = %e, "could not refund a conditional charge");
+            let bytes = read.load(Ordering::Relaxed);
+            if let Err(e) = decision.finish(status, Some(bytes)).await {
+                tracing::error!(target: "ratelimit", route = %route, error = %e, "could not refund a reserved charge");
             }
         }
         for (name, value) in headers {

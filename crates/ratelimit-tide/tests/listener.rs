@@ -217,3 +217,84 @@ fn stop_ends_accept_after_the_connections() {
         );
     });
 }
+
+/// An upload endpoint that reads the whole body and reports its size.
+fn upload_app() -> tide::Server<()> {
+    let mut app = tide::new();
+    app.at("/up").post(|mut req: tide::Request<()>| async move {
+        let body = req.body_bytes().await?;
+        Ok(format!("{}", body.len()))
+    });
+    app
+}
+
+/// `len` bytes as one chunked body, in 64 KiB chunks.
+fn chunked_body(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + len / 8 + 16);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(64 << 10);
+        out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        out.resize(out.len() + n, b'x');
+        out.extend_from_slice(b"\r\n");
+        left -= n;
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+#[test]
+fn bodies_over_the_limit_get_413_without_being_read() {
+    task::block_on(async {
+        let listener = HttpListener::new("127.0.0.1:0").max_body(1 << 20);
+        let server = start(upload_app(), listener).await;
+        // Within the limit: served.
+        let head = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut small = head
+            .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+            .into_bytes();
+        small.extend(chunked_body(512 << 10));
+        let replies = exchange(server.addr, &small).await;
+        assert_eq!(replies.len(), 1);
+        assert_eq!(
+            (replies[0].status, replies[0].body.as_str()),
+            (200, "524288")
+        );
+        // Declared over the limit: 413 at once, nothing of the body sent or read.
+        let declared = format!(
+            "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            (1 << 20) + 1
+        );
+        let replies = exchange(server.addr, declared.as_bytes()).await;
+        assert_eq!(replies[0].status, 413);
+        assert!(replies[0].body.contains("larger than this server accepts"));
+        // Chunked past the limit: the handler's read fails at 1 MiB, the answer is 413, and
+        // the connection closes while the client is still sending its 32 MiB.
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let mut writer = stream.clone();
+        let sending = task::spawn(async move {
+            let mut big = head.as_bytes().to_vec();
+            big.extend(chunked_body(32 << 20));
+            let mut sent = 0;
+            for piece in big.chunks(64 << 10) {
+                if writer.write_all(piece).await.is_err() {
+                    break;
+                }
+                sent += piece.len();
+            }
+            sent
+        });
+        let mut answer = Vec::new();
+        let read = timeout(NO_ANSWER, stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the server closed the connection");
+        let replies = parse(&answer);
+        assert_eq!(replies.len(), 1, "{}", String::from_utf8_lossy(&answer));
+        assert_eq!(replies[0].status, 413);
+        assert_eq!(replies[0].header("connection"), Some("close"));
+        let sent = timeout(NO_ANSWER, sending).await.unwrap();
+        assert!(
+            sent < 32 << 20,
+            "the rest was never read: {sent} bytes went out"
+        );
+    });
+}
