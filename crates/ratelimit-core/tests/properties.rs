@@ -197,6 +197,10 @@ proptest! {
                         undone.refund(&limit, now, s.cost);
                         prop_assert_eq!(undone.stats(&limit, now), before,
                             "a same-instant refund did not restore the stats");
+                        let mut undone = state.clone();
+                        undone.refund_at(&limit, now, s.cost, now);
+                        prop_assert_eq!(undone.stats(&limit, now), before,
+                            "a same-instant refund_at did not restore the stats");
                     } else {
                         prop_assert_eq!(state.stats(&limit, now), before, "rejected hit changed state");
                     }

@@ -95,6 +95,15 @@ impl Strategy for FixedWindow {
         }
     }
 
+    /// Only into the window the charge went to, while it is still open.
+    fn refund_at(&mut self, limit: &Limit, now: Timestamp, cost: u64, charged_at: Timestamp) {
+        let in_window = charged_at >= self.start
+            && charged_at.saturating_duration_since(self.start) < limit.window();
+        if in_window && self.used(limit, now) > 0 {
+            self.count = self.count.saturating_sub(cost);
+        }
+    }
+
     fn retry_after(&self, limit: &Limit, now: Timestamp, cost: u64) -> RetryAfter {
         if cost > limit.amount() {
             RetryAfter::Never

@@ -93,6 +93,20 @@ impl Strategy for Gcra {
         self.tat = Timestamp::from_nanos(self.tat.as_nanos().saturating_sub(back));
     }
 
+    /// The charge's emission interval began no earlier than `charged_at`, so at `now` it holds
+    /// at least `charged_at + cost * T - now` of it: that much comes back (no more than
+    /// `cost * T`, nothing once it has passed). Never more than the charge still holds.
+    fn refund_at(&mut self, limit: &Limit, now: Timestamp, cost: u64, charged_at: Timestamp) {
+        let t = limit.emission_interval().as_nanos();
+        let full = mul_div(cost, t, 1);
+        let ahead = charged_at
+            .as_nanos()
+            .saturating_add(full)
+            .saturating_sub(now.as_nanos());
+        let back = full.min(ahead);
+        self.tat = Timestamp::from_nanos(self.tat.as_nanos().saturating_sub(back));
+    }
+
     fn retry_after(&self, limit: &Limit, now: Timestamp, cost: u64) -> RetryAfter {
         if cost > limit.amount() {
             return RetryAfter::Never;

@@ -114,6 +114,14 @@ pub trait Strategy {
     /// Gives back up to `cost` of earlier charges that still count (the newest first).
     fn refund(&mut self, limit: &Limit, now: Timestamp, cost: u64);
 
+    /// Gives back up to `cost` of the charge made at `charged_at`, only what that charge still
+    /// holds at `now`: nothing once its window has passed (a fixed window or a sliding-window
+    /// bucket that has closed, a moving-window entry that has expired), and for GCRA no more
+    /// than the part of its emission interval still ahead. A refund after a window boundary so
+    /// never hands out quota of the new window: a request that fails slowly cannot admit twice
+    /// the limit.
+    fn refund_at(&mut self, limit: &Limit, now: Timestamp, cost: u64, charged_at: Timestamp);
+
     /// The exact wait until a hit of `cost` is allowed: a hit at `now + wait` is allowed and one
     /// a nanosecond earlier is not. [`RetryAfter::Never`] when `cost > limit.amount()`.
     ///

@@ -35,6 +35,8 @@ pub trait EntryLog {
     fn newest(&self) -> Option<&Entry>;
     /// The newest entry, to add to it.
     fn newest_mut(&mut self) -> Option<&mut Entry>;
+    /// The entries, oldest first, to take from one.
+    fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> + '_;
     /// Appends a newest entry, or hands it back when the log is full.
     fn push_newest(&mut self, entry: Entry) -> Result<(), Entry>;
     /// Removes the oldest entry.
@@ -60,6 +62,9 @@ macro_rules! deque_methods {
         }
         fn newest_mut(&mut self) -> Option<&mut Entry> {
             self.back_mut()
+        }
+        fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> + '_ {
+            self.iter_mut()
         }
         fn pop_newest(&mut self) -> Option<Entry> {
             self.pop_back()
@@ -170,8 +175,9 @@ impl<L: EntryLog> MovingWindow<L> {
         }
     }
 
+    /// Whether `entry` no longer counts at `now`: expired, or emptied by a refund.
     fn expired(limit: &Limit, now: Timestamp, entry: &Entry) -> bool {
-        now.saturating_duration_since(entry.at) >= limit.window()
+        entry.cost == 0 || now.saturating_duration_since(entry.at) >= limit.window()
     }
 
     /// The number and total cost of the entries that no longer count at `now`.
@@ -265,6 +271,35 @@ impl<L: EntryLog> Strategy for MovingWindow<L> {
             if emptied {
                 self.log.pop_newest();
             }
+        }
+    }
+
+    /// From the entry of the instant the charge was made, while it still counts; nothing when
+    /// it has expired or there is none (a charge made while the clock stood behind the newest
+    /// entry was merged into that one, and is not given back: never more than certain).
+    fn refund_at(&mut self, limit: &Limit, now: Timestamp, cost: u64, charged_at: Timestamp) {
+        let len = self.log.len();
+        let Some((index, entry)) = self
+            .log
+            .entries_mut()
+            .enumerate()
+            .find(|(_, e)| e.at == charged_at)
+        else {
+            return;
+        };
+        if Self::expired(limit, now, entry) {
+            return;
+        }
+        let take = entry.cost.min(cost);
+        entry.cost -= take;
+        let emptied = entry.cost == 0;
+        self.total = self.total.saturating_sub(take);
+        // An emptied entry counts for nothing; at either end it goes now, inside the log it
+        // goes when it reaches the front.
+        if emptied && index + 1 == len {
+            self.log.pop_newest();
+        } else if emptied && index == 0 {
+            self.log.pop_oldest();
         }
     }
 

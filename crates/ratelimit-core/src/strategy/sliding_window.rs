@@ -175,6 +175,22 @@ impl Strategy for SlidingWindow {
         self.store(&view);
     }
 
+    /// Only into the bucket the charge went to: the current one, or the previous one (where it
+    /// still weighs); nothing once that bucket has passed.
+    fn refund_at(&mut self, limit: &Limit, now: Timestamp, cost: u64, charged_at: Timestamp) {
+        let window = limit.window().as_nanos().max(1);
+        let charged = charged_at.as_nanos() / window;
+        let mut view = self.view(limit, now);
+        if charged == view.bucket {
+            view.cur = view.cur.saturating_sub(cost);
+        } else if charged.checked_add(1) == Some(view.bucket) {
+            view.prev = view.prev.saturating_sub(cost);
+        } else {
+            return;
+        }
+        self.store(&view);
+    }
+
     fn retry_after(&self, limit: &Limit, now: Timestamp, cost: u64) -> RetryAfter {
         let amount = limit.amount();
         if cost > amount {

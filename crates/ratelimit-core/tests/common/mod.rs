@@ -81,6 +81,9 @@ impl Strategy for AnyState {
     fn refund(&mut self, limit: &Limit, now: Timestamp, cost: u64) {
         self.inner_mut().refund(limit, now, cost)
     }
+    fn refund_at(&mut self, limit: &Limit, now: Timestamp, cost: u64, charged_at: Timestamp) {
+        self.inner_mut().refund_at(limit, now, cost, charged_at)
+    }
     fn retry_after(&self, limit: &Limit, now: Timestamp, cost: u64) -> RetryAfter {
         self.inner().retry_after(limit, now, cost)
     }
