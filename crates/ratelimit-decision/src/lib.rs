@@ -99,7 +99,9 @@
 //!   the application limit (Flask-Limiter charges it in an earlier phase).
 //! - **Reserve, then refund.** `deduct_when` charges with the decision and refunds after the
 //!   response when the status should not count, so concurrent requests can never over-admit
-//!   (Flask-Limiter tests first and charges afterwards).
+//!   (Flask-Limiter tests first and charges afterwards). A refund names the instant the store
+//!   charged at and gives back only what that charge still holds: a request that fails after
+//!   its window closed gives nothing to the next window.
 //! - **Fail at start-up.** Every limit string is parsed by `build()`, which names the string and
 //!   the byte of the error; nothing fails on the first request.
 //! - **Forwarded headers are never trusted by default**; with `n` trusted hops the rightmost

@@ -836,14 +836,17 @@ impl Limiter {
             let hook = policy.on_breach.as_ref().or(inner.on_breach.as_ref());
             decision.body = Some(hook.map_or_else(|| default_body(&breach), |h| h(&breach)));
         } else if policy.deduct_when.is_some() || policy.settle.is_some() {
+            // A refund names the instant the store charged at: it gives back only what these
+            // charges still hold (nothing to a window that opened since).
             let cost = plan.cost;
+            let at = verdict.at;
             let settle = policy.settle.clone().map(|f| {
                 let charged = plan
                     .charges
                     .iter()
                     .zip(&plan.scopes)
                     .filter(|(_, s)| !matches!(s, Scope::Meta | Scope::Application))
-                    .map(|(c, _)| c.clone())
+                    .map(|(c, _)| c.clone().charged_at(at))
                     .collect();
                 (cost, f, charged)
             });
@@ -852,7 +855,7 @@ impl Limiter {
                 .into_iter()
                 .zip(&plan.scopes)
                 .filter(|(_, s)| **s != Scope::Meta)
-                .map(|(c, _)| c)
+                .map(|(c, _)| c.charged_at(at))
                 .collect();
             decision.pending = Some(Pending {
                 storage: Arc::clone(&inner.storage),

@@ -436,6 +436,7 @@ impl Shared {
         Verdict {
             allowed: true,
             statuses: batch.iter().map(|c| self.open_status(c)).collect(),
+            at: self.config.clock.now(),
         }
     }
 
@@ -494,6 +495,7 @@ impl Shared {
         };
         Ok(Verdict {
             allowed: verdict.allowed,
+            at: verdict.at,
             statuses: of_charge
                 .iter()
                 .zip(&verdict.statuses)

@@ -92,7 +92,7 @@ impl KeyedLimiter {
     fn apply(&self, op: Op, key: &[u8], cost: u64) -> LimitStatus {
         let now = self.inner.clock.now();
         self.table
-            .apply_one(op, self.inner.fingerprinter.fp(key), now, cost, cost)
+            .apply_one(op, self.inner.fingerprinter.fp(key), now, cost, cost, None)
     }
 
     /// Waits until `cost` fits for `key`, then charges it. Each wait is exactly the

@@ -326,10 +326,11 @@ impl MemoryStorage {
         {
             let table = self.table(charge.strategy, &charge.limit)?;
             let fp = self.inner.fingerprinter.fp(charge.key.as_str().as_bytes());
-            let status = table.apply_one(op, fp, now, charge.cost, charge.need);
+            let status = table.apply_one(op, fp, now, charge.cost, charge.need, charge.charged_at);
             return Ok(Verdict {
                 allowed: status.allowed,
                 statuses: vec![status],
+                at: now,
             });
         }
         let mut slots = Vec::with_capacity(batch.len());
@@ -387,7 +388,7 @@ impl MemoryStorage {
                 Op::Hit if c.on_reject > 0 => {
                     let _ = locks[lock_of[i]].hit(fp, now, c.on_reject);
                 }
-                Op::Refund => locks[lock_of[i]].refund(fp, now, c.cost),
+                Op::Refund => locks[lock_of[i]].refund(fp, now, c.cost, c.charged_at),
                 Op::Hit | Op::Test => {}
             }
         }
@@ -398,6 +399,7 @@ impl MemoryStorage {
         Ok(Verdict {
             allowed: all,
             statuses,
+            at: now,
         })
     }
 

@@ -189,9 +189,19 @@ impl<S: State> Shard<S> {
         }
     }
 
-    fn refund(&mut self, limit: &Limit, fp: Fp, now: Timestamp, cost: u64) {
+    fn refund(
+        &mut self,
+        limit: &Limit,
+        fp: Fp,
+        now: Timestamp,
+        cost: u64,
+        charged_at: Option<Timestamp>,
+    ) {
         if let Some(s) = self.map.get_mut(&fp) {
-            s.refund(limit, now, cost);
+            match charged_at {
+                Some(at) => s.refund_at(limit, now, cost, at),
+                None => s.refund(limit, now, cost),
+            }
         }
     }
 
@@ -230,7 +240,7 @@ impl<S: State> Shard<S> {
 pub(crate) trait LockedShard {
     fn test(&self, fp: Fp, now: Timestamp, cost: u64) -> bool;
     fn hit(&mut self, fp: Fp, now: Timestamp, cost: u64) -> bool;
-    fn refund(&mut self, fp: Fp, now: Timestamp, cost: u64);
+    fn refund(&mut self, fp: Fp, now: Timestamp, cost: u64, charged_at: Option<Timestamp>);
     fn status(&self, fp: Fp, now: Timestamp, cost: u64, allowed: bool) -> LimitStatus;
 }
 
@@ -247,8 +257,9 @@ impl<S: State> LockedShard for Locked<'_, S> {
         self.guard
             .hit(&self.table.limit, fp, now, cost, self.table.cap)
     }
-    fn refund(&mut self, fp: Fp, now: Timestamp, cost: u64) {
-        self.guard.refund(&self.table.limit, fp, now, cost)
+    fn refund(&mut self, fp: Fp, now: Timestamp, cost: u64, charged_at: Option<Timestamp>) {
+        self.guard
+            .refund(&self.table.limit, fp, now, cost, charged_at)
     }
     fn status(&self, fp: Fp, now: Timestamp, cost: u64, allowed: bool) -> LimitStatus {
         self.guard.status(&self.table.limit, fp, now, cost, allowed)
@@ -263,7 +274,15 @@ pub(crate) trait AnyTable: Send + Sync + core::fmt::Debug {
     fn lock(&self, shard: usize, now: Timestamp) -> Box<dyn LockedShard + '_>;
     /// One operation on one key: the single-charge fast path, no allocation. The charge needs
     /// room for `need` (at least `cost`) and charges `cost`.
-    fn apply_one(&self, op: Op, fp: Fp, now: Timestamp, cost: u64, need: u64) -> LimitStatus;
+    fn apply_one(
+        &self,
+        op: Op,
+        fp: Fp,
+        now: Timestamp,
+        cost: u64,
+        need: u64,
+        charged_at: Option<Timestamp>,
+    ) -> LimitStatus;
     /// The decision alone, for the synchronous fast path.
     fn check(&self, fp: Fp, now: Timestamp, cost: u64) -> Outcome;
     fn remove(&self, fp: Fp);
@@ -283,7 +302,15 @@ impl<S: State> AnyTable for Table<S> {
         Box::new(Locked { guard, table: self })
     }
 
-    fn apply_one(&self, op: Op, fp: Fp, now: Timestamp, cost: u64, need: u64) -> LimitStatus {
+    fn apply_one(
+        &self,
+        op: Op,
+        fp: Fp,
+        now: Timestamp,
+        cost: u64,
+        need: u64,
+        charged_at: Option<Timestamp>,
+    ) -> LimitStatus {
         let need = need.max(cost);
         let mut shard = self.lock_index(self.shard_index(fp));
         shard.maybe_sweep(&self.limit, now, self.sweep_every);
@@ -295,7 +322,7 @@ impl<S: State> AnyTable for Table<S> {
             Op::Hit => shard.hit(&self.limit, fp, now, cost, self.cap),
             Op::Test => shard.test(&self.limit, fp, now, need),
             Op::Refund => {
-                shard.refund(&self.limit, fp, now, cost);
+                shard.refund(&self.limit, fp, now, cost, charged_at);
                 true
             }
         };

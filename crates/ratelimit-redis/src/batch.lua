@@ -19,9 +19,12 @@
 --       the limit '<strategy> <amount> <window ns> <GCRA emission interval ns>', strategy 'f'
 --           fixed, 'm' moving, 's' sliding or 'g' gcra
 --       the costs '<cost> <need> <on_reject>': need is the room required (at least cost),
---           on_reject is charged when a hit of the batch is rejected, where it fits (0: none)
--- Reply {all allowed (1/0), then per charge: allowed (1/0), remaining, reset (seconds and
---       nanoseconds since the epoch: two integers), retry-after (ns, -1 for never)}
+--           on_reject is charged when a hit of the batch is rejected, where it fits (0: none);
+--           a refund may add '<charged at, ns since the epoch>': it then gives back only what
+--           the charge made at that instant still holds
+-- Reply {all allowed (1/0), now (seconds and nanoseconds since the epoch: the instant the call
+--       ran at, what a refund names), then per charge: allowed (1/0), remaining, reset
+--       (seconds and nanoseconds), retry-after (ns, -1 for never)}
 --
 -- Stored values, little-endian doubles (`struct.pack`), every one an integer below 2^53; an
 -- instant is two of them, seconds and nanoseconds since the epoch. Fixed window: start, count
@@ -128,12 +131,22 @@ local function limit(text)
   end
   return L
 end
--- {cost, need, on_reject}
+-- {cost, need, on_reject, and for a refund that names its charge's instant, its seconds and
+-- nanoseconds (such a text is not remembered: each names another instant)}
 local function costs(text)
   local Q = parsed[text]
   if not Q then
-    local c, n, r = match(text, '^(%d+) (%d+) (%d+)$')
-    Q = remember(text, { tonumber(c), tonumber(n), tonumber(r) })
+    local c, n, r, at = match(text, '^(%d+) (%d+) (%d+) ?(%d*)$')
+    Q = { tonumber(c), tonumber(n), tonumber(r) }
+    if at == '' then
+      return remember(text, Q)
+    end
+    local len = #at
+    if len > 9 then
+      Q[4], Q[5] = tonumber(string.sub(at, 1, len - 9)), tonumber(string.sub(at, len - 8))
+    else
+      Q[4], Q[5] = 0, tonumber(at)
+    end
   end
   return Q
 end
@@ -143,6 +156,8 @@ end
 -- the strategy and the limit (both are part of the key's name).
 local count = 0
 local kind, amount, win, wsec, ival, cost, need, rej, room = {}, {}, {}, {}, {}, {}, {}, {}, {}
+-- For a refund: the instant the charge was made (seconds, nanoseconds), or nil.
+local charged_s, charged_n = {}, {}
 local key, key2, owner, together, ok = {}, {}, {}, {}, {}
 -- The states, at owners' indices: up to three numbers (their meaning is the strategy's),
 -- whether to save, the stored start a fixed window keeps while its window is unchanged, and
@@ -203,12 +218,14 @@ local function set(k, value, ms)
   end
 end
 
--- Each strategy is seven functions of an owner index `o` (its state and limit): load; room,
--- the largest charge that fits now (0 or less: none does); hit and refund; stats (remaining
--- and reset, relative); retry (when `need` will fit, relative); and save. They are held in
--- tables by strategy code. A counter's room is computed when it is loaded and again after
--- each change, so testing a charge is one comparison.
-local LOAD, ROOM, HIT, REFUND, STATS, RETRY, SAVE = {}, {}, {}, {}, {}, {}, {}
+-- Each strategy is eight functions of an owner index `o` (its state and limit): load; room,
+-- the largest charge that fits now (0 or less: none does); hit; refund (of the newest
+-- charges) and refund_at (of the charge made at an instant: `at` relative to now, and its
+-- seconds and nanoseconds); stats (remaining and reset, relative); retry (when `need` will
+-- fit, relative); and save. They are held in tables by strategy code. A counter's room is
+-- computed when it is loaded and again after each change, so testing a charge is one
+-- comparison.
+local LOAD, ROOM, HIT, REFUND, REFUND_AT, STATS, RETRY, SAVE = {}, {}, {}, {}, {}, {}, {}, {}
 local head = {}
 -- Each strategy's functions are defined on its first use: a script run (EVALSHA) pays only for
 -- the strategies its batch uses; a function library keeps them from call to call.
@@ -245,6 +262,12 @@ function define.f()
   end
   function REFUND.f(o, n)
     if fixed_used(o) > 0 then
+      C[o] = max(0, C[o] - n)
+    end
+  end
+  -- Only into the window the charge went to, while it is open.
+  function REFUND_AT.f(o, n, at)
+    if fixed_used(o) > 0 and at >= A[o] and at - A[o] < win[o] then
       C[o] = max(0, C[o] - n)
     end
   end
@@ -294,6 +317,12 @@ function define.g()
   end
   function REFUND.g(o, n)
     A[o] = max(0, A[o] - n * ival[o])
+  end
+  -- The part of the charge's emission interval certainly still ahead: at + n * t - now.
+  function REFUND_AT.g(o, n, at)
+    local full = n * ival[o]
+    local back = min(full, max(0, at + full))
+    A[o] = max(0, A[o] - back)
   end
   function STATS.g(o)
     local t, tat = ival[o], A[o]
@@ -374,6 +403,19 @@ function define.s()
     local b, p, c = view(o)
     local from_cur = min(c, n)
     A[o], B[o], C[o] = b, max(0, p - (n - from_cur)), c - from_cur
+  end
+  -- Only into the bucket the charge went to: the current one or the previous one.
+  function REFUND_AT.s(o, n, _, at_s)
+    local b, p, c = view(o)
+    local charged = divmod(at_s, wsec[o])
+    if charged == b then
+      c = max(0, c - n)
+    elseif charged + 1 == b then
+      p = max(0, p - n)
+    else
+      return
+    end
+    A[o], B[o], C[o] = b, p, c
   end
   function STATS.s(o)
     local _, p, c, at, fin = view(o)
@@ -466,7 +508,8 @@ function define.m()
         break
       end
       local at, c = entry(v)
-      if -at < win[o] then
+      -- An entry emptied by a refund counts for nothing, as an expired one.
+      if c > 0 and -at < win[o] then
         B[o], C[o] = at, c
         break
       end
@@ -524,6 +567,39 @@ function define.m()
       end
     end
   end
+  -- From the entry of the instant the charge was made, while it counts: nothing when there is
+  -- none (a charge made while the clock stood behind the newest entry was merged into it).
+  function REFUND_AT.m(o, n, _, at_s, at_n)
+    local entries = call('LRANGE', key[o], first[o], -1)
+    for i, v in ipairs(entries) do
+      local at, c, s, ns = entry(v)
+      if s == at_s and ns == at_n then
+        if c == 0 or -at >= win[o] then
+          return
+        end
+        local take = min(c, n)
+        c = c - take
+        A[o] = max(0, A[o] - take)
+        B[o], kept_s[o] = nil, nil
+        local index = first[o] + i - 1
+        if c > 0 then
+          call('LSET', key[o], index, spack('<ddd', s, ns, c))
+        elseif i == #entries then
+          call('RPOP', key[o])
+        elseif i == 1 then
+          call('LPOP', key[o])
+        else
+          -- Inside the log: left empty, dropped when it reaches the front.
+          call('LSET', key[o], index, spack('<ddd', s, ns, 0))
+        end
+        return
+      end
+      if s > at_s or (s == at_s and ns > at_n) then
+        return
+      end
+    end
+  end
+
   -- The oldest entry's instant and cost, or nil for an empty log.
   local function oldest(o)
     if B[o] == nil then
@@ -645,7 +721,7 @@ local function batch(KEYS, ARGV)
     if not LOAD[L[1]] then
       define[L[1]]()
     end
-    cost[i], need[i], rej[i] = Q[1], Q[2], Q[3]
+    cost[i], need[i], rej[i], charged_s[i], charged_n[i] = Q[1], Q[2], Q[3], Q[4], Q[5]
     room[i] = Q[2] > Q[1] and Q[2] or Q[1]
     key[i] = k
     ki = ki + 1
@@ -686,7 +762,12 @@ local function batch(KEYS, ARGV)
     if op == 'h' and all and cost[i] > 0 then
       hit(o, cost[i])
     elseif op == 'r' then
-      REFUND[k](o, cost[i])
+      if charged_s[i] then
+        local at = (charged_s[i] - now_s) * E + (charged_n[i] - now_n)
+        REFUND_AT[k](o, cost[i], at, charged_s[i], charged_n[i])
+      else
+        REFUND[k](o, cost[i])
+      end
       head[o] = ROOM[k](o)
       dirty[o] = true
     elseif reject and rej[i] > 0 and fits(o, rej[i]) then
@@ -695,8 +776,8 @@ local function batch(KEYS, ARGV)
     end
   end
 
-  out[1] = all and 1 or 0
-  local m = 1
+  out[1], out[2], out[3] = all and 1 or 0, now_s, now_n
+  local m = 3
   for i = 1, count do
     local o = owner[i]
     local k = kind[o]

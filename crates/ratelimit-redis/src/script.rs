@@ -142,12 +142,22 @@ pub(crate) fn encode(
                 c.limit.window().as_nanos(),
                 c.limit.emission_interval().as_nanos()
             ),
-            format!(
-                "{} {} {}",
-                c.cost.min(MAX_AMOUNT),
-                c.need.min(MAX_AMOUNT),
-                c.on_reject.min(MAX_AMOUNT)
-            ),
+            match c.charged_at {
+                // A refund of the charge made at that instant.
+                Some(at) if call == Call::Op(Op::Refund) => format!(
+                    "{} {} {} {}",
+                    c.cost.min(MAX_AMOUNT),
+                    c.need.min(MAX_AMOUNT),
+                    c.on_reject.min(MAX_AMOUNT),
+                    at.as_nanos()
+                ),
+                _ => format!(
+                    "{} {} {}",
+                    c.cost.min(MAX_AMOUNT),
+                    c.need.min(MAX_AMOUNT),
+                    c.on_reject.min(MAX_AMOUNT)
+                ),
+            },
         ]);
     }
     e
@@ -207,15 +217,15 @@ pub(crate) fn decode(reply: &Value, n: usize) -> Result<Verdict, StorageError> {
     let Value::Array(items) = reply else {
         return Err(protocol(format!("expected an array, got {reply:?}")));
     };
-    if items.len() != 1 + 5 * n {
+    if items.len() != 3 + 5 * n {
         return Err(protocol(format!(
             "expected {} values for {n} charges, got {}",
-            1 + 5 * n,
+            3 + 5 * n,
             items.len()
         )));
     }
     let mut statuses = Vec::with_capacity(n);
-    for chunk in items[1..].chunks_exact(5) {
+    for chunk in items[3..].chunks_exact(5) {
         let retry = int(&chunk[4])?;
         statuses.push(LimitStatus {
             allowed: int(&chunk[0])? == 1,
@@ -230,5 +240,6 @@ pub(crate) fn decode(reply: &Value, n: usize) -> Result<Verdict, StorageError> {
     Ok(Verdict {
         allowed: int(&items[0])? == 1,
         statuses,
+        at: timestamp(&items[1], &items[2])?,
     })
 }

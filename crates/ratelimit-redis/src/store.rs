@@ -234,6 +234,9 @@ impl RedisStorage {
         }
         let mut statuses: Vec<Option<LimitStatus>> = vec![None; batch.len()];
         let mut allowed = true;
+        // The instant of the first slot's call stands for the batch (each node reads its own
+        // clock; a refund naming it on a node whose clock differs gives back less, never more).
+        let mut at = None;
         let mut charged: Vec<usize> = Vec::new();
         for (g, (_, members)) in groups.iter().enumerate() {
             // Once a slot has rejected the hit, the rest only test, and charge what they ask
@@ -257,6 +260,7 @@ impl RedisStorage {
                 }
             };
             allowed &= verdict.allowed;
+            at.get_or_insert(verdict.at);
             if group_op == Call::Op(Op::Hit) && verdict.allowed {
                 charged.push(g);
             }
@@ -307,6 +311,7 @@ impl RedisStorage {
                 .into_iter()
                 .map(|s| s.expect("every charge belongs to a group"))
                 .collect(),
+            at: at.unwrap_or(Timestamp::EPOCH),
         })
     }
 
@@ -402,6 +407,11 @@ impl Storage for RedisStorage {
             return Ok(Verdict {
                 allowed: true,
                 statuses: Vec::new(),
+                at: self
+                    .inner
+                    .clock
+                    .as_ref()
+                    .map_or(Timestamp::EPOCH, |c| c.now()),
             });
         }
         for c in batch {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Rng, T0, manual_store};
-use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, Unit};
+use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, Timestamp, Unit};
 use ratelimit_memory::MemoryStorage;
 use ratelimit_redis::test_server::{RedisCluster, RedisServer};
 use ratelimit_storage::{Charge, Key, Op, Storage};
@@ -52,6 +52,8 @@ fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) 
         let keys: Vec<Key> = (0..3).map(|i| Key::new("k", &i.to_string())).collect();
         // Start anywhere within a second of a realistic time, to nanosecond precision.
         clock.set(T0.saturating_add(Duration::from_nanos(rng.below(1_000_000_000))));
+        // Admitted hits, with the instant the store gave them: refunds name them.
+        let mut admitted: Vec<(Vec<Charge>, Timestamp)> = Vec::new();
         for step in 0..steps {
             let advance = match rng.below(10) {
                 0..=2 => 0,
@@ -67,7 +69,7 @@ fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) 
                 6 | 7 => Op::Test,
                 _ => Op::Refund,
             };
-            let batch: Vec<Charge> = (0..1 + rng.below(3))
+            let mut batch: Vec<Charge> = (0..1 + rng.below(3))
                 .map(|_| {
                     let key = keys[rng.below(3) as usize].clone();
                     let (limit, kind) = limits[rng.below(3) as usize];
@@ -86,8 +88,23 @@ fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) 
                     c
                 })
                 .collect();
+            if op == Op::Refund && !admitted.is_empty() && rng.percent(70) {
+                // The refund of an earlier hit, naming its instant (some or all of its cost).
+                let (charges, at) = &admitted[rng.below(admitted.len() as u64) as usize];
+                batch = charges
+                    .iter()
+                    .map(|c| {
+                        let mut c = c.clone().charged_at(*at);
+                        c.cost = rng.below(c.cost + 1);
+                        c
+                    })
+                    .collect();
+            }
             let want = memory.apply_at(op, &batch, now).unwrap();
             let got = smol::block_on(redis.apply(op, &batch)).unwrap();
+            if op == Op::Hit && want.allowed {
+                admitted.push((batch.clone(), want.at));
+            }
             assert_eq!(
                 got, want,
                 "seed {seed} run {run} step {step} at {now:?}: {op:?} {batch:#?}"

@@ -23,6 +23,11 @@ pub struct Charge {
     /// Meta limits count a breach this way, in the same call as the request's own limits: the
     /// gate that shuts a client out also counts the rejections that lead to it.
     pub on_reject: u64,
+    /// For [`Op::Refund`]: the instant the charge being returned was made ([`Verdict::at`] of
+    /// its hit). The refund then gives back only what that charge still holds (nothing once
+    /// its window has passed: see `Strategy::refund_at`). `None`: up to `cost` of the newest
+    /// charges that still count.
+    pub charged_at: Option<Timestamp>,
 }
 
 impl Charge {
@@ -35,6 +40,7 @@ impl Charge {
             cost,
             need: cost,
             on_reject: 0,
+            charged_at: None,
         }
     }
 
@@ -48,6 +54,7 @@ impl Charge {
             cost: 0,
             need,
             on_reject: 0,
+            charged_at: None,
         }
     }
 
@@ -56,6 +63,13 @@ impl Charge {
     #[must_use]
     pub fn charging_on_reject(mut self, n: u64) -> Self {
         self.on_reject = n;
+        self
+    }
+
+    /// This charge, to be refunded as the one made at `at` (see [`Charge::charged_at`]).
+    #[must_use]
+    pub fn charged_at(mut self, at: Timestamp) -> Self {
+        self.charged_at = Some(at);
         self
     }
 
@@ -72,7 +86,8 @@ pub enum Op {
     Hit,
     /// Say whether [`Op::Hit`] would succeed; change nothing.
     Test,
-    /// Give back up to each cost of earlier charges that still count (conditional deduction).
+    /// Give back up to each cost of earlier charges that still count (conditional deduction):
+    /// of the charge made at [`Charge::charged_at`] when it is set, of the newest otherwise.
     Refund,
 }
 
@@ -96,6 +111,9 @@ pub struct Verdict {
     pub allowed: bool,
     /// Per charge, in order.
     pub statuses: Vec<LimitStatus>,
+    /// The instant the store applied the batch, on its clock (the Redis server's, by default):
+    /// what a refund of these charges names ([`Charge::charged_at`]).
+    pub at: Timestamp,
 }
 
 impl Verdict {
@@ -140,18 +158,21 @@ mod tests {
                 status(false, secs(5)),
                 status(false, secs(2)),
             ],
+            at: Timestamp::EPOCH,
         };
         assert_eq!(v.retry_after(), secs(5));
         assert_eq!(v.rejected_by(), Some(1));
         let never = Verdict {
             allowed: false,
             statuses: vec![status(false, RetryAfter::Never), status(false, secs(1))],
+            at: Timestamp::EPOCH,
         };
         assert_eq!(never.retry_after(), RetryAfter::Never);
         assert_eq!(
             Verdict {
                 allowed: true,
-                statuses: vec![]
+                statuses: vec![],
+                at: Timestamp::EPOCH,
             }
             .retry_after(),
             RetryAfter::NOW

@@ -260,6 +260,11 @@ impl<L: EntryLog> Strategy for MovingWindow<L> {
             let Some(newest) = self.log.newest_mut() else {
                 return;
             };
+            if newest.cost == 0 {
+                // Emptied by an earlier refund of its own charge: it holds nothing.
+                self.log.pop_newest();
+                continue;
+            }
             if Self::expired(limit, now, newest) {
                 return;
             }

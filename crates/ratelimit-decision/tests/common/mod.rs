@@ -71,6 +71,7 @@ impl Storage for Short {
         Ok(Verdict {
             allowed: true,
             statuses: Vec::new(),
+            at: T0,
         })
     }
     async fn clear(&self, _: &Key) -> Result<(), StorageError> {
