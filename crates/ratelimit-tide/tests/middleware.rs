@@ -259,3 +259,34 @@ fn a_required_credential_missing_is_401() {
         assert_eq!(send(server.addr, &with_key("good")).await.status, 429);
     });
 }
+
+/// A request without a peer address (Tide's Unix-socket listener gives none) is limited under
+/// a shared identity by default, and answered 403 when the limiter refuses such requests.
+#[test]
+fn a_request_without_an_address_is_limited_or_refused() {
+    use ratelimit_decision::UnknownClient;
+    use tide::http::{Method, Request as HttpRequest, Url};
+    let respond = |limits: RateLimit| async move {
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits.at(&mut app, "/r").get(|_| async { Ok("ok") });
+        let mut statuses = Vec::new();
+        for _ in 0..2 {
+            let req = HttpRequest::new(Method::Get, Url::parse("http://test/r").unwrap());
+            assert!(req.peer_addr().is_none());
+            let res: tide::http::Response = app.respond(req).await.unwrap();
+            statuses.push(u16::from(res.status()));
+        }
+        statuses
+    };
+    async_std::task::block_on(async {
+        let (shared, _) = limiter(Limiter::builder().default_limits("1 per minute"));
+        assert_eq!(respond(shared).await, [200, 429]);
+        let (refusing, _) = limiter(
+            Limiter::builder()
+                .default_limits("1 per minute")
+                .unknown_client(UnknownClient::Reject),
+        );
+        assert_eq!(respond(refusing).await, [403, 403]);
+    });
+}
