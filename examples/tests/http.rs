@@ -59,7 +59,11 @@ async fn send(
         req = req.header(*n, *v);
     }
     req = req.body(surf::Body::from_bytes(body.unwrap_or_default()));
-    let mut res = req.await.unwrap();
+    reply(req.await.unwrap()).await
+}
+
+/// A response, read whole.
+async fn reply(mut res: surf::Response) -> Reply {
     let headers = res
         .iter()
         .map(|(n, v)| (n.as_str().to_owned(), v.as_str().to_owned()))
@@ -313,20 +317,14 @@ fn uploads_and_conditional_deduction() {
 async fn send_chunked(base: &str, path: &str, len: usize) -> Reply {
     let client = surf::Client::new();
     let body = surf::Body::from_reader(async_std::io::Cursor::new(vec![7u8; len]), None);
-    let mut res = client
-        .post(format!("{base}{path}"))
-        .body(body)
-        .await
-        .unwrap();
-    let headers = res
-        .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), v.as_str().to_owned()))
-        .collect();
-    Reply {
-        status: res.status().into(),
-        headers,
-        body: res.body_string().await.unwrap(),
-    }
+    reply(
+        client
+            .post(format!("{base}{path}"))
+            .body(body)
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 #[test]
