@@ -24,6 +24,7 @@ use futures::FutureExt;
 use tide::http::StatusCode;
 
 use crate::{
+    body::Framing,
     head::{self, HeadError, MAX_HEAD_LEN},
     listener::Stop,
 };
@@ -53,6 +54,8 @@ struct ReadAhead {
     max_body: u64,
     /// The body went past `max_body`: the request is answered 413 and the connection closed.
     over: bool,
+    /// Where the body ends on the wire.
+    framing: Framing,
 }
 
 /// The stream `async-h1` reads: the bytes read ahead first, then the socket.
@@ -68,49 +71,58 @@ impl Read for Conn {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let in_body = {
-            let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
-            let in_body = ahead.pos >= ahead.head_end;
-            if in_body && ahead.body_read >= ahead.max_body {
+        let room = {
+            let mut guard = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+            let ahead = &mut *guard;
+            if ahead.pos < ahead.head_end {
+                // The head, alone: `async-h1` buffers what it reads, so a first read that went
+                // past the head would take the body (or the next request) with it.
+                let n = buf.len().min(ahead.head_end - ahead.pos);
+                buf[..n].copy_from_slice(&ahead.bytes[ahead.pos..ahead.pos + n]);
+                ahead.pos += n;
+                return Poll::Ready(Ok(n));
+            }
+            // The body: never past its end (what follows is the next request's, and stays
+            // here for it), nor past the limit.
+            if ahead.framing.is_done() {
+                return Poll::Ready(Ok(0));
+            }
+            if ahead.body_read >= ahead.max_body {
                 ahead.over = true;
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "request body over the listener's limit",
                 )));
             }
-            let end = if in_body {
-                ahead.bytes.len()
-            } else {
-                ahead.head_end
-            };
-            if ahead.pos < end {
-                let mut n = buf.len().min(end - ahead.pos);
-                if in_body {
-                    n = n.min(usize::try_from(ahead.max_body - ahead.body_read).unwrap_or(n));
-                    ahead.body_read += n as u64;
-                }
-                let from = ahead.pos;
-                buf[..n].copy_from_slice(&ahead.bytes[from..from + n]);
+            let room = buf
+                .len()
+                .min(usize::try_from(ahead.max_body - ahead.body_read).unwrap_or(usize::MAX));
+            if ahead.pos < ahead.bytes.len() {
+                let end = ahead.bytes.len().min(ahead.pos + room);
+                let n = ahead.framing.take(&ahead.bytes[ahead.pos..end]);
+                buf[..n].copy_from_slice(&ahead.bytes[ahead.pos..ahead.pos + n]);
                 ahead.pos += n;
+                ahead.body_read += n as u64;
                 return Poll::Ready(Ok(n));
             }
-            in_body.then(|| usize::try_from(ahead.max_body - ahead.body_read).unwrap_or(usize::MAX))
+            room
         };
-        // From the socket: at most what the body may still take, so nothing past the limit is
-        // ever read.
-        let buf = match in_body {
-            Some(room) => {
-                let n = buf.len().min(room);
-                &mut buf[..n]
-            }
-            None => buf,
+        let read = Pin::new(&mut self.stream).poll_read(cx, &mut buf[..room]);
+        let Poll::Ready(Ok(got)) = read else {
+            return read;
         };
-        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if let (Poll::Ready(Ok(n)), Some(_)) = (&read, in_body) {
-            let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
-            ahead.body_read += *n as u64;
+        let mut guard = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        let ahead = &mut *guard;
+        let n = ahead.framing.take(&buf[..got]);
+        ahead.body_read += n as u64;
+        if n < got {
+            // Past the body's end: the start of the next request, kept for it.
+            ahead.bytes.clear();
+            ahead.bytes.extend_from_slice(&buf[n..got]);
+            ahead.pos = 0;
+            ahead.head_end = 0;
         }
-        read
+        Poll::Ready(Ok(n))
     }
 }
 
@@ -270,10 +282,16 @@ async fn next_head(conn: &Conn, options: Options, stop: &Stop) -> Next {
         body_read: 0,
         max_body: options.max_body,
         over: false,
+        framing: match checked {
+            Ok(framing) => framing,
+            Err(_) => Framing::Length(0),
+        },
     };
     match checked {
         // A declared length over the limit is refused before a byte of the body is read.
-        Ok(Some(length)) if length > options.max_body => Next::Refuse(HeadError::BodyTooLarge),
+        Ok(Framing::Length(length)) if length > options.max_body => {
+            Next::Refuse(HeadError::BodyTooLarge)
+        }
         Ok(_) => Next::Head,
         Err(reason) => Next::Refuse(reason),
     }

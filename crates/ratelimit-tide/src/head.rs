@@ -9,6 +9,8 @@ use core::{fmt, str::FromStr};
 
 use tide::http::{Method, StatusCode};
 
+use crate::body::{Chunked, Framing};
+
 /// The longest head `async-h1` accepts, in bytes, its final empty line included: it refuses a
 /// head of this length or more.
 pub(crate) const MAX_HEAD_LEN: usize = 8 * 1024;
@@ -82,10 +84,10 @@ pub(crate) fn head_end(buf: &[u8], from: usize) -> Option<usize> {
         .map(|i| start + i + 4)
 }
 
-/// Checks a complete head (through its empty line) as `async-h1` will read it, and answers
-/// the body's declared length (`None` for chunked or no body; `u64::MAX` for a number too
-/// large to hold).
-pub(crate) fn check(head: &[u8]) -> Result<Option<u64>, HeadError> {
+/// Checks a complete head (through its empty line) as `async-h1` will read it, and answers how
+/// its body is framed (a declared length too large to hold is `u64::MAX`; no body is a length
+/// of 0).
+pub(crate) fn check(head: &[u8]) -> Result<Framing, HeadError> {
     if head.len() >= MAX_HEAD_LEN {
         return Err(HeadError::TooLarge);
     }
@@ -135,13 +137,16 @@ pub(crate) fn check(head: &[u8]) -> Result<Option<u64>, HeadError> {
     if length.is_some() && encoding {
         return Err(HeadError::LengthAndEncoding);
     }
+    if encoding {
+        return Ok(Framing::Chunked(Chunked::new()));
+    }
     // Digits only, checked above: a number, or one beyond u64.
-    Ok(length.map(|v| {
+    Ok(Framing::Length(length.map_or(0, |v| {
         core::str::from_utf8(v)
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(u64::MAX)
-    }))
+    })))
 }
 
 #[cfg(test)]
@@ -156,7 +161,10 @@ mod tests {
 
     #[test]
     fn a_plain_head_passes() {
-        assert_eq!(check(&head(&["GET /a?b=1 HTTP/1.1", "Host: x"])), Ok(None));
+        assert_eq!(
+            check(&head(&["GET /a?b=1 HTTP/1.1", "Host: x"])),
+            Ok(Framing::Length(0))
+        );
         assert_eq!(
             check(&head(&[
                 "POST /up HTTP/1.1",
@@ -164,7 +172,7 @@ mod tests {
                 "Content-Length: 5",
                 "content-length: 5"
             ])),
-            Ok(Some(5))
+            Ok(Framing::Length(5))
         );
         assert_eq!(
             check(&head(&[
@@ -172,7 +180,7 @@ mod tests {
                 "Host: x",
                 "Transfer-Encoding: Chunked"
             ])),
-            Ok(None)
+            Ok(Framing::Chunked(Chunked::new()))
         );
         assert_eq!(
             check(&head(&[
@@ -180,7 +188,7 @@ mod tests {
                 "Host: x",
                 "Content-Length: 99999999999999999999999"
             ])),
-            Ok(Some(u64::MAX))
+            Ok(Framing::Length(u64::MAX))
         );
     }
 
@@ -243,7 +251,11 @@ mod tests {
         let mut lines = vec!["GET / HTTP/1.1".to_owned(), "Host: x".to_owned()];
         lines.extend((0..MAX_HEADERS - 1).map(|i| format!("X-{i}: v")));
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        assert_eq!(check(&head(&refs)), Ok(None), "128 fields pass");
+        assert_eq!(
+            check(&head(&refs)),
+            Ok(Framing::Length(0)),
+            "128 fields pass"
+        );
         lines.push("X-last: v".to_owned());
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         assert_eq!(check(&head(&refs)), Err(HeadError::TooManyHeaders));
@@ -256,7 +268,7 @@ mod tests {
             ])
         };
         let base = pad(0).len();
-        assert_eq!(check(&pad(MAX_HEAD_LEN - 1 - base)), Ok(None));
+        assert_eq!(check(&pad(MAX_HEAD_LEN - 1 - base)), Ok(Framing::Length(0)));
         assert_eq!(check(&pad(MAX_HEAD_LEN - base)), Err(HeadError::TooLarge));
     }
 

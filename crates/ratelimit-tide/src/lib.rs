@@ -77,6 +77,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod body;
 mod connection;
 mod head;
 mod listener;

@@ -298,3 +298,26 @@ fn bodies_over_the_limit_get_413_without_being_read() {
         );
     });
 }
+
+/// A request pipelined behind one with a body is answered too: the body is handed on up to its
+/// end and no further (chunked framing followed, a declared length counted), so the next head
+/// stays for the next round.
+#[test]
+fn requests_pipelined_behind_a_body_are_answered() {
+    task::block_on(async {
+        let server = start(upload_app(), HttpListener::new("127.0.0.1:0")).await;
+        let mut wire =
+            b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        wire.extend(b"5\r\nhello\r\n3\r\nabc\r\n0\r\nTrailer: t\r\n\r\n");
+        wire.extend(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nwxyz");
+        wire.extend(
+            b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        );
+        let replies = exchange(server.addr, &wire).await;
+        let got: Vec<(u16, &str)> = replies
+            .iter()
+            .map(|r| (r.status, r.body.as_str()))
+            .collect();
+        assert_eq!(got, [(200, "8"), (200, "4"), (200, "2")]);
+    });
+}
