@@ -46,6 +46,7 @@
 mod clock;
 mod limiter;
 mod sleep;
+mod small;
 mod store;
 mod table;
 

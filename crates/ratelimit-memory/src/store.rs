@@ -18,8 +18,12 @@ use crate::{
     clock::FastClock,
     limiter::KeyedLimiter,
     sleep::{AsyncIoSleep, Sleep},
+    small::Small,
     table::{AnyTable, Fingerprinter, Fp, LockedShard, Table},
 };
+
+/// Charges per batch whose scratch stays off the heap.
+const INLINE: usize = 8;
 
 /// FNV-1a over the registry keys: (strategy, limit) pairs come from configuration, not from
 /// clients, so a fast unkeyed hash is safe here and saves a SipHash per charge.
@@ -333,7 +337,8 @@ impl MemoryStorage {
                 at: now,
             });
         }
-        let mut slots = Vec::with_capacity(batch.len());
+        // Scratch per charge, inline for the batches requests make (a few charges).
+        let mut slots: Small<_, INLINE> = Small::with_capacity(batch.len());
         for c in batch {
             let table = self.table(c.strategy, &c.limit)?;
             let fp = self.inner.fingerprinter.fp(c.key.as_str().as_bytes());
@@ -342,18 +347,28 @@ impl MemoryStorage {
         }
         // Lock every shard involved once, in one global order (table address, shard index).
         let id = |t: &Arc<dyn AnyTable>| Arc::as_ptr(t).cast::<()>() as usize;
-        let mut order: Vec<(usize, usize, usize)> = slots
+        let mut order: Small<(usize, usize, usize), INLINE> = slots
             .iter()
             .enumerate()
             .map(|(i, (t, _, s))| (id(t), *s, i))
             .collect();
         order.sort_unstable();
-        order.dedup_by_key(|(t, s, _)| (*t, *s));
-        let mut locks: Vec<Box<dyn LockedShard + '_>> = order
+        let mut distinct = 0;
+        for i in 0..order.len() {
+            if distinct == 0
+                || order[distinct - 1].0 != order[i].0
+                || order[distinct - 1].1 != order[i].1
+            {
+                order[distinct] = order[i];
+                distinct += 1;
+            }
+        }
+        order.truncate(distinct);
+        let mut locks: Small<Box<dyn LockedShard + '_>, INLINE> = order
             .iter()
             .map(|&(_, s, i)| slots[i].0.lock(s, now))
             .collect();
-        let lock_of: Vec<usize> = slots
+        let lock_of: Small<usize, INLINE> = slots
             .iter()
             .map(|(t, _, s)| order.partition_point(|&(ot, os, _)| (ot, os) < (id(t), *s)))
             .collect();
@@ -365,8 +380,8 @@ impl MemoryStorage {
                 .map(|j| batch[j].cost)
                 .fold(0, u64::saturating_add)
         };
-        let allowed: Vec<bool> = match op {
-            Op::Refund => vec![true; batch.len()],
+        let allowed: Small<bool, INLINE> = match op {
+            Op::Refund => batch.iter().map(|_| true).collect(),
             Op::Hit | Op::Test => (0..batch.len())
                 .map(|i| {
                     let (_, fp, _) = slots[i];
