@@ -19,7 +19,7 @@ use crate::{
     limiter::KeyedLimiter,
     sleep::{AsyncIoSleep, Sleep},
     small::Small,
-    table::{AnyTable, Fingerprinter, Fp, LockedShard, Table},
+    table::{AnyLocked, AnyTable, Fingerprinter, Fp, LockedShard, Table},
 };
 
 /// Charges per batch whose scratch stays off the heap.
@@ -364,7 +364,7 @@ impl MemoryStorage {
             }
         }
         order.truncate(distinct);
-        let mut locks: Small<Box<dyn LockedShard + '_>, INLINE> = order
+        let mut locks: Small<AnyLocked<'_>, INLINE> = order
             .iter()
             .map(|&(_, s, i)| slots[i].0.lock(s, now))
             .collect();

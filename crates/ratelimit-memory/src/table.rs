@@ -1,11 +1,16 @@
 //! The counters of one (strategy, limit) pair: a sharded map from key fingerprints to states.
 
 use core::hash::{BuildHasher, Hash, Hasher};
-use std::{collections::HashMap, hash::RandomState};
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::RandomState,
+};
 
 use parking_lot::{Mutex, MutexGuard};
-
-use ratelimit_core::{Duration, Limit, Outcome, RetryAfter, Strategy, Timestamp};
+use ratelimit_core::{
+    Duration, Entry, FixedWindow, Gcra, Limit, MovingWindow, Outcome, RetryAfter, SlidingWindow,
+    Strategy, Timestamp,
+};
 use ratelimit_storage::{LimitStatus, Op};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
@@ -244,9 +249,74 @@ pub(crate) trait LockedShard {
     fn status(&self, fp: Fp, now: Timestamp, cost: u64, allowed: bool) -> LimitStatus;
 }
 
-struct Locked<'a, S> {
+pub(crate) struct Locked<'a, S> {
     guard: MutexGuard<'a, Shard<S>>,
     table: &'a Table<S>,
+}
+
+/// A locked shard of one of the strategies the store keeps, held inline (a batch holds several
+/// at once, of different strategies; boxing each cost an allocation per lock).
+pub(crate) enum AnyLocked<'a> {
+    Fixed(Locked<'a, FixedWindow>),
+    Moving(Locked<'a, MovingWindow<VecDeque<Entry>>>),
+    Sliding(Locked<'a, SlidingWindow>),
+    Gcra(Locked<'a, Gcra>),
+}
+
+/// The same call on whichever strategy `$locked` holds.
+macro_rules! on_any {
+    ($locked:expr, $l:ident => $call:expr) => {
+        match $locked {
+            AnyLocked::Fixed($l) => $call,
+            AnyLocked::Moving($l) => $call,
+            AnyLocked::Sliding($l) => $call,
+            AnyLocked::Gcra($l) => $call,
+        }
+    };
+}
+
+impl LockedShard for AnyLocked<'_> {
+    fn test(&self, fp: Fp, now: Timestamp, cost: u64) -> bool {
+        on_any!(self, l => l.test(fp, now, cost))
+    }
+    fn hit(&mut self, fp: Fp, now: Timestamp, cost: u64) -> bool {
+        on_any!(self, l => l.hit(fp, now, cost))
+    }
+    fn refund(&mut self, fp: Fp, now: Timestamp, cost: u64, charged_at: Option<Timestamp>) {
+        on_any!(self, l => l.refund(fp, now, cost, charged_at));
+    }
+    fn status(&self, fp: Fp, now: Timestamp, cost: u64, allowed: bool) -> LimitStatus {
+        on_any!(self, l => l.status(fp, now, cost, allowed))
+    }
+}
+
+/// A state the store keeps in a table: it knows its [`AnyLocked`] variant.
+pub(crate) trait Lockable: State + Sized {
+    fn any(locked: Locked<'_, Self>) -> AnyLocked<'_>;
+}
+
+impl Lockable for FixedWindow {
+    fn any(locked: Locked<'_, Self>) -> AnyLocked<'_> {
+        AnyLocked::Fixed(locked)
+    }
+}
+
+impl Lockable for MovingWindow<VecDeque<Entry>> {
+    fn any(locked: Locked<'_, Self>) -> AnyLocked<'_> {
+        AnyLocked::Moving(locked)
+    }
+}
+
+impl Lockable for SlidingWindow {
+    fn any(locked: Locked<'_, Self>) -> AnyLocked<'_> {
+        AnyLocked::Sliding(locked)
+    }
+}
+
+impl Lockable for Gcra {
+    fn any(locked: Locked<'_, Self>) -> AnyLocked<'_> {
+        AnyLocked::Gcra(locked)
+    }
 }
 
 impl<S: State> LockedShard for Locked<'_, S> {
@@ -271,7 +341,7 @@ pub(crate) trait AnyTable: Send + Sync + core::fmt::Debug {
     /// Which shard holds `fp`.
     fn shard_of(&self, fp: Fp) -> usize;
     /// Locks one shard (sweeping it first when due).
-    fn lock(&self, shard: usize, now: Timestamp) -> Box<dyn LockedShard + '_>;
+    fn lock(&self, shard: usize, now: Timestamp) -> AnyLocked<'_>;
     /// One operation on one key: the single-charge fast path, no allocation. The charge needs
     /// room for `need` (at least `cost`) and charges `cost`.
     fn apply_one(
@@ -291,15 +361,15 @@ pub(crate) trait AnyTable: Send + Sync + core::fmt::Debug {
     fn len(&self) -> usize;
 }
 
-impl<S: State> AnyTable for Table<S> {
+impl<S: Lockable> AnyTable for Table<S> {
     fn shard_of(&self, fp: Fp) -> usize {
         self.shard_index(fp)
     }
 
-    fn lock(&self, shard: usize, now: Timestamp) -> Box<dyn LockedShard + '_> {
+    fn lock(&self, shard: usize, now: Timestamp) -> AnyLocked<'_> {
         let mut guard = self.lock_index(shard);
         guard.maybe_sweep(&self.limit, now, self.sweep_every);
-        Box::new(Locked { guard, table: self })
+        S::any(Locked { guard, table: self })
     }
 
     fn apply_one(
