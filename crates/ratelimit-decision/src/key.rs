@@ -1,6 +1,9 @@
 //! Key functions: who a request counts against.
 
-use core::{fmt, net::IpAddr};
+use core::{
+    fmt::{self, Write as _},
+    net::IpAddr,
+};
 use std::sync::Arc;
 
 use ratelimit_storage::Key;
@@ -47,14 +50,14 @@ impl Addressing {
     /// The key of a client address: an IPv4 address as it is, an IPv6 address by its network
     /// (`ip:2001:db8:1:2::/64`), since one host commonly holds a whole /64.
     pub(crate) fn key(&self, ip: IpAddr) -> Key {
-        match ip.to_canonical() {
-            v4 @ IpAddr::V4(_) => Key::new("ip", &v4.to_string()),
-            v6 if self.ipv6_prefix >= 128 => Key::new("ip", &v6.to_string()),
-            v6 => Key::new(
-                "ip",
-                &format!("{}/{}", mask(v6, self.ipv6_prefix), self.ipv6_prefix),
-            ),
-        }
+        // Written on the stack: the longest form, an IPv6 address and a prefix, is 49 bytes.
+        let mut text = heapless::String::<64>::new();
+        let _ = match ip.to_canonical() {
+            v4 @ IpAddr::V4(_) => write!(text, "{v4}"),
+            v6 if self.ipv6_prefix >= 128 => write!(text, "{v6}"),
+            v6 => write!(text, "{}/{}", mask(v6, self.ipv6_prefix), self.ipv6_prefix),
+        };
+        Key::new("ip", &text)
     }
 }
 

@@ -81,19 +81,25 @@ struct Plan {
 }
 
 impl Plan {
+    /// A charge per limit under `key` (moved into the last one: a key is a string).
     fn push(
         &mut self,
-        key: &Key,
+        key: Key,
         limits: &[Limit],
         strategy: StrategyKind,
         cost: u64,
         scope: Scope,
     ) {
-        for &l in limits {
+        let Some((&last, rest)) = limits.split_last() else {
+            return;
+        };
+        for &l in rest {
             self.charges
                 .push(Charge::new(key.clone(), l, strategy, cost));
             self.scopes.push(scope);
         }
+        self.charges.push(Charge::new(key, last, strategy, cost));
+        self.scopes.push(scope);
     }
 }
 
@@ -664,7 +670,7 @@ impl Limiter {
         if !policy.exempt.application && !inner.application.is_empty() {
             let key = scoped("app", None);
             plan.push(
-                &key,
+                key,
                 &inner.application,
                 inner.strategy,
                 1,
@@ -680,25 +686,30 @@ impl Limiter {
                 Some(name) => (scoped("shared", Some(name)), Scope::Shared),
                 None => (scoped("route", Some(req.route())), Scope::Route),
             };
-            plan.push(&key, limits, inner.strategy, cost, scope);
+            plan.push(key, limits, inner.strategy, cost, scope);
         }
         if (route_limits.is_none() || policy.combine) && !policy.exempt.defaults {
             let key = scoped("default", Some(req.route()));
-            plan.push(&key, &inner.defaults, inner.strategy, cost, Scope::Default);
+            plan.push(key, &inner.defaults, inner.strategy, cost, Scope::Default);
         }
         if !compiled.guard.is_empty()
             && let Identity::Key(address) = inner.addressing.identity(ip)
         {
             let key = scoped_for(&address, "guard", Some(req.route()));
-            plan.push(&key, &compiled.guard, inner.strategy, cost, Scope::Guard);
+            plan.push(key, &compiled.guard, inner.strategy, cost, Scope::Guard);
         }
         if !policy.exempt.meta && !inner.meta.is_empty() {
+            // A gate per meta limit: the request needs room under each; when it is rejected
+            // all the same (by its own limits), the gate counts the breach, in this call.
+            let gate =
+                |key: Key, l: Limit| Charge::gate(key, l, inner.strategy, 1).charging_on_reject(1);
             let meta_key = scoped("meta", None);
-            for &l in inner.meta.iter() {
-                // A gate: the request needs room under every meta limit; when it is rejected
-                // all the same (by its own limits), the gate counts the breach, in this call.
-                let gate = Charge::gate(meta_key.clone(), l, inner.strategy, 1);
-                plan.charges.push(gate.charging_on_reject(1));
+            if let Some((&last, rest)) = inner.meta.split_last() {
+                for &l in rest {
+                    plan.charges.push(gate(meta_key.clone(), l));
+                    plan.scopes.push(Scope::Meta);
+                }
+                plan.charges.push(gate(meta_key, last));
                 plan.scopes.push(Scope::Meta);
             }
         }
