@@ -1,9 +1,9 @@
 //! Heap allocations per call, counted by a global allocator (deterministic, unlike time): the
 //! memory store's `apply` of the seed's three-charge batch, and a full allowed decision with
 //! every header family through the Decision API. The figures the decision hot-path issue sets
-//! goals for. It prints them, and fails when one grows past what has been reached (the counts
-//! are deterministic): 2 for `apply` (the verdict's list and the async trait's boxed future,
-//! both in the `Storage` signature), 20 for a decision.
+//! goals for. It prints them, and fails when one grows by an allocation per call past what has
+//! been reached: 2 for `apply` (the verdict's list and the async trait's boxed future, both in
+//! the `Storage` signature), 20 for a decision.
 //!
 //! `cargo bench -p ratelimit-benches --bench allocations` (or, as the test command runs it,
 //! once in test mode).
@@ -106,6 +106,8 @@ fn main() {
     println!(
         "full decision with X-RateLimit-* and IETF headers, memory store: {decide:.1} allocations per call"
     );
-    assert!(apply <= 2.0, "apply allocates more than it did: {apply}");
-    assert!(decide <= 20.0, "a decision allocates more than it did: {decide}");
+    // Averages: now and then a call also grows a table or sweeps one (2.03 in 100 calls), so
+    // the bound is half an allocation above what has been reached, below one more per call.
+    assert!(apply < 2.5, "apply allocates more than it did: {apply}");
+    assert!(decide < 20.5, "a decision allocates more than it did: {decide}");
 }
