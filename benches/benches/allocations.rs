@@ -109,5 +109,8 @@ fn main() {
     // Averages: now and then a call also grows a table or sweeps one (2.03 in 100 calls), so
     // the bound is half an allocation above what has been reached, below one more per call.
     assert!(apply < 2.5, "apply allocates more than it did: {apply}");
-    assert!(decide < 20.5, "a decision allocates more than it did: {decide}");
+    assert!(
+        decide < 20.5,
+        "a decision allocates more than it did: {decide}"
+    );
 }
