@@ -109,6 +109,16 @@ end
 -- The call being served (set by `batch`; the helpers below read them).
 local op, grace, now_s, now_n
 
+-- Decimal nanoseconds since the epoch (an argument) as seconds and nanoseconds: split as text,
+-- since the whole number is past a double's exact range.
+local function instant(text)
+  local len = #text
+  if len > 9 then
+    return tonumber(string.sub(text, 1, len - 9)), tonumber(string.sub(text, len - 8))
+  end
+  return 0, tonumber(text)
+end
+
 -- Limits and costs as parsed from their arguments, by text: an application has a few
 -- distinct ones, and a function library keeps them from call to call (at most PARSED_MAX).
 local PARSED_MAX = 4096
@@ -141,12 +151,7 @@ local function costs(text)
     if at == '' then
       return remember(text, Q)
     end
-    local len = #at
-    if len > 9 then
-      Q[4], Q[5] = tonumber(string.sub(at, 1, len - 9)), tonumber(string.sub(at, len - 8))
-    else
-      Q[4], Q[5] = 0, tonumber(at)
-    end
+    Q[4], Q[5] = instant(at)
   end
   return Q
 end
@@ -699,15 +704,7 @@ local function batch(KEYS, ARGV)
     now_s = tonumber(t[1])
     now_n = tonumber(t[2]) * 1000
   else
-    local a = ARGV[2]
-    local len = #a
-    if len > 9 then
-      now_s = tonumber(string.sub(a, 1, len - 9))
-      now_n = tonumber(string.sub(a, len - 8))
-    else
-      now_s = 0
-      now_n = tonumber(a)
-    end
+    now_s, now_n = instant(ARGV[2])
   end
 
   -- The charges, their owners, and the costs that meet on each counter.

@@ -301,10 +301,7 @@ async fn next_head(conn: &Conn, options: Options, stop: &Stop) -> Next {
 /// closes the connection without losing the answer to a reset.
 async fn refuse(stream: &TcpStream, peer: Option<SocketAddr>, status: StatusCode, reason: &str) {
     tracing::debug!(target: "ratelimit::http", ?peer, status = u16::from(status), reason, "refused a request");
-    let body = format!(
-        "{{\"error\": \"{}\", \"message\": \"{reason}\"}}",
-        status.canonical_reason()
-    );
+    let body = refusal_body(status, reason);
     let response = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         u16::from(status),
@@ -318,14 +315,19 @@ async fn refuse(stream: &TcpStream, peer: Option<SocketAddr>, status: StatusCode
     linger(&stream).await;
 }
 
+/// The JSON body of a refusal, shaped like the 429's: `{"error": <reason phrase>, "message": ...}`.
+fn refusal_body(status: StatusCode, reason: &str) -> String {
+    format!(
+        "{{\"error\": \"{}\", \"message\": \"{reason}\"}}",
+        status.canonical_reason()
+    )
+}
+
 /// The answer to a request whose body went past the listener's limit.
 fn too_large() -> tide::http::Response {
     let reason = HeadError::BodyTooLarge;
     let mut res = tide::http::Response::new(reason.status());
-    res.set_body(format!(
-        "{{\"error\": \"{}\", \"message\": \"{reason}\"}}",
-        reason.status().canonical_reason()
-    ));
+    res.set_body(refusal_body(reason.status(), &reason.to_string()));
     res.set_content_type(tide::http::mime::JSON);
     res.insert_header("connection", "close");
     res
