@@ -6,7 +6,11 @@ use std::sync::Arc;
 use ratelimit_core::{Limit, Timestamp};
 use ratelimit_storage::{Charge, Storage};
 
-use crate::{error::DecisionError, policy::SettleFn};
+use crate::{
+    error::DecisionError,
+    field::{HeaderValue, RateLimitHeaders},
+    policy::SettleFn,
+};
 
 /// Where a limit came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,7 +72,7 @@ pub struct Decision {
     pub(crate) remaining: u64,
     pub(crate) reset: Timestamp,
     pub(crate) retry_after: Option<u64>,
-    pub(crate) headers: Vec<(Arc<str>, String)>,
+    pub(crate) headers: RateLimitHeaders,
     pub(crate) body: Option<String>,
     pub(crate) pending: Option<Pending>,
 }
@@ -95,7 +99,7 @@ impl Decision {
             remaining: 0,
             reset: Timestamp::EPOCH,
             retry_after: None,
-            headers: Vec::new(),
+            headers: RateLimitHeaders::default(),
             body: None,
             pending: None,
         }
@@ -107,8 +111,9 @@ impl Decision {
         Self {
             headers: vec![(
                 "WWW-Authenticate".into(),
-                format!("ApiKey header=\"{header}\""),
-            )],
+                HeaderValue::from(format!("ApiKey header=\"{header}\"")),
+            )]
+            .into(),
             body: Some(
                 "{\"error\": \"Unauthorized\", \"message\": \"a known credential is required\"}"
                     .to_owned(),
@@ -170,12 +175,12 @@ impl Decision {
     }
 
     /// The headers to set on the response (names as configured).
-    pub fn headers(&self) -> &[(Arc<str>, String)] {
+    pub fn headers(&self) -> &[(Arc<str>, HeaderValue)] {
         &self.headers
     }
 
     /// Takes the headers out (an adapter that copies them onto its response needs no clone).
-    pub fn take_headers(&mut self) -> Vec<(Arc<str>, String)> {
+    pub fn take_headers(&mut self) -> RateLimitHeaders {
         core::mem::take(&mut self.headers)
     }
 

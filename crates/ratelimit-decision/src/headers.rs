@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use ratelimit_core::Limit;
 
+use crate::field::{HeaderValue, RateLimitHeaders, decimal};
+
 /// The header names, each remappable (Flask-Limiter's `header_name_mapping`). Shared, not
 /// copied, into every decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,36 +170,58 @@ pub(crate) struct HeaderFacts<'a> {
     pub(crate) reset_in_secs: u64,
     pub(crate) retry_after_secs: Option<u64>,
     pub(crate) rejected: bool,
-    pub(crate) policies: &'a [Limit],
+    /// The `RateLimit-Policy` value.
+    pub(crate) policy: Policy<'a>,
 }
 
-pub(crate) fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> Vec<(Arc<str>, String)> {
-    let mut out = Vec::with_capacity(6);
+/// The `RateLimit-Policy` value: rendered once for a route whose limits are fixed, else
+/// the limits to render.
+pub(crate) enum Policy<'a> {
+    Rendered(&'a Arc<str>),
+    Limits(&'a [Limit]),
+}
+
+/// The `RateLimit-Policy` field listing `limits`.
+pub(crate) fn policy_field(limits: &[Limit]) -> Arc<str> {
+    // A limit's canonical form (`10 per 2 minute`: digits, letters, spaces) has no `"` or
+    // `\\`, so quoting it makes an sf-string (RFC 8941) with nothing to escape.
+    let mut policy = String::with_capacity(48 * limits.len());
+    for (i, l) in limits.iter().enumerate() {
+        let sep = if i > 0 { ", " } else { "" };
+        let _ = write!(
+            policy,
+            "{sep}\"{l}\";q={};w={}",
+            l.amount(),
+            l.window().as_secs()
+        );
+    }
+    policy.into()
+}
+
+pub(crate) fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> RateLimitHeaders {
+    let mut out = RateLimitHeaders::default();
     let names = &options.names;
     if options.x_ratelimit {
-        out.push((names.limit.clone(), f.limit.amount().to_string()));
-        out.push((names.remaining.clone(), f.remaining.to_string()));
-        out.push((names.reset.clone(), f.reset_epoch_secs.to_string()));
+        out.push(&names.limit, HeaderValue::number(f.limit.amount()));
+        out.push(&names.remaining, HeaderValue::number(f.remaining));
+        out.push(&names.reset, HeaderValue::number(f.reset_epoch_secs));
     }
     if let (true, true, Some(secs)) = (options.retry_after, f.rejected, f.retry_after_secs) {
-        out.push((names.retry_after.clone(), secs.to_string()));
+        out.push(&names.retry_after, HeaderValue::number(secs));
     }
     if options.ietf {
-        // A limit's canonical form (`10 per 2 minute`: digits, letters, spaces) has no `"` or
-        // `\\`, so quoting it makes an sf-string (RFC 8941) with nothing to escape.
-        let mut policy = String::with_capacity(48 * f.policies.len());
-        for (i, l) in f.policies.iter().enumerate() {
-            let sep = if i > 0 { ", " } else { "" };
-            let _ = write!(
-                policy,
-                "{sep}\"{l}\";q={};w={}",
-                l.amount(),
-                l.window().as_secs()
-            );
-        }
-        out.push((names.policy.clone(), policy));
-        let current = format!("\"{}\";r={};t={}", f.limit, f.remaining, f.reset_in_secs);
-        out.push((names.ratelimit.clone(), current));
+        let policy = match f.policy {
+            Policy::Rendered(p) => Arc::clone(p),
+            Policy::Limits(limits) => policy_field(limits),
+        };
+        out.push(&names.policy, policy.into());
+        let current = HeaderValue::write(|w| {
+            write!(w, "\"{}\";r=", f.limit)?;
+            w.write_str(decimal(f.remaining, &mut [0; 20]))?;
+            w.write_str(";t=")?;
+            w.write_str(decimal(f.reset_in_secs, &mut [0; 20]))
+        });
+        out.push(&names.ratelimit, current);
     }
     out
 }
@@ -217,11 +241,13 @@ mod tests {
             reset_in_secs: 1_800,
             retry_after_secs: Some(1_800),
             rejected: true,
-            policies: &[day, hour],
+            policy: Policy::Limits(&[day, hour]),
         };
         let all = render(&HeaderOptions::all(), &facts);
-        let get = |h: &[(Arc<str>, String)], n: &str| {
-            h.iter().find(|(k, _)| &**k == n).map(|(_, v)| v.clone())
+        let get = |h: &[(Arc<str>, HeaderValue)], n: &str| {
+            h.iter()
+                .find(|(k, _)| &**k == n)
+                .map(|(_, v)| v.to_string())
         };
         assert_eq!(get(&all, "X-RateLimit-Limit").as_deref(), Some("50"));
         assert_eq!(get(&all, "Retry-After").as_deref(), Some("1800"));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ratelimit_storage::Key;
 
-use crate::{network::mask, request::RequestView};
+use crate::{field::decimal, network::mask, request::RequestView};
 
 type KeyFn = dyn Fn(&RequestView<'_>, Option<IpAddr>) -> String + Send + Sync;
 type ValidateFn = dyn Fn(&str) -> Option<String> + Send + Sync;
@@ -53,7 +53,16 @@ impl Addressing {
         // Written on the stack: the longest form, an IPv6 address and a prefix, is 49 bytes.
         let mut text = heapless::String::<64>::new();
         let _ = match ip.to_canonical() {
-            v4 @ IpAddr::V4(_) => write!(text, "{v4}"),
+            IpAddr::V4(v4) => {
+                // Written by hand: `core::fmt` costs several times more.
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        let _ = text.push('.');
+                    }
+                    let _ = text.push_str(decimal(u64::from(octet), &mut [0; 20]));
+                }
+                Ok(())
+            }
             v6 if self.ipv6_prefix >= 128 => write!(text, "{v6}"),
             v6 => write!(text, "{}/{}", mask(v6, self.ipv6_prefix), self.ipv6_prefix),
         };

@@ -5,20 +5,21 @@ use core::{
     net::IpAddr,
     sync::atomic::{AtomicBool, Ordering},
 };
-use std::{collections::HashMap, sync::Arc};
+use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
 use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, SystemClock};
 use ratelimit_fallback::{Backoff, FallbackStorage, Mode, Transition};
 use ratelimit_memory::MemoryStorage;
-use ratelimit_storage::{
-    Charge, Key, LimitStatus, Op, Storage, StorageError, StorageUri, UriError, Verdict,
-};
+use smallvec::SmallVec;
+
+use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, StorageUri, UriError, Verdict};
 
 use crate::{
     client_ip::{ForwardedHeader, ProxyConfig},
     decision::{Decision, Kind, Pending, Scope},
     error::{ConfigError, DecisionError},
-    headers::{HeaderFacts, HeaderOptions, render},
+    field::RateLimitHeaders,
+    headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render},
     key::{Addressing, Identity, KeyFunction, UnknownClient},
     network::Network,
     policy::{Breach, BreachHook, LimitSet, LimitSource, RoutePolicy, parse_set},
@@ -69,13 +70,14 @@ enum RouteLimits {
     Dynamic(Arc<dyn Fn(&RequestView<'_>) -> LimitSet + Send + Sync>),
 }
 
-/// A route policy with its limit strings parsed.
-#[derive(Clone)]
+/// Charges per request held inline (no heap allocation).
+const INLINE_CHARGES: usize = 8;
+
 /// The charges of one request, and the scope each belongs to.
 #[derive(Default)]
 struct Plan {
-    charges: Vec<Charge>,
-    scopes: Vec<Scope>,
+    charges: SmallVec<[Charge; INLINE_CHARGES]>,
+    scopes: SmallVec<[Scope; INLINE_CHARGES]>,
     /// What the request costs on its route (application limits and gates aside).
     cost: u64,
 }
@@ -103,10 +105,57 @@ impl Plan {
     }
 }
 
+/// A route policy with its limit strings parsed.
 struct Compiled {
     limits: Option<RouteLimits>,
     guard: LimitSet,
     policy: RoutePolicy,
+    /// The `RateLimit-Policy` field of the limits the route charges, rendered at build (and
+    /// those limits): `None` when they vary by request (dynamic limits).
+    policy_field: Option<(Vec<Limit>, Arc<str>)>,
+}
+
+impl Compiled {
+    fn new(
+        limits: Option<RouteLimits>,
+        guard: LimitSet,
+        policy: RoutePolicy,
+        application: &[Limit],
+        defaults: &[Limit],
+    ) -> Self {
+        let mut compiled = Self {
+            limits,
+            guard,
+            policy,
+            policy_field: None,
+        };
+        compiled.policy_field = compiled.fixed_limits(application, defaults).map(|limits| {
+            let field = policy_field(&limits);
+            (limits, field)
+        });
+        compiled
+    }
+
+    /// The limits this route charges on every request, in the plan's order (meta gates aside),
+    /// when they do not depend on the request.
+    fn fixed_limits(&self, application: &[Limit], defaults: &[Limit]) -> Option<Vec<Limit>> {
+        let policy = &self.policy;
+        let route = match &self.limits {
+            Some(RouteLimits::Dynamic(_)) => return None,
+            Some(RouteLimits::Set(set)) => Some(&set[..]),
+            None => None,
+        };
+        let mut out = Vec::new();
+        if !policy.exempt.application {
+            out.extend_from_slice(application);
+        }
+        out.extend_from_slice(route.unwrap_or_default());
+        if (route.is_none() || policy.combine) && !policy.exempt.defaults {
+            out.extend_from_slice(defaults);
+        }
+        out.extend_from_slice(&self.guard);
+        Some(out)
+    }
 }
 
 struct Inner {
@@ -123,7 +172,8 @@ struct Inner {
     headers: HeaderOptions,
     clock: Arc<dyn Clock + Send + Sync>,
     routes: HashMap<String, Compiled>,
-    method_routes: HashMap<(String, String), Compiled>,
+    /// Per route, the policies of single methods (uppercase).
+    method_routes: HashMap<String, Vec<(String, Compiled)>>,
     fallback: Compiled,
     on_breach: Option<BreachHook>,
 }
@@ -171,7 +221,13 @@ impl fmt::Debug for Limiter {
             .field("storage", &self.inner.storage)
             .field(
                 "routes",
-                &(self.inner.routes.len() + self.inner.method_routes.len()),
+                &(self.inner.routes.len()
+                    + self
+                        .inner
+                        .method_routes
+                        .values()
+                        .map(Vec::len)
+                        .sum::<usize>()),
             )
             .finish_non_exhaustive()
     }
@@ -508,16 +564,26 @@ impl LimiterBuilder {
                 None => Vec::new().into(),
                 Some(text) => parse_set(&format!("{context} guard"), text)?,
             };
-            let compiled = Compiled {
-                limits,
-                guard,
-                policy,
-            };
+            let compiled = Compiled::new(limits, guard, policy, &application, &defaults);
             match method {
-                Some(m) => method_routes.insert((m, route), compiled),
-                None => routes.insert(route, compiled),
-            };
+                Some(m) => {
+                    let methods: &mut Vec<(String, Compiled)> =
+                        method_routes.entry(route).or_default();
+                    methods.retain(|(other, _)| *other != m);
+                    methods.push((m, compiled));
+                }
+                None => {
+                    routes.insert(route, compiled);
+                }
+            }
         }
+        let fallback = Compiled::new(
+            None,
+            Vec::new().into(),
+            RoutePolicy::new(),
+            &application,
+            &defaults,
+        );
         Ok(Limiter {
             inner: Arc::new(Inner {
                 defaults,
@@ -534,11 +600,7 @@ impl LimiterBuilder {
                 clock,
                 routes,
                 method_routes,
-                fallback: Compiled {
-                    limits: None,
-                    guard: Vec::new().into(),
-                    policy: RoutePolicy::new(),
-                },
+                fallback,
                 on_breach: self.on_breach,
             }),
         })
@@ -578,11 +640,10 @@ impl Limiter {
 
     fn policy(&self, method: &str, route: &str) -> &Compiled {
         let inner = &self.inner;
-        if !inner.method_routes.is_empty() {
-            let k = (method.to_ascii_uppercase(), route.to_owned());
-            if let Some(p) = inner.method_routes.get(&k) {
-                return p;
-            }
+        if let Some(methods) = inner.method_routes.get(route)
+            && let Some((_, p)) = methods.iter().find(|(m, _)| m.eq_ignore_ascii_case(method))
+        {
+            return p;
         }
         inner.routes.get(route).unwrap_or(&inner.fallback)
     }
@@ -626,7 +687,7 @@ impl Limiter {
         let Some(i) = Self::deciding(&plan, &verdict) else {
             return Ok(Decision::free(Kind::Unlimited));
         };
-        Ok(self.outcome(plan, &verdict, i, &compiled.policy, req, &identity))
+        Ok(self.outcome(&plan, &verdict, i, compiled, req, &identity))
     }
 
     /// What to charge: the application limits, the route's (or a shared scope's, or the
@@ -641,75 +702,81 @@ impl Limiter {
     ) -> Plan {
         let inner = &self.inner;
         let policy = &compiled.policy;
-        // Storage keys: prefix, then the scope's parts, then the identity; built in one
-        // allocation each (`Key::under`), every part percent-encoded on its own.
         let method = if policy.per_method {
-            req.method().to_ascii_uppercase()
+            uppercase(req.method())
         } else {
-            String::new()
+            Cow::Borrowed("")
         };
-        let scoped_for = |identity: &Key, scope: &str, name: Option<&str>| {
-            let mut parts: [&str; 4] = [&inner.prefix, scope, "", ""];
-            let mut n = 2;
-            if let Some(name) = name {
-                parts[n] = name;
-                n += 1;
-            }
-            if policy.per_method && matches!(scope, "route" | "default" | "guard") {
-                parts[n] = &method;
-                n += 1;
-            }
-            identity.under(&parts[..n])
+        let parts = KeyParts {
+            prefix: &inner.prefix,
+            method: policy.per_method.then_some(&*method),
         };
-        let scoped = |scope: &str, name: Option<&str>| scoped_for(identity, scope, name);
         let cost = policy.cost.as_ref().map_or(1, |f| f(req));
-        let mut plan = Plan {
-            cost,
-            ..Plan::default()
-        };
-        if !policy.exempt.application && !inner.application.is_empty() {
-            let key = scoped("app", None);
-            plan.push(
-                key,
-                &inner.application,
-                inner.strategy,
-                1,
-                Scope::Application,
-            );
-        }
         let route_limits = compiled.limits.as_ref().map(|l| match l {
             RouteLimits::Set(s) => s.clone(),
             RouteLimits::Dynamic(f) => f(req),
         });
-        if let Some(limits) = &route_limits {
-            let (key, scope) = match &policy.shared {
-                Some(name) => (scoped("shared", Some(name)), Scope::Shared),
-                None => (scoped("route", Some(req.route())), Scope::Route),
+        // The groups of charges that share a key, in the order they are charged.
+        let application = !policy.exempt.application && !inner.application.is_empty();
+        let route = route_limits.as_ref().filter(|l| !l.is_empty()).map(|l| {
+            let (scope, name, kind) = match &policy.shared {
+                Some(name) => ("shared", name.as_str(), Scope::Shared),
+                None => ("route", req.route(), Scope::Route),
             };
-            plan.push(key, limits, inner.strategy, cost, scope);
+            (parts.of(scope, Some(name)), l, kind)
+        });
+        let defaults = (route_limits.is_none() || policy.combine)
+            && !policy.exempt.defaults
+            && !inner.defaults.is_empty();
+        let meta = !policy.exempt.meta && !inner.meta.is_empty();
+        // Every key of the identity, built in one allocation.
+        let mut lists: SmallVec<[ScopeParts<'_>; 4]> = SmallVec::new();
+        if application {
+            lists.push(parts.of("app", None));
         }
-        if (route_limits.is_none() || policy.combine) && !policy.exempt.defaults {
-            let key = scoped("default", Some(req.route()));
-            plan.push(key, &inner.defaults, inner.strategy, cost, Scope::Default);
+        if let Some((route_parts, _, _)) = &route {
+            lists.push(*route_parts);
+        }
+        if defaults {
+            lists.push(parts.of("default", Some(req.route())));
+        }
+        if meta {
+            lists.push(parts.of("meta", None));
+        }
+        let lists: SmallVec<[&[&str]; 4]> = lists.iter().map(ScopeParts::as_slice).collect();
+        let mut keys = identity.under_each(&lists);
+        let mut plan = Plan {
+            cost,
+            ..Plan::default()
+        };
+        let strategy = inner.strategy;
+        if application && let Some(key) = keys.next() {
+            plan.push(key, &inner.application, strategy, 1, Scope::Application);
+        }
+        if let Some((_, limits, scope)) = route
+            && let Some(key) = keys.next()
+        {
+            plan.push(key, limits, strategy, cost, scope);
+        }
+        if defaults && let Some(key) = keys.next() {
+            plan.push(key, &inner.defaults, strategy, cost, Scope::Default);
         }
         if !compiled.guard.is_empty()
             && let Identity::Key(address) = inner.addressing.identity(ip)
         {
-            let key = scoped_for(&address, "guard", Some(req.route()));
-            plan.push(key, &compiled.guard, inner.strategy, cost, Scope::Guard);
+            let key = address.under(parts.of("guard", Some(req.route())).as_slice());
+            plan.push(key, &compiled.guard, strategy, cost, Scope::Guard);
         }
-        if !policy.exempt.meta && !inner.meta.is_empty() {
+        if meta && let Some(key) = keys.next() {
             // A gate per meta limit: the request needs room under each; when it is rejected
             // all the same (by its own limits), the gate counts the breach, in this call.
-            let gate =
-                |key: Key, l: Limit| Charge::gate(key, l, inner.strategy, 1).charging_on_reject(1);
-            let meta_key = scoped("meta", None);
+            let gate = |key: Key, l: Limit| Charge::gate(key, l, strategy, 1).charging_on_reject(1);
             if let Some((&last, rest)) = inner.meta.split_last() {
                 for &l in rest {
-                    plan.charges.push(gate(meta_key.clone(), l));
+                    plan.charges.push(gate(key.clone(), l));
                     plan.scopes.push(Scope::Meta);
                 }
-                plan.charges.push(gate(meta_key, last));
+                plan.charges.push(gate(key, last));
                 plan.scopes.push(Scope::Meta);
             }
         }
@@ -723,12 +790,13 @@ impl Limiter {
             tracing::error!(target: "ratelimit", route = req.route(), error = %e, "rate-limit storage failed");
             DecisionError::Storage(e)
         };
-        let verdict = self
-            .inner
-            .storage
-            .apply(Op::Hit, &plan.charges)
-            .await
-            .map_err(failed)?;
+        // An in-process store answers at once, without the boxed future of an async call.
+        let storage = &self.inner.storage;
+        let verdict = match storage.apply_now(Op::Hit, &plan.charges) {
+            Some(verdict) => verdict,
+            None => storage.apply(Op::Hit, &plan.charges).await,
+        }
+        .map_err(failed)?;
         if verdict.statuses.len() != plan.charges.len() {
             return Err(failed(StorageError::Protocol {
                 backend: "storage",
@@ -758,24 +826,34 @@ impl Limiter {
         }
     }
 
-    /// The rate-limit headers for the deciding status.
+    /// The rate-limit headers for the deciding charge `i`.
     fn headers_for(
         &self,
+        compiled: &Compiled,
         plan: &Plan,
-        limit: &Limit,
-        status: &LimitStatus,
+        verdict: &Verdict,
+        i: usize,
         retry_after: Option<u64>,
-        rejected: bool,
-    ) -> Vec<(Arc<str>, String)> {
+    ) -> RateLimitHeaders {
+        let (limit, status) = (&plan.charges[i].limit, &verdict.statuses[i]);
         let inner = &self.inner;
-        // Only the IETF `RateLimit-Policy` field lists every limit: no list otherwise.
-        let policies: Vec<Limit> = if inner.headers.ietf {
+        // Only the IETF `RateLimit-Policy` field lists every limit: rendered at build when the
+        // route's limits are fixed, else here.
+        let charged = || {
             (0..plan.charges.len())
                 .filter(|&j| plan.scopes[j] != Scope::Meta)
                 .map(|j| plan.charges[j].limit)
-                .collect()
-        } else {
-            Vec::new()
+        };
+        let listed: SmallVec<[Limit; INLINE_CHARGES]>;
+        let policy = match &compiled.policy_field {
+            _ if !inner.headers.ietf => Policy::Limits(&[]),
+            Some((limits, field)) if charged().eq(limits.iter().copied()) => {
+                Policy::Rendered(field)
+            }
+            _ => {
+                listed = charged().collect();
+                Policy::Limits(&listed)
+            }
         };
         render(
             &inner.headers,
@@ -783,18 +861,15 @@ impl Limiter {
                 limit,
                 remaining: status.remaining,
                 reset_epoch_secs: status.reset.as_secs_ceil(),
-                // Only the IETF fields need the time: do not read the clock otherwise.
-                reset_in_secs: if inner.headers.ietf {
-                    status
-                        .reset
-                        .saturating_duration_since(inner.clock.now())
-                        .as_secs_ceil()
-                } else {
-                    0
-                },
+                // Counted from the instant the store applied the batch, on the store's clock
+                // (the one `reset` is on): no clock to read here.
+                reset_in_secs: status
+                    .reset
+                    .saturating_duration_since(verdict.at)
+                    .as_secs_ceil(),
                 retry_after_secs: retry_after,
-                rejected,
-                policies: &policies,
+                rejected: !verdict.allowed,
+                policy,
             },
         )
     }
@@ -804,14 +879,15 @@ impl Limiter {
     /// refund if the response says so.
     fn outcome(
         &self,
-        plan: Plan,
+        plan: &Plan,
         verdict: &Verdict,
         i: usize,
-        policy: &RoutePolicy,
+        compiled: &Compiled,
         req: &RequestView<'_>,
         identity: &Key,
     ) -> Decision {
         let inner = &self.inner;
+        let policy = &compiled.policy;
         let (limit, scope, status) = (plan.charges[i].limit, plan.scopes[i], verdict.statuses[i]);
         let rejected = !verdict.allowed;
         let retry_after = if rejected {
@@ -819,7 +895,7 @@ impl Limiter {
         } else {
             None
         };
-        let headers = self.headers_for(&plan, &limit, &status, retry_after, rejected);
+        let headers = self.headers_for(compiled, plan, verdict, i, retry_after);
         let mut decision = Decision {
             kind: if rejected {
                 Kind::Rejected
@@ -863,10 +939,10 @@ impl Limiter {
             });
             let charges = plan
                 .charges
-                .into_iter()
+                .iter()
                 .zip(&plan.scopes)
                 .filter(|(_, s)| **s != Scope::Meta)
-                .map(|(c, _)| c.charged_at(at))
+                .map(|(c, _)| c.clone().charged_at(at))
                 .collect();
             decision.pending = Some(Pending {
                 storage: Arc::clone(&inner.storage),
@@ -884,5 +960,57 @@ impl Limiter {
     /// The client address of `req` under the configured trusted proxies.
     pub fn client_ip(&self, req: &RequestView<'_>) -> Option<IpAddr> {
         self.inner.proxy.client_ip(req)
+    }
+}
+
+/// `method` in upper case, borrowed when it already is (it usually is).
+fn uppercase(method: &str) -> Cow<'_, str> {
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(method.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(method)
+    }
+}
+
+/// What every storage key of a request starts with: the prefix, and after the scope's name
+/// the method when the route counts methods apart.
+#[derive(Clone, Copy)]
+struct KeyParts<'a> {
+    prefix: &'a str,
+    method: Option<&'a str>,
+}
+
+impl<'a> KeyParts<'a> {
+    /// The scope parts of a key in `scope` (`app`, `route`, `shared`, `default`, `guard`,
+    /// `meta`), under `name` (a route or shared scope) when it has one.
+    fn of(self, scope: &'a str, name: Option<&'a str>) -> ScopeParts<'a> {
+        let mut parts = ScopeParts {
+            items: [self.prefix, scope, "", ""],
+            len: 2,
+        };
+        if let Some(name) = name {
+            parts.items[parts.len] = name;
+            parts.len += 1;
+        }
+        if let Some(method) = self.method
+            && matches!(scope, "route" | "default" | "guard")
+        {
+            parts.items[parts.len] = method;
+            parts.len += 1;
+        }
+        parts
+    }
+}
+
+/// The scope parts of one key, the outermost first.
+#[derive(Clone, Copy)]
+struct ScopeParts<'a> {
+    items: [&'a str; 4],
+    len: usize,
+}
+
+impl<'a> ScopeParts<'a> {
+    fn as_slice(&self) -> &[&'a str] {
+        &self.items[..self.len]
     }
 }

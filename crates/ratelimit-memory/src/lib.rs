@@ -46,7 +46,6 @@
 mod clock;
 mod limiter;
 mod sleep;
-mod small;
 mod store;
 mod table;
 

@@ -1,7 +1,7 @@
 //! The batch script: its source, the arguments a batch becomes, the reply it gives.
 
 use ratelimit_core::{Duration, RetryAfter, StrategyKind, Timestamp};
-use ratelimit_storage::{Charge, LimitStatus, Op, StorageError, Verdict};
+use ratelimit_storage::{Charge, LimitStatus, Op, Statuses, StorageError, Verdict};
 use redis::{Cmd, Script, ScriptInvocation, Value};
 
 use crate::{error::BACKEND, keys};
@@ -224,7 +224,7 @@ pub(crate) fn decode(reply: &Value, n: usize) -> Result<Verdict, StorageError> {
             items.len()
         )));
     }
-    let mut statuses = Vec::with_capacity(n);
+    let mut statuses = Statuses::with_capacity(n);
     for chunk in items[3..].chunks_exact(5) {
         let retry = int(&chunk[4])?;
         statuses.push(LimitStatus {

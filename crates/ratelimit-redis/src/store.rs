@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::{Either, select};
 use ratelimit_core::{Clock, Timestamp};
-use ratelimit_storage::{Charge, Key, LimitStatus, Op, Storage, StorageError, Verdict};
+use ratelimit_storage::{Charge, Key, LimitStatus, Op, Statuses, Storage, StorageError, Verdict};
 use redis::{RedisResult, Value, cmd};
 
 use crate::{
@@ -406,7 +406,7 @@ impl Storage for RedisStorage {
         if batch.is_empty() {
             return Ok(Verdict {
                 allowed: true,
-                statuses: Vec::new(),
+                statuses: Statuses::new(),
                 at: self
                     .inner
                     .clock

@@ -1,6 +1,12 @@
 //! What a request asks of the store (a batch of charges) and what it answers (a verdict).
 
+use core::{
+    fmt,
+    ops::{Deref, DerefMut},
+};
+
 use ratelimit_core::{Limit, RetryAfter, StrategyKind, Timestamp};
+use smallvec::SmallVec;
 
 use crate::key::Key;
 
@@ -104,13 +110,136 @@ pub struct LimitStatus {
     pub retry_after: RetryAfter,
 }
 
+/// Statuses held inline, without a heap allocation, for batches of up to this many charges.
+pub const INLINE_STATUSES: usize = 8;
+
+/// The statuses of a batch, one per charge in the batch's order: a list that stays inline (no
+/// heap allocation) for batches of up to [`INLINE_STATUSES`] charges. Read it as a slice;
+/// build it with `collect()`, [`Statuses::push`] or from a `Vec`.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Statuses(SmallVec<[LimitStatus; INLINE_STATUSES]>);
+
+impl Statuses {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty list with room for `n` statuses (inline up to [`INLINE_STATUSES`]).
+    pub fn with_capacity(n: usize) -> Self {
+        Self(SmallVec::with_capacity(n))
+    }
+
+    /// Appends a status.
+    pub fn push(&mut self, status: LimitStatus) {
+        self.0.push(status);
+    }
+}
+
+impl Deref for Statuses {
+    type Target = [LimitStatus];
+
+    fn deref(&self) -> &[LimitStatus] {
+        &self.0
+    }
+}
+
+impl DerefMut for Statuses {
+    fn deref_mut(&mut self) -> &mut [LimitStatus] {
+        &mut self.0
+    }
+}
+
+impl fmt::Debug for Statuses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl FromIterator<LimitStatus> for Statuses {
+    fn from_iter<I: IntoIterator<Item = LimitStatus>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl From<Vec<LimitStatus>> for Statuses {
+    fn from(v: Vec<LimitStatus>) -> Self {
+        Self(SmallVec::from_vec(v))
+    }
+}
+
+impl<const N: usize> From<[LimitStatus; N]> for Statuses {
+    fn from(a: [LimitStatus; N]) -> Self {
+        a.into_iter().collect()
+    }
+}
+
+impl PartialEq<[LimitStatus]> for Statuses {
+    fn eq(&self, other: &[LimitStatus]) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<Vec<LimitStatus>> for Statuses {
+    fn eq(&self, other: &Vec<LimitStatus>) -> bool {
+        **self == **other
+    }
+}
+
+/// The statuses of a [`Statuses`], by value.
+pub struct StatusesIntoIter(smallvec::IntoIter<[LimitStatus; INLINE_STATUSES]>);
+
+impl fmt::Debug for StatusesIntoIter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.as_slice()).finish()
+    }
+}
+
+impl Iterator for StatusesIntoIter {
+    type Item = LimitStatus;
+
+    fn next(&mut self) -> Option<LimitStatus> {
+        self.0.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for StatusesIntoIter {
+    fn next_back(&mut self) -> Option<LimitStatus> {
+        self.0.next_back()
+    }
+}
+
+impl ExactSizeIterator for StatusesIntoIter {}
+
+impl IntoIterator for Statuses {
+    type Item = LimitStatus;
+    type IntoIter = StatusesIntoIter;
+
+    fn into_iter(self) -> StatusesIntoIter {
+        StatusesIntoIter(self.0.into_iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a Statuses {
+    type Item = &'a LimitStatus;
+    type IntoIter = core::slice::Iter<'a, LimitStatus>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// The answer to a batch: one [`LimitStatus`] per charge, in the batch's order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Verdict {
     /// Whether every charge fit (for [`Op::Hit`]: whether they were all charged).
     pub allowed: bool,
-    /// Per charge, in order.
-    pub statuses: Vec<LimitStatus>,
+    /// Per charge, in order (inline for batches of up to [`INLINE_STATUSES`] charges).
+    pub statuses: Statuses,
     /// The instant the store applied the batch, on its clock (the Redis server's, by default):
     /// what a refund of these charges names ([`Charge::charged_at`]).
     pub at: Timestamp,
@@ -153,25 +282,26 @@ mod tests {
         let secs = |s| RetryAfter::After(Duration::from_secs(s));
         let v = Verdict {
             allowed: false,
-            statuses: vec![
+            statuses: [
                 status(true, RetryAfter::NOW),
                 status(false, secs(5)),
                 status(false, secs(2)),
-            ],
+            ]
+            .into(),
             at: Timestamp::EPOCH,
         };
         assert_eq!(v.retry_after(), secs(5));
         assert_eq!(v.rejected_by(), Some(1));
         let never = Verdict {
             allowed: false,
-            statuses: vec![status(false, RetryAfter::Never), status(false, secs(1))],
+            statuses: [status(false, RetryAfter::Never), status(false, secs(1))].into(),
             at: Timestamp::EPOCH,
         };
         assert_eq!(never.retry_after(), RetryAfter::Never);
         assert_eq!(
             Verdict {
                 allowed: true,
-                statuses: vec![],
+                statuses: Statuses::new(),
                 at: Timestamp::EPOCH,
             }
             .retry_after(),

@@ -7,15 +7,21 @@
 //! encoded is replaced by `~` and 32 hex digits of its SHA-256 (`~` is never raw otherwise), so
 //! keys stay bounded whatever the client sends.
 
-use core::fmt::{self, Write as _};
+use core::{
+    cmp::Ordering,
+    fmt::{self, Write as _},
+    hash::{Hash, Hasher},
+};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 
 /// The longest encoded component kept verbatim; longer ones are hashed to 33 bytes.
 pub const MAX_PART: usize = 64;
 
-/// A storage key. Cheap to clone.
+/// A storage key. Cheap to clone: keys share their text (and the keys built together by
+/// [`Key::under_each`] share one allocation).
 ///
 /// ```
 /// use ratelimit_storage::Key;
@@ -29,23 +35,32 @@ pub const MAX_PART: usize = 64;
 /// // ...nor make a key long.
 /// assert_eq!(Key::new("apikey", &"x".repeat(10_000)).as_str().len(), "apikey:".len() + 33);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone)]
 pub struct Key {
+    /// Text shared with other keys; this key is `text[start..end]`.
     text: Arc<str>,
-    /// Byte offset where the identity starts.
+    start: usize,
+    /// Byte offset in `text` where the identity starts.
     identity_at: usize,
+    end: usize,
 }
 
 impl Key {
     /// The key of one client identity: `namespace` (`ip`, `apikey`, `user`) and its value.
     pub fn new(namespace: &str, identity: &str) -> Self {
-        let mut text = String::with_capacity(namespace.len() + identity.len() + 1);
+        let mut text = Text::new();
         encode_part(&mut text, namespace);
         text.push(':');
         encode_part(&mut text, identity);
+        Self::whole(text.share(), 0)
+    }
+
+    fn whole(text: Arc<str>, identity_at: usize) -> Self {
         Self {
-            text: text.into(),
-            identity_at: 0,
+            start: 0,
+            identity_at,
+            end: text.len(),
+            text,
         }
     }
 
@@ -58,41 +73,103 @@ impl Key {
     /// This key under several scopes at once, the outermost first: `key.under(&["a", "b"])` is
     /// `key.scoped("b").scoped("a")`, built in one allocation.
     pub fn under(&self, scopes: &[&str]) -> Self {
-        let len = scopes.iter().map(|s| s.len() + 1).sum::<usize>() + self.text.len();
-        let mut text = String::with_capacity(len);
-        for scope in scopes {
-            encode_part(&mut text, scope);
-            text.push('/');
+        let mut text = Text::new();
+        let identity_at = self.write_under(&mut text, scopes);
+        Self::whole(text.share(), identity_at)
+    }
+
+    /// This key under each list of scopes, all built in one allocation (the keys share it):
+    /// `key.under_each(&[&["a"], &["b", "c"]])` yields `key.under(&["a"])` and
+    /// `key.under(&["b", "c"])`. What a request needs for its scopes costs one allocation.
+    ///
+    /// ```
+    /// use ratelimit_storage::Key;
+    ///
+    /// let ip = Key::new("ip", "10.0.0.1");
+    /// let keys: Vec<Key> = ip.under_each(&[&["app"], &["route", "GET /a"]]).collect();
+    /// assert_eq!(keys[0], ip.scoped("app"));
+    /// assert_eq!(keys[1].as_str(), "route/GET%20%2Fa/ip:10.0.0.1");
+    /// assert_eq!(keys[1].identity_key(), ip);
+    /// ```
+    pub fn under_each(&self, lists: &[&[&str]]) -> UnderEach {
+        let mut text = Text::new();
+        let mut ranges = SmallVec::with_capacity(lists.len());
+        for scopes in lists {
+            let start = text.len();
+            let identity_at = self.write_under(&mut text, scopes);
+            ranges.push((start, identity_at, text.len()));
         }
-        let identity_at = self.identity_at + text.len();
-        text.push_str(&self.text);
-        Self {
-            text: text.into(),
-            identity_at,
+        UnderEach {
+            text: text.share(),
+            ranges: ranges.into_iter(),
         }
     }
 
-    /// The key without its scopes: the client identity alone (`ns:value`). Used where one
-    /// counter per client spans every route, such as fallback limits.
-    pub fn identity_key(&self) -> Self {
-        if self.identity_at == 0 {
-            return self.clone();
+    /// Writes `scopes` and this key to `text`; returns where the identity starts.
+    fn write_under(&self, text: &mut Text, scopes: &[&str]) -> usize {
+        let start = text.len();
+        for scope in scopes {
+            encode_part(text, scope);
+            text.push('/');
         }
+        let identity_at = text.len() + (self.identity_at - self.start);
+        text.push_str(self.as_str());
+        debug_assert!(identity_at >= start);
+        identity_at
+    }
+
+    /// The key without its scopes: the client identity alone (`ns:value`). Used where one
+    /// counter per client spans every route, such as fallback limits. (It shares this key's
+    /// text: no allocation.)
+    pub fn identity_key(&self) -> Self {
         Self {
-            text: self.identity().into(),
-            identity_at: 0,
+            text: Arc::clone(&self.text),
+            start: self.identity_at,
+            identity_at: self.identity_at,
+            end: self.end,
         }
     }
 
     /// The whole encoded key.
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.text[self.start..self.end]
     }
 
     /// The encoded identity (`namespace:value`): what every key of one client shares, e.g. a
     /// Redis Cluster hash tag.
     pub fn identity(&self) -> &str {
-        &self.text[self.identity_at..]
+        &self.text[self.identity_at..self.end]
+    }
+
+    /// What a key is compared by: its text, and where its identity starts.
+    fn parts(&self) -> (&str, usize) {
+        (self.as_str(), self.identity_at - self.start)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.parts().cmp(&other.parts())
     }
 }
 
@@ -108,12 +185,90 @@ impl fmt::Display for Key {
     }
 }
 
+/// The keys of [`Key::under_each`], in the order of their scope lists.
+#[derive(Debug)]
+pub struct UnderEach {
+    text: Arc<str>,
+    ranges: smallvec::IntoIter<[(usize, usize, usize); 8]>,
+}
+
+impl Iterator for UnderEach {
+    type Item = Key;
+
+    fn next(&mut self) -> Option<Key> {
+        let (start, identity_at, end) = self.ranges.next()?;
+        Some(Key {
+            text: Arc::clone(&self.text),
+            start,
+            identity_at,
+            end,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.ranges.size_hint()
+    }
+}
+
+impl ExactSizeIterator for UnderEach {}
+
+/// Key text being written: on the stack while it fits (the keys of a request do), so that
+/// a key costs one allocation, for its shared text.
+struct Text {
+    stack: heapless::String<1024>,
+    heap: Option<String>,
+}
+
+impl Text {
+    fn new() -> Self {
+        Self {
+            stack: heapless::String::new(),
+            heap: None,
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        if let Some(heap) = &mut self.heap {
+            heap.push_str(s);
+        } else if self.stack.push_str(s).is_err() {
+            let mut heap = String::with_capacity(2 * (self.stack.len() + s.len()));
+            heap.push_str(&self.stack);
+            heap.push_str(s);
+            self.heap = Some(heap);
+        }
+    }
+
+    fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    fn as_str(&self) -> &str {
+        self.heap.as_deref().unwrap_or(&self.stack)
+    }
+
+    fn len(&self) -> usize {
+        self.as_str().len()
+    }
+
+    /// The text, in its one allocation.
+    fn share(&self) -> Arc<str> {
+        Arc::from(self.as_str())
+    }
+}
+
+impl fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push_str(s);
+        Ok(())
+    }
+}
+
 const fn is_raw(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
 }
 
 /// Appends `part`, percent-encoded, or its hash when the encoding is longer than [`MAX_PART`].
-fn encode_part(out: &mut String, part: &str) {
+fn encode_part(out: &mut Text, part: &str) {
     let encoded_len: usize = part.bytes().map(|b| if is_raw(b) { 1 } else { 3 }).sum();
     if encoded_len > MAX_PART {
         let digest = Sha256::digest(part.as_bytes());
@@ -123,21 +278,80 @@ fn encode_part(out: &mut String, part: &str) {
         }
         return;
     }
+    // Runs of raw bytes are copied as they are; each other byte becomes `%XX`.
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in part.bytes() {
-        if is_raw(b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
+    let bytes = part.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let run_end = bytes[at..]
+            .iter()
+            .position(|&b| !is_raw(b))
+            .map_or(bytes.len(), |n| at + n);
+        // A non-empty run is ASCII, so both its ends are character boundaries (an empty one
+        // may sit inside a character: `get` then gives nothing, as it should).
+        out.push_str(part.get(at..run_end).unwrap_or_default());
+        if let Some(&b) = bytes.get(run_end) {
+            let escaped = [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
+            // Three ASCII bytes.
+            out.push_str(core::str::from_utf8(&escaped).unwrap_or_default());
         }
+        at = run_end + 1;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_built_together_equal_keys_built_alone() {
+        use core::hash::BuildHasher;
+        let state = std::collections::hash_map::RandomState::new();
+        let k = Key::new("ip", "10.0.0.1");
+        let lists: [&[&str]; 3] = [&["LIMITER", "app"], &[], &["LIMITER", "route", "GET /x"]];
+        let together: Vec<Key> = k.under_each(&lists).collect();
+        assert_eq!(together.len(), 3);
+        for (key, scopes) in together.iter().zip(lists) {
+            let alone = k.under(scopes);
+            assert_eq!(*key, alone);
+            assert_eq!(key.as_str(), alone.as_str());
+            assert_eq!(key.identity(), alone.identity());
+            assert_eq!(key.identity_key(), k);
+            assert_eq!(state.hash_one(key), state.hash_one(&alone));
+        }
+        // Scoping a key built together works on its own text only.
+        assert_eq!(
+            together[2].scoped("x"),
+            k.under(&["x", "LIMITER", "route", "GET /x"])
+        );
+        // A key too long for the stack is built on the heap, unchanged.
+        let many: Vec<String> = (0..40)
+            .map(|i| format!("scope-{i:02}-{}", "s".repeat(40)))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let long = k.under(&many);
+        assert!(long.as_str().len() > 1024);
+        assert!(long.as_str().ends_with("/ip:10.0.0.1"));
+        assert_eq!(long.identity_key(), k);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encoding_escapes_every_byte_but_the_raw_ones(part in "\\PC{0,24}") {
+            let mut expected = String::from("n:");
+            for b in part.bytes() {
+                if is_raw(b) {
+                    expected.push(char::from(b));
+                } else {
+                    expected.push_str(&format!("%{b:02X}"));
+                }
+            }
+            if expected.len() - 2 <= MAX_PART {
+                let key = Key::new("n", &part);
+                proptest::prop_assert_eq!(key.as_str(), expected);
+            }
+        }
+    }
 
     #[test]
     fn identity_keys_drop_the_scopes() {

@@ -43,7 +43,7 @@ mod key;
 mod storage;
 mod uri;
 
-pub use batch::{Charge, LimitStatus, Op, Verdict};
+pub use batch::{Charge, INLINE_STATUSES, LimitStatus, Op, Statuses, StatusesIntoIter, Verdict};
 pub use error::StorageError;
 pub use key::{Key, MAX_PART};
 pub use storage::Storage;

@@ -23,6 +23,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// the same counter fit together). An empty batch is allowed and changes nothing.
     async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError>;
 
+    /// [`Storage::apply`] for a store that answers without waiting (one in this process): the
+    /// answer now, sparing the caller the boxed future of an async call. `None`, the default,
+    /// means "call `apply`"; a store that returns `Some` must answer exactly as `apply` would.
+    fn apply_now(&self, op: Op, batch: &[Charge]) -> Option<Result<Verdict, StorageError>> {
+        let _ = (op, batch);
+        None
+    }
+
     /// Forgets every counter of `key` (under every limit and strategy). Scoped keys are keys
     /// of their own: clear each scope that should be forgotten.
     async fn clear(&self, key: &Key) -> Result<(), StorageError>;

@@ -231,7 +231,7 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             };
             let mut res = json(status, decision.body().unwrap_or("{}"));
             for (name, value) in decision.take_headers() {
-                res.insert_header(&*name, value);
+                res.insert_header(&*name, value.as_str());
             }
             return Ok(res);
         }
@@ -257,7 +257,7 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             }
         }
         for (name, value) in headers {
-            res.insert_header(&*name, value);
+            res.insert_header(&*name, value.as_str());
         }
         Ok(res)
     }

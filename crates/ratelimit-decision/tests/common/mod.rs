@@ -70,7 +70,7 @@ impl Storage for Short {
     async fn apply(&self, _: Op, _: &[Charge]) -> Result<Verdict, StorageError> {
         Ok(Verdict {
             allowed: true,
-            statuses: Vec::new(),
+            statuses: Vec::new().into(),
             at: T0,
         })
     }

@@ -1,0 +1,230 @@
+//! The header fields a decision carries, held without heap allocations: short values (numbers,
+//! the `RateLimit` field) inline, long ones (the `RateLimit-Policy` list, rendered once per
+//! route) shared.
+
+use core::{fmt, ops::Deref};
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+/// Values up to this many bytes are held inline.
+const INLINE: usize = 63;
+
+/// A header value: text that is a valid HTTP field value (visible ASCII and spaces).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct HeaderValue(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Inline(heapless::String<INLINE, u8>),
+    Shared(Arc<str>),
+}
+
+impl HeaderValue {
+    /// The value as text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Inline(s) => s,
+            Repr::Shared(s) => s,
+        }
+    }
+
+    /// A value written by `write` (inline when it fits, else on the heap).
+    pub(crate) fn write(write: impl Fn(&mut dyn fmt::Write) -> fmt::Result) -> Self {
+        let mut inline = heapless::String::<INLINE, u8>::new();
+        if write(&mut inline).is_ok() {
+            return Self(Repr::Inline(inline));
+        }
+        let mut heap = String::new();
+        let _ = write(&mut heap);
+        Self(Repr::Shared(heap.into()))
+    }
+
+    /// A number, written inline.
+    pub(crate) fn number(n: u64) -> Self {
+        let mut inline = heapless::String::new();
+        // 20 digits at most: they fit.
+        let _ = inline.push_str(decimal(n, &mut [0; 20]));
+        Self(Repr::Inline(inline))
+    }
+}
+
+/// `n` in decimal, written into `buf` (without `core::fmt`, which costs several times more).
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    core::str::from_utf8(&buf[at..]).unwrap_or_default()
+}
+
+impl From<Arc<str>> for HeaderValue {
+    fn from(s: Arc<str>) -> Self {
+        Self(Repr::Shared(s))
+    }
+}
+
+impl From<&str> for HeaderValue {
+    fn from(s: &str) -> Self {
+        Self::write(|w| w.write_str(s))
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(s: String) -> Self {
+        if s.len() <= INLINE {
+            return Self::from(s.as_str());
+        }
+        Self(Repr::Shared(s.into()))
+    }
+}
+
+impl Deref for HeaderValue {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for HeaderValue {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for HeaderValue {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for HeaderValue {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One header: its name (as configured) and value.
+pub type Header = (Arc<str>, HeaderValue);
+
+/// The headers of a decision, in the order they are set: held inline (no heap allocation) for
+/// the six a decision can carry. Read it as a slice of `(name, value)`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RateLimitHeaders(SmallVec<[Header; 6]>);
+
+impl RateLimitHeaders {
+    pub(crate) fn push(&mut self, name: &Arc<str>, value: HeaderValue) {
+        self.0.push((Arc::clone(name), value));
+    }
+}
+
+impl Deref for RateLimitHeaders {
+    type Target = [Header];
+
+    fn deref(&self) -> &[Header] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RateLimitHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(n, v)| (n, v)))
+            .finish()
+    }
+}
+
+impl From<Vec<Header>> for RateLimitHeaders {
+    fn from(v: Vec<Header>) -> Self {
+        Self(SmallVec::from_vec(v))
+    }
+}
+
+/// The headers of a [`RateLimitHeaders`], by value.
+pub struct IntoRateLimitHeaders(smallvec::IntoIter<[Header; 6]>);
+
+impl fmt::Debug for IntoRateLimitHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntoRateLimitHeaders")
+            .field("left", &self.0.len())
+            .finish()
+    }
+}
+
+impl Iterator for IntoRateLimitHeaders {
+    type Item = Header;
+
+    fn next(&mut self) -> Option<Header> {
+        self.0.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for IntoRateLimitHeaders {}
+
+impl IntoIterator for RateLimitHeaders {
+    type Item = Header;
+    type IntoIter = IntoRateLimitHeaders;
+
+    fn into_iter(self) -> IntoRateLimitHeaders {
+        IntoRateLimitHeaders(self.0.into_iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a RateLimitHeaders {
+    type Item = &'a Header;
+    type IntoIter = core::slice::Iter<'a, Header>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals() {
+        for n in [0, 1, 9, 10, 99, 100, 1_700_000_000, u64::MAX - 1, u64::MAX] {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string());
+        }
+    }
+
+    #[test]
+    fn short_values_inline_long_ones_shared() {
+        let n = HeaderValue::number(u64::MAX);
+        assert_eq!(n.as_str(), "18446744073709551615");
+        assert!(matches!(n.0, Repr::Inline(_)));
+        let long = "x".repeat(INLINE + 1);
+        let v = HeaderValue::write(|w| w.write_str(&long));
+        assert_eq!(v.as_str(), long);
+        assert!(matches!(v.0, Repr::Shared(_)));
+        assert_eq!(HeaderValue::from(long), v);
+        assert_eq!(HeaderValue::from("7"), HeaderValue::number(7));
+        assert_eq!(HeaderValue::from("7".to_owned()), "7");
+        assert_eq!(format!("{n}"), "18446744073709551615");
+    }
+}
