@@ -3,8 +3,8 @@
 //! allowed decision with every header family through the Decision API. The figures the
 //! decision hot-path issue sets goals for. It prints them, and fails when one grows past what
 //! has been reached: none inside the memory store for up to 4 charges (`Storage::apply_now`;
-//! the async `Storage::apply` adds the boxed future its signature returns), 2 for a decision
-//! (the client's identity key, and the scoped keys of the request, which share one).
+//! the async `Storage::apply` adds the boxed future its signature returns), 1 for a decision
+//! (the text its storage keys share).
 //!
 //! `cargo bench -p ratelimit-benches --bench allocations` (or, as the test command runs it,
 //! once in test mode).

@@ -6,7 +6,7 @@ use core::{
 };
 use std::sync::Arc;
 
-use ratelimit_storage::Key;
+use ratelimit_storage::{Key, UnderEach};
 
 use crate::{field::decimal, network::mask, request::RequestView};
 
@@ -40,8 +40,11 @@ impl Addressing {
     /// Who a request from `ip` is, when counted by address.
     pub(crate) fn identity(&self, ip: Option<IpAddr>) -> Identity<'static> {
         match (ip, self.unknown) {
-            (Some(ip), _) => Identity::Key(self.key(ip)),
-            (None, UnknownClient::Shared) => Identity::Key(Key::new("ip", "unknown")),
+            (Some(ip), _) => Identity::Key(self.who(ip)),
+            (None, UnknownClient::Shared) => Identity::Key(Who {
+                namespace: "ip",
+                value: Value::Borrowed("unknown"),
+            }),
             (None, UnknownClient::Unlimited) => Identity::Unlimited,
             (None, UnknownClient::Reject) => Identity::UnknownClient,
         }
@@ -49,7 +52,7 @@ impl Addressing {
 
     /// The key of a client address: an IPv4 address as it is, an IPv6 address by its network
     /// (`ip:2001:db8:1:2::/64`), since one host commonly holds a whole /64.
-    pub(crate) fn key(&self, ip: IpAddr) -> Key {
+    pub(crate) fn who(&self, ip: IpAddr) -> Who<'static> {
         // Written on the stack: the longest form, an IPv6 address and a prefix, is 49 bytes.
         let mut text = heapless::String::<64>::new();
         let _ = match ip.to_canonical() {
@@ -66,7 +69,10 @@ impl Addressing {
             v6 if self.ipv6_prefix >= 128 => write!(text, "{v6}"),
             v6 => write!(text, "{}/{}", mask(v6, self.ipv6_prefix), self.ipv6_prefix),
         };
-        Key::new("ip", &text)
+        Who {
+            namespace: "ip",
+            value: Value::Address(text),
+        }
     }
 }
 
@@ -220,17 +226,20 @@ impl KeyFunction {
     }
 
     /// Who `req` counts against.
-    pub(crate) fn identify(
-        &self,
-        req: &RequestView<'_>,
+    pub(crate) fn identify<'a>(
+        &'a self,
+        req: &RequestView<'a>,
         ip: Option<IpAddr>,
         addressing: &Addressing,
-    ) -> Identity<'_> {
+    ) -> Identity<'a> {
         let by_ip = || addressing.identity(ip);
         match self {
             Self::ClientIp => by_ip(),
             Self::HeaderOrIp { header, namespace } => match req.header(header).map(str::trim) {
-                Some(value) if !value.is_empty() => Identity::Key(Key::new(namespace, value)),
+                Some(value) if !value.is_empty() => Identity::Key(Who {
+                    namespace,
+                    value: Value::Borrowed(value),
+                }),
                 _ => by_ip(),
             },
             Self::Credential {
@@ -246,7 +255,10 @@ impl KeyFunction {
                     .and_then(|v| validate(v))
                     .filter(|id| !id.is_empty());
                 match (known, unknown) {
-                    (Some(id), _) => Identity::Key(Key::new(namespace, &id)),
+                    (Some(id), _) => Identity::Key(Who {
+                        namespace,
+                        value: Value::Owned(id),
+                    }),
                     (None, UnknownCredential::ByAddress) => by_ip(),
                     (None, UnknownCredential::Reject) => Identity::Unauthorized(header),
                 }
@@ -259,17 +271,48 @@ impl KeyFunction {
                 if id.is_empty() {
                     Identity::Unlimited
                 } else {
-                    Identity::Key(Key::new(namespace, &id))
+                    Identity::Key(Who {
+                        namespace,
+                        value: Value::Owned(id),
+                    })
                 }
             }
         }
     }
 }
 
+/// A client identity, before it becomes storage keys: a namespace and a value.
+pub(crate) struct Who<'a> {
+    pub(crate) namespace: &'a str,
+    pub(crate) value: Value<'a>,
+}
+
+/// The value of an identity, wherever it was found.
+pub(crate) enum Value<'a> {
+    /// A client address (or network), written on the stack.
+    Address(heapless::String<64>),
+    /// From a function of the application.
+    Owned(String),
+    /// From the request.
+    Borrowed(&'a str),
+}
+
+impl Who<'_> {
+    /// The identity's keys under each list of scopes, in one allocation.
+    pub(crate) fn keys_under(&self, lists: &[&[&str]]) -> UnderEach {
+        let value = match &self.value {
+            Value::Address(text) => text.as_str(),
+            Value::Owned(text) => text,
+            Value::Borrowed(text) => text,
+        };
+        Key::each(self.namespace, value, lists)
+    }
+}
+
 /// Who a request counts against, as a key function sees it.
 pub(crate) enum Identity<'a> {
     /// These counters.
-    Key(Key),
+    Key(Who<'a>),
     /// Nobody: not limited (no address, or an empty custom identity).
     Unlimited,
     /// A credential was required in this header and is missing or unknown.

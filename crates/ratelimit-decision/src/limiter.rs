@@ -20,7 +20,7 @@ use crate::{
     error::{ConfigError, DecisionError},
     field::RateLimitHeaders,
     headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render},
-    key::{Addressing, Identity, KeyFunction, UnknownClient},
+    key::{Addressing, Identity, KeyFunction, UnknownClient, Who},
     network::Network,
     policy::{Breach, BreachHook, LimitSet, LimitSource, RoutePolicy, parse_set},
     request::RequestView,
@@ -103,6 +103,22 @@ impl Plan {
         self.charges.push(Charge::new(key, last, strategy, cost));
         self.scopes.push(scope);
     }
+}
+
+/// Where [`Limiter::check`] stands after the stages that need no waiting.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once per decision, on the stack; boxing the plan would allocate"
+)]
+enum Checked<'l> {
+    Done(Result<Decision, DecisionError>),
+    Waiting(Waiting<'l>),
+}
+
+/// A plan waiting for a store that answers asynchronously.
+struct Waiting<'l> {
+    compiled: &'l Compiled,
+    plan: Plan,
 }
 
 /// A route policy with its limit strings parsed.
@@ -655,9 +671,19 @@ impl Limiter {
     // charge (`plan`), the store's verdict (`apply`), and what it means (`deciding`,
     // `headers_for`, `outcome`).
     pub async fn check(&self, req: &RequestView<'_>) -> Result<Decision, DecisionError> {
+        match self.check_now(req) {
+            Checked::Done(decision) => decision,
+            // The store answers asynchronously (over the network): the plan waits in a future
+            // of its own, so that an in-process store's decisions stay small and on the stack.
+            Checked::Waiting(waiting) => Box::pin(self.check_later(waiting, req)).await,
+        }
+    }
+
+    /// Every stage up to the store's verdict, and the rest when the store answers at once.
+    fn check_now<'l>(&'l self, req: &RequestView<'_>) -> Checked<'l> {
         let compiled = self.policy(req.method(), req.route());
         if compiled.policy.exempt.all {
-            return Ok(Decision::free(Kind::Exempt));
+            return Checked::Done(Ok(Decision::free(Kind::Exempt)));
         }
         let ip = self.inner.proxy.client_ip(req);
         let key = compiled.policy.key.as_ref().unwrap_or(&self.inner.key);
@@ -674,20 +700,33 @@ impl Limiter {
             Identity::Key(identity) => identity,
             Identity::Unlimited => {
                 tracing::debug!(target: "ratelimit", route = req.route(), "empty key: request not limited");
-                return Ok(Decision::free(Kind::Unlimited));
+                return Checked::Done(Ok(Decision::free(Kind::Unlimited)));
             }
-            Identity::Unauthorized(header) => return Ok(Decision::unauthorized(header)),
-            Identity::UnknownClient => return Ok(Decision::unknown_client()),
+            Identity::Unauthorized(header) => {
+                return Checked::Done(Ok(Decision::unauthorized(header)));
+            }
+            Identity::UnknownClient => return Checked::Done(Ok(Decision::unknown_client())),
         };
         let plan = self.plan(compiled, req, &identity, ip);
         if plan.scopes.iter().all(|s| *s == Scope::Meta) {
-            return Ok(Decision::free(Kind::Unlimited));
+            return Checked::Done(Ok(Decision::free(Kind::Unlimited)));
         }
-        let verdict = self.apply(&plan, req).await?;
-        let Some(i) = Self::deciding(&plan, &verdict) else {
-            return Ok(Decision::free(Kind::Unlimited));
-        };
-        Ok(self.outcome(&plan, &verdict, i, compiled, req, &identity))
+        // An in-process store answers at once, without the boxed future of an async call.
+        match self.inner.storage.apply_now(Op::Hit, &plan.charges) {
+            Some(verdict) => Checked::Done(self.interpret(compiled, &plan, verdict, req)),
+            None => Checked::Waiting(Waiting { compiled, plan }),
+        }
+    }
+
+    /// The stages after a store that answers asynchronously.
+    async fn check_later(
+        &self,
+        waiting: Waiting<'_>,
+        req: &RequestView<'_>,
+    ) -> Result<Decision, DecisionError> {
+        let Waiting { compiled, plan } = waiting;
+        let verdict = self.inner.storage.apply(Op::Hit, &plan.charges).await;
+        self.interpret(compiled, &plan, verdict, req)
     }
 
     /// What to charge: the application limits, the route's (or a shared scope's, or the
@@ -697,7 +736,7 @@ impl Limiter {
         &self,
         compiled: &Compiled,
         req: &RequestView<'_>,
-        identity: &Key,
+        identity: &Who<'_>,
         ip: Option<IpAddr>,
     ) -> Plan {
         let inner = &self.inner;
@@ -744,7 +783,7 @@ impl Limiter {
             lists.push(parts.of("meta", None));
         }
         let lists: SmallVec<[&[&str]; 4]> = lists.iter().map(ScopeParts::as_slice).collect();
-        let mut keys = identity.under_each(&lists);
+        let mut keys = identity.keys_under(&lists);
         let mut plan = Plan {
             cost,
             ..Plan::default()
@@ -763,8 +802,10 @@ impl Limiter {
         }
         if !compiled.guard.is_empty()
             && let Identity::Key(address) = inner.addressing.identity(ip)
+            && let Some(key) = address
+                .keys_under(&[parts.of("guard", Some(req.route())).as_slice()])
+                .next()
         {
-            let key = address.under(parts.of("guard", Some(req.route())).as_slice());
             plan.push(key, &compiled.guard, strategy, cost, Scope::Guard);
         }
         if meta && let Some(key) = keys.next() {
@@ -783,20 +824,20 @@ impl Limiter {
         plan
     }
 
-    /// The store's verdict on the plan, one status per charge (a store that answers otherwise
-    /// is an error, not a panic).
-    async fn apply(&self, plan: &Plan, req: &RequestView<'_>) -> Result<Verdict, DecisionError> {
+    /// What the store's answer means: its verdict checked (one status per charge; a store
+    /// that answers otherwise is an error, not a panic), the deciding limit, the decision.
+    fn interpret(
+        &self,
+        compiled: &Compiled,
+        plan: &Plan,
+        verdict: Result<Verdict, StorageError>,
+        req: &RequestView<'_>,
+    ) -> Result<Decision, DecisionError> {
         let failed = |e: StorageError| {
             tracing::error!(target: "ratelimit", route = req.route(), error = %e, "rate-limit storage failed");
             DecisionError::Storage(e)
         };
-        // An in-process store answers at once, without the boxed future of an async call.
-        let storage = &self.inner.storage;
-        let verdict = match storage.apply_now(Op::Hit, &plan.charges) {
-            Some(verdict) => verdict,
-            None => storage.apply(Op::Hit, &plan.charges).await,
-        }
-        .map_err(failed)?;
+        let verdict = verdict.map_err(failed)?;
         if verdict.statuses.len() != plan.charges.len() {
             return Err(failed(StorageError::Protocol {
                 backend: "storage",
@@ -807,7 +848,10 @@ impl Limiter {
                 ),
             }));
         }
-        Ok(verdict)
+        let Some(i) = Self::deciding(plan, &verdict) else {
+            return Ok(Decision::free(Kind::Unlimited));
+        };
+        Ok(self.outcome(plan, &verdict, i, compiled, req))
     }
 
     /// The limit that decided: when allowed, the one closest to exhaustion (meta gates aside);
@@ -884,7 +928,6 @@ impl Limiter {
         i: usize,
         compiled: &Compiled,
         req: &RequestView<'_>,
-        identity: &Key,
     ) -> Decision {
         let inner = &self.inner;
         let policy = &compiled.policy;
@@ -912,7 +955,7 @@ impl Limiter {
         };
         if rejected {
             let meta = scope == Scope::Meta;
-            tracing::info!(target: "ratelimit", route = req.route(), identity = identity.identity(),
+            tracing::info!(target: "ratelimit", route = req.route(), identity = plan.charges[i].key.identity(),
                 limit = %limit, meta, "rate limit exceeded");
             let breach = Breach {
                 limit: &limit,

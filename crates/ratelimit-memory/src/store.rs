@@ -353,18 +353,6 @@ impl MemoryStorage {
         batch: &[Charge],
         now: Timestamp,
     ) -> Result<Verdict, StorageError> {
-        if let [charge] = batch
-            && charge.on_reject == 0
-        {
-            let table = self.table(charge.strategy, &charge.limit)?;
-            let fp = self.inner.fingerprinter.fp(charge.key.as_str().as_bytes());
-            let status = table.apply_one(op, fp, now, charge.cost, charge.need, charge.charged_at);
-            return Ok(Verdict {
-                allowed: status.allowed,
-                statuses: [status].into(),
-                at: now,
-            });
-        }
         // The batch runs under one read lock of the table registry, which only the creation of
         // a table waits on: a batch that needs a new one creates it first, then runs.
         loop {
@@ -374,6 +362,19 @@ impl MemoryStorage {
                     .tables
                     .read()
                     .unwrap_or_else(PoisonError::into_inner);
+                if let [charge] = batch
+                    && charge.on_reject == 0
+                    && let Some(table) = registry.get(&(charge.strategy, charge.limit))
+                {
+                    let fp = self.inner.fingerprinter.fp(charge.key.as_str().as_bytes());
+                    let (cost, need) = (charge.cost, charge.need);
+                    let status = table.apply_one(op, fp, now, cost, need, charge.charged_at);
+                    return Ok(Verdict {
+                        allowed: status.allowed,
+                        statuses: [status].into(),
+                        at: now,
+                    });
+                }
                 if let Some(slots) = self.slots(&registry, batch) {
                     return Ok(Self::apply_slots(op, batch, &slots, now));
                 }

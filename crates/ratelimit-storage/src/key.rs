@@ -73,9 +73,10 @@ impl Key {
     /// This key under several scopes at once, the outermost first: `key.under(&["a", "b"])` is
     /// `key.scoped("b").scoped("a")`, built in one allocation.
     pub fn under(&self, scopes: &[&str]) -> Self {
-        let mut text = Text::new();
-        let identity_at = self.write_under(&mut text, scopes);
-        Self::whole(text.share(), identity_at)
+        match self.under_each(&[scopes]).next() {
+            Some(key) => key,
+            None => self.clone(),
+        }
     }
 
     /// This key under each list of scopes, all built in one allocation (the keys share it):
@@ -92,30 +93,45 @@ impl Key {
     /// assert_eq!(keys[1].identity_key(), ip);
     /// ```
     pub fn under_each(&self, lists: &[&[&str]]) -> UnderEach {
+        Self::each_of(self.as_str(), self.identity_at - self.start, lists)
+    }
+
+    /// The keys of one client identity (`namespace` and its value, as in [`Key::new`]) under
+    /// each list of scopes, all in one allocation: `Key::each("ip", "10.0.0.1", lists)` is
+    /// `Key::new("ip", "10.0.0.1").under_each(lists)` without the identity's own allocation.
+    ///
+    /// ```
+    /// use ratelimit_storage::Key;
+    ///
+    /// let keys: Vec<Key> = Key::each("ip", "10.0.0.1", &[&["app"], &["meta"]]).collect();
+    /// assert_eq!(keys[1], Key::new("ip", "10.0.0.1").scoped("meta"));
+    /// ```
+    pub fn each(namespace: &str, identity: &str, lists: &[&[&str]]) -> UnderEach {
+        let mut text = Text::new();
+        encode_part(&mut text, namespace);
+        text.push(':');
+        encode_part(&mut text, identity);
+        Self::each_of(text.as_str(), 0, lists)
+    }
+
+    /// The keys of `key` (whose identity starts at `identity_at`) under each list of scopes.
+    fn each_of(key: &str, identity_at: usize, lists: &[&[&str]]) -> UnderEach {
         let mut text = Text::new();
         let mut ranges = SmallVec::with_capacity(lists.len());
         for scopes in lists {
             let start = text.len();
-            let identity_at = self.write_under(&mut text, scopes);
-            ranges.push((start, identity_at, text.len()));
+            for scope in *scopes {
+                encode_part(&mut text, scope);
+                text.push('/');
+            }
+            let at = text.len() + identity_at;
+            text.push_str(key);
+            ranges.push((start, at, text.len()));
         }
         UnderEach {
             text: text.share(),
             ranges: ranges.into_iter(),
         }
-    }
-
-    /// Writes `scopes` and this key to `text`; returns where the identity starts.
-    fn write_under(&self, text: &mut Text, scopes: &[&str]) -> usize {
-        let start = text.len();
-        for scope in scopes {
-            encode_part(text, scope);
-            text.push('/');
-        }
-        let identity_at = text.len() + (self.identity_at - self.start);
-        text.push_str(self.as_str());
-        debug_assert!(identity_at >= start);
-        identity_at
     }
 
     /// The key without its scopes: the client identity alone (`ns:value`). Used where one
