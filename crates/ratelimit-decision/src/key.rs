@@ -6,7 +6,7 @@ use core::{
 };
 use std::sync::Arc;
 
-use ratelimit_storage::{Key, UnderEach};
+use ratelimit_storage::{Key, ScopePath, UnderEach};
 
 use crate::{field::decimal, network::mask, request::RequestView};
 
@@ -299,7 +299,7 @@ pub(crate) enum Value<'a> {
 
 impl Who<'_> {
     /// The identity's keys under each list of scopes, in one allocation.
-    pub(crate) fn keys_under(&self, lists: &[&[&str]]) -> UnderEach {
+    pub(crate) fn keys_under(&self, lists: &[(&ScopePath, &[&str])]) -> UnderEach {
         let value = match &self.value {
             Value::Address(text) => text.as_str(),
             Value::Owned(text) => text,

@@ -12,7 +12,9 @@ use ratelimit_fallback::{Backoff, FallbackStorage, Mode, Transition};
 use ratelimit_memory::MemoryStorage;
 use smallvec::SmallVec;
 
-use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, StorageUri, UriError, Verdict};
+use ratelimit_storage::{
+    Charge, Key, Op, ScopePath, Storage, StorageError, StorageUri, UriError, Verdict,
+};
 
 use crate::{
     client_ip::{ForwardedHeader, ProxyConfig},
@@ -180,7 +182,8 @@ struct Inner {
     meta: LimitSet,
     strategy: StrategyKind,
     storage: Arc<dyn Storage>,
-    prefix: String,
+    /// Every scope's prefix, encoded once.
+    paths: ScopePaths,
     key: KeyFunction,
     proxy: ProxyConfig,
     addressing: Addressing,
@@ -607,7 +610,7 @@ impl LimiterBuilder {
                 meta,
                 strategy,
                 storage,
-                prefix: self.prefix.unwrap_or_else(|| "LIMITER".to_owned()),
+                paths: ScopePaths::new(self.prefix.as_deref().unwrap_or("LIMITER")),
                 key,
                 proxy,
                 addressing,
@@ -747,7 +750,6 @@ impl Limiter {
             Cow::Borrowed("")
         };
         let parts = KeyParts {
-            prefix: &inner.prefix,
             method: policy.per_method.then_some(&*method),
         };
         let cost = policy.cost.as_ref().map_or(1, |f| f(req));
@@ -757,32 +759,38 @@ impl Limiter {
         });
         // The groups of charges that share a key, in the order they are charged.
         let application = !policy.exempt.application && !inner.application.is_empty();
-        let route = route_limits.as_ref().filter(|l| !l.is_empty()).map(|l| {
-            let (scope, name, kind) = match &policy.shared {
-                Some(name) => ("shared", name.as_str(), Scope::Shared),
-                None => ("route", req.route(), Scope::Route),
-            };
-            (parts.of(scope, Some(name)), l, kind)
-        });
+        let route = route_limits
+            .as_ref()
+            .filter(|l| !l.is_empty())
+            .map(|l| match &policy.shared {
+                Some(name) => (parts.of(&inner.paths.shared, Some(name)), l, Scope::Shared),
+                None => (
+                    parts.of_route(&inner.paths.route, req.route()),
+                    l,
+                    Scope::Route,
+                ),
+            });
         let defaults = (route_limits.is_none() || policy.combine)
             && !policy.exempt.defaults
             && !inner.defaults.is_empty();
         let meta = !policy.exempt.meta && !inner.meta.is_empty();
         // Every key of the identity, built in one allocation.
+        let paths = &inner.paths;
         let mut lists: SmallVec<[ScopeParts<'_>; 4]> = SmallVec::new();
         if application {
-            lists.push(parts.of("app", None));
+            lists.push(parts.of(&paths.app, None));
         }
         if let Some((route_parts, _, _)) = &route {
             lists.push(*route_parts);
         }
         if defaults {
-            lists.push(parts.of("default", Some(req.route())));
+            lists.push(parts.of_route(&paths.default, req.route()));
         }
         if meta {
-            lists.push(parts.of("meta", None));
+            lists.push(parts.of(&paths.meta, None));
         }
-        let lists: SmallVec<[&[&str]; 4]> = lists.iter().map(ScopeParts::as_slice).collect();
+        let lists: SmallVec<[(&ScopePath, &[&str]); 4]> =
+            lists.iter().map(ScopeParts::as_list).collect();
         let mut keys = identity.keys_under(&lists);
         let mut plan = Plan {
             cost,
@@ -803,7 +811,7 @@ impl Limiter {
         if !compiled.guard.is_empty()
             && let Identity::Key(address) = inner.addressing.identity(ip)
             && let Some(key) = address
-                .keys_under(&[parts.of("guard", Some(req.route())).as_slice()])
+                .keys_under(&[parts.of_route(&paths.guard, req.route()).as_list()])
                 .next()
         {
             plan.push(key, &compiled.guard, strategy, cost, Scope::Guard);
@@ -1015,45 +1023,74 @@ fn uppercase(method: &str) -> Cow<'_, str> {
     }
 }
 
-/// What every storage key of a request starts with: the prefix, and after the scope's name
-/// the method when the route counts methods apart.
+/// The encoded prefix of each scope's keys: the limiter's prefix and the scope's name.
+struct ScopePaths {
+    app: ScopePath,
+    route: ScopePath,
+    shared: ScopePath,
+    default: ScopePath,
+    guard: ScopePath,
+    meta: ScopePath,
+}
+
+impl ScopePaths {
+    fn new(prefix: &str) -> Self {
+        let path = |scope: &str| ScopePath::new(&[prefix, scope]);
+        Self {
+            app: path("app"),
+            route: path("route"),
+            shared: path("shared"),
+            default: path("default"),
+            guard: path("guard"),
+            meta: path("meta"),
+        }
+    }
+}
+
+/// What the storage keys of a request are built from besides the identity and the scopes'
+/// paths: the method, for a route that counts methods apart.
 #[derive(Clone, Copy)]
 struct KeyParts<'a> {
-    prefix: &'a str,
     method: Option<&'a str>,
 }
 
 impl<'a> KeyParts<'a> {
-    /// The scope parts of a key in `scope` (`app`, `route`, `shared`, `default`, `guard`,
-    /// `meta`), under `name` (a route or shared scope) when it has one.
-    fn of(self, scope: &'a str, name: Option<&'a str>) -> ScopeParts<'a> {
+    /// The scopes of a key under `path` (one of `paths`), then `name` (a shared scope's).
+    fn of(self, path: &'a ScopePath, name: Option<&'a str>) -> ScopeParts<'a> {
         let mut parts = ScopeParts {
-            items: [self.prefix, scope, "", ""],
-            len: 2,
+            path,
+            items: ["", ""],
+            len: 0,
         };
         if let Some(name) = name {
-            parts.items[parts.len] = name;
-            parts.len += 1;
+            parts.items[0] = name;
+            parts.len = 1;
         }
-        if let Some(method) = self.method
-            && matches!(scope, "route" | "default" | "guard")
-        {
-            parts.items[parts.len] = method;
-            parts.len += 1;
+        parts
+    }
+
+    /// The scopes of a key counted per route (the route, default and guard scopes): `path`,
+    /// the route, and the method when methods count apart.
+    fn of_route(self, path: &'a ScopePath, route: &'a str) -> ScopeParts<'a> {
+        let mut parts = self.of(path, Some(route));
+        if let Some(method) = self.method {
+            parts.items[1] = method;
+            parts.len = 2;
         }
         parts
     }
 }
 
-/// The scope parts of one key, the outermost first.
+/// The scopes of one key: an encoded path, then up to two scopes to encode.
 #[derive(Clone, Copy)]
 struct ScopeParts<'a> {
-    items: [&'a str; 4],
+    path: &'a ScopePath,
+    items: [&'a str; 2],
     len: usize,
 }
 
 impl<'a> ScopeParts<'a> {
-    fn as_slice(&self) -> &[&'a str] {
-        &self.items[..self.len]
+    fn as_list(&self) -> (&'a ScopePath, &[&'a str]) {
+        (self.path, &self.items[..self.len])
     }
 }

@@ -93,34 +93,47 @@ impl Key {
     /// assert_eq!(keys[1].identity_key(), ip);
     /// ```
     pub fn under_each(&self, lists: &[&[&str]]) -> UnderEach {
+        let lists = lists.iter().map(|scopes| ("", *scopes));
         Self::each_of(self.as_str(), self.identity_at - self.start, lists)
     }
 
     /// The keys of one client identity (`namespace` and its value, as in [`Key::new`]) under
-    /// each list of scopes, all in one allocation: `Key::each("ip", "10.0.0.1", lists)` is
-    /// `Key::new("ip", "10.0.0.1").under_each(lists)` without the identity's own allocation.
+    /// each list of scopes (an encoded [`ScopePath`], then scopes to encode), all in one
+    /// allocation and without the identity's own.
     ///
     /// ```
-    /// use ratelimit_storage::Key;
+    /// use ratelimit_storage::{Key, ScopePath};
     ///
-    /// let keys: Vec<Key> = Key::each("ip", "10.0.0.1", &[&["app"], &["meta"]]).collect();
-    /// assert_eq!(keys[1], Key::new("ip", "10.0.0.1").scoped("meta"));
+    /// let app = ScopePath::new(&["LIMITER", "app"]);
+    /// let route = ScopePath::new(&["LIMITER", "route"]);
+    /// let keys: Vec<Key> =
+    ///     Key::each("ip", "10.0.0.1", &[(&app, &[]), (&route, &["GET /a"])]).collect();
+    /// let ip = Key::new("ip", "10.0.0.1");
+    /// assert_eq!(keys[0], ip.under(&["LIMITER", "app"]));
+    /// assert_eq!(keys[1], ip.under(&["LIMITER", "route", "GET /a"]));
     /// ```
-    pub fn each(namespace: &str, identity: &str, lists: &[&[&str]]) -> UnderEach {
+    pub fn each(namespace: &str, identity: &str, lists: &[(&ScopePath, &[&str])]) -> UnderEach {
         let mut text = Text::new();
         encode_part(&mut text, namespace);
         text.push(':');
         encode_part(&mut text, identity);
+        let lists = lists.iter().map(|(path, scopes)| (path.as_str(), *scopes));
         Self::each_of(text.as_str(), 0, lists)
     }
 
-    /// The keys of `key` (whose identity starts at `identity_at`) under each list of scopes.
-    fn each_of(key: &str, identity_at: usize, lists: &[&[&str]]) -> UnderEach {
+    /// The keys of `key` (whose identity starts at `identity_at`) under each list: encoded
+    /// scopes, then scopes to encode.
+    fn each_of<'s>(
+        key: &str,
+        identity_at: usize,
+        lists: impl ExactSizeIterator<Item = (&'s str, &'s [&'s str])>,
+    ) -> UnderEach {
         let mut text = Text::new();
         let mut ranges = SmallVec::with_capacity(lists.len());
-        for scopes in lists {
+        for (encoded, scopes) in lists {
             let start = text.len();
-            for scope in *scopes {
+            text.push_str(encoded);
+            for scope in scopes {
                 encode_part(&mut text, scope);
                 text.push('/');
             }
@@ -198,6 +211,28 @@ impl fmt::Debug for Key {
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Scopes encoded once (at start-up: a limiter's prefix and scope names), to go in front of
+/// the keys [`Key::each`] builds per request, which then encodes only what varies.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ScopePath(Box<str>);
+
+impl ScopePath {
+    /// `scopes`, the outermost first, each encoded as in a key.
+    pub fn new(scopes: &[&str]) -> Self {
+        let mut text = Text::new();
+        for scope in scopes {
+            encode_part(&mut text, scope);
+            text.push('/');
+        }
+        Self(text.as_str().into())
+    }
+
+    /// The encoded scopes, each followed by `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

@@ -45,6 +45,6 @@ mod uri;
 
 pub use batch::{Charge, INLINE_STATUSES, LimitStatus, Op, Statuses, StatusesIntoIter, Verdict};
 pub use error::StorageError;
-pub use key::{Key, MAX_PART, UnderEach};
+pub use key::{Key, MAX_PART, ScopePath, UnderEach};
 pub use storage::Storage;
 pub use uri::{HostPort, StorageUri, UriError, redact_in, redact_uri};

@@ -8,7 +8,7 @@ use core::{
     task::{Context, Poll},
 };
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, RwLock},
 };
 
@@ -34,25 +34,62 @@ pub struct RateLimit {
 /// counted under the most specific of them.
 #[derive(Default)]
 struct Routes {
-    any: Router<Arc<str>>,
-    by_method: BTreeMap<String, Router<Arc<str>>>,
-    every: Router<Arc<str>>,
+    any: Patterns,
+    by_method: BTreeMap<String, Patterns>,
+    every: Patterns,
 }
 
 impl Routes {
     fn find(&self, method: &str, path: &str) -> Option<Arc<str>> {
-        let method = method.to_ascii_uppercase();
-        let of =
-            |router: &Router<Arc<str>>| router.recognize(path).ok().map(|m| Arc::clone(m.handler));
+        // Methods come in upper case; another spelling costs a copy.
+        let upper;
+        let method = if method.bytes().any(|b| b.is_ascii_lowercase()) {
+            upper = method.to_ascii_uppercase();
+            upper.as_str()
+        } else {
+            method
+        };
+        let of = |patterns: &Patterns| patterns.find(path);
         self.by_method
-            .get(&method)
+            .get(method)
             .and_then(of)
             .or_else(|| of(&self.any))
-            .or_else(|| match method.as_str() {
+            .or_else(|| match method {
                 "HEAD" => self.by_method.get("GET").and_then(of),
                 _ => None,
             })
             .or_else(|| of(&self.every))
+    }
+}
+
+/// Patterns, matched as Tide matches them; a path that is itself a pattern without parameters
+/// or wildcards (most are) is found by a hash lookup, not the router (which allocates a match).
+#[derive(Default)]
+struct Patterns {
+    exact: HashMap<String, Arc<str>>,
+    router: Router<Arc<str>>,
+}
+
+impl Patterns {
+    fn add(&mut self, pattern: &str) {
+        let id: Arc<str> = pattern.into();
+        if !pattern.split('/').any(|s| s.starts_with([':', '*'])) {
+            self.exact.insert(pattern.to_owned(), Arc::clone(&id));
+        }
+        self.router.add(pattern, id);
+    }
+
+    /// The pattern that serves `path`: a static pattern equal to it is the most specific match
+    /// the router could give.
+    fn find(&self, path: &str) -> Option<Arc<str>> {
+        match self.exact.get(path) {
+            Some(id) => Some(Arc::clone(id)),
+            None => self
+                .router
+                .recognize(path)
+                .ok()
+                .map(|m| Arc::clone(m.handler)),
+        }
     }
 }
 
@@ -94,8 +131,8 @@ impl RateLimit {
     /// other way).
     pub fn register(&self, pattern: &str) {
         let mut routes = self.write();
-        routes.any.add(pattern, pattern.into());
-        routes.every.add(pattern, pattern.into());
+        routes.any.add(pattern);
+        routes.every.add(pattern);
     }
 
     /// Registers a pattern for one method only, as Tide routes it. Needed where patterns
@@ -108,8 +145,8 @@ impl RateLimit {
             .by_method
             .entry(method.to_ascii_uppercase())
             .or_default()
-            .add(pattern, pattern.into());
-        routes.every.add(pattern, pattern.into());
+            .add(pattern);
+        routes.every.add(pattern);
     }
 
     /// The route id of a request path for any method: its registered pattern, or
