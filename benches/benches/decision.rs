@@ -14,7 +14,7 @@ use futures::FutureExt;
 use ratelimit_core::{Limit, StrategyKind, Unit};
 use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
 use ratelimit_memory::MemoryStorage;
-use ratelimit_storage::{Charge, Key, Storage};
+use ratelimit_storage::{Charge, Key, Op, Storage};
 
 fn decision(c: &mut Criterion) {
     let mut group = c.benchmark_group("decision");
@@ -72,6 +72,14 @@ fn decision(c: &mut Criterion) {
     group.bench_function("storage_call_only", |b| {
         b.iter(|| {
             let v = store.hit(&batch).now_or_never().unwrap().unwrap();
+            assert!(v.allowed);
+            v
+        })
+    });
+    // The call the limiter makes on an in-process store: no future at all.
+    group.bench_function("storage_apply_now", |b| {
+        b.iter(|| {
+            let v = store.apply_now(Op::Hit, &batch).unwrap().unwrap();
             assert!(v.allowed);
             v
         })

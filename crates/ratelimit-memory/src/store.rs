@@ -78,8 +78,19 @@ type Registry = HashMap<
     core::hash::BuildHasherDefault<RegistryHasher>,
 >;
 
-/// Per charge of a batch: its table, its key's fingerprint, its shard.
-type Slots<'r> = SmallVec<[(&'r dyn AnyTable, Fp, usize); INLINE]>;
+/// What a batch knows of one of its charges.
+struct Slot<'r> {
+    table: &'r dyn AnyTable,
+    fp: Fp,
+    shard: usize,
+    /// Which of the batch's locks holds its shard.
+    lock: usize,
+    /// Whether it fits (refunds always do).
+    allowed: bool,
+}
+
+/// The slots of a batch, inline for the batches requests make.
+type Slots<'r> = SmallVec<[Slot<'r>; INLINE]>;
 
 pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock + Send + Sync>,
@@ -376,7 +387,7 @@ impl MemoryStorage {
                     });
                 }
                 if let Some(slots) = self.slots(&registry, batch) {
-                    return Ok(Self::apply_slots(op, batch, &slots, now));
+                    return Ok(Self::apply_slots(op, batch, slots, now));
                 }
             }
             for c in batch {
@@ -392,68 +403,67 @@ impl MemoryStorage {
         for c in batch {
             let table = &**registry.get(&(c.strategy, c.limit))?;
             let fp = self.inner.fingerprinter.fp(c.key.as_str().as_bytes());
-            slots.push((table, fp, table.shard_of(fp)));
+            slots.push(Slot {
+                table,
+                fp,
+                shard: table.shard_of(fp),
+                lock: 0,
+                allowed: true,
+            });
         }
         Some(slots)
     }
 
     /// A batch whose tables are all found.
-    fn apply_slots(op: Op, batch: &[Charge], slots: &Slots<'_>, now: Timestamp) -> Verdict {
+    fn apply_slots(op: Op, batch: &[Charge], mut slots: Slots<'_>, now: Timestamp) -> Verdict {
         // Lock every shard involved once, in one global order (table address, shard index).
-        let id = |t: &dyn AnyTable| core::ptr::from_ref(t).cast::<()>() as usize;
-        let mut order: SmallVec<[(usize, usize, usize); INLINE]> = slots
-            .iter()
-            .enumerate()
-            .map(|(i, (t, _, s))| (id(*t), *s, i))
-            .collect();
-        order.sort_unstable();
-        order.dedup_by(|b, a| (a.0, a.1) == (b.0, b.1));
-        let mut locks: SmallVec<[AnyLocked<'_>; INLINE]> = order
-            .iter()
-            .map(|&(_, s, i)| slots[i].0.lock(s, now))
-            .collect();
-        let lock_of: SmallVec<[usize; INLINE]> = slots
-            .iter()
-            .map(|(t, _, s)| order.partition_point(|&(ot, os, _)| (ot, os) < (id(*t), *s)))
-            .collect();
-        // Charges on the same counter are tested together: their costs add up.
-        let same = |a: usize, b: usize| lock_of[a] == lock_of[b] && slots[a].1 == slots[b].1;
-        let together = |i: usize| -> u64 {
-            (0..batch.len())
-                .filter(|&j| same(i, j))
-                .map(|j| batch[j].cost)
-                .fold(0, u64::saturating_add)
-        };
-        let allowed: SmallVec<[bool; INLINE]> = match op {
-            Op::Refund => batch.iter().map(|_| true).collect(),
-            Op::Hit | Op::Test => (0..batch.len())
-                .map(|i| {
-                    let (_, fp, _) = slots[i];
-                    locks[lock_of[i]].test(fp, now, batch[i].room())
-                        && locks[lock_of[i]].test(fp, now, together(i))
-                })
-                .collect(),
-        };
-        let all = allowed.iter().all(|&a| a);
-        for (i, c) in batch.iter().enumerate() {
-            let fp = slots[i].1;
+        let place = |s: &Slot<'_>| (core::ptr::from_ref(s.table).cast::<()>() as usize, s.shard);
+        let mut order: SmallVec<[usize; INLINE]> = (0..slots.len()).collect();
+        order.sort_unstable_by_key(|&i| place(&slots[i]));
+        let mut locks: SmallVec<[AnyLocked<'_>; INLINE]> = SmallVec::new();
+        let mut last = None;
+        for &i in &order {
+            let slot = &mut slots[i];
+            if last != Some(place(slot)) {
+                last = Some(place(slot));
+                locks.push(slot.table.lock(slot.shard, now));
+            }
+            slot.lock = locks.len() - 1;
+        }
+        if op != Op::Refund {
+            for (i, c) in batch.iter().enumerate() {
+                let Slot { fp, lock, .. } = slots[i];
+                // Charges on the same counter are tested together: their costs add up (a
+                // strategy that has room for an amount has room for less).
+                let together = (0..batch.len())
+                    .filter(|&j| slots[j].lock == lock && slots[j].fp == fp)
+                    .map(|j| batch[j].cost)
+                    .fold(0, u64::saturating_add);
+                slots[i].allowed = locks[lock].test(fp, now, c.room())
+                    && (together <= c.room() || locks[lock].test(fp, now, together));
+            }
+        }
+        let all = slots.iter().all(|s| s.allowed);
+        for (slot, c) in slots.iter().zip(batch) {
+            let (fp, lock) = (slot.fp, slot.lock);
             match op {
                 Op::Hit if all => {
-                    let _charged = locks[lock_of[i]].hit(fp, now, c.cost);
+                    let _charged = locks[lock].hit(fp, now, c.cost);
                     debug_assert!(_charged, "a tested charge must fit");
                 }
                 // A rejected hit charges only what its charges ask for on a rejection, each
                 // where it has room (a full meta limit counts no more breaches).
                 Op::Hit if c.on_reject > 0 => {
-                    let _ = locks[lock_of[i]].hit(fp, now, c.on_reject);
+                    let _ = locks[lock].hit(fp, now, c.on_reject);
                 }
-                Op::Refund => locks[lock_of[i]].refund(fp, now, c.cost, c.charged_at),
+                Op::Refund => locks[lock].refund(fp, now, c.cost, c.charged_at),
                 Op::Hit | Op::Test => {}
             }
         }
-        let statuses: Statuses = (0..batch.len())
-            .map(|i| locks[lock_of[i]].status(slots[i].1, now, batch[i].room(), allowed[i]))
-            .collect();
+        let mut statuses = Statuses::with_capacity(batch.len());
+        for (slot, c) in slots.iter().zip(batch) {
+            statuses.push(locks[slot.lock].status(slot.fp, now, c.room(), slot.allowed));
+        }
         drop(locks);
         Verdict {
             allowed: all,
