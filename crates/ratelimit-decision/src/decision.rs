@@ -74,7 +74,8 @@ pub struct Decision {
     pub(crate) retry_after: Option<u64>,
     pub(crate) headers: RateLimitHeaders,
     pub(crate) body: Option<String>,
-    pub(crate) pending: Option<Pending>,
+    /// Boxed: only conditional routes have one, and every decision is moved a few times.
+    pub(crate) pending: Option<Box<Pending>>,
 }
 
 impl fmt::Debug for Decision {

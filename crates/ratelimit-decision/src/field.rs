@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-/// Values up to this many bytes are held inline.
-const INLINE: usize = 63;
+/// Values up to this many bytes are held inline (numbers, and the `RateLimit` field of any
+/// limit below a billion per window); a value is 48 bytes.
+const INLINE: usize = 46;
 
 /// A header value: text that is a valid HTTP field value (visible ASCII and spaces).
 #[derive(Clone, PartialEq, Eq, Hash)]

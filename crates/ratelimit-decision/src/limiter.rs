@@ -995,12 +995,12 @@ impl Limiter {
                 .filter(|(_, s)| **s != Scope::Meta)
                 .map(|(c, _)| c.clone().charged_at(at))
                 .collect();
-            decision.pending = Some(Pending {
+            decision.pending = Some(Box::new(Pending {
                 storage: Arc::clone(&inner.storage),
                 charges,
                 counts: policy.deduct_when.clone(),
                 settle,
-            });
+            }));
         }
         decision
     }

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// Charges per batch whose scratch stays off the heap.
-const INLINE: usize = 8;
+const INLINE: usize = 4;
 
 /// A multiply-rotate hash (as in rustc's `FxHasher`) over the registry keys: (strategy, limit)
 /// pairs come from configuration, not from clients, so a fast unkeyed hash is safe here and

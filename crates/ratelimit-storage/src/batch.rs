@@ -111,7 +111,7 @@ pub struct LimitStatus {
 }
 
 /// Statuses held inline, without a heap allocation, for batches of up to this many charges.
-pub const INLINE_STATUSES: usize = 8;
+pub const INLINE_STATUSES: usize = 4;
 
 /// The statuses of a batch, one per charge in the batch's order: a list that stays inline (no
 /// heap allocation) for batches of up to [`INLINE_STATUSES`] charges. Read it as a slice;
