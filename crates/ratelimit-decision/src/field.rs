@@ -45,24 +45,9 @@ impl HeaderValue {
     pub(crate) fn number(n: u64) -> Self {
         let mut inline = heapless::String::new();
         // 20 digits at most: they fit.
-        let _ = inline.push_str(decimal(n, &mut [0; 20]));
+        let _ = inline.push_str(itoa::Buffer::new().format(n));
         Self(Repr::Inline(inline))
     }
-}
-
-/// `n` in decimal, written into `buf` (without `core::fmt`, which costs several times more).
-pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    core::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 impl From<Arc<str>> for HeaderValue {
@@ -208,9 +193,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decimals() {
+    fn numbers() {
         for n in [0, 1, 9, 10, 99, 100, 1_700_000_000, u64::MAX - 1, u64::MAX] {
-            assert_eq!(decimal(n, &mut [0; 20]), n.to_string());
+            assert_eq!(HeaderValue::number(n), n.to_string().as_str());
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ratelimit_core::Limit;
 
-use crate::field::{HeaderValue, RateLimitHeaders, decimal};
+use crate::field::{HeaderValue, RateLimitHeaders};
 
 /// The header names, each remappable (Flask-Limiter's `header_name_mapping`). Shared, not
 /// copied, into every decision.
@@ -217,9 +217,9 @@ pub(crate) fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> RateLimitH
         out.push(&names.policy, policy.into());
         let current = HeaderValue::write(|w| {
             write!(w, "\"{}\";r=", f.limit)?;
-            w.write_str(decimal(f.remaining, &mut [0; 20]))?;
+            w.write_str(itoa::Buffer::new().format(f.remaining))?;
             w.write_str(";t=")?;
-            w.write_str(decimal(f.reset_in_secs, &mut [0; 20]))
+            w.write_str(itoa::Buffer::new().format(f.reset_in_secs))
         });
         out.push(&names.ratelimit, current);
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ratelimit_storage::{Key, ScopePath, UnderEach};
 
-use crate::{field::decimal, network::mask, request::RequestView};
+use crate::{network::mask, request::RequestView};
 
 type KeyFn = dyn Fn(&RequestView<'_>, Option<IpAddr>) -> String + Send + Sync;
 type ValidateFn = dyn Fn(&str) -> Option<String> + Send + Sync;
@@ -62,7 +62,7 @@ impl Addressing {
                     if i > 0 {
                         let _ = text.push('.');
                     }
-                    let _ = text.push_str(decimal(u64::from(octet), &mut [0; 20]));
+                    let _ = text.push_str(itoa::Buffer::new().format(octet));
                 }
                 Ok(())
             }

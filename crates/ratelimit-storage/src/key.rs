@@ -314,12 +314,29 @@ impl fmt::Write for Text {
     }
 }
 
+/// The bytes kept as they are in a key: `A-Z a-z 0-9 . _ -`.
+const RAW: [bool; 256] = {
+    let mut raw = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        raw[b] = c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-';
+        b += 1;
+    }
+    raw
+};
+
 const fn is_raw(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+    RAW[b as usize]
 }
 
 /// Appends `part`, percent-encoded, or its hash when the encoding is longer than [`MAX_PART`].
 fn encode_part(out: &mut Text, part: &str) {
+    // Most parts (namespaces, scope names, addresses) are short and need no escape.
+    if part.len() <= MAX_PART && part.bytes().all(is_raw) {
+        out.push_str(part);
+        return;
+    }
     let encoded_len: usize = part.bytes().map(|b| if is_raw(b) { 1 } else { 3 }).sum();
     if encoded_len > MAX_PART {
         let digest = Sha256::digest(part.as_bytes());
