@@ -198,8 +198,19 @@ pub(crate) fn policy_field(limits: &[Limit]) -> Arc<str> {
     policy.into()
 }
 
-pub(crate) fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> RateLimitHeaders {
+#[cfg(test)]
+fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> RateLimitHeaders {
     let mut out = RateLimitHeaders::default();
+    render_into(options, f, &mut out);
+    out
+}
+
+/// Appends the headers `options` asks for to `out`.
+pub(crate) fn render_into(
+    options: &HeaderOptions,
+    f: &HeaderFacts<'_>,
+    out: &mut RateLimitHeaders,
+) {
     let names = &options.names;
     if options.x_ratelimit {
         out.push(&names.limit, HeaderValue::number(f.limit.amount()));
@@ -223,7 +234,6 @@ pub(crate) fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> RateLimitH
         });
         out.push(&names.ratelimit, current);
     }
-    out
 }
 
 #[cfg(test)]

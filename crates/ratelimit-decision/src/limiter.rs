@@ -2,7 +2,9 @@
 
 use core::{
     fmt,
+    future::Future,
     net::IpAddr,
+    pin::Pin,
     sync::atomic::{AtomicBool, Ordering},
 };
 use std::{borrow::Cow, collections::HashMap, sync::Arc};
@@ -21,7 +23,7 @@ use crate::{
     decision::{Decision, Kind, Pending, Scope},
     error::{ConfigError, DecisionError},
     field::RateLimitHeaders,
-    headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render},
+    headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render_into},
     key::{Addressing, Identity, KeyFunction, UnknownClient, Who},
     network::Network,
     policy::{Breach, BreachHook, LimitSet, LimitSource, RoutePolicy, parse_set},
@@ -110,17 +112,12 @@ impl Plan {
 /// Where [`Limiter::check`] stands after the stages that need no waiting.
 #[expect(
     clippy::large_enum_variant,
-    reason = "returned once per decision, on the stack; boxing the plan would allocate"
+    reason = "returned once per decision, and boxing the decision would allocate"
 )]
-enum Checked<'l> {
+enum Checked<'a> {
     Done(Result<Decision, DecisionError>),
-    Waiting(Waiting<'l>),
-}
-
-/// A plan waiting for a store that answers asynchronously.
-struct Waiting<'l> {
-    compiled: &'l Compiled,
-    plan: Plan,
+    /// The rest, waiting for a store that answers asynchronously.
+    Waiting(Pin<Box<dyn Future<Output = Result<Decision, DecisionError>> + Send + 'a>>),
 }
 
 /// A route policy with its limit strings parsed.
@@ -674,16 +671,17 @@ impl Limiter {
     // charge (`plan`), the store's verdict (`apply`), and what it means (`deciding`,
     // `headers_for`, `outcome`).
     pub async fn check(&self, req: &RequestView<'_>) -> Result<Decision, DecisionError> {
-        match self.check_now(req) {
-            Checked::Done(decision) => decision,
-            // The store answers asynchronously (over the network): the plan waits in a future
-            // of its own, so that an in-process store's decisions stay small and on the stack.
-            Checked::Waiting(waiting) => Box::pin(self.check_later(waiting, req)).await,
-        }
+        // Bound before the await, so that only the boxed future lives across it: an
+        // in-process store's decisions stay small and on the stack.
+        let later = match self.check_now(req) {
+            Checked::Done(decision) => return decision,
+            Checked::Waiting(later) => later,
+        };
+        later.await
     }
 
     /// Every stage up to the store's verdict, and the rest when the store answers at once.
-    fn check_now<'l>(&'l self, req: &RequestView<'_>) -> Checked<'l> {
+    fn check_now<'a>(&'a self, req: &'a RequestView<'a>) -> Checked<'a> {
         let compiled = self.policy(req.method(), req.route());
         if compiled.policy.exempt.all {
             return Checked::Done(Ok(Decision::free(Kind::Exempt)));
@@ -710,24 +708,27 @@ impl Limiter {
             }
             Identity::UnknownClient => return Checked::Done(Ok(Decision::unknown_client())),
         };
-        let plan = self.plan(compiled, req, &identity, ip);
+        let mut plan = Plan::default();
+        self.plan(&mut plan, compiled, req, &identity, ip);
         if plan.scopes.iter().all(|s| *s == Scope::Meta) {
             return Checked::Done(Ok(Decision::free(Kind::Unlimited)));
         }
         // An in-process store answers at once, without the boxed future of an async call.
         match self.inner.storage.apply_now(Op::Hit, &plan.charges) {
             Some(verdict) => Checked::Done(self.interpret(compiled, &plan, verdict, req)),
-            None => Checked::Waiting(Waiting { compiled, plan }),
+            // The store answers asynchronously (over the network): the plan waits in a future
+            // of its own.
+            None => Checked::Waiting(Box::pin(self.check_later(compiled, plan, req))),
         }
     }
 
     /// The stages after a store that answers asynchronously.
     async fn check_later(
         &self,
-        waiting: Waiting<'_>,
+        compiled: &Compiled,
+        plan: Plan,
         req: &RequestView<'_>,
     ) -> Result<Decision, DecisionError> {
-        let Waiting { compiled, plan } = waiting;
         let verdict = self.inner.storage.apply(Op::Hit, &plan.charges).await;
         self.interpret(compiled, &plan, verdict, req)
     }
@@ -737,11 +738,12 @@ impl Limiter {
     /// under its storage key.
     fn plan(
         &self,
+        plan: &mut Plan,
         compiled: &Compiled,
         req: &RequestView<'_>,
         identity: &Who<'_>,
         ip: Option<IpAddr>,
-    ) -> Plan {
+    ) {
         let inner = &self.inner;
         let policy = &compiled.policy;
         let method = if policy.per_method {
@@ -792,10 +794,7 @@ impl Limiter {
         let lists: SmallVec<[(&ScopePath, &[&str]); 4]> =
             lists.iter().map(ScopeParts::as_list).collect();
         let mut keys = identity.keys_under(&lists);
-        let mut plan = Plan {
-            cost,
-            ..Plan::default()
-        };
+        plan.cost = cost;
         let strategy = inner.strategy;
         if application && let Some(key) = keys.next() {
             plan.push(key, &inner.application, strategy, 1, Scope::Application);
@@ -829,7 +828,6 @@ impl Limiter {
                 plan.scopes.push(Scope::Meta);
             }
         }
-        plan
     }
 
     /// What the store's answer means: its verdict checked (one status per charge; a store
@@ -886,7 +884,8 @@ impl Limiter {
         verdict: &Verdict,
         i: usize,
         retry_after: Option<u64>,
-    ) -> RateLimitHeaders {
+        out: &mut RateLimitHeaders,
+    ) {
         let (limit, status) = (&plan.charges[i].limit, &verdict.statuses[i]);
         let inner = &self.inner;
         // Only the IETF `RateLimit-Policy` field lists every limit: rendered at build when the
@@ -907,7 +906,7 @@ impl Limiter {
                 Policy::Limits(&listed)
             }
         };
-        render(
+        render_into(
             &inner.headers,
             &HeaderFacts {
                 limit,
@@ -923,7 +922,8 @@ impl Limiter {
                 rejected: !verdict.allowed,
                 policy,
             },
-        )
+            out,
+        );
     }
 
     /// The decision from the verdict and its deciding charge `i`: on a rejection the breach
@@ -946,7 +946,6 @@ impl Limiter {
         } else {
             None
         };
-        let headers = self.headers_for(compiled, plan, verdict, i, retry_after);
         let mut decision = Decision {
             kind: if rejected {
                 Kind::Rejected
@@ -957,10 +956,18 @@ impl Limiter {
             remaining: status.remaining,
             reset: status.reset,
             retry_after,
-            headers,
+            headers: RateLimitHeaders::default(),
             body: None,
             pending: None,
         };
+        self.headers_for(
+            compiled,
+            plan,
+            verdict,
+            i,
+            retry_after,
+            &mut decision.headers,
+        );
         if rejected {
             let meta = scope == Scope::Meta;
             tracing::info!(target: "ratelimit", route = req.route(), identity = plan.charges[i].key.identity(),

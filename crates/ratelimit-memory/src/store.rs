@@ -386,7 +386,8 @@ impl MemoryStorage {
                         at: now,
                     });
                 }
-                if let Some(slots) = self.slots(&registry, batch) {
+                let mut slots = Slots::new();
+                if self.slots(&registry, batch, &mut slots) {
                     return Ok(Self::apply_slots(op, batch, slots, now));
                 }
             }
@@ -396,12 +397,14 @@ impl MemoryStorage {
         }
     }
 
-    /// Per charge: its table, its key's fingerprint and its shard; `None` if a table is
-    /// missing. Inline for the batches requests make (a few charges).
-    fn slots<'r>(&self, registry: &'r Registry, batch: &[Charge]) -> Option<Slots<'r>> {
-        let mut slots = Slots::new();
+    /// Per charge, into `slots`: its table, its key's fingerprint and its shard; `false` if a
+    /// table is missing. Inline for the batches requests make (a few charges).
+    fn slots<'r>(&self, registry: &'r Registry, batch: &[Charge], slots: &mut Slots<'r>) -> bool {
         for c in batch {
-            let table = &**registry.get(&(c.strategy, c.limit))?;
+            let Some(table) = registry.get(&(c.strategy, c.limit)) else {
+                return false;
+            };
+            let table = &**table;
             let fp = self.inner.fingerprinter.fp(c.key.as_str().as_bytes());
             slots.push(Slot {
                 table,
@@ -411,7 +414,7 @@ impl MemoryStorage {
                 allowed: true,
             });
         }
-        Some(slots)
+        true
     }
 
     /// A batch whose tables are all found.

@@ -127,6 +127,10 @@ impl Statuses {
 
     /// An empty list with room for `n` statuses (inline up to [`INLINE_STATUSES`]).
     pub fn with_capacity(n: usize) -> Self {
+        if n <= INLINE_STATUSES {
+            // Built in place: no call that returns the whole inline array.
+            return Self(SmallVec::new());
+        }
         Self(SmallVec::with_capacity(n))
     }
 

@@ -129,7 +129,7 @@ impl Key {
         lists: impl ExactSizeIterator<Item = (&'s str, &'s [&'s str])>,
     ) -> UnderEach {
         let mut text = Text::new();
-        let mut ranges = SmallVec::with_capacity(lists.len());
+        let mut ranges = SmallVec::new();
         for (encoded, scopes) in lists {
             let start = text.len();
             text.push_str(encoded);
@@ -279,6 +279,13 @@ impl Text {
     }
 
     fn push_str(&mut self, s: &str) {
+        // A short string byte by byte: cheaper than the call a copy costs.
+        if s.len() <= 16 && self.heap.is_none() && self.stack.len() + s.len() <= 1024 {
+            for c in s.chars() {
+                let _ = self.stack.push(c);
+            }
+            return;
+        }
         if let Some(heap) = &mut self.heap {
             heap.push_str(s);
         } else if self.stack.push_str(s).is_err() {
@@ -289,8 +296,20 @@ impl Text {
         }
     }
 
+    /// One ASCII character (without the call a copy of a string costs).
     fn push(&mut self, c: char) {
+        if self.heap.is_none() && self.stack.push(c).is_ok() {
+            return;
+        }
         self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    /// A byte `b` as `%XX`.
+    fn push_escaped(&mut self, b: u8) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        self.push('%');
+        self.push(char::from(HEX[usize::from(b >> 4)]));
+        self.push(char::from(HEX[usize::from(b & 0xf)]));
     }
 
     fn as_str(&self) -> &str {
@@ -347,7 +366,6 @@ fn encode_part(out: &mut Text, part: &str) {
         return;
     }
     // Runs of raw bytes are copied as they are; each other byte becomes `%XX`.
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = part.as_bytes();
     let mut at = 0;
     while at < bytes.len() {
@@ -359,9 +377,7 @@ fn encode_part(out: &mut Text, part: &str) {
         // may sit inside a character: `get` then gives nothing, as it should).
         out.push_str(part.get(at..run_end).unwrap_or_default());
         if let Some(&b) = bytes.get(run_end) {
-            let escaped = [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]];
-            // Three ASCII bytes.
-            out.push_str(core::str::from_utf8(&escaped).unwrap_or_default());
+            out.push_escaped(b);
         }
         at = run_end + 1;
     }
