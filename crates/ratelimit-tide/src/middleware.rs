@@ -2,7 +2,7 @@
 
 use core::{
     fmt,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::atomic::{AtomicU64, Ordering},
     task::{Context, Poll},
@@ -224,6 +224,20 @@ impl Headers for TideHeaders<'_> {
     }
 }
 
+/// The address of a peer as Tide gives it (`ip:port`, `[ipv6]:port`).
+fn peer_ip(peer: &str) -> Option<IpAddr> {
+    // The address alone parses faster than the whole socket address; a form it does not
+    // cover (an IPv6 zone) goes the long way.
+    let fast = peer.rsplit_once(':').and_then(|(host, _)| {
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        host.parse::<IpAddr>().ok()
+    });
+    fast.or_else(|| peer.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
 fn json(status: StatusCode, body: &str) -> Response {
     let mut res = Response::new(status);
     res.set_body(body.to_owned());
@@ -236,11 +250,11 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
     async fn handle(&self, mut req: Request<State>, next: Next<'_, State>) -> tide::Result {
         let method = req.method();
         let route = self.route_for(method.as_ref(), req.url().path());
-        let decision = {
+        let checked = {
             let headers = TideHeaders(req.as_ref());
             let mut view = RequestView::new(method.as_ref(), &route).headers(&headers);
-            if let Some(peer) = req.peer_addr().and_then(|p| p.parse::<SocketAddr>().ok()) {
-                view = view.peer(peer.ip());
+            if let Some(ip) = req.peer_addr().and_then(peer_ip) {
+                view = view.peer(ip);
             }
             if let Some(len) = req.len().map(|l| l as u64).or_else(|| {
                 req.header("content-length")
@@ -250,7 +264,7 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             }
             self.limiter.check(&view).await
         };
-        let mut decision = match decision {
+        let decision = match checked {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(target: "ratelimit", route = %route, error = %e, "rate limiting unavailable");
@@ -267,12 +281,11 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
                 _ => StatusCode::TooManyRequests,
             };
             let mut res = json(status, decision.body().unwrap_or("{}"));
-            for (name, value) in decision.take_headers() {
-                res.insert_header(&*name, value.as_str());
+            for (name, value) in decision.headers() {
+                res.insert_header(&**name, value.as_str());
             }
             return Ok(res);
         }
-        let headers = decision.take_headers();
         // A decision to complete after the response learns its status and, for a settled cost,
         // how much body the handler read.
         let read = decision.is_conditional().then(|| {
@@ -286,6 +299,10 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             read
         });
         let mut res = next.run(req).await;
+        // Read in place: the decision is not copied.
+        for (name, value) in decision.headers() {
+            res.insert_header(&**name, value.as_str());
+        }
         if let Some(read) = read {
             let status = u16::from(res.status());
             let bytes = read.load(Ordering::Relaxed);
@@ -293,9 +310,24 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
                 tracing::error!(target: "ratelimit", route = %route, error = %e, "could not refund a reserved charge");
             }
         }
-        for (name, value) in headers {
-            res.insert_header(&*name, value.as_str());
-        }
         Ok(res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::net::IpAddr;
+
+    use super::peer_ip;
+
+    #[test]
+    fn peer_addresses_as_tide_gives_them() {
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(peer_ip("203.0.113.7:5000"), ip("203.0.113.7"));
+        assert_eq!(peer_ip("[2001:db8::1]:443"), ip("2001:db8::1"));
+        assert_eq!(peer_ip("[fe80::1%2]:443"), ip("fe80::1"));
+        assert_eq!(peer_ip("[::ffff:10.0.0.1]:80"), ip("::ffff:10.0.0.1"));
+        assert_eq!(peer_ip("unix:/tmp/sock"), None);
+        assert_eq!(peer_ip(""), None);
     }
 }
