@@ -280,7 +280,7 @@ impl Text {
 
     fn push_str(&mut self, s: &str) {
         // A short string byte by byte: cheaper than the call a copy costs.
-        if s.len() <= 16 && self.heap.is_none() && self.stack.len() + s.len() <= 1024 {
+        if s.len() <= 4 && self.heap.is_none() && self.stack.len() + s.len() <= 1024 {
             for c in s.chars() {
                 let _ = self.stack.push(c);
             }
