@@ -4,7 +4,10 @@
 # short and a long run, and (instructions_long - instructions_short) / (requests_long -
 # requests_short) cancels start-up. Repeatable where wall time is not. Needs valgrind and wrk.
 #
-#   scripts/callgrind-http.sh [MODES...]
+#   [ROUNDS=3] scripts/callgrind-http.sh [MODES...]
+#
+# With ROUNDS > 1 the modes alternate within each round and each figure is the median (the
+# difference of two runs still moves by a few hundred instructions between rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 modes=("$@")
@@ -27,12 +30,19 @@ run() { # mode seconds -> "requests instructions"
   kill -TERM "$vp"; wait "$vp" 2>/dev/null || true
   echo "$n $(awk '/^(summary|totals):/ {print $2; exit}' "$dir/$1-$2.out")"
 }
+rounds=${ROUNDS:-1}
+declare -A per
+for round in $(seq "$rounds"); do
+  for mode in "${modes[@]}"; do
+    read -r n1 i1 <<<"$(run "$mode" 4)"
+    read -r n2 i2 <<<"$(run "$mode" 12)"
+    per[$mode]+="$(( (i2 - i1) / (n2 - n1) )) "
+  done
+done
 base=""
 for mode in "${modes[@]}"; do
-  read -r n1 i1 <<<"$(run "$mode" 4)"
-  read -r n2 i2 <<<"$(run "$mode" 12)"
-  per=$(( (i2 - i1) / (n2 - n1) ))
-  [ -n "$base" ] || base=$per
-  python3 -c "print(f'$mode: $per instructions/request ({$per / $base:.3f}x)')"
+  med=$(python3 -c "import statistics,sys; print(int(statistics.median([int(x) for x in sys.argv[1:]])))" ${per[$mode]})
+  [ -n "$base" ] || base=$med
+  python3 -c "print(f'$mode: $med instructions/request ({$med / $base:.3f}x) rounds: ${per[$mode]}')"
 done
 rm -rf "$dir"
