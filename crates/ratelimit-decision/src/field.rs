@@ -123,6 +123,11 @@ impl RateLimitHeaders {
     pub(crate) fn push(&mut self, name: &Arc<str>, value: HeaderValue) {
         self.0.push((Arc::clone(name), value));
     }
+
+    /// The headers as a `Vec` (which allocates: read them in place where you can).
+    pub fn into_vec(self) -> Vec<Header> {
+        self.0.into_vec()
+    }
 }
 
 impl Deref for RateLimitHeaders {
@@ -144,40 +149,6 @@ impl fmt::Debug for RateLimitHeaders {
 impl From<Vec<Header>> for RateLimitHeaders {
     fn from(v: Vec<Header>) -> Self {
         Self(SmallVec::from_vec(v))
-    }
-}
-
-/// The headers of a [`RateLimitHeaders`], by value.
-pub struct IntoRateLimitHeaders(smallvec::IntoIter<[Header; 6]>);
-
-impl fmt::Debug for IntoRateLimitHeaders {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IntoRateLimitHeaders")
-            .field("left", &self.0.len())
-            .finish()
-    }
-}
-
-impl Iterator for IntoRateLimitHeaders {
-    type Item = Header;
-
-    fn next(&mut self) -> Option<Header> {
-        self.0.next()
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.0.size_hint()
-    }
-}
-
-impl ExactSizeIterator for IntoRateLimitHeaders {}
-
-impl IntoIterator for RateLimitHeaders {
-    type Item = Header;
-    type IntoIter = IntoRateLimitHeaders;
-
-    fn into_iter(self) -> IntoRateLimitHeaders {
-        IntoRateLimitHeaders(self.0.into_iter())
     }
 }
 

@@ -141,7 +141,7 @@ mod request;
 pub use client_ip::{ForwardedHeader, ProxyConfig};
 pub use decision::{Decision, Kind, Scope};
 pub use error::{ConfigError, DecisionError};
-pub use field::{Header, HeaderValue, IntoRateLimitHeaders, RateLimitHeaders};
+pub use field::{Header, HeaderValue, RateLimitHeaders};
 pub use headers::{HeaderNames, HeaderOptions};
 pub use key::{KeyFunction, UnknownClient, UnknownCredential};
 pub use limiter::{KNOWN_SCHEMES, Limiter, LimiterBuilder, storage_from_uri};

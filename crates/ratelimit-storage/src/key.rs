@@ -236,7 +236,7 @@ impl ScopePath {
     }
 }
 
-/// The keys of [`Key::under_each`], in the order of their scope lists.
+/// The keys of [`Key::under_each`] and [`Key::each`], in the order of their scope lists.
 #[derive(Debug)]
 pub struct UnderEach {
     text: Arc<str>,
