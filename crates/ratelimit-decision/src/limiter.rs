@@ -26,7 +26,7 @@ use crate::{
     headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render_into},
     key::{Addressing, Identity, KeyFunction, UnknownClient, Who},
     network::Network,
-    policy::{Breach, BreachHook, LimitSet, LimitSource, RoutePolicy, parse_set},
+    policy::{Breach, BreachHook, LimitSet, LimitSource, RequestPredicate, RoutePolicy, parse_set},
     request::RequestView,
 };
 
@@ -192,6 +192,12 @@ struct Inner {
     method_routes: HashMap<String, Vec<(String, Compiled)>>,
     fallback: Compiled,
     on_breach: Option<BreachHook>,
+    /// Requests for which the default limits do not apply.
+    defaults_exempt_when: Option<RequestPredicate>,
+    /// Requests for which the application limits do not apply.
+    application_exempt_when: Option<RequestPredicate>,
+    /// Requests that are not limited at all.
+    request_filters: Vec<RequestPredicate>,
 }
 
 /// The rate limiter: cheap to clone, `Send + Sync`, one [`Limiter::check`] per request.
@@ -272,6 +278,9 @@ pub struct LimiterBuilder {
     storage_timeout: Option<core::time::Duration>,
     probe_backoff: Option<Backoff>,
     on_storage_transition: Option<TransitionHook>,
+    defaults_exempt_when: Option<RequestPredicate>,
+    application_exempt_when: Option<RequestPredicate>,
+    request_filters: Vec<RequestPredicate>,
 }
 
 type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
@@ -299,6 +308,54 @@ impl LimiterBuilder {
     /// Limits for every route without its own (counted per route): `"200 per day; 50 per hour"`.
     pub fn default_limits(mut self, limits: &str) -> Self {
         self.defaults = Some(limits.to_owned());
+        self
+    }
+
+    /// Skip the default limits for the requests `when` holds for (Flask-Limiter's
+    /// `default_limits_exempt_when`).
+    pub fn default_limits_exempt_when(
+        mut self,
+        when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.defaults_exempt_when = Some(Arc::new(when));
+        self
+    }
+
+    /// Skip the application limits for the requests `when` holds for (Flask-Limiter's
+    /// `application_limits_exempt_when`).
+    pub fn application_limits_exempt_when(
+        mut self,
+        when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.application_exempt_when = Some(Arc::new(when));
+        self
+    }
+
+    /// A request `filter` holds for is not limited at all: no limit is checked or counted, no
+    /// storage call is made, and the decision is [`Kind::Exempt`] (Flask-Limiter's
+    /// `request_filter`). Several filters: any one exempts.
+    ///
+    /// ```
+    /// use ratelimit_decision::{Kind, Limiter, RequestView};
+    ///
+    /// # smol::block_on(async {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per hour")
+    ///     .request_filter(|req| req.header("X-Load-Test") == Some("yes"))
+    ///     .build()?;
+    /// let headers = [("X-Load-Test", "yes")];
+    /// let req = RequestView::new("GET", "/").peer("10.0.0.1".parse()?).headers(&headers);
+    /// for _ in 0..3 {
+    ///     assert_eq!(limiter.check(&req).await?.kind(), Kind::Exempt);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn request_filter(
+        mut self,
+        filter: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.request_filters.push(Arc::new(filter));
         self
     }
 
@@ -618,6 +675,9 @@ impl LimiterBuilder {
                 method_routes,
                 fallback,
                 on_breach: self.on_breach,
+                defaults_exempt_when: self.defaults_exempt_when,
+                application_exempt_when: self.application_exempt_when,
+                request_filters: self.request_filters,
             }),
         })
     }
@@ -683,7 +743,7 @@ impl Limiter {
     /// Every stage up to the store's verdict, and the rest when the store answers at once.
     fn check_now<'a>(&'a self, req: &'a RequestView<'a>) -> Checked<'a> {
         let compiled = self.policy(req.method(), req.route());
-        if compiled.policy.exempt.all {
+        if compiled.policy.exempt.all || self.inner.request_filters.iter().any(|f| f(req)) {
             return Checked::Done(Ok(Decision::free(Kind::Exempt)));
         }
         let ip = self.inner.proxy.client_ip(req);
@@ -759,11 +819,16 @@ impl Limiter {
             RouteLimits::Set(s) => s.clone(),
             RouteLimits::Dynamic(f) => f(req),
         });
-        // The groups of charges that share a key, in the order they are charged.
-        let application = !policy.exempt.application && !inner.application.is_empty();
+        // The groups of charges that share a key, in the order they are charged; a group a
+        // predicate exempts this request from is left out.
+        let holds = |p: &Option<RequestPredicate>| p.as_ref().is_some_and(|f| f(req));
+        let route_exempt = holds(&policy.exempt_when);
+        let application = !policy.exempt.application
+            && !inner.application.is_empty()
+            && !holds(&inner.application_exempt_when);
         let route = route_limits
             .as_ref()
-            .filter(|l| !l.is_empty())
+            .filter(|l| !route_exempt && !l.is_empty())
             .map(|l| match &policy.shared {
                 Some(name) => (parts.of(&inner.paths.shared, Some(name)), l, Scope::Shared),
                 None => (
@@ -774,7 +839,9 @@ impl Limiter {
             });
         let defaults = (route_limits.is_none() || policy.combine)
             && !policy.exempt.defaults
-            && !inner.defaults.is_empty();
+            && !inner.defaults.is_empty()
+            && !route_exempt
+            && !holds(&inner.defaults_exempt_when);
         let meta = !policy.exempt.meta && !inner.meta.is_empty();
         // Every key of the identity, built in one allocation.
         let paths = &inner.paths;

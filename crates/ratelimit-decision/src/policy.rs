@@ -30,6 +30,8 @@ type DynamicLimits = dyn Fn(&RequestView<'_>) -> LimitSet + Send + Sync;
 type CostFn = dyn Fn(&RequestView<'_>) -> u64 + Send + Sync;
 pub(crate) type SettleFn = dyn Fn(u64) -> u64 + Send + Sync;
 type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;
+/// A predicate on a request: exemptions and request filters.
+pub(crate) type RequestPredicate = Arc<dyn Fn(&RequestView<'_>) -> bool + Send + Sync>;
 pub(crate) type BreachHook = Arc<dyn Fn(&Breach<'_>) -> String + Send + Sync>;
 
 #[derive(Clone)]
@@ -90,6 +92,7 @@ pub struct RoutePolicy {
     pub(crate) key: Option<KeyFunction>,
     pub(crate) guard: Option<String>,
     pub(crate) settle: Option<Arc<SettleFn>>,
+    pub(crate) exempt_when: Option<RequestPredicate>,
 }
 
 impl fmt::Debug for RoutePolicy {
@@ -110,6 +113,7 @@ impl fmt::Debug for RoutePolicy {
             .field("deduct_when", &self.deduct_when.is_some())
             .field("guard", &self.guard)
             .field("settle", &self.settle.is_some())
+            .field("exempt_when", &self.exempt_when.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -177,6 +181,30 @@ impl RoutePolicy {
     /// Exempt from everything: never limited, never counted, not even by meta limits.
     pub fn exempt(mut self) -> Self {
         self.exempt.all = true;
+        self
+    }
+
+    /// Skip this route's limits for the requests `when` holds for (Flask-Limiter's
+    /// `exempt_when`): its own limits, or the default limits when it counts under those (both,
+    /// with [`combine_with_defaults`](Self::combine_with_defaults)). Application, guard and
+    /// meta limits still apply; see
+    /// [`LimiterBuilder::request_filter`](crate::LimiterBuilder::request_filter) to exempt a
+    /// request from everything.
+    ///
+    /// ```
+    /// use ratelimit_decision::RoutePolicy;
+    ///
+    /// // Internal health checkers are not limited on this route.
+    /// let status = RoutePolicy::new()
+    ///     .limit("10 per minute")
+    ///     .exempt_when(|req| req.header("X-Internal-Check") == Some("1"));
+    /// # let _ = status;
+    /// ```
+    pub fn exempt_when(
+        mut self,
+        when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.exempt_when = Some(Arc::new(when));
         self
     }
 
