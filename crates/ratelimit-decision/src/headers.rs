@@ -52,6 +52,8 @@ pub struct HeaderOptions {
     pub x_ratelimit: bool,
     /// `Retry-After` on rejections.
     pub retry_after: bool,
+    /// How `Retry-After` is written: seconds (the default) or an HTTP date.
+    pub retry_after_format: RetryAfterFormat,
     /// The IETF `RateLimit-Policy` / `RateLimit` fields.
     pub ietf: bool,
     /// Header names.
@@ -63,10 +65,22 @@ impl Default for HeaderOptions {
         Self {
             x_ratelimit: true,
             retry_after: true,
+            retry_after_format: RetryAfterFormat::DeltaSeconds,
             ietf: false,
             names: HeaderNames::default(),
         }
     }
+}
+
+/// How `Retry-After` is written (Flask-Limiter's `RATELIMIT_HEADER_RETRY_AFTER_VALUE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RetryAfterFormat {
+    /// Whole seconds until a retry can succeed, rounded up and never 0 (`delta-seconds`).
+    #[default]
+    DeltaSeconds,
+    /// The instant a retry can succeed, rounded up to a whole second, as an RFC 9110
+    /// IMF-fixdate (`http-date`): `Tue, 14 Nov 2023 22:13:20 GMT`.
+    HttpDate,
 }
 
 impl HeaderOptions {
@@ -75,6 +89,7 @@ impl HeaderOptions {
         Self {
             x_ratelimit: false,
             retry_after: false,
+            retry_after_format: RetryAfterFormat::DeltaSeconds,
             ietf: false,
             names: HeaderNames::default(),
         }
@@ -86,6 +101,12 @@ impl HeaderOptions {
             ietf: true,
             ..Self::default()
         }
+    }
+
+    /// `Retry-After` as an HTTP date (`RetryAfterFormat::HttpDate`) instead of seconds.
+    pub fn retry_after_http_date(mut self) -> Self {
+        self.retry_after_format = RetryAfterFormat::HttpDate;
+        self
     }
 
     /// Renames the header called `from` (its default name, case-insensitive) to `to`.
@@ -169,6 +190,8 @@ pub(crate) struct HeaderFacts<'a> {
     pub(crate) reset_epoch_secs: u64,
     pub(crate) reset_in_secs: u64,
     pub(crate) retry_after_secs: Option<u64>,
+    /// When a retry can succeed, in whole epoch seconds (rounded up).
+    pub(crate) retry_at_epoch_secs: Option<u64>,
     pub(crate) rejected: bool,
     /// The `RateLimit-Policy` value.
     pub(crate) policy: Policy<'a>,
@@ -198,6 +221,35 @@ pub(crate) fn policy_field(limits: &[Limit]) -> Arc<str> {
     policy.into()
 }
 
+/// `epoch_secs` as an RFC 9110 IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn http_date(w: &mut dyn core::fmt::Write, epoch_secs: u64) -> core::fmt::Result {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = epoch_secs / 86_400;
+    let secs = epoch_secs % 86_400;
+    // The civil date of a day count (H. Hinnant's algorithm, for days after 1970-01-01).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    write!(
+        w,
+        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        secs / 3_600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 #[cfg(test)]
 fn render(options: &HeaderOptions, f: &HeaderFacts<'_>) -> RateLimitHeaders {
     let mut out = RateLimitHeaders::default();
@@ -217,8 +269,17 @@ pub(crate) fn render_into(
         out.push(&names.remaining, HeaderValue::number(f.remaining));
         out.push(&names.reset, HeaderValue::number(f.reset_epoch_secs));
     }
-    if let (true, true, Some(secs)) = (options.retry_after, f.rejected, f.retry_after_secs) {
-        out.push(&names.retry_after, HeaderValue::number(secs));
+    if let (true, true, Some(secs), Some(at)) = (
+        options.retry_after,
+        f.rejected,
+        f.retry_after_secs,
+        f.retry_at_epoch_secs,
+    ) {
+        let value = match options.retry_after_format {
+            RetryAfterFormat::DeltaSeconds => HeaderValue::number(secs),
+            RetryAfterFormat::HttpDate => HeaderValue::write(|w| http_date(w, at)),
+        };
+        out.push(&names.retry_after, value);
     }
     if options.ietf {
         let policy = match f.policy {
@@ -250,6 +311,7 @@ mod tests {
             reset_epoch_secs: 1_700_003_600,
             reset_in_secs: 1_800,
             retry_after_secs: Some(1_800),
+            retry_at_epoch_secs: Some(1_700_003_600),
             rejected: true,
             policy: Policy::Limits(&[day, hour]),
         };
@@ -276,5 +338,25 @@ mod tests {
         assert_eq!(get(&renamed, "X-Quota").as_deref(), Some("50"));
         assert_eq!(get(&renamed, "RateLimit"), None);
         assert!(render(&HeaderOptions::none(), &facts).is_empty());
+        let dated = render(&HeaderOptions::default().retry_after_http_date(), &facts);
+        assert_eq!(
+            get(&dated, "Retry-After").as_deref(),
+            Some("Tue, 14 Nov 2023 23:13:20 GMT")
+        );
+    }
+
+    #[test]
+    fn http_dates() {
+        let date = |secs| {
+            let mut out = String::new();
+            http_date(&mut out, secs).unwrap();
+            out
+        };
+        assert_eq!(date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT"); // RFC 9110's example
+        assert_eq!(date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(date(4_133_980_799), "Fri, 31 Dec 2100 23:59:59 GMT");
+        assert_eq!(date(4_107_542_399), "Sun, 28 Feb 2100 23:59:59 GMT"); // 2100 is no leap year
+        assert_eq!(date(1_700_003_600), "Tue, 14 Nov 2023 23:13:20 GMT");
     }
 }

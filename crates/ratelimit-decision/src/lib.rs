@@ -142,7 +142,7 @@ pub use client_ip::{ForwardedHeader, ProxyConfig};
 pub use decision::{Decision, Kind, Scope};
 pub use error::{ConfigError, DecisionError};
 pub use field::{Header, HeaderValue, RateLimitHeaders};
-pub use headers::{HeaderNames, HeaderOptions};
+pub use headers::{HeaderNames, HeaderOptions, RetryAfterFormat};
 pub use key::{KeyFunction, UnknownClient, UnknownCredential};
 pub use limiter::{KNOWN_SCHEMES, Limiter, LimiterBuilder, storage_from_uri};
 pub use network::{DEFAULT_TRUSTED_PROXIES, Network, NetworkError};

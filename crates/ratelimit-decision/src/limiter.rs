@@ -986,6 +986,10 @@ impl Limiter {
                     .saturating_duration_since(verdict.at)
                     .as_secs_ceil(),
                 retry_after_secs: retry_after,
+                retry_at_epoch_secs: verdict
+                    .retry_after()
+                    .duration()
+                    .map(|d| verdict.at.saturating_add(d).as_secs_ceil()),
                 rejected: !verdict.allowed,
                 policy,
             },

@@ -83,6 +83,32 @@ fn every_strategy_answers_429_with_its_headers() {
 }
 
 #[test]
+fn retry_after_as_an_http_date() {
+    async_std::task::block_on(async {
+        let (limits, clock) = limiter(
+            Limiter::builder()
+                .default_limits("1 per minute")
+                .headers(HeaderOptions::default().retry_after_http_date()),
+        );
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits.at(&mut app, "/").get(|_| async { Ok("hello") });
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        assert_eq!(send(server.addr, &get("/", "")).await.status, 200);
+        clock.advance(Duration::from_millis(12_500));
+        let r = send(server.addr, &get("/", "")).await;
+        assert_eq!(r.status, 429);
+        // The window opens again at T0 + 60 s.
+        assert_eq!(
+            r.header("Retry-After"),
+            Some("Tue, 14 Nov 2023 22:01:00 GMT")
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["retry_after"], 48, "the body still counts seconds");
+    });
+}
+
+#[test]
 fn per_method_routes_count_apart_over_http() {
     async_std::task::block_on(async {
         let (limits, _) = limiter(Limiter::builder().route(
