@@ -128,6 +128,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod client_ip;
+mod config;
 mod decision;
 mod error;
 mod field;
@@ -139,6 +140,7 @@ mod policy;
 mod request;
 
 pub use client_ip::{ForwardedHeader, ProxyConfig};
+pub use config::CONFIG_KEYS;
 pub use decision::{Decision, Kind, Scope};
 pub use error::{ConfigError, DecisionError};
 pub use field::{Header, HeaderValue, RateLimitHeaders};

@@ -198,6 +198,10 @@ struct Inner {
     application_exempt_when: Option<RequestPredicate>,
     /// Requests that are not limited at all.
     request_filters: Vec<RequestPredicate>,
+    /// The kill switch: no request is limited.
+    disabled: bool,
+    /// The default limits count each method apart on every route.
+    defaults_per_method: bool,
 }
 
 /// The rate limiter: cheap to clone, `Send + Sync`, one [`Limiter::check`] per request.
@@ -281,6 +285,8 @@ pub struct LimiterBuilder {
     defaults_exempt_when: Option<RequestPredicate>,
     application_exempt_when: Option<RequestPredicate>,
     request_filters: Vec<RequestPredicate>,
+    disabled: bool,
+    defaults_per_method: bool,
 }
 
 type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
@@ -309,6 +315,26 @@ impl LimiterBuilder {
     pub fn default_limits(mut self, limits: &str) -> Self {
         self.defaults = Some(limits.to_owned());
         self
+    }
+
+    /// The kill switch (default on): `false` makes every decision [`Kind::Unlimited`] without a
+    /// storage call (Flask-Limiter's `RATELIMIT_ENABLED`).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.disabled = !enabled;
+        self
+    }
+
+    /// The default limits count each HTTP method apart, on every route (Flask-Limiter's
+    /// `default_limits_per_method`; a route's own limits do with
+    /// [`RoutePolicy::per_method`]).
+    pub fn default_limits_per_method(mut self, per_method: bool) -> Self {
+        self.defaults_per_method = per_method;
+        self
+    }
+
+    /// The header options being configured (the defaults until set).
+    pub(crate) fn headers_mut(&mut self) -> &mut HeaderOptions {
+        self.headers.get_or_insert_with(HeaderOptions::default)
     }
 
     /// Skip the default limits for the requests `when` holds for (Flask-Limiter's
@@ -678,6 +704,8 @@ impl LimiterBuilder {
                 defaults_exempt_when: self.defaults_exempt_when,
                 application_exempt_when: self.application_exempt_when,
                 request_filters: self.request_filters,
+                disabled: self.disabled,
+                defaults_per_method: self.defaults_per_method,
             }),
         })
     }
@@ -742,6 +770,9 @@ impl Limiter {
 
     /// Every stage up to the store's verdict, and the rest when the store answers at once.
     fn check_now<'a>(&'a self, req: &'a RequestView<'a>) -> Checked<'a> {
+        if self.inner.disabled {
+            return Checked::Done(Ok(Decision::free(Kind::Unlimited)));
+        }
         let compiled = self.policy(req.method(), req.route());
         if compiled.policy.exempt.all || self.inner.request_filters.iter().any(|f| f(req)) {
             return Checked::Done(Ok(Decision::free(Kind::Exempt)));
@@ -806,13 +837,17 @@ impl Limiter {
     ) {
         let inner = &self.inner;
         let policy = &compiled.policy;
-        let method = if policy.per_method {
+        let defaults_per_method = policy.per_method || inner.defaults_per_method;
+        let method = if defaults_per_method {
             uppercase(req.method())
         } else {
             Cow::Borrowed("")
         };
         let parts = KeyParts {
             method: policy.per_method.then_some(&*method),
+        };
+        let default_parts = KeyParts {
+            method: defaults_per_method.then_some(&*method),
         };
         let cost = policy.cost.as_ref().map_or(1, |f| f(req));
         let route_limits = compiled.limits.as_ref().map(|l| match l {
@@ -853,7 +888,7 @@ impl Limiter {
             lists.push(*route_parts);
         }
         if defaults {
-            lists.push(parts.of_route(&paths.default, req.route()));
+            lists.push(default_parts.of_route(&paths.default, req.route()));
         }
         if meta {
             lists.push(parts.of(&paths.meta, None));
