@@ -49,6 +49,12 @@ pub struct SeedConfig {
     pub max_body: Option<u64>,
     /// The clock (tests use a manual one); the system clock when unset.
     pub clock: Option<Arc<dyn Clock + Send + Sync>>,
+    /// Flask-Limiter's `RATELIMIT_*` settings ([`LimiterBuilder::with_config`]), applied over
+    /// the tour's own: `RATELIMIT_DEFAULT="3 per minute"` replaces its defaults,
+    /// `RATELIMIT_ENABLED=false` turns limiting off.
+    ///
+    /// [`LimiterBuilder::with_config`]: ratelimit_decision::LimiterBuilder::with_config
+    pub ratelimit: Vec<(String, String)>,
 }
 
 impl core::fmt::Debug for SeedConfig {
@@ -61,15 +67,39 @@ impl core::fmt::Debug for SeedConfig {
             .field("fallback", &self.fallback)
             .field("api_keys", &self.api_keys.len())
             .field("max_body", &self.max_body)
+            .field("ratelimit", &self.ratelimit)
             .finish_non_exhaustive()
     }
 }
 
 impl SeedConfig {
-    /// Reads `REDIS_URL`, `RATELIMIT_STRATEGY`, `TRUSTED_PROXY_HOPS`, `TRUSTED_PROXIES`,
-    /// `RATELIMIT_FALLBACK`, `SEED_API_KEYS`, `MAX_BODY_BYTES`.
+    /// Reads the process environment (see [`SeedConfig::from_vars`]).
     pub fn from_env() -> Result<Self, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads `REDIS_URL` (or `RATELIMIT_STORAGE_URI`), `RATELIMIT_STRATEGY`,
+    /// `TRUSTED_PROXY_HOPS`, `TRUSTED_PROXIES`, `RATELIMIT_FALLBACK` (or
+    /// `RATELIMIT_IN_MEMORY_FALLBACK`), `SEED_API_KEYS`, `MAX_BODY_BYTES`, and every other
+    /// `RATELIMIT_*` variable into [`SeedConfig::ratelimit`], from `vars`.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, String> {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .collect();
+        let var = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        // Read here (the store and its fallback go together), not passed on.
+        const OWN: [&str; 4] = [
+            "RATELIMIT_STORAGE_URI",
+            "RATELIMIT_FALLBACK",
+            "RATELIMIT_IN_MEMORY_FALLBACK",
+            "RATELIMIT_STRATEGY",
+        ];
+        let ratelimit = vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("RATELIMIT_") && !OWN.contains(&k.as_str()))
+            .cloned()
+            .collect();
         let strategy = match var("RATELIMIT_STRATEGY") {
             None => None,
             Some(s) => Some(
@@ -94,11 +124,11 @@ impl SeedConfig {
         };
         Ok(Self {
             max_body,
-            redis_url: var("REDIS_URL"),
+            redis_url: var("REDIS_URL").or_else(|| var("RATELIMIT_STORAGE_URI")),
             strategy,
             trusted_hops,
             trusted_networks: var("TRUSTED_PROXIES"),
-            fallback: var("RATELIMIT_FALLBACK"),
+            fallback: var("RATELIMIT_FALLBACK").or_else(|| var("RATELIMIT_IN_MEMORY_FALLBACK")),
             api_keys: var("SEED_API_KEYS")
                 .map(|keys| {
                     keys.split(',')
@@ -109,6 +139,7 @@ impl SeedConfig {
                 })
                 .unwrap_or_default(),
             clock: None,
+            ratelimit,
         })
     }
 }
@@ -187,6 +218,8 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
                 )
             }),
         );
+    // Flask-Limiter's settings win over the tour's own.
+    builder = builder.with_config(config.ratelimit.iter().map(|(k, v)| (k, v)))?;
     if let Some(networks) = &config.trusted_networks {
         builder = builder.trusted_proxy_networks(networks);
     }

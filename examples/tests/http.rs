@@ -163,6 +163,89 @@ fn headers_on_200_and_429() {
     });
 }
 
+/// Owned key/value pairs, as `SeedConfig::from_vars` takes them.
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn flask_limiter_variables_reach_the_seed_tour() {
+    async_std::task::block_on(async {
+        let with = |pairs: &[(&str, &str)]| SeedConfig::from_vars(vars(pairs)).unwrap();
+        // RATELIMIT_DEFAULT replaces the tour's defaults (200 per day; 50 per hour).
+        let base = server_with(with(&[("RATELIMIT_DEFAULT", "3 per minute")])).await;
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            let r = get(&base, "/api/data").await;
+            statuses.push(r.status);
+            assert_eq!(r.header("X-RateLimit-Limit"), Some("3"));
+        }
+        assert_eq!(statuses, [200, 200, 200, 429]);
+
+        // RATELIMIT_ENABLED=false: nothing is limited, no rate-limit header is sent.
+        let off = server_with(with(&[("RATELIMIT_ENABLED", "false")])).await;
+        for _ in 0..7 {
+            let r = send(&off, "POST", "/auth/login", &[], None).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("X-RateLimit-Limit"), None);
+        }
+
+        // RATELIMIT_HEADER_RETRY_AFTER_VALUE=http-date: the login limit's window (5 per
+        // minute, opened by the first login at 1700000000 s) ends at 1700000060 s.
+        let dated = server_with(with(&[("RATELIMIT_HEADER_RETRY_AFTER_VALUE", "http-date")])).await;
+        for _ in 0..5 {
+            assert_eq!(
+                send(&dated, "POST", "/auth/login", &[], None).await.status,
+                200
+            );
+        }
+        let r = send(&dated, "POST", "/auth/login", &[], None).await;
+        assert_eq!(r.status, 429);
+        assert_eq!(
+            r.header("Retry-After"),
+            Some("Tue, 14 Nov 2023 22:14:20 GMT")
+        );
+    });
+}
+
+#[test]
+fn the_seed_tours_own_variables_and_their_flask_limiter_aliases() {
+    let config = SeedConfig::from_vars(vars(&[
+        ("RATELIMIT_STORAGE_URI", "redis://10.0.0.1:6379"),
+        ("RATELIMIT_IN_MEMORY_FALLBACK", "3 per minute"),
+        ("RATELIMIT_STRATEGY", "gcra"),
+        ("RATELIMIT_META", "2 per minute"),
+        ("RATELIMIT_KEY_PREFIX", " "),
+        ("HOME", "/root"),
+    ]))
+    .unwrap();
+    assert_eq!(config.redis_url.as_deref(), Some("redis://10.0.0.1:6379"));
+    assert_eq!(config.fallback.as_deref(), Some("3 per minute"));
+    assert_eq!(config.strategy, Some(ratelimit_core::StrategyKind::Gcra));
+    // The rest is passed on to the limiter; empty values count as unset.
+    assert_eq!(
+        config.ratelimit,
+        vars(&[("RATELIMIT_META", "2 per minute")])
+    );
+    // The tour's own names win over the aliases.
+    let both = SeedConfig::from_vars(vars(&[
+        ("REDIS_URL", "redis://a:6379"),
+        ("RATELIMIT_STORAGE_URI", "redis://b:6379"),
+        ("RATELIMIT_FALLBACK", "1 per minute"),
+        ("RATELIMIT_IN_MEMORY_FALLBACK", "9 per minute"),
+    ]))
+    .unwrap();
+    assert_eq!(both.redis_url.as_deref(), Some("redis://a:6379"));
+    assert_eq!(both.fallback.as_deref(), Some("1 per minute"));
+    // A malformed Flask-Limiter value fails the app's start, naming the variable.
+    let bad = SeedConfig::from_vars(vars(&[("RATELIMIT_ENABLED", "maybe")])).unwrap();
+    let err = seed_app(&bad).err().unwrap().to_string();
+    assert!(err.contains("RATELIMIT_ENABLED"), "{err}");
+}
+
 #[test]
 fn made_up_api_keys_are_one_client() {
     async_std::task::block_on(async {
