@@ -10,6 +10,7 @@ use crate::{
     error::DecisionError,
     field::{HeaderValue, RateLimitHeaders},
     policy::SettleFn,
+    response::BreachResponse,
 };
 
 /// Where a limit came from.
@@ -74,6 +75,8 @@ pub struct Decision {
     pub(crate) retry_after: Option<u64>,
     pub(crate) headers: RateLimitHeaders,
     pub(crate) body: Option<String>,
+    /// A breach hook's whole response (boxed: rare, and every decision is moved).
+    pub(crate) response: Option<Box<BreachResponse>>,
     /// Boxed: only conditional routes have one, and every decision is moved a few times.
     pub(crate) pending: Option<Box<Pending>>,
 }
@@ -102,6 +105,7 @@ impl Decision {
             retry_after: None,
             headers: RateLimitHeaders::default(),
             body: None,
+            response: None,
             pending: None,
         }
     }
@@ -188,7 +192,36 @@ impl Decision {
     /// On a rejection: the response body (a route's or the limiter's breach hook, else the
     /// default JSON); for [`Kind::Unauthorized`], `{"error": "Unauthorized", ...}`.
     pub fn body(&self) -> Option<&str> {
-        self.body.as_deref()
+        match &self.response {
+            Some(response) => Some(response.body()),
+            None => self.body.as_deref(),
+        }
+    }
+
+    /// The status code to answer with when the request is not served: a breach hook's
+    /// ([`BreachResponse::status`]), else 429 for a rejection, 401 for
+    /// [`Kind::Unauthorized`], 403 for [`Kind::UnknownClient`]; 200 when it is served.
+    pub fn status(&self) -> u16 {
+        match (&self.response, self.kind) {
+            (Some(response), _) => response.status_code(),
+            (None, Kind::Rejected) => 429,
+            (None, Kind::Unauthorized) => 401,
+            (None, Kind::UnknownClient) => 403,
+            (None, _) => 200,
+        }
+    }
+
+    /// The content type of [`Decision::body`]: a breach hook's, else `application/json`.
+    pub fn content_type(&self) -> &str {
+        self.response
+            .as_ref()
+            .map_or("application/json", |r| r.content_type_value())
+    }
+
+    /// The whole response a breach hook wrote, if one did: its extra headers are here
+    /// ([`BreachResponse::headers`]); [`Decision::headers`] has the rate-limit ones.
+    pub fn response(&self) -> Option<&BreachResponse> {
+        self.response.as_deref()
     }
 
     /// Whether [`Decision::complete`] or [`Decision::finish`] has something to do (the route

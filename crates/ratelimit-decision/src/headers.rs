@@ -159,7 +159,7 @@ impl HeaderNames {
 }
 
 /// An RFC 9110 `token`: one or more of the visible ASCII characters that are not delimiters.
-fn is_field_name(name: &str) -> bool {
+pub(crate) fn is_field_name(name: &str) -> bool {
     !name.is_empty()
         && name.bytes().all(|b| {
             b.is_ascii_alphanumeric()

@@ -138,6 +138,7 @@ mod limiter;
 mod network;
 mod policy;
 mod request;
+mod response;
 
 pub use client_ip::{ForwardedHeader, ProxyConfig};
 pub use config::CONFIG_KEYS;
@@ -152,3 +153,4 @@ pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
 /// A change of the storage's health, as [`LimiterBuilder::on_storage_transition`] reports it.
 pub use ratelimit_fallback::Transition as StorageTransition;
 pub use request::{Headers, NoHeaders, RequestView};
+pub use response::BreachResponse;

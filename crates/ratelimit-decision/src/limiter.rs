@@ -26,8 +26,12 @@ use crate::{
     headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render_into},
     key::{Addressing, Identity, KeyFunction, UnknownClient, Who},
     network::Network,
-    policy::{Breach, BreachHook, LimitSet, LimitSource, RequestPredicate, RoutePolicy, parse_set},
+    policy::{
+        Breach, BreachHook, LimitSet, LimitSource, RequestPredicate, ResponseHook, RoutePolicy,
+        parse_set,
+    },
     request::RequestView,
+    response::BreachResponse,
 };
 
 /// The storage URI schemes the limiter can build a backend for.
@@ -192,6 +196,8 @@ struct Inner {
     method_routes: HashMap<String, Vec<(String, Compiled)>>,
     fallback: Compiled,
     on_breach: Option<BreachHook>,
+    on_breach_response: Option<ResponseHook>,
+    on_meta_breach: Option<ResponseHook>,
     /// Requests for which the default limits do not apply.
     defaults_exempt_when: Option<RequestPredicate>,
     /// Requests for which the application limits do not apply.
@@ -282,6 +288,8 @@ pub struct LimiterBuilder {
     storage_timeout: Option<core::time::Duration>,
     probe_backoff: Option<Backoff>,
     on_storage_transition: Option<TransitionHook>,
+    on_breach_response: Option<ResponseHook>,
+    on_meta_breach: Option<ResponseHook>,
     defaults_exempt_when: Option<RequestPredicate>,
     application_exempt_when: Option<RequestPredicate>,
     request_filters: Vec<RequestPredicate>,
@@ -562,6 +570,49 @@ impl LimiterBuilder {
         self
     }
 
+    /// The whole response of every rejection whose route has no hook of its own (status,
+    /// content type, headers, body: Flask-Limiter's `on_breach` returning a response); it wins
+    /// over [`on_breach`](Self::on_breach).
+    ///
+    /// ```
+    /// use ratelimit_decision::{BreachResponse, Limiter, RequestView};
+    ///
+    /// # smol::block_on(async {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per minute")
+    ///     .on_breach_response(|b| {
+    ///         BreachResponse::new(format!("over {}", b.limit))
+    ///             .status(503)
+    ///             .content_type("text/plain")
+    ///     })
+    ///     .build()?;
+    /// let req = RequestView::new("GET", "/").peer("10.0.0.1".parse()?);
+    /// limiter.check(&req).await?;
+    /// let rejected = limiter.check(&req).await?;
+    /// assert_eq!(rejected.status(), 503);
+    /// assert_eq!(rejected.content_type(), "text/plain");
+    /// assert_eq!(rejected.body(), Some("over 1 per 1 minute"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn on_breach_response(
+        mut self,
+        response: impl Fn(&Breach<'_>) -> BreachResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.on_breach_response = Some(Arc::new(response));
+        self
+    }
+
+    /// The response when a meta limit rejects a request (too many breaches), instead of the
+    /// route's or the limiter's breach hooks.
+    pub fn on_meta_breach(
+        mut self,
+        response: impl Fn(&Breach<'_>) -> BreachResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.on_meta_breach = Some(Arc::new(response));
+        self
+    }
+
     /// Validates the configuration: every limit string parses (errors name the string and the
     /// byte), the storage can be built, names make sense.
     pub fn build(self) -> Result<Limiter, ConfigError> {
@@ -701,6 +752,8 @@ impl LimiterBuilder {
                 method_routes,
                 fallback,
                 on_breach: self.on_breach,
+                on_breach_response: self.on_breach_response,
+                on_meta_breach: self.on_meta_breach,
                 defaults_exempt_when: self.defaults_exempt_when,
                 application_exempt_when: self.application_exempt_when,
                 request_filters: self.request_filters,
@@ -1064,6 +1117,7 @@ impl Limiter {
             retry_after,
             headers: RateLimitHeaders::default(),
             body: None,
+            response: None,
             pending: None,
         };
         self.headers_for(
@@ -1084,8 +1138,23 @@ impl Limiter {
                 route: req.route(),
                 meta,
             };
-            let hook = policy.on_breach.as_ref().or(inner.on_breach.as_ref());
-            decision.body = Some(hook.map_or_else(|| default_body(&breach), |h| h(&breach)));
+            // The most specific hook writes the response: a meta breach's own, then the
+            // route's (a whole response before a body), then the limiter's, then the default.
+            let response = if meta && inner.on_meta_breach.is_some() {
+                inner.on_meta_breach.as_ref()
+            } else if policy.on_breach_response.is_some() || policy.on_breach.is_some() {
+                policy.on_breach_response.as_ref()
+            } else {
+                inner.on_breach_response.as_ref()
+            };
+            match response {
+                Some(hook) => decision.response = Some(Box::new(hook(&breach))),
+                None => {
+                    let hook = policy.on_breach.as_ref().or(inner.on_breach.as_ref());
+                    decision.body =
+                        Some(hook.map_or_else(|| default_body(&breach), |h| h(&breach)));
+                }
+            }
         } else if policy.deduct_when.is_some() || policy.settle.is_some() {
             // A refund names the instant the store charged at: it gives back only what these
             // charges still hold (nothing to a window that opened since).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ratelimit_core::{Limit, parse_limits};
 
-use crate::{error::ConfigError, key::KeyFunction, request::RequestView};
+use crate::{error::ConfigError, key::KeyFunction, request::RequestView, response::BreachResponse};
 
 /// A parsed list of limits, cheap to clone: what dynamic limit functions return.
 pub type LimitSet = Arc<[Limit]>;
@@ -33,6 +33,7 @@ type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;
 /// A predicate on a request: exemptions and request filters.
 pub(crate) type RequestPredicate = Arc<dyn Fn(&RequestView<'_>) -> bool + Send + Sync>;
 pub(crate) type BreachHook = Arc<dyn Fn(&Breach<'_>) -> String + Send + Sync>;
+pub(crate) type ResponseHook = Arc<dyn Fn(&Breach<'_>) -> BreachResponse + Send + Sync>;
 
 #[derive(Clone)]
 pub(crate) enum LimitSource {
@@ -93,6 +94,7 @@ pub struct RoutePolicy {
     pub(crate) guard: Option<String>,
     pub(crate) settle: Option<Arc<SettleFn>>,
     pub(crate) exempt_when: Option<RequestPredicate>,
+    pub(crate) on_breach_response: Option<ResponseHook>,
 }
 
 impl fmt::Debug for RoutePolicy {
@@ -257,6 +259,16 @@ impl RoutePolicy {
         body: impl Fn(&Breach<'_>) -> String + Send + Sync + 'static,
     ) -> Self {
         self.on_breach = Some(Arc::new(body));
+        self
+    }
+
+    /// The whole response when this route rejects a request (status, content type, headers,
+    /// body); it wins over [`on_breach`](Self::on_breach) and over the limiter's hooks.
+    pub fn on_breach_response(
+        mut self,
+        response: impl Fn(&Breach<'_>) -> BreachResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.on_breach_response = Some(Arc::new(response));
         self
     }
 

@@ -4,6 +4,7 @@ use core::{
     fmt,
     net::{IpAddr, SocketAddr},
     pin::Pin,
+    str::FromStr,
     sync::atomic::{AtomicU64, Ordering},
     task::{Context, Poll},
 };
@@ -12,9 +13,9 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use ratelimit_decision::{Headers, Kind, Limiter, RequestView};
+use ratelimit_decision::{Decision, Headers, Limiter, RequestView};
 use route_recognizer::Router;
-use tide::{Middleware, Next, Request, Response, StatusCode};
+use tide::{Middleware, Next, Request, Response, StatusCode, http::Mime};
 
 /// The route id of requests that match no registered pattern.
 pub const CATCH_ALL: &str = "*";
@@ -238,6 +239,30 @@ fn peer_ip(peer: &str) -> Option<IpAddr> {
     fast.or_else(|| peer.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
+/// The response to a request the decision does not serve: its status, content type and body
+/// (a breach hook's, or the defaults), the hook's headers and the rate-limit headers.
+fn refusal(decision: &Decision) -> Response {
+    let status = StatusCode::try_from(decision.status()).unwrap_or(StatusCode::TooManyRequests);
+    let mut res = Response::new(status);
+    res.set_body(decision.body().unwrap_or("{}").to_owned());
+    // A content type Tide cannot parse would panic in `set_content_type`: JSON instead.
+    match Mime::from_str(decision.content_type()) {
+        Ok(mime) => res.set_content_type(mime),
+        Err(_) => {
+            tracing::error!(target: "ratelimit", content_type = decision.content_type(),
+                "a breach response's content type does not parse: sent as JSON");
+            res.set_content_type(tide::http::mime::JSON);
+        }
+    }
+    for (name, value) in decision.response().into_iter().flat_map(|r| r.headers()) {
+        res.insert_header(name, value);
+    }
+    for (name, value) in decision.headers() {
+        res.insert_header(&**name, value.as_str());
+    }
+    res
+}
+
 fn json(status: StatusCode, body: &str) -> Response {
     let mut res = Response::new(status);
     res.set_body(body.to_owned());
@@ -275,16 +300,7 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             }
         };
         if !decision.is_allowed() {
-            let status = match decision.kind() {
-                Kind::Unauthorized => StatusCode::Unauthorized,
-                Kind::UnknownClient => StatusCode::Forbidden,
-                _ => StatusCode::TooManyRequests,
-            };
-            let mut res = json(status, decision.body().unwrap_or("{}"));
-            for (name, value) in decision.headers() {
-                res.insert_header(&**name, value.as_str());
-            }
-            return Ok(res);
+            return Ok(refusal(&decision));
         }
         // A decision to complete after the response learns its status and, for a settled cost,
         // how much body the handler read.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use common::{Reply, exchange, get, start};
 use ratelimit_core::{Duration, ManualClock, StrategyKind, Timestamp};
-use ratelimit_decision::{HeaderOptions, KeyFunction, Limiter, LimiterBuilder, RoutePolicy};
+use ratelimit_decision::{
+    BreachResponse, HeaderOptions, KeyFunction, Limiter, LimiterBuilder, RoutePolicy,
+};
 use ratelimit_tide::{HttpListener, RateLimit};
 
 /// Minute-aligned, for the sliding window's buckets.
@@ -105,6 +107,42 @@ fn retry_after_as_an_http_date() {
         );
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["retry_after"], 48, "the body still counts seconds");
+    });
+}
+
+#[test]
+fn a_breach_hooks_whole_response_reaches_the_wire() {
+    async_std::task::block_on(async {
+        let (limits, _) = limiter(
+            Limiter::builder()
+                .default_limits("1 per minute")
+                .meta_limits("1 per hour")
+                .on_breach_response(|b| {
+                    BreachResponse::new(format!("slow down ({})", b.limit))
+                        .status(503)
+                        .content_type("text/plain; charset=utf-8")
+                        .header("X-Reason", "rate")
+                        .header("X Broken", "dropped")
+                })
+                .on_meta_breach(|_| BreachResponse::new("{\"blocked\": true}").status(403)),
+        );
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits.at(&mut app, "/").get(|_| async { Ok("hello") });
+        limits.at(&mut app, "/other").get(|_| async { Ok("hello") });
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        assert_eq!(send(server.addr, &get("/", "")).await.status, 200);
+        let r = send(server.addr, &get("/", "")).await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("content-type"), Some("text/plain;charset=utf-8"));
+        assert_eq!(r.header("X-Reason"), Some("rate"));
+        assert_eq!(r.header("X-RateLimit-Remaining"), Some("0"));
+        assert_eq!(r.body, "slow down (1 per 1 minute)");
+        // That breach used up the meta limit: every route is now the meta response.
+        let meta = send(server.addr, &get("/other", "")).await;
+        assert_eq!(meta.status, 403);
+        assert_eq!(meta.header("content-type"), Some("application/json"));
+        assert_eq!(meta.body, "{\"blocked\": true}");
     });
 }
 
