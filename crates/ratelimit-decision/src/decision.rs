@@ -58,9 +58,9 @@ pub(crate) type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;
 /// cost).
 pub(crate) struct Pending {
     pub(crate) storage: Arc<dyn Storage>,
-    /// The charges reserved (meta gates aside), each at the cost it was charged.
-    pub(crate) charges: Vec<Charge>,
-    pub(crate) counts: Option<Arc<StatusPredicate>>,
+    /// Conditional deductions: charges (each at the cost it was charged) to refund when their
+    /// predicate says the status does not count.
+    pub(crate) deductions: Vec<(Arc<StatusPredicate>, Vec<Charge>)>,
     /// The route's cost, as reserved, how to settle it from the body's size, and the charges
     /// that carry it (the application limits charge 1 whatever the route's cost).
     pub(crate) settle: Option<(u64, Arc<SettleFn>, Vec<Charge>)>,
@@ -247,13 +247,16 @@ impl Decision {
         let Some(pending) = self.pending else {
             return Ok(0);
         };
-        if pending
-            .counts
-            .as_ref()
-            .is_some_and(|counts| !counts(status))
-        {
-            pending.storage.refund(&pending.charges).await?;
-            return Ok(pending.charges.iter().map(|c| c.cost).max().unwrap_or(0));
+        let mut refunded = 0;
+        for (counts, charges) in &pending.deductions {
+            if !counts(status) {
+                pending.storage.refund(charges).await?;
+                refunded = charges.iter().map(|c| c.cost).fold(refunded, u64::max);
+            }
+        }
+        // What was refunded is not settled again.
+        if refunded > 0 {
+            return Ok(refunded);
         }
         let (Some((reserved, settle, charged)), Some(bytes)) = (&pending.settle, body_bytes) else {
             return Ok(0);

@@ -20,15 +20,15 @@ use ratelimit_storage::{
 
 use crate::{
     client_ip::{ForwardedHeader, ProxyConfig},
-    decision::{Decision, Kind, Pending, Scope},
+    decision::{Decision, Kind, Pending, Scope, StatusPredicate},
     error::{ConfigError, DecisionError},
     field::RateLimitHeaders,
     headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render_into},
     key::{Addressing, Identity, KeyFunction, UnknownClient, Who},
     network::Network,
     policy::{
-        Breach, BreachHook, LimitSet, LimitSource, RequestPredicate, ResponseHook, RoutePolicy,
-        parse_set,
+        Breach, BreachHook, CostFn, LimitSet, LimitSource, RequestPredicate, ResponseHook,
+        RoutePolicy, parse_set,
     },
     request::RequestView,
     response::BreachResponse,
@@ -88,6 +88,8 @@ struct Plan {
     scopes: SmallVec<[Scope; INLINE_CHARGES]>,
     /// What the request costs on its route (application limits and gates aside).
     cost: u64,
+    /// Whether the default limits were charged at that cost (not at the defaults' own).
+    defaults_at_route_cost: bool,
 }
 
 impl Plan {
@@ -111,6 +113,16 @@ impl Plan {
         self.charges.push(Charge::new(key, last, strategy, cost));
         self.scopes.push(scope);
     }
+}
+
+/// The default and application limits' own options.
+#[derive(Clone, Default)]
+struct ScopeOptions {
+    defaults_cost: Option<Arc<CostFn>>,
+    defaults_deduct_when: Option<Arc<StatusPredicate>>,
+    application_per_method: bool,
+    application_cost: Option<Arc<CostFn>>,
+    application_deduct_when: Option<Arc<StatusPredicate>>,
 }
 
 /// Where [`Limiter::check`] stands after the stages that need no waiting.
@@ -198,6 +210,9 @@ struct Inner {
     on_breach: Option<BreachHook>,
     on_breach_response: Option<ResponseHook>,
     on_meta_breach: Option<ResponseHook>,
+    /// The default and application limits' own options (Flask-Limiter's `default_limits_*`
+    /// and `application_limits_*`).
+    scope_options: ScopeOptions,
     /// Requests for which the default limits do not apply.
     defaults_exempt_when: Option<RequestPredicate>,
     /// Requests for which the application limits do not apply.
@@ -290,6 +305,7 @@ pub struct LimiterBuilder {
     on_storage_transition: Option<TransitionHook>,
     on_breach_response: Option<ResponseHook>,
     on_meta_breach: Option<ResponseHook>,
+    scope_options: ScopeOptions,
     defaults_exempt_when: Option<RequestPredicate>,
     application_exempt_when: Option<RequestPredicate>,
     request_filters: Vec<RequestPredicate>,
@@ -337,6 +353,55 @@ impl LimiterBuilder {
     /// [`RoutePolicy::per_method`]).
     pub fn default_limits_per_method(mut self, per_method: bool) -> Self {
         self.defaults_per_method = per_method;
+        self
+    }
+
+    /// What a request costs under the default limits, when its route sets no cost of its own
+    /// (Flask-Limiter's `default_limits_cost`; default 1).
+    pub fn default_limits_cost(
+        mut self,
+        cost: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.scope_options.defaults_cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// Conditional deduction for the default limits (Flask-Limiter's
+    /// `default_limits_deduct_when`): their charge is refunded when `counts(status)` is false
+    /// ([`Decision::complete`]). A route's own [`RoutePolicy::deduct_when`] covers all its
+    /// charges and wins.
+    pub fn default_limits_deduct_when(
+        mut self,
+        counts: impl Fn(u16) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.scope_options.defaults_deduct_when = Some(Arc::new(counts));
+        self
+    }
+
+    /// The application limits count each HTTP method apart (Flask-Limiter's
+    /// `application_limits_per_method`).
+    pub fn application_limits_per_method(mut self, per_method: bool) -> Self {
+        self.scope_options.application_per_method = per_method;
+        self
+    }
+
+    /// What a request costs under the application limits (Flask-Limiter's
+    /// `application_limits_cost`; default 1, whatever the route's cost).
+    pub fn application_limits_cost(
+        mut self,
+        cost: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.scope_options.application_cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// Conditional deduction for the application limits (Flask-Limiter's
+    /// `application_limits_deduct_when`); a route's own [`RoutePolicy::deduct_when`] wins.
+    pub fn application_limits_deduct_when(
+        mut self,
+        counts: impl Fn(u16) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.scope_options.application_deduct_when = Some(Arc::new(counts));
         self
     }
 
@@ -754,6 +819,7 @@ impl LimiterBuilder {
                 on_breach: self.on_breach,
                 on_breach_response: self.on_breach_response,
                 on_meta_breach: self.on_meta_breach,
+                scope_options: self.scope_options,
                 defaults_exempt_when: self.defaults_exempt_when,
                 application_exempt_when: self.application_exempt_when,
                 request_filters: self.request_filters,
@@ -891,7 +957,8 @@ impl Limiter {
         let inner = &self.inner;
         let policy = &compiled.policy;
         let defaults_per_method = policy.per_method || inner.defaults_per_method;
-        let method = if defaults_per_method {
+        let options = &inner.scope_options;
+        let method = if defaults_per_method || options.application_per_method {
             uppercase(req.method())
         } else {
             Cow::Borrowed("")
@@ -903,6 +970,13 @@ impl Limiter {
             method: defaults_per_method.then_some(&*method),
         };
         let cost = policy.cost.as_ref().map_or(1, |f| f(req));
+        // The defaults at the route's cost, else at their own; the application limits at
+        // theirs (1 unless configured).
+        let defaults_cost = match (&policy.cost, &options.defaults_cost) {
+            (None, Some(f)) => f(req),
+            _ => cost,
+        };
+        let application_cost = options.application_cost.as_ref().map_or(1, |f| f(req));
         let route_limits = compiled.limits.as_ref().map(|l| match l {
             RouteLimits::Set(s) => s.clone(),
             RouteLimits::Dynamic(f) => f(req),
@@ -935,7 +1009,8 @@ impl Limiter {
         let paths = &inner.paths;
         let mut lists: SmallVec<[ScopeParts<'_>; 4]> = SmallVec::new();
         if application {
-            lists.push(parts.of(&paths.app, None));
+            let method = options.application_per_method.then_some(&*method);
+            lists.push(parts.of(&paths.app, method));
         }
         if let Some((route_parts, _, _)) = &route {
             lists.push(*route_parts);
@@ -950,9 +1025,16 @@ impl Limiter {
             lists.iter().map(ScopeParts::as_list).collect();
         let mut keys = identity.keys_under(&lists);
         plan.cost = cost;
+        plan.defaults_at_route_cost = policy.cost.is_some() || options.defaults_cost.is_none();
         let strategy = inner.strategy;
         if application && let Some(key) = keys.next() {
-            plan.push(key, &inner.application, strategy, 1, Scope::Application);
+            plan.push(
+                key,
+                &inner.application,
+                strategy,
+                application_cost,
+                Scope::Application,
+            );
         }
         if let Some((_, limits, scope)) = route
             && let Some(key) = keys.next()
@@ -960,7 +1042,13 @@ impl Limiter {
             plan.push(key, limits, strategy, cost, scope);
         }
         if defaults && let Some(key) = keys.next() {
-            plan.push(key, &inner.defaults, strategy, cost, Scope::Default);
+            plan.push(
+                key,
+                &inner.defaults,
+                strategy,
+                defaults_cost,
+                Scope::Default,
+            );
         }
         if !compiled.guard.is_empty()
             && let Identity::Key(address) = inner.addressing.identity(ip)
@@ -1155,36 +1243,59 @@ impl Limiter {
                         Some(hook.map_or_else(|| default_body(&breach), |h| h(&breach)));
                 }
             }
-        } else if policy.deduct_when.is_some() || policy.settle.is_some() {
-            // A refund names the instant the store charged at: it gives back only what these
-            // charges still hold (nothing to a window that opened since).
-            let cost = plan.cost;
-            let at = verdict.at;
-            let settle = policy.settle.clone().map(|f| {
-                let charged = plan
-                    .charges
-                    .iter()
-                    .zip(&plan.scopes)
-                    .filter(|(_, s)| !matches!(s, Scope::Meta | Scope::Application))
-                    .map(|(c, _)| c.clone().charged_at(at))
-                    .collect();
-                (cost, f, charged)
-            });
-            let charges = plan
-                .charges
-                .iter()
-                .zip(&plan.scopes)
-                .filter(|(_, s)| **s != Scope::Meta)
-                .map(|(c, _)| c.clone().charged_at(at))
-                .collect();
-            decision.pending = Some(Box::new(Pending {
-                storage: Arc::clone(&inner.storage),
-                charges,
-                counts: policy.deduct_when.clone(),
-                settle,
-            }));
+        } else {
+            decision.pending = self.pending(plan, verdict, policy).map(Box::new);
         }
         decision
+    }
+
+    /// What is left to do once the response is known, if anything: the charges each
+    /// conditional deduction may refund (the route's covers every charge; otherwise the
+    /// default and application limits' own), and a settled cost.
+    fn pending(&self, plan: &Plan, verdict: &Verdict, policy: &RoutePolicy) -> Option<Pending> {
+        let options = &self.inner.scope_options;
+        let counts_for = |scope: Scope| match scope {
+            Scope::Meta => None,
+            _ if policy.deduct_when.is_some() => policy.deduct_when.as_ref(),
+            Scope::Default => options.defaults_deduct_when.as_ref(),
+            Scope::Application => options.application_deduct_when.as_ref(),
+            Scope::Route | Scope::Shared | Scope::Guard => None,
+        };
+        let charged = || plan.charges.iter().zip(plan.scopes.iter().copied());
+        if policy.settle.is_none() && charged().all(|(_, s)| counts_for(s).is_none()) {
+            return None;
+        }
+        // A refund names the instant the store charged at: it gives back only what these
+        // charges still hold (nothing to a window that opened since).
+        let at = verdict.at;
+        let mut deductions: Vec<(Arc<StatusPredicate>, Vec<Charge>)> = Vec::new();
+        for (charge, scope) in charged() {
+            let Some(counts) = counts_for(scope) else {
+                continue;
+            };
+            let charge = charge.clone().charged_at(at);
+            match deductions.iter_mut().find(|(c, _)| Arc::ptr_eq(c, counts)) {
+                Some((_, group)) => group.push(charge),
+                None => deductions.push((Arc::clone(counts), vec![charge])),
+            }
+        }
+        // A settled cost returns part of what was charged at the route's cost.
+        let settle = policy.settle.clone().map(|f| {
+            let settled = charged()
+                .filter(|(_, s)| match s {
+                    Scope::Meta | Scope::Application => false,
+                    Scope::Default => plan.defaults_at_route_cost,
+                    Scope::Route | Scope::Shared | Scope::Guard => true,
+                })
+                .map(|(c, _)| c.clone().charged_at(at))
+                .collect();
+            (plan.cost, f, settled)
+        });
+        Some(Pending {
+            storage: Arc::clone(&self.inner.storage),
+            deductions,
+            settle,
+        })
     }
 }
 

@@ -27,7 +27,7 @@ pub(crate) fn parse_set(context: &str, input: &str) -> Result<LimitSet, ConfigEr
 }
 
 type DynamicLimits = dyn Fn(&RequestView<'_>) -> LimitSet + Send + Sync;
-type CostFn = dyn Fn(&RequestView<'_>) -> u64 + Send + Sync;
+pub(crate) type CostFn = dyn Fn(&RequestView<'_>) -> u64 + Send + Sync;
 pub(crate) type SettleFn = dyn Fn(u64) -> u64 + Send + Sync;
 type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;
 /// A predicate on a request: exemptions and request filters.
