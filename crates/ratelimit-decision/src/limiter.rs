@@ -115,6 +115,14 @@ impl Plan {
     }
 }
 
+/// How a route group finds its routes.
+enum Members {
+    /// Every route whose id starts with this.
+    Prefix(String),
+    /// These routes.
+    Routes(Vec<String>),
+}
+
 /// The default and application limits' own options.
 #[derive(Clone, Default)]
 struct ScopeOptions {
@@ -137,6 +145,7 @@ enum Checked<'a> {
 }
 
 /// A route policy with its limit strings parsed.
+#[derive(Clone)]
 struct Compiled {
     limits: Option<RouteLimits>,
     guard: LimitSet,
@@ -206,6 +215,8 @@ struct Inner {
     routes: HashMap<String, Compiled>,
     /// Per route, the policies of single methods (uppercase).
     method_routes: HashMap<String, Vec<(String, Compiled)>>,
+    /// Route groups by prefix, the longest first.
+    prefix_groups: Vec<(String, Compiled)>,
     fallback: Compiled,
     on_breach: Option<BreachHook>,
     on_breach_response: Option<ResponseHook>,
@@ -298,6 +309,7 @@ pub struct LimiterBuilder {
     headers: Option<HeaderOptions>,
     clock: Option<Arc<dyn Clock + Send + Sync>>,
     routes: Vec<(Option<String>, String, RoutePolicy)>,
+    groups: Vec<(Members, RoutePolicy)>,
     on_breach: Option<BreachHook>,
     outage: Option<Outage>,
     storage_timeout: Option<core::time::Duration>,
@@ -555,6 +567,46 @@ impl LimiterBuilder {
         self
     }
 
+    /// A route group (Flask's Blueprint): `policy` for every route whose id starts with
+    /// `prefix` (`"/admin/"`), unless the route has a policy of its own ([`Self::route`]),
+    /// which replaces the group's as a decorator's limits replace a Blueprint's. Each route
+    /// counts apart under the group's limits, or all of them together with
+    /// [`RoutePolicy::shared`]. Where prefixes overlap, the longest wins.
+    ///
+    /// ```
+    /// use ratelimit_decision::{Limiter, RequestView, RoutePolicy};
+    ///
+    /// # smol::block_on(async {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("100 per minute")
+    ///     .group_prefix("/admin/", RoutePolicy::new().limit("2 per minute").shared("admin"))
+    ///     .route("/admin/login", RoutePolicy::new().limit("5 per minute"))
+    ///     .build()?;
+    /// let peer = "10.0.0.1".parse()?;
+    /// let users = RequestView::new("GET", "/admin/users").peer(peer);
+    /// let audit = RequestView::new("GET", "/admin/audit").peer(peer);
+    /// assert!(limiter.check(&users).await?.is_allowed());
+    /// assert!(limiter.check(&audit).await?.is_allowed());
+    /// assert!(!limiter.check(&users).await?.is_allowed(), "two for the whole group");
+    /// let login = RequestView::new("POST", "/admin/login").peer(peer);
+    /// assert!(limiter.check(&login).await?.is_allowed(), "its own policy");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn group_prefix(mut self, prefix: &str, policy: RoutePolicy) -> Self {
+        self.groups
+            .push((Members::Prefix(prefix.to_owned()), policy));
+        self
+    }
+
+    /// A route group by explicit membership: `policy` for each of `routes` that has no policy
+    /// of its own (see [`Self::group_prefix`]). A route in two such groups takes the first's.
+    pub fn group(mut self, routes: &[&str], policy: RoutePolicy) -> Self {
+        let members = routes.iter().map(|r| (*r).to_owned()).collect();
+        self.groups.push((Members::Routes(members), policy));
+        self
+    }
+
     /// The policy of `route` for one `method` only (it takes precedence over [`Self::route`]).
     pub fn route_method(mut self, method: &str, route: &str, policy: RoutePolicy) -> Self {
         self.routes
@@ -743,8 +795,9 @@ impl LimiterBuilder {
         let headers = self.headers.unwrap_or_default();
         headers.names.check().map_err(ConfigError::Invalid)?;
         let key = self.key.unwrap_or_default();
-        for k in
-            core::iter::once(&key).chain(self.routes.iter().filter_map(|(_, _, p)| p.key.as_ref()))
+        for k in core::iter::once(&key)
+            .chain(self.routes.iter().filter_map(|(_, _, p)| p.key.as_ref()))
+            .chain(self.groups.iter().filter_map(|(_, p)| p.key.as_ref()))
         {
             if k.namespace().is_some_and(|ns| ns.is_empty() || ns == "ip") {
                 return Err(ConfigError::Invalid(format!(
@@ -752,21 +805,10 @@ impl LimiterBuilder {
                 )));
             }
         }
-        let mut routes = HashMap::new();
-        let mut method_routes = HashMap::new();
-        for (method, route, policy) in self.routes {
-            if route.is_empty() {
-                return Err(ConfigError::Invalid(
-                    "a route policy needs a route id".into(),
-                ));
-            }
-            let context = match &method {
-                Some(m) => format!("route {m} {route}"),
-                None => format!("route {route}"),
-            };
+        let compile = |context: &str, policy: RoutePolicy| -> Result<Compiled, ConfigError> {
             let limits = match &policy.limits {
                 None => None,
-                Some(LimitSource::Text(text)) => Some(RouteLimits::Set(parse_set(&context, text)?)),
+                Some(LimitSource::Text(text)) => Some(RouteLimits::Set(parse_set(context, text)?)),
                 Some(LimitSource::Set(s)) => Some(RouteLimits::Set(s.clone())),
                 Some(LimitSource::Dynamic(f)) => Some(RouteLimits::Dynamic(f.clone())),
             };
@@ -779,7 +821,27 @@ impl LimiterBuilder {
                 None => Vec::new().into(),
                 Some(text) => parse_set(&format!("{context} guard"), text)?,
             };
-            let compiled = Compiled::new(limits, guard, policy, &application, &defaults);
+            Ok(Compiled::new(
+                limits,
+                guard,
+                policy,
+                &application,
+                &defaults,
+            ))
+        };
+        let mut routes = HashMap::new();
+        let mut method_routes = HashMap::new();
+        for (method, route, policy) in self.routes {
+            if route.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "a route policy needs a route id".into(),
+                ));
+            }
+            let context = match &method {
+                Some(m) => format!("route {m} {route}"),
+                None => format!("route {route}"),
+            };
+            let compiled = compile(&context, policy)?;
             match method {
                 Some(m) => {
                     let methods: &mut Vec<(String, Compiled)> =
@@ -792,6 +854,29 @@ impl LimiterBuilder {
                 }
             }
         }
+        // Groups: a member with a policy of its own keeps it; among prefixes the longest wins.
+        let mut prefix_groups = Vec::new();
+        for (members, policy) in self.groups {
+            match members {
+                Members::Prefix(prefix) => {
+                    if prefix.is_empty() {
+                        return Err(ConfigError::Invalid(
+                            "a route group needs a non-empty prefix".into(),
+                        ));
+                    }
+                    let compiled = compile(&format!("group {prefix}*"), policy)?;
+                    prefix_groups.push((prefix, compiled));
+                }
+                Members::Routes(members) => {
+                    let compiled = compile(&format!("group {members:?}"), policy)?;
+                    for route in members {
+                        routes.entry(route).or_insert_with(|| compiled.clone());
+                    }
+                }
+            }
+        }
+        prefix_groups
+            .sort_by_key(|(prefix, _): &(String, Compiled)| core::cmp::Reverse(prefix.len()));
         let fallback = Compiled::new(
             None,
             Vec::new().into(),
@@ -815,6 +900,7 @@ impl LimiterBuilder {
                 clock,
                 routes,
                 method_routes,
+                prefix_groups,
                 fallback,
                 on_breach: self.on_breach,
                 on_breach_response: self.on_breach_response,
@@ -868,7 +954,14 @@ impl Limiter {
         {
             return p;
         }
-        inner.routes.get(route).unwrap_or(&inner.fallback)
+        if let Some(p) = inner.routes.get(route) {
+            return p;
+        }
+        inner
+            .prefix_groups
+            .iter()
+            .find(|(prefix, _)| route.starts_with(prefix.as_str()))
+            .map_or(&inner.fallback, |(_, p)| p)
     }
 
     /// Decides one request: every applicable limit (application, route or defaults, meta gates)

@@ -84,7 +84,7 @@ mod listener;
 mod middleware;
 
 pub use listener::{DEFAULT_MAX_BODY, HttpListener, Stopper};
-pub use middleware::{CATCH_ALL, RateLimit};
+pub use middleware::{CATCH_ALL, Nested, RateLimit};
 
 /// The README's examples (they use this crate and every one below it), compiled and run as
 /// doctests.

@@ -128,6 +128,18 @@ impl RateLimit {
         app.at(pattern)
     }
 
+    /// The registry as seen from an app nested under `prefix` (`app.at("/api").nest(api)`):
+    /// [`Nested::at`] adds a route to the nested app and registers it under its full path, so
+    /// that this middleware, on the outer app, limits it by that path (and a
+    /// [`group_prefix`](ratelimit_decision::LimiterBuilder::group_prefix) of `prefix` covers
+    /// it).
+    pub fn under(&self, prefix: &str) -> Nested<'_> {
+        Nested {
+            limits: self,
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+
     /// Registers a pattern for every method without touching Tide (for routes added some
     /// other way).
     pub fn register(&self, pattern: &str) {
@@ -172,6 +184,26 @@ impl RateLimit {
         self.routes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The routes of an app nested under a prefix ([`RateLimit::under`]).
+#[derive(Debug)]
+pub struct Nested<'a> {
+    limits: &'a RateLimit,
+    prefix: String,
+}
+
+impl Nested<'_> {
+    /// Adds `pattern` to the nested `app` (returned, to add endpoints to) and registers the
+    /// prefix and `pattern` with the middleware.
+    pub fn at<'s, State: Clone + Send + Sync + 'static>(
+        &self,
+        app: &'s mut tide::Server<State>,
+        pattern: &str,
+    ) -> tide::Route<'s, State> {
+        self.limits.register(&format!("{}{pattern}", self.prefix));
+        app.at(pattern)
     }
 }
 

@@ -147,6 +147,55 @@ fn a_breach_hooks_whole_response_reaches_the_wire() {
 }
 
 #[test]
+fn a_group_limit_holds_across_a_nested_apps_routes() {
+    async_std::task::block_on(async {
+        let (limits, _) = limiter(
+            Limiter::builder()
+                .default_limits("100 per minute")
+                .group_prefix(
+                    "/api/",
+                    RoutePolicy::new().limit("3 per minute").shared("api"),
+                )
+                .route("/api/special", RoutePolicy::new().limit("1 per minute")),
+        );
+        let mut app = tide::new();
+        app.with(limits.clone());
+        let mut api = tide::new();
+        let nested = limits.under("/api");
+        nested.at(&mut api, "/a").get(|_| async { Ok("a") });
+        nested.at(&mut api, "/b").get(|_| async { Ok("b") });
+        nested
+            .at(&mut api, "/special")
+            .get(|_| async { Ok("special") });
+        app.at("/api").nest(api);
+        limits
+            .at(&mut app, "/outside")
+            .get(|_| async { Ok("outside") });
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let mut statuses = Vec::new();
+        for path in ["/api/a", "/api/b", "/api/a", "/api/b"] {
+            let r = send(server.addr, &get(path, "")).await;
+            statuses.push(r.status);
+        }
+        assert_eq!(statuses, [200, 200, 200, 429], "three for the whole group");
+        let body = send(server.addr, &get("/api/b", "")).await;
+        assert_eq!(body.header("X-RateLimit-Limit"), Some("3"));
+        // A route's own policy overrides the group's.
+        let special = send(server.addr, &get("/api/special", "")).await;
+        assert_eq!(special.status, 200);
+        assert_eq!(special.body, "special");
+        assert_eq!(special.header("X-RateLimit-Limit"), Some("1"));
+        assert_eq!(
+            send(server.addr, &get("/api/special", "")).await.status,
+            429
+        );
+        // Outside the group, the defaults.
+        let outside = send(server.addr, &get("/outside", "")).await;
+        assert_eq!(outside.header("X-RateLimit-Limit"), Some("100"));
+    });
+}
+
+#[test]
 fn per_method_routes_count_apart_over_http() {
     async_std::task::block_on(async {
         let (limits, _) = limiter(Limiter::builder().route(
