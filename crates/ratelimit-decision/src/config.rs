@@ -48,8 +48,8 @@ impl LimiterBuilder {
     /// | `RATELIMIT_STRATEGY` | [`strategy`](Self::strategy): `fixed-window`, `moving-window`, `sliding-window-counter`, `gcra` |
     /// | `RATELIMIT_KEY_PREFIX` | [`key_prefix`](Self::key_prefix) |
     /// | `RATELIMIT_HEADERS_ENABLED` | `false`: no rate-limit headers; `true`: `X-RateLimit-*` and `Retry-After` |
-    /// | `RATELIMIT_HEADER_LIMIT`, `_REMAINING`, `_RESET`, `_RETRY_AFTER` | the header's name ([`HeaderOptions::rename`]) |
-    /// | `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | `delta-seconds` or `http-date` ([`RetryAfterFormat`]) |
+    /// | `RATELIMIT_HEADER_LIMIT`, `_REMAINING`, `_RESET`, `_RETRY_AFTER` | the header's name ([`HeaderOptions::rename`](crate::HeaderOptions::rename)) |
+    /// | `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | `delta-seconds` or `http-date` ([`RetryAfterFormat`](crate::RetryAfterFormat)) |
     /// | `RATELIMIT_SWALLOW_ERRORS` | `true`: [`fail_open`](Self::fail_open) |
     /// | `RATELIMIT_IN_MEMORY_FALLBACK` | [`in_memory_fallback`](Self::in_memory_fallback) |
     /// | `RATELIMIT_IN_MEMORY_FALLBACK_ENABLED` | `true`: [`fallback_to_memory`](Self::fallback_to_memory) |

@@ -70,27 +70,47 @@
 //! # }).unwrap();
 //! ```
 //!
-//! ## Section by section
+//! ## Flask-Limiter's names, and ours
 //!
-//! | seed section | here |
-//! |---|---|
-//! | limit strings, `default_limits` | [`LimiterBuilder::default_limits`] (counted per route), parsed by `build()` |
-//! | `application_limits` | [`LimiterBuilder::application_limits`] (one counter per client) |
-//! | `@limiter.limit("5 per minute")` | [`LimiterBuilder::route`] + [`RoutePolicy::limit`]; [`LimiterBuilder::route_method`] for one method |
-//! | `@limiter.exempt`, `exempt_when` | [`RoutePolicy::exempt`], `exempt_from_defaults/application/meta` |
-//! | `per_method=True` | [`RoutePolicy::per_method`] |
-//! | `shared_limit(scope=...)` | [`RoutePolicy::shared`] |
-//! | `key_func`, `get_remote_address` | [`KeyFunction`] (namespaced: `ip:`, `apikey:`, yours); [`KeyFunction::credential`] for API keys |
-//! | a second limit with `key_func=get_remote_address` | [`RoutePolicy::guard`] |
-//! | `ProxyFix` / `X-Forwarded-For` | [`LimiterBuilder::trusted_proxies`] (never trusted by default) |
-//! | dynamic limits (callables) | [`RoutePolicy::dynamic`] over sets parsed once with [`limit_set`] |
-//! | `cost=` | [`RoutePolicy::cost`] |
-//! | `deduct_when=` | [`RoutePolicy::deduct_when`] + [`Decision::complete`] |
-//! | `meta_limits` | [`LimiterBuilder::meta_limits`] |
-//! | `storage_uri`, `strategy` | [`LimiterBuilder::storage_uri`] / [`LimiterBuilder::storage`], [`LimiterBuilder::strategy`] |
-//! | `headers_enabled`, `header_name_mapping` | [`HeaderOptions`] ([`HeaderOptions::rename`]) |
-//! | `on_breach`, 429 body | [`RoutePolicy::on_breach`], [`LimiterBuilder::on_breach`], [`Decision::body`] |
-//! | `swallow_errors` | storage errors come back as [`DecisionError`]; the fallback store adds the other modes |
+//! Configuration keys (`RATELIMIT_*`) are read by [`LimiterBuilder::from_env`] and
+//! [`LimiterBuilder::with_config`] ([`CONFIG_KEYS`]).
+//!
+//! | Flask-Limiter | here | where it differs |
+//! |---|---|---|
+//! | `default_limits`, `RATELIMIT_DEFAULT` | [`LimiterBuilder::default_limits`] | counted per route, as in Flask-Limiter |
+//! | `default_limits_per_method`, `RATELIMIT_DEFAULTS_PER_METHOD` | [`LimiterBuilder::default_limits_per_method`] | |
+//! | `default_limits_exempt_when` | [`LimiterBuilder::default_limits_exempt_when`] | |
+//! | `default_limits_deduct_when` | [`LimiterBuilder::default_limits_deduct_when`] + [`Decision::complete`] | reserve, then refund (below) |
+//! | `default_limits_cost` | [`LimiterBuilder::default_limits_cost`] | a route's own cost wins |
+//! | `application_limits`, `RATELIMIT_APPLICATION` | [`LimiterBuilder::application_limits`] | one counter per client |
+//! | `application_limits_per_method`, `_exempt_when`, `_deduct_when`, `_cost` | [`LimiterBuilder::application_limits_per_method`], [`application_limits_exempt_when`](LimiterBuilder::application_limits_exempt_when), [`application_limits_deduct_when`](LimiterBuilder::application_limits_deduct_when), [`application_limits_cost`](LimiterBuilder::application_limits_cost) | |
+//! | `@limiter.limit("5 per minute")` | [`LimiterBuilder::route`] + [`RoutePolicy::limit`]; [`LimiterBuilder::route_method`] for one method | |
+//! | `exempt_when=` | [`RoutePolicy::exempt_when`] | also skips the defaults a route without limits counts under |
+//! | `@limiter.exempt` | [`RoutePolicy::exempt`], `exempt_from_defaults/application/meta` | |
+//! | `@limiter.request_filter` | [`LimiterBuilder::request_filter`] | the decision says [`Kind::Exempt`] |
+//! | limits on a Blueprint | [`LimiterBuilder::group_prefix`], [`LimiterBuilder::group`] (Tide: `RateLimit::under` for nested apps) | a route's own policy replaces the group's |
+//! | `per_method=True` | [`RoutePolicy::per_method`] | |
+//! | `shared_limit(scope=...)` | [`RoutePolicy::shared`] | |
+//! | `key_func`, `get_remote_address` | [`KeyFunction`] (namespaced: `ip:`, `apikey:`, yours); [`KeyFunction::credential`] for API keys | see below |
+//! | a second limit with `key_func=get_remote_address` | [`RoutePolicy::guard`] | |
+//! | `ProxyFix` / `X-Forwarded-For` | [`LimiterBuilder::trusted_proxies`] | never trusted by default |
+//! | dynamic limits (callables) | [`RoutePolicy::dynamic`] over sets parsed once with [`limit_set`] | |
+//! | `cost=` | [`RoutePolicy::cost`] (and [`RoutePolicy::settle`] once the body is read) | |
+//! | `deduct_when=` | [`RoutePolicy::deduct_when`] + [`Decision::complete`] | covers every charge of the request |
+//! | `meta_limits`, `RATELIMIT_META` | [`LimiterBuilder::meta_limits`] | |
+//! | `on_breach` (a body or a `Response`) | [`RoutePolicy::on_breach`], [`LimiterBuilder::on_breach`] (a body); `on_breach_response` on both (a [`BreachResponse`]) | |
+//! | `on_meta_breach` | [`LimiterBuilder::on_meta_breach`] | |
+//! | `storage_uri`, `RATELIMIT_STORAGE_URI` | [`LimiterBuilder::storage_uri`] / [`LimiterBuilder::storage`] | |
+//! | `strategy`, `RATELIMIT_STRATEGY` | [`LimiterBuilder::strategy`] | `gcra` too |
+//! | `key_prefix`, `RATELIMIT_KEY_PREFIX` | [`LimiterBuilder::key_prefix`] | |
+//! | `enabled`, `RATELIMIT_ENABLED` | [`LimiterBuilder::enabled`] | the decision says [`Kind::Unlimited`] |
+//! | `headers_enabled`, `RATELIMIT_HEADERS_ENABLED` | [`HeaderOptions`] | `X-RateLimit-*` on by default (off in Flask-Limiter); IETF fields too |
+//! | `header_name_mapping`, `RATELIMIT_HEADER_LIMIT`/`_REMAINING`/`_RESET`/`_RETRY_AFTER` | [`HeaderOptions::rename`] | names checked at build |
+//! | `retry_after`, `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | [`HeaderOptions::retry_after_http_date`], [`RetryAfterFormat`] | the date is when a retry can succeed |
+//! | `swallow_errors`, `RATELIMIT_SWALLOW_ERRORS` | [`LimiterBuilder::fail_open`] | without it, storage errors come back as [`DecisionError`] |
+//! | `in_memory_fallback`, `RATELIMIT_IN_MEMORY_FALLBACK` | [`LimiterBuilder::in_memory_fallback`] | an extra cap, never looser than normal operation |
+//! | `in_memory_fallback_enabled`, `RATELIMIT_IN_MEMORY_FALLBACK_ENABLED` | [`LimiterBuilder::fallback_to_memory`] | |
+//! | the app's config | [`LimiterBuilder::from_env`], [`LimiterBuilder::with_config`] | whatever is applied last wins |
 //!
 //! # Where this differs from Flask-Limiter, on purpose
 //!
