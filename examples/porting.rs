@@ -8,9 +8,7 @@
 use std::sync::Arc;
 
 use ratelimit_core::{ManualClock, Timestamp};
-use ratelimit_decision::{
-    BreachResponse, Decision, Limiter, LimiterBuilder, RequestView, RoutePolicy,
-};
+use ratelimit_decision::{BreachResponse, Decision, LimiterBuilder, RequestView, RoutePolicy};
 
 fn show(what: &str, d: &Decision) {
     let retry = d
