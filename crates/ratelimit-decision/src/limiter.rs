@@ -1255,9 +1255,9 @@ impl Limiter {
                     .saturating_duration_since(verdict.at)
                     .as_secs_ceil(),
                 retry_after_secs: retry_after,
-                retry_at_epoch_secs: verdict
-                    .retry_after()
-                    .duration()
+                // Only a rejection carries `Retry-After`.
+                retry_at_epoch_secs: retry_after
+                    .and_then(|_| verdict.retry_after().duration())
                     .map(|d| verdict.at.saturating_add(d).as_secs_ceil()),
                 rejected: !verdict.allowed,
                 policy,
@@ -1347,6 +1347,13 @@ impl Limiter {
     /// default and application limits' own), and a settled cost.
     fn pending(&self, plan: &Plan, verdict: &Verdict, policy: &RoutePolicy) -> Option<Pending> {
         let options = &self.inner.scope_options;
+        if policy.deduct_when.is_none()
+            && policy.settle.is_none()
+            && options.defaults_deduct_when.is_none()
+            && options.application_deduct_when.is_none()
+        {
+            return None;
+        }
         let counts_for = |scope: Scope| match scope {
             Scope::Meta => None,
             _ if policy.deduct_when.is_some() => policy.deduct_when.as_ref(),
