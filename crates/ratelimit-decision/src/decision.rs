@@ -66,6 +66,16 @@ pub(crate) struct Pending {
     pub(crate) settle: Option<(u64, Arc<SettleFn>, Vec<Charge>)>,
 }
 
+/// What a request that is not served is answered with.
+pub(crate) enum Answer {
+    /// Nothing (the request is served).
+    None,
+    /// A body, with the status and content type the decision's kind implies.
+    Body(String),
+    /// A breach hook's whole response (boxed: rare, and every decision is moved).
+    Response(Box<BreachResponse>),
+}
+
 /// The decision for one request: allowed or not, by which limit, and what to tell the client.
 pub struct Decision {
     pub(crate) kind: Kind,
@@ -74,9 +84,8 @@ pub struct Decision {
     pub(crate) reset: Timestamp,
     pub(crate) retry_after: Option<u64>,
     pub(crate) headers: RateLimitHeaders,
-    pub(crate) body: Option<String>,
-    /// A breach hook's whole response (boxed: rare, and every decision is moved).
-    pub(crate) response: Option<Box<BreachResponse>>,
+    /// What to answer a request that is not served with.
+    pub(crate) answer: Answer,
     /// Boxed: only conditional routes have one, and every decision is moved a few times.
     pub(crate) pending: Option<Box<Pending>>,
 }
@@ -104,8 +113,7 @@ impl Decision {
             reset: Timestamp::EPOCH,
             retry_after: None,
             headers: RateLimitHeaders::default(),
-            body: None,
-            response: None,
+            answer: Answer::None,
             pending: None,
         }
     }
@@ -119,7 +127,7 @@ impl Decision {
                 HeaderValue::from(format!("ApiKey header=\"{header}\"")),
             )]
             .into(),
-            body: Some(
+            answer: Answer::Body(
                 "{\"error\": \"Unauthorized\", \"message\": \"a known credential is required\"}"
                     .to_owned(),
             ),
@@ -130,7 +138,7 @@ impl Decision {
     /// A refusal of a request whose client address is unknown.
     pub(crate) fn unknown_client() -> Self {
         Self {
-            body: Some(
+            answer: Answer::Body(
                 "{\"error\": \"Forbidden\", \"message\": \"the client address is unknown\"}"
                     .to_owned(),
             ),
@@ -192,9 +200,10 @@ impl Decision {
     /// On a rejection: the response body (a route's or the limiter's breach hook, else the
     /// default JSON); for [`Kind::Unauthorized`], `{"error": "Unauthorized", ...}`.
     pub fn body(&self) -> Option<&str> {
-        match &self.response {
-            Some(response) => Some(response.body()),
-            None => self.body.as_deref(),
+        match &self.answer {
+            Answer::None => None,
+            Answer::Body(body) => Some(body),
+            Answer::Response(response) => Some(response.body()),
         }
     }
 
@@ -202,7 +211,7 @@ impl Decision {
     /// ([`BreachResponse::status`]), else 429 for a rejection, 401 for
     /// [`Kind::Unauthorized`], 403 for [`Kind::UnknownClient`]; 200 when it is served.
     pub fn status(&self) -> u16 {
-        match (&self.response, self.kind) {
+        match (self.response(), self.kind) {
             (Some(response), _) => response.status_code(),
             (None, Kind::Rejected) => 429,
             (None, Kind::Unauthorized) => 401,
@@ -213,15 +222,17 @@ impl Decision {
 
     /// The content type of [`Decision::body`]: a breach hook's, else `application/json`.
     pub fn content_type(&self) -> &str {
-        self.response
-            .as_ref()
+        self.response()
             .map_or("application/json", |r| r.content_type_value())
     }
 
     /// The whole response a breach hook wrote, if one did: its extra headers are here
     /// ([`BreachResponse::headers`]); [`Decision::headers`] has the rate-limit ones.
     pub fn response(&self) -> Option<&BreachResponse> {
-        self.response.as_deref()
+        match &self.answer {
+            Answer::Response(response) => Some(response),
+            Answer::None | Answer::Body(_) => None,
+        }
     }
 
     /// Whether [`Decision::complete`] or [`Decision::finish`] has something to do (the route

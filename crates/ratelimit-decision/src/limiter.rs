@@ -20,7 +20,7 @@ use ratelimit_storage::{
 
 use crate::{
     client_ip::{ForwardedHeader, ProxyConfig},
-    decision::{Decision, Kind, Pending, Scope, StatusPredicate},
+    decision::{Answer, Decision, Kind, Pending, Scope, StatusPredicate},
     error::{ConfigError, DecisionError},
     field::RateLimitHeaders,
     headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render_into},
@@ -1297,8 +1297,7 @@ impl Limiter {
             reset: status.reset,
             retry_after,
             headers: RateLimitHeaders::default(),
-            body: None,
-            response: None,
+            answer: Answer::None,
             pending: None,
         };
         self.headers_for(
@@ -1329,11 +1328,11 @@ impl Limiter {
                 inner.on_breach_response.as_ref()
             };
             match response {
-                Some(hook) => decision.response = Some(Box::new(hook(&breach))),
+                Some(hook) => decision.answer = Answer::Response(Box::new(hook(&breach))),
                 None => {
                     let hook = policy.on_breach.as_ref().or(inner.on_breach.as_ref());
-                    decision.body =
-                        Some(hook.map_or_else(|| default_body(&breach), |h| h(&breach)));
+                    decision.answer =
+                        Answer::Body(hook.map_or_else(|| default_body(&breach), |h| h(&breach)));
                 }
             }
         } else {
