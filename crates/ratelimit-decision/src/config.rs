@@ -2,7 +2,7 @@
 //! key/value source.
 
 use crate::{
-    error::ConfigError, headers::RetryAfterFormat, limiter::LimiterBuilder, policy::parse_set,
+    builder::LimiterBuilder, error::ConfigError, headers::RetryAfterFormat, policy::parse_set,
 };
 
 /// The variables [`LimiterBuilder::with_config`] reads, as Flask-Limiter names them.

@@ -147,6 +147,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod builder;
 mod client_ip;
 mod config;
 mod decision;
@@ -160,6 +161,7 @@ mod policy;
 mod request;
 mod response;
 
+pub use builder::{KNOWN_SCHEMES, LimiterBuilder, storage_from_uri};
 pub use client_ip::{ForwardedHeader, ProxyConfig};
 pub use config::CONFIG_KEYS;
 pub use decision::{Decision, Kind, Scope};
@@ -167,7 +169,7 @@ pub use error::{ConfigError, DecisionError};
 pub use field::{Header, HeaderValue, RateLimitHeaders};
 pub use headers::{HeaderNames, HeaderOptions, RetryAfterFormat};
 pub use key::{KeyFunction, UnknownClient, UnknownCredential};
-pub use limiter::{KNOWN_SCHEMES, Limiter, LimiterBuilder, storage_from_uri};
+pub use limiter::Limiter;
 pub use network::{DEFAULT_TRUSTED_PROXIES, Network, NetworkError};
 pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
 /// A change of the storage's health, as [`LimiterBuilder::on_storage_transition`] reports it.

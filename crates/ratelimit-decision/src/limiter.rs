@@ -9,71 +9,25 @@ use core::{
 };
 use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
-use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, SystemClock};
-use ratelimit_fallback::{Backoff, FallbackStorage, Mode, Transition};
-use ratelimit_memory::MemoryStorage;
+use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind};
 use smallvec::SmallVec;
 
-use ratelimit_storage::{
-    Charge, Key, Op, ScopePath, Storage, StorageError, StorageUri, UriError, Verdict,
-};
+use ratelimit_storage::{Charge, Key, Op, ScopePath, Storage, StorageError, Verdict};
 
 use crate::{
-    client_ip::{ForwardedHeader, ProxyConfig},
+    builder::{LimiterBuilder, ScopeOptions},
+    client_ip::ProxyConfig,
     decision::{Answer, Decision, Kind, Pending, Scope, StatusPredicate},
-    error::{ConfigError, DecisionError},
+    error::DecisionError,
     field::RateLimitHeaders,
     headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render_into},
-    key::{Addressing, Identity, KeyFunction, UnknownClient, Who},
-    network::Network,
-    policy::{
-        Breach, BreachHook, CostFn, LimitSet, LimitSource, RequestPredicate, ResponseHook,
-        RoutePolicy, parse_set,
-    },
+    key::{Addressing, Identity, KeyFunction, Who},
+    policy::{Breach, BreachHook, LimitSet, RequestPredicate, ResponseHook, RoutePolicy},
     request::RequestView,
-    response::BreachResponse,
 };
 
-/// The storage URI schemes the limiter can build a backend for.
-#[cfg(feature = "redis")]
-pub const KNOWN_SCHEMES: &[&str] = &[
-    "memory",
-    "redis",
-    "rediss",
-    "redis+unix",
-    "redis+cluster",
-    "redis+sentinel",
-];
-/// The storage URI schemes the limiter can build a backend for.
-#[cfg(not(feature = "redis"))]
-pub const KNOWN_SCHEMES: &[&str] = &["memory"];
-
-/// Builds the store named by `uri`. `clock` is the memory store's clock; a Redis store reads
-/// the Redis server's clock unless the URI says `time=client`, and then uses `clock`.
-pub fn storage_from_uri(
-    uri: &str,
-    clock: Arc<dyn Clock + Send + Sync>,
-) -> Result<Arc<dyn Storage>, ConfigError> {
-    let uri_error = |e: UriError| ConfigError::Storage(StorageError::Configuration(e.to_string()));
-    let parsed: StorageUri = uri.parse().map_err(uri_error)?;
-    parsed.expect_scheme(KNOWN_SCHEMES).map_err(uri_error)?;
-    #[cfg(feature = "redis")]
-    if parsed.scheme != "memory" {
-        let mut builder =
-            ratelimit_redis::RedisStorage::builder_from_uri(uri).map_err(ConfigError::Storage)?;
-        if parsed.option("time") == Some("client") {
-            builder = builder.clock(clock);
-        }
-        return Ok(Arc::new(builder.build().map_err(ConfigError::Storage)?));
-    }
-    let builder = MemoryStorage::builder_from_uri(uri)
-        .map_err(ConfigError::Storage)?
-        .clock(clock);
-    Ok(Arc::new(builder.build()))
-}
-
 #[derive(Clone)]
-enum RouteLimits {
+pub(crate) enum RouteLimits {
     Set(LimitSet),
     Dynamic(Arc<dyn Fn(&RequestView<'_>) -> LimitSet + Send + Sync>),
 }
@@ -115,24 +69,6 @@ impl Plan {
     }
 }
 
-/// How a route group finds its routes.
-enum Members {
-    /// Every route whose id starts with this.
-    Prefix(String),
-    /// These routes.
-    Routes(Vec<String>),
-}
-
-/// The default and application limits' own options.
-#[derive(Clone, Default)]
-struct ScopeOptions {
-    defaults_cost: Option<Arc<CostFn>>,
-    defaults_deduct_when: Option<Arc<StatusPredicate>>,
-    application_per_method: bool,
-    application_cost: Option<Arc<CostFn>>,
-    application_deduct_when: Option<Arc<StatusPredicate>>,
-}
-
 /// Where [`Limiter::check`] stands after the stages that need no waiting.
 #[expect(
     clippy::large_enum_variant,
@@ -146,7 +82,7 @@ enum Checked<'a> {
 
 /// A route policy with its limit strings parsed.
 #[derive(Clone)]
-struct Compiled {
+pub(crate) struct Compiled {
     limits: Option<RouteLimits>,
     guard: LimitSet,
     policy: RoutePolicy,
@@ -156,7 +92,7 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(
+    pub(crate) fn new(
         limits: Option<RouteLimits>,
         guard: LimitSet,
         policy: RoutePolicy,
@@ -198,42 +134,42 @@ impl Compiled {
     }
 }
 
-struct Inner {
-    defaults: LimitSet,
-    application: LimitSet,
-    meta: LimitSet,
-    strategy: StrategyKind,
-    storage: Arc<dyn Storage>,
+pub(crate) struct Inner {
+    pub(crate) defaults: LimitSet,
+    pub(crate) application: LimitSet,
+    pub(crate) meta: LimitSet,
+    pub(crate) strategy: StrategyKind,
+    pub(crate) storage: Arc<dyn Storage>,
     /// Every scope's prefix, encoded once.
-    paths: ScopePaths,
-    key: KeyFunction,
-    proxy: ProxyConfig,
-    addressing: Addressing,
-    warned_unknown_client: AtomicBool,
-    headers: HeaderOptions,
-    clock: Arc<dyn Clock + Send + Sync>,
-    routes: HashMap<String, Compiled>,
+    pub(crate) paths: ScopePaths,
+    pub(crate) key: KeyFunction,
+    pub(crate) proxy: ProxyConfig,
+    pub(crate) addressing: Addressing,
+    pub(crate) warned_unknown_client: AtomicBool,
+    pub(crate) headers: HeaderOptions,
+    pub(crate) clock: Arc<dyn Clock + Send + Sync>,
+    pub(crate) routes: HashMap<String, Compiled>,
     /// Per route, the policies of single methods (uppercase).
-    method_routes: HashMap<String, Vec<(String, Compiled)>>,
+    pub(crate) method_routes: HashMap<String, Vec<(String, Compiled)>>,
     /// Route groups by prefix, the longest first.
-    prefix_groups: Vec<(String, Compiled)>,
-    fallback: Compiled,
-    on_breach: Option<BreachHook>,
-    on_breach_response: Option<ResponseHook>,
-    on_meta_breach: Option<ResponseHook>,
+    pub(crate) prefix_groups: Vec<(String, Compiled)>,
+    pub(crate) fallback: Compiled,
+    pub(crate) on_breach: Option<BreachHook>,
+    pub(crate) on_breach_response: Option<ResponseHook>,
+    pub(crate) on_meta_breach: Option<ResponseHook>,
     /// The default and application limits' own options (Flask-Limiter's `default_limits_*`
     /// and `application_limits_*`).
-    scope_options: ScopeOptions,
+    pub(crate) scope_options: ScopeOptions,
     /// Requests for which the default limits do not apply.
-    defaults_exempt_when: Option<RequestPredicate>,
+    pub(crate) defaults_exempt_when: Option<RequestPredicate>,
     /// Requests for which the application limits do not apply.
-    application_exempt_when: Option<RequestPredicate>,
+    pub(crate) application_exempt_when: Option<RequestPredicate>,
     /// Requests that are not limited at all.
-    request_filters: Vec<RequestPredicate>,
+    pub(crate) request_filters: Vec<RequestPredicate>,
     /// The kill switch: no request is limited.
-    disabled: bool,
+    pub(crate) disabled: bool,
     /// The default limits count each method apart on every route.
-    defaults_per_method: bool,
+    pub(crate) defaults_per_method: bool,
 }
 
 /// The rate limiter: cheap to clone, `Send + Sync`, one [`Limiter::check`] per request.
@@ -266,7 +202,7 @@ struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct Limiter {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl fmt::Debug for Limiter {
@@ -288,631 +224,6 @@ impl fmt::Debug for Limiter {
                         .sum::<usize>()),
             )
             .finish_non_exhaustive()
-    }
-}
-
-/// Configures a [`Limiter`]; [`LimiterBuilder::build`] validates everything.
-#[derive(Default)]
-pub struct LimiterBuilder {
-    defaults: Option<String>,
-    application: Option<String>,
-    meta: Option<String>,
-    strategy: Option<StrategyKind>,
-    storage: Option<Arc<dyn Storage>>,
-    storage_uri: Option<String>,
-    prefix: Option<String>,
-    key: Option<KeyFunction>,
-    proxy: ProxyConfig,
-    trusted_networks: Option<String>,
-    ipv6_prefix: Option<u8>,
-    unknown_client: UnknownClient,
-    headers: Option<HeaderOptions>,
-    clock: Option<Arc<dyn Clock + Send + Sync>>,
-    routes: Vec<(Option<String>, String, RoutePolicy)>,
-    groups: Vec<(Members, RoutePolicy)>,
-    on_breach: Option<BreachHook>,
-    outage: Option<Outage>,
-    storage_timeout: Option<core::time::Duration>,
-    probe_backoff: Option<Backoff>,
-    on_storage_transition: Option<TransitionHook>,
-    on_breach_response: Option<ResponseHook>,
-    on_meta_breach: Option<ResponseHook>,
-    scope_options: ScopeOptions,
-    defaults_exempt_when: Option<RequestPredicate>,
-    application_exempt_when: Option<RequestPredicate>,
-    request_filters: Vec<RequestPredicate>,
-    disabled: bool,
-    defaults_per_method: bool,
-}
-
-type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
-
-/// What the limiter does while its storage is down (see [`ratelimit_fallback::Mode`]).
-#[derive(Clone, Debug)]
-enum Outage {
-    Fallback(Option<String>),
-    FailOpen,
-    FailClosed,
-}
-
-impl fmt::Debug for LimiterBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LimiterBuilder")
-            .field("defaults", &self.defaults)
-            .field("application", &self.application)
-            .field("meta", &self.meta)
-            .field("routes", &self.routes.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl LimiterBuilder {
-    /// Limits for every route without its own (counted per route): `"200 per day; 50 per hour"`.
-    pub fn default_limits(mut self, limits: &str) -> Self {
-        self.defaults = Some(limits.to_owned());
-        self
-    }
-
-    /// The kill switch (default on): `false` makes every decision [`Kind::Unlimited`] without a
-    /// storage call (Flask-Limiter's `RATELIMIT_ENABLED`).
-    pub fn enabled(mut self, enabled: bool) -> Self {
-        self.disabled = !enabled;
-        self
-    }
-
-    /// The default limits count each HTTP method apart, on every route (Flask-Limiter's
-    /// `default_limits_per_method`; a route's own limits do with
-    /// [`RoutePolicy::per_method`]).
-    pub fn default_limits_per_method(mut self, per_method: bool) -> Self {
-        self.defaults_per_method = per_method;
-        self
-    }
-
-    /// What a request costs under the default limits, when its route sets no cost of its own
-    /// (Flask-Limiter's `default_limits_cost`; default 1).
-    pub fn default_limits_cost(
-        mut self,
-        cost: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static,
-    ) -> Self {
-        self.scope_options.defaults_cost = Some(Arc::new(cost));
-        self
-    }
-
-    /// Conditional deduction for the default limits (Flask-Limiter's
-    /// `default_limits_deduct_when`): their charge is refunded when `counts(status)` is false
-    /// ([`Decision::complete`]). A route's own [`RoutePolicy::deduct_when`] covers all its
-    /// charges and wins.
-    pub fn default_limits_deduct_when(
-        mut self,
-        counts: impl Fn(u16) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        self.scope_options.defaults_deduct_when = Some(Arc::new(counts));
-        self
-    }
-
-    /// The application limits count each HTTP method apart (Flask-Limiter's
-    /// `application_limits_per_method`).
-    pub fn application_limits_per_method(mut self, per_method: bool) -> Self {
-        self.scope_options.application_per_method = per_method;
-        self
-    }
-
-    /// What a request costs under the application limits (Flask-Limiter's
-    /// `application_limits_cost`; default 1, whatever the route's cost).
-    pub fn application_limits_cost(
-        mut self,
-        cost: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static,
-    ) -> Self {
-        self.scope_options.application_cost = Some(Arc::new(cost));
-        self
-    }
-
-    /// Conditional deduction for the application limits (Flask-Limiter's
-    /// `application_limits_deduct_when`); a route's own [`RoutePolicy::deduct_when`] wins.
-    pub fn application_limits_deduct_when(
-        mut self,
-        counts: impl Fn(u16) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        self.scope_options.application_deduct_when = Some(Arc::new(counts));
-        self
-    }
-
-    /// The header options being configured (the defaults until set).
-    pub(crate) fn headers_mut(&mut self) -> &mut HeaderOptions {
-        self.headers.get_or_insert_with(HeaderOptions::default)
-    }
-
-    /// Skip the default limits for the requests `when` holds for (Flask-Limiter's
-    /// `default_limits_exempt_when`).
-    pub fn default_limits_exempt_when(
-        mut self,
-        when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        self.defaults_exempt_when = Some(Arc::new(when));
-        self
-    }
-
-    /// Skip the application limits for the requests `when` holds for (Flask-Limiter's
-    /// `application_limits_exempt_when`).
-    pub fn application_limits_exempt_when(
-        mut self,
-        when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        self.application_exempt_when = Some(Arc::new(when));
-        self
-    }
-
-    /// A request `filter` holds for is not limited at all: no limit is checked or counted, no
-    /// storage call is made, and the decision is [`Kind::Exempt`] (Flask-Limiter's
-    /// `request_filter`). Several filters: any one exempts.
-    ///
-    /// ```
-    /// use ratelimit_decision::{Kind, Limiter, RequestView};
-    ///
-    /// # smol::block_on(async {
-    /// let limiter = Limiter::builder()
-    ///     .default_limits("1 per hour")
-    ///     .request_filter(|req| req.header("X-Load-Test") == Some("yes"))
-    ///     .build()?;
-    /// let headers = [("X-Load-Test", "yes")];
-    /// let req = RequestView::new("GET", "/").peer("10.0.0.1".parse()?).headers(&headers);
-    /// for _ in 0..3 {
-    ///     assert_eq!(limiter.check(&req).await?.kind(), Kind::Exempt);
-    /// }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn request_filter(
-        mut self,
-        filter: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        self.request_filters.push(Arc::new(filter));
-        self
-    }
-
-    /// Limits shared by every route (one counter per client across the application).
-    pub fn application_limits(mut self, limits: &str) -> Self {
-        self.application = Some(limits.to_owned());
-        self
-    }
-
-    /// Meta limits: how many breaches a client may make; while one is exhausted, every
-    /// non-exempt request of that client is rejected.
-    pub fn meta_limits(mut self, limits: &str) -> Self {
-        self.meta = Some(limits.to_owned());
-        self
-    }
-
-    /// The strategy for every limit (default fixed window).
-    pub fn strategy(mut self, strategy: StrategyKind) -> Self {
-        self.strategy = Some(strategy);
-        self
-    }
-
-    /// The store (default: a `memory://` store on the limiter's clock).
-    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
-        self.storage = Some(storage);
-        self
-    }
-
-    /// The store, by URI (`memory://`; unknown schemes fail `build()` with the known ones).
-    pub fn storage_uri(mut self, uri: &str) -> Self {
-        self.storage_uri = Some(uri.to_owned());
-        self
-    }
-
-    /// The prefix of every storage key (default `LIMITER`).
-    pub fn key_prefix(mut self, prefix: &str) -> Self {
-        self.prefix = Some(prefix.to_owned());
-        self
-    }
-
-    /// Who requests count against (default: the client address).
-    pub fn key_function(mut self, key: KeyFunction) -> Self {
-        self.key = Some(key);
-        self
-    }
-
-    /// How many proxies in front of the application to trust (default 0: forwarded headers are
-    /// ignored), and which header they set.
-    ///
-    /// Forwarded headers count only from a peer in the trusted proxy networks (default
-    /// [`DEFAULT_TRUSTED_PROXIES`](crate::DEFAULT_TRUSTED_PROXIES): loopback and private
-    /// ranges; see [`LimiterBuilder::trusted_proxy_networks`]).
-    pub fn trusted_proxies(mut self, hops: usize, header: ForwardedHeader) -> Self {
-        self.proxy.trusted_hops = hops;
-        self.proxy.header = header;
-        self
-    }
-
-    /// The networks whose peers are trusted proxies, comma-separated CIDRs
-    /// (`"10.0.0.0/8, 2001:db8::/32"`, a bare address for one host), replacing the default;
-    /// `build()` refuses one that does not parse.
-    pub fn trusted_proxy_networks(mut self, networks: &str) -> Self {
-        self.trusted_networks = Some(networks.to_owned());
-        self
-    }
-
-    /// IPv6 clients are counted by the first `bits` of their address (default 64: a host
-    /// usually holds a whole /64, and would otherwise have unlimited identities); 128 counts
-    /// every address apart. `build()` refuses more than 128.
-    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
-        self.ipv6_prefix = Some(bits);
-        self
-    }
-
-    /// What to do with requests whose client address is unknown (default
-    /// [`UnknownClient::Shared`]: one identity for all of them; the first is logged as a
-    /// warning).
-    pub fn unknown_client(mut self, policy: UnknownClient) -> Self {
-        self.unknown_client = policy;
-        self
-    }
-
-    /// Which headers decisions carry, and their names.
-    pub fn headers(mut self, headers: HeaderOptions) -> Self {
-        self.headers = Some(headers);
-        self
-    }
-
-    /// The clock (default: the system clock).
-    pub fn clock(mut self, clock: Arc<dyn Clock + Send + Sync>) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// The policy of `route` (every method).
-    pub fn route(mut self, route: &str, policy: RoutePolicy) -> Self {
-        self.routes.push((None, route.to_owned(), policy));
-        self
-    }
-
-    /// A route group (Flask's Blueprint): `policy` for every route whose id starts with
-    /// `prefix` (`"/admin/"`), unless the route has a policy of its own ([`Self::route`]),
-    /// which replaces the group's as a decorator's limits replace a Blueprint's. Each route
-    /// counts apart under the group's limits, or all of them together with
-    /// [`RoutePolicy::shared`]. Where prefixes overlap, the longest wins.
-    ///
-    /// ```
-    /// use ratelimit_decision::{Limiter, RequestView, RoutePolicy};
-    ///
-    /// # smol::block_on(async {
-    /// let limiter = Limiter::builder()
-    ///     .default_limits("100 per minute")
-    ///     .group_prefix("/admin/", RoutePolicy::new().limit("2 per minute").shared("admin"))
-    ///     .route("/admin/login", RoutePolicy::new().limit("5 per minute"))
-    ///     .build()?;
-    /// let peer = "10.0.0.1".parse()?;
-    /// let users = RequestView::new("GET", "/admin/users").peer(peer);
-    /// let audit = RequestView::new("GET", "/admin/audit").peer(peer);
-    /// assert!(limiter.check(&users).await?.is_allowed());
-    /// assert!(limiter.check(&audit).await?.is_allowed());
-    /// assert!(!limiter.check(&users).await?.is_allowed(), "two for the whole group");
-    /// let login = RequestView::new("POST", "/admin/login").peer(peer);
-    /// assert!(limiter.check(&login).await?.is_allowed(), "its own policy");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn group_prefix(mut self, prefix: &str, policy: RoutePolicy) -> Self {
-        self.groups
-            .push((Members::Prefix(prefix.to_owned()), policy));
-        self
-    }
-
-    /// A route group by explicit membership: `policy` for each of `routes` that has no policy
-    /// of its own (see [`Self::group_prefix`]). A route in two such groups takes the first's.
-    pub fn group(mut self, routes: &[&str], policy: RoutePolicy) -> Self {
-        let members = routes.iter().map(|r| (*r).to_owned()).collect();
-        self.groups.push((Members::Routes(members), policy));
-        self
-    }
-
-    /// The policy of `route` for one `method` only (it takes precedence over [`Self::route`]).
-    pub fn route_method(mut self, method: &str, route: &str, policy: RoutePolicy) -> Self {
-        self.routes
-            .push((Some(method.to_ascii_uppercase()), route.to_owned(), policy));
-        self
-    }
-
-    /// When the storage is unavailable (or refuses calls: Redis out of memory), count in memory:
-    /// every request's own limits, and these limits on top, per client across all routes
-    /// (Flask-Limiter's `in_memory_fallback`, e.g. `"100 per day; 25 per hour"`); go back to the
-    /// storage once a background probe finds it serving. No request fails and none waits on a
-    /// dead or hung storage longer than [`storage_timeout`](Self::storage_timeout).
-    ///
-    /// Unlike Flask-Limiter, where these limits replace the route's, a fallback is never looser
-    /// than normal operation: a login limited to 5 per minute stays at 5 under a fallback of
-    /// 100. (Counts start afresh in memory when the outage begins.)
-    pub fn in_memory_fallback(mut self, limits: &str) -> Self {
-        self.outage = Some(Outage::Fallback(Some(limits.to_owned())));
-        self
-    }
-
-    /// When the storage is unavailable, count in memory with the configured limits
-    /// (Flask-Limiter's `in_memory_fallback_enabled`).
-    pub fn fallback_to_memory(mut self) -> Self {
-        self.outage = Some(Outage::Fallback(None));
-        self
-    }
-
-    /// When the storage is unavailable, allow every request, logging each (Flask-Limiter's
-    /// `swallow_errors`).
-    pub fn fail_open(mut self) -> Self {
-        self.outage = Some(Outage::FailOpen);
-        self
-    }
-
-    /// When the storage is unavailable, answer every request with
-    /// [`DecisionError::Storage`] (503 in the Tide middleware) without waiting on the storage
-    /// while it is down. Without any of these four settings storage errors also reach the
-    /// application, but each call waits for the storage.
-    pub fn fail_closed(mut self) -> Self {
-        self.outage = Some(Outage::FailClosed);
-        self
-    }
-
-    /// The longest a request waits for the storage when an outage mode is set (default
-    /// [`ratelimit_fallback::DEFAULT_TIMEOUT`]).
-    pub fn storage_timeout(mut self, timeout: core::time::Duration) -> Self {
-        self.storage_timeout = Some(timeout);
-        self
-    }
-
-    /// How often a storage that went down is probed (with an outage mode set): after
-    /// `initial`, then doubling, at most `max` apart (default 0.25 s doubling to 30 s).
-    pub fn storage_probe_backoff(
-        mut self,
-        initial: core::time::Duration,
-        max: core::time::Duration,
-    ) -> Self {
-        self.probe_backoff = Some(Backoff { initial, max });
-        self
-    }
-
-    /// Called when the storage goes down or comes back (with an outage mode set).
-    pub fn on_storage_transition(
-        mut self,
-        hook: impl Fn(&Transition) + Send + Sync + 'static,
-    ) -> Self {
-        self.on_storage_transition = Some(Arc::new(hook));
-        self
-    }
-
-    /// The response body of every rejection whose route has no hook of its own.
-    pub fn on_breach(
-        mut self,
-        body: impl Fn(&Breach<'_>) -> String + Send + Sync + 'static,
-    ) -> Self {
-        self.on_breach = Some(Arc::new(body));
-        self
-    }
-
-    /// The whole response of every rejection whose route has no hook of its own (status,
-    /// content type, headers, body: Flask-Limiter's `on_breach` returning a response); it wins
-    /// over [`on_breach`](Self::on_breach).
-    ///
-    /// ```
-    /// use ratelimit_decision::{BreachResponse, Limiter, RequestView};
-    ///
-    /// # smol::block_on(async {
-    /// let limiter = Limiter::builder()
-    ///     .default_limits("1 per minute")
-    ///     .on_breach_response(|b| {
-    ///         BreachResponse::new(format!("over {}", b.limit))
-    ///             .status(503)
-    ///             .content_type("text/plain")
-    ///     })
-    ///     .build()?;
-    /// let req = RequestView::new("GET", "/").peer("10.0.0.1".parse()?);
-    /// limiter.check(&req).await?;
-    /// let rejected = limiter.check(&req).await?;
-    /// assert_eq!(rejected.status(), 503);
-    /// assert_eq!(rejected.content_type(), "text/plain");
-    /// assert_eq!(rejected.body(), Some("over 1 per 1 minute"));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn on_breach_response(
-        mut self,
-        response: impl Fn(&Breach<'_>) -> BreachResponse + Send + Sync + 'static,
-    ) -> Self {
-        self.on_breach_response = Some(Arc::new(response));
-        self
-    }
-
-    /// The response when a meta limit rejects a request (too many breaches), instead of the
-    /// route's or the limiter's breach hooks.
-    pub fn on_meta_breach(
-        mut self,
-        response: impl Fn(&Breach<'_>) -> BreachResponse + Send + Sync + 'static,
-    ) -> Self {
-        self.on_meta_breach = Some(Arc::new(response));
-        self
-    }
-
-    /// Validates the configuration: every limit string parses (errors name the string and the
-    /// byte), the storage can be built, names make sense.
-    pub fn build(self) -> Result<Limiter, ConfigError> {
-        let set = |context: &str, s: &Option<String>| -> Result<LimitSet, ConfigError> {
-            match s {
-                None => Ok(Vec::new().into()),
-                Some(text) => parse_set(context, text),
-            }
-        };
-        let defaults = set("default limits", &self.defaults)?;
-        let application = set("application limits", &self.application)?;
-        let meta = set("meta limits", &self.meta)?;
-        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let storage = match (self.storage, self.storage_uri) {
-            (Some(storage), _) => storage,
-            (None, Some(uri)) => storage_from_uri(&uri, Arc::clone(&clock))?,
-            (None, None) => storage_from_uri("memory://", Arc::clone(&clock))?,
-        };
-        let strategy = self.strategy.unwrap_or(StrategyKind::FixedWindow);
-        let storage: Arc<dyn Storage> = match self.outage {
-            None => storage,
-            Some(outage) => {
-                let mode = match outage {
-                    Outage::FailOpen => Mode::FailOpen,
-                    Outage::FailClosed => Mode::FailClosed,
-                    Outage::Fallback(None) => Mode::same_limits_in_memory(),
-                    Outage::Fallback(Some(text)) => Mode::Fallback {
-                        limits: parse_set("in-memory fallback", &text)?.to_vec(),
-                        strategy,
-                    },
-                };
-                let mut b = FallbackStorage::builder(storage)
-                    .mode(mode)
-                    .clock(Arc::clone(&clock))
-                    .secondary(MemoryStorage::builder().clock(Arc::clone(&clock)).build());
-                if let Some(t) = self.storage_timeout {
-                    b = b.timeout(t);
-                }
-                if let Some(backoff) = self.probe_backoff {
-                    b = b.backoff(backoff);
-                }
-                if let Some(hook) = self.on_storage_transition {
-                    b = b.on_transition(move |t| hook(t));
-                }
-                Arc::new(b.build())
-            }
-        };
-        let mut proxy = self.proxy;
-        if let Some(list) = &self.trusted_networks {
-            proxy.trusted_networks = Network::parse_list(list)
-                .map_err(|e| ConfigError::Invalid(format!("trusted proxy networks: {e}")))?;
-        }
-        let ipv6_prefix = self.ipv6_prefix.unwrap_or(64);
-        if ipv6_prefix > 128 {
-            return Err(ConfigError::Invalid(format!(
-                "ipv6 prefix {ipv6_prefix}: at most 128 bits"
-            )));
-        }
-        let addressing = Addressing {
-            ipv6_prefix,
-            unknown: self.unknown_client,
-        };
-        let headers = self.headers.unwrap_or_default();
-        headers.names.check().map_err(ConfigError::Invalid)?;
-        let key = self.key.unwrap_or_default();
-        for k in core::iter::once(&key)
-            .chain(self.routes.iter().filter_map(|(_, _, p)| p.key.as_ref()))
-            .chain(self.groups.iter().filter_map(|(_, p)| p.key.as_ref()))
-        {
-            if k.namespace().is_some_and(|ns| ns.is_empty() || ns == "ip") {
-                return Err(ConfigError::Invalid(format!(
-                    "key function {k:?}: the namespace must be non-empty and not \"ip\" (reserved for client addresses)"
-                )));
-            }
-        }
-        let compile = |context: &str, policy: RoutePolicy| -> Result<Compiled, ConfigError> {
-            let limits = match &policy.limits {
-                None => None,
-                Some(LimitSource::Text(text)) => Some(RouteLimits::Set(parse_set(context, text)?)),
-                Some(LimitSource::Set(s)) => Some(RouteLimits::Set(s.clone())),
-                Some(LimitSource::Dynamic(f)) => Some(RouteLimits::Dynamic(f.clone())),
-            };
-            if policy.shared.as_deref() == Some("") {
-                return Err(ConfigError::Invalid(format!(
-                    "{context}: an empty shared scope name"
-                )));
-            }
-            let guard = match &policy.guard {
-                None => Vec::new().into(),
-                Some(text) => parse_set(&format!("{context} guard"), text)?,
-            };
-            Ok(Compiled::new(
-                limits,
-                guard,
-                policy,
-                &application,
-                &defaults,
-            ))
-        };
-        let mut routes = HashMap::new();
-        let mut method_routes = HashMap::new();
-        for (method, route, policy) in self.routes {
-            if route.is_empty() {
-                return Err(ConfigError::Invalid(
-                    "a route policy needs a route id".into(),
-                ));
-            }
-            let context = match &method {
-                Some(m) => format!("route {m} {route}"),
-                None => format!("route {route}"),
-            };
-            let compiled = compile(&context, policy)?;
-            match method {
-                Some(m) => {
-                    let methods: &mut Vec<(String, Compiled)> =
-                        method_routes.entry(route).or_default();
-                    methods.retain(|(other, _)| *other != m);
-                    methods.push((m, compiled));
-                }
-                None => {
-                    routes.insert(route, compiled);
-                }
-            }
-        }
-        // Groups: a member with a policy of its own keeps it; among prefixes the longest wins.
-        let mut prefix_groups = Vec::new();
-        for (members, policy) in self.groups {
-            match members {
-                Members::Prefix(prefix) => {
-                    if prefix.is_empty() {
-                        return Err(ConfigError::Invalid(
-                            "a route group needs a non-empty prefix".into(),
-                        ));
-                    }
-                    let compiled = compile(&format!("group {prefix}*"), policy)?;
-                    prefix_groups.push((prefix, compiled));
-                }
-                Members::Routes(members) => {
-                    let compiled = compile(&format!("group {members:?}"), policy)?;
-                    for route in members {
-                        routes.entry(route).or_insert_with(|| compiled.clone());
-                    }
-                }
-            }
-        }
-        prefix_groups
-            .sort_by_key(|(prefix, _): &(String, Compiled)| core::cmp::Reverse(prefix.len()));
-        let fallback = Compiled::new(
-            None,
-            Vec::new().into(),
-            RoutePolicy::new(),
-            &application,
-            &defaults,
-        );
-        Ok(Limiter {
-            inner: Arc::new(Inner {
-                defaults,
-                application,
-                meta,
-                strategy,
-                storage,
-                paths: ScopePaths::new(self.prefix.as_deref().unwrap_or("LIMITER")),
-                key,
-                proxy,
-                addressing,
-                warned_unknown_client: AtomicBool::new(false),
-                headers,
-                clock,
-                routes,
-                method_routes,
-                prefix_groups,
-                fallback,
-                on_breach: self.on_breach,
-                on_breach_response: self.on_breach_response,
-                on_meta_breach: self.on_meta_breach,
-                scope_options: self.scope_options,
-                defaults_exempt_when: self.defaults_exempt_when,
-                application_exempt_when: self.application_exempt_when,
-                request_filters: self.request_filters,
-                disabled: self.disabled,
-                defaults_per_method: self.defaults_per_method,
-            }),
-        })
     }
 }
 
@@ -1416,7 +727,7 @@ fn uppercase(method: &str) -> Cow<'_, str> {
 }
 
 /// The encoded prefix of each scope's keys: the limiter's prefix and the scope's name.
-struct ScopePaths {
+pub(crate) struct ScopePaths {
     app: ScopePath,
     route: ScopePath,
     shared: ScopePath,
@@ -1426,7 +737,7 @@ struct ScopePaths {
 }
 
 impl ScopePaths {
-    fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str) -> Self {
         let path = |scope: &str| ScopePath::new(&[prefix, scope]);
         Self {
             app: path("app"),
