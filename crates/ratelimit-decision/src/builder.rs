@@ -1,7 +1,10 @@
 //! `LimiterBuilder`: every setting of a [`Limiter`], validated by `build()`; and the stores a
 //! storage URI names.
 
-use core::{fmt, sync::atomic::AtomicBool};
+use core::{
+    fmt,
+    sync::atomic::{AtomicBool, AtomicU64},
+};
 use std::{collections::HashMap, sync::Arc};
 
 use ratelimit_core::{Clock, StrategyKind, SystemClock};
@@ -113,6 +116,7 @@ pub struct LimiterBuilder {
     request_filters: Vec<RequestPredicate>,
     disabled: bool,
     defaults_per_method: bool,
+    shadow: bool,
 }
 
 type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
@@ -147,6 +151,16 @@ impl LimiterBuilder {
     /// storage call (Flask-Limiter's `RATELIMIT_ENABLED`).
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.disabled = !enabled;
+        self
+    }
+
+    /// Shadow mode for every route: requests are decided and counted as usual and carry their
+    /// rate-limit headers, and a breach is logged and counted
+    /// ([`Limiter::shadow_rejections`]), but no request is rejected: one that would have been is
+    /// served as [`Kind::ShadowRejected`](crate::Kind::ShadowRejected). For trying new limits
+    /// in production; [`RoutePolicy::shadow`] does it for one route.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
         self
     }
 
@@ -701,6 +715,8 @@ impl LimiterBuilder {
                 request_filters: self.request_filters,
                 disabled: self.disabled,
                 defaults_per_method: self.defaults_per_method,
+                shadow: self.shadow,
+                shadow_rejections: AtomicU64::new(0),
             }),
         })
     }

@@ -38,6 +38,12 @@ pub enum Kind {
     Allowed,
     /// A limit had no room; nothing was charged.
     Rejected,
+    /// A limit had no room and nothing was charged, but shadow mode serves the request
+    /// ([`LimiterBuilder::shadow`](crate::LimiterBuilder::shadow),
+    /// [`RoutePolicy::shadow`](crate::RoutePolicy::shadow)): the breach was logged and counted
+    /// ([`Limiter::shadow_rejections`](crate::Limiter::shadow_rejections)), the headers say what
+    /// is left, and no `Retry-After` is sent.
+    ShadowRejected,
     /// The route is exempt: nothing checked, nothing counted.
     Exempt,
     /// No limit applies (no limits configured, or an empty key).

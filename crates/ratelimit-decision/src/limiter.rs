@@ -5,7 +5,7 @@ use core::{
     future::Future,
     net::IpAddr,
     pin::Pin,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
@@ -170,6 +170,10 @@ pub(crate) struct Inner {
     pub(crate) disabled: bool,
     /// The default limits count each method apart on every route.
     pub(crate) defaults_per_method: bool,
+    /// Shadow mode for every route.
+    pub(crate) shadow: bool,
+    /// Requests shadow mode served that would have been rejected.
+    pub(crate) shadow_rejections: AtomicU64,
 }
 
 /// The rate limiter: cheap to clone, `Send + Sync`, one [`Limiter::check`] per request.
@@ -256,6 +260,12 @@ impl Limiter {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock + Send + Sync> {
         &self.inner.clock
+    }
+
+    /// How many requests shadow mode has served that would have been rejected
+    /// ([`Kind::ShadowRejected`]), since the limiter was built.
+    pub fn shadow_rejections(&self) -> u64 {
+        self.inner.shadow_rejections.load(Ordering::Relaxed)
     }
 
     fn policy(&self, method: &str, route: &str) -> &Compiled {
@@ -592,16 +602,18 @@ impl Limiter {
         let policy = &compiled.policy;
         let (limit, scope, status) = (plan.charges[i].limit, plan.scopes[i], verdict.statuses[i]);
         let rejected = !verdict.allowed;
+        // Shadow mode: decided and counted as usual, served all the same.
+        let shadow = rejected && (policy.shadow || inner.shadow);
         let retry_after = if rejected {
             retry_secs(verdict.retry_after())
         } else {
             None
         };
         let mut decision = Decision {
-            kind: if rejected {
-                Kind::Rejected
-            } else {
-                Kind::Allowed
+            kind: match (rejected, shadow) {
+                (false, _) => Kind::Allowed,
+                (true, false) => Kind::Rejected,
+                (true, true) => Kind::ShadowRejected,
             },
             limit: Some((limit, scope)),
             remaining: status.remaining,
@@ -611,15 +623,21 @@ impl Limiter {
             answer: Answer::None,
             pending: None,
         };
+        // A request served in shadow mode gets no `Retry-After`.
+        let header_retry = retry_after.filter(|_| !shadow);
         self.headers_for(
             compiled,
             plan,
             verdict,
             i,
-            retry_after,
+            header_retry,
             &mut decision.headers,
         );
-        if rejected {
+        if shadow {
+            inner.shadow_rejections.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(target: "ratelimit", route = req.route(), identity = plan.charges[i].key.identity(),
+                limit = %limit, meta = scope == Scope::Meta, "rate limit exceeded (shadow mode: served)");
+        } else if rejected {
             let meta = scope == Scope::Meta;
             tracing::info!(target: "ratelimit", route = req.route(), identity = plan.charges[i].key.identity(),
                 limit = %limit, meta, "rate limit exceeded");

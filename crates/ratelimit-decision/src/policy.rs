@@ -95,6 +95,7 @@ pub struct RoutePolicy {
     pub(crate) settle: Option<Arc<SettleFn>>,
     pub(crate) exempt_when: Option<RequestPredicate>,
     pub(crate) on_breach_response: Option<ResponseHook>,
+    pub(crate) shadow: bool,
 }
 
 impl fmt::Debug for RoutePolicy {
@@ -207,6 +208,15 @@ impl RoutePolicy {
         when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.exempt_when = Some(Arc::new(when));
+        self
+    }
+
+    /// Shadow mode for this route: its requests are decided and counted as usual, but one that
+    /// would have been rejected is served
+    /// ([`Kind::ShadowRejected`](crate::Kind::ShadowRejected); see
+    /// [`LimiterBuilder::shadow`](crate::LimiterBuilder::shadow)).
+    pub fn shadow(mut self) -> Self {
+        self.shadow = true;
         self
     }
 

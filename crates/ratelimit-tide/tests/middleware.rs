@@ -196,6 +196,28 @@ fn a_group_limit_holds_across_a_nested_apps_routes() {
 }
 
 #[test]
+fn shadow_mode_serves_with_the_headers() {
+    async_std::task::block_on(async {
+        let (limits, _) = limiter(
+            Limiter::builder()
+                .default_limits("1 per minute")
+                .shadow(true),
+        );
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits.at(&mut app, "/").get(|_| async { Ok("hello") });
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        for _ in 0..3 {
+            let r = send(server.addr, &get("/", "")).await;
+            assert_eq!((r.status, r.body.as_str()), (200, "hello"));
+            assert_eq!(r.header("X-RateLimit-Remaining"), Some("0"));
+            assert_eq!(r.header("Retry-After"), None);
+        }
+        assert_eq!(limits.limiter().shadow_rejections(), 2);
+    });
+}
+
+#[test]
 fn per_method_routes_count_apart_over_http() {
     async_std::task::block_on(async {
         let (limits, _) = limiter(Limiter::builder().route(
