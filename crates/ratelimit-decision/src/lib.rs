@@ -169,7 +169,7 @@ pub use error::{ConfigError, DecisionError};
 pub use field::{Header, HeaderValue, RateLimitHeaders};
 pub use headers::{HeaderNames, HeaderOptions, RetryAfterFormat};
 pub use key::{KeyFunction, UnknownClient, UnknownCredential};
-pub use limiter::Limiter;
+pub use limiter::{CurrentLimit, Limiter};
 pub use network::{DEFAULT_TRUSTED_PROXIES, Network, NetworkError};
 pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
 /// A change of the storage's health, as [`LimiterBuilder::on_storage_transition`] reports it.

@@ -9,7 +9,7 @@ use core::{
 };
 use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
-use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind};
+use ratelimit_core::{Clock, Duration, Limit, RetryAfter, StrategyKind, Timestamp};
 use smallvec::SmallVec;
 
 use ratelimit_storage::{Charge, Key, Op, ScopePath, Storage, StorageError, Verdict};
@@ -67,6 +67,29 @@ impl Plan {
         self.charges.push(Charge::new(key, last, strategy, cost));
         self.scopes.push(scope);
     }
+}
+
+/// Why a request is charged nothing.
+enum Early<'a> {
+    /// Exempt or unlimited.
+    Free(Kind),
+    /// A credential is required in this header.
+    Unauthorized(&'a str),
+    /// The client address is unknown and such requests are refused.
+    UnknownClient,
+}
+
+/// One limit that applies to a request, and where it stands ([`Limiter::current_limits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CurrentLimit {
+    /// Where the limit comes from.
+    pub scope: Scope,
+    /// The limit.
+    pub limit: Limit,
+    /// What is left of it for this client (for a meta limit: breaches left).
+    pub remaining: u64,
+    /// When it resets.
+    pub reset: Timestamp,
 }
 
 /// Where [`Limiter::check`] stands after the stages that need no waiting.
@@ -303,12 +326,39 @@ impl Limiter {
 
     /// Every stage up to the store's verdict, and the rest when the store answers at once.
     fn check_now<'a>(&'a self, req: &'a RequestView<'a>) -> Checked<'a> {
+        let mut plan = Plan::default();
+        let compiled = match self.prepare(req, &mut plan) {
+            Ok(compiled) => compiled,
+            Err(early) => {
+                return Checked::Done(Ok(match early {
+                    Early::Free(kind) => Decision::free(kind),
+                    Early::Unauthorized(header) => Decision::unauthorized(header),
+                    Early::UnknownClient => Decision::unknown_client(),
+                }));
+            }
+        };
+        // An in-process store answers at once, without the boxed future of an async call.
+        match self.inner.storage.apply_now(Op::Hit, &plan.charges) {
+            Some(verdict) => Checked::Done(self.interpret(compiled, &plan, verdict, req)),
+            // The store answers asynchronously (over the network): the plan waits in a future
+            // of its own.
+            None => Checked::Waiting(Box::pin(self.check_later(compiled, plan, req))),
+        }
+    }
+
+    /// Who is asking and what it would cost: the route's policy, the identity, the plan of
+    /// charges (into `plan`); or why nothing is charged.
+    fn prepare<'a>(
+        &'a self,
+        req: &'a RequestView<'a>,
+        plan: &mut Plan,
+    ) -> Result<&'a Compiled, Early<'a>> {
         if self.inner.disabled {
-            return Checked::Done(Ok(Decision::free(Kind::Unlimited)));
+            return Err(Early::Free(Kind::Unlimited));
         }
         let compiled = self.policy(req.method(), req.route());
         if compiled.policy.exempt.all || self.inner.request_filters.iter().any(|f| f(req)) {
-            return Checked::Done(Ok(Decision::free(Kind::Exempt)));
+            return Err(Early::Free(Kind::Exempt));
         }
         let ip = self.inner.proxy.client_ip(req);
         let key = compiled.policy.key.as_ref().unwrap_or(&self.inner.key);
@@ -325,25 +375,74 @@ impl Limiter {
             Identity::Key(identity) => identity,
             Identity::Unlimited => {
                 tracing::debug!(target: "ratelimit", route = req.route(), "empty key: request not limited");
-                return Checked::Done(Ok(Decision::free(Kind::Unlimited)));
+                return Err(Early::Free(Kind::Unlimited));
             }
-            Identity::Unauthorized(header) => {
-                return Checked::Done(Ok(Decision::unauthorized(header)));
-            }
-            Identity::UnknownClient => return Checked::Done(Ok(Decision::unknown_client())),
+            Identity::Unauthorized(header) => return Err(Early::Unauthorized(header)),
+            Identity::UnknownClient => return Err(Early::UnknownClient),
         };
-        let mut plan = Plan::default();
-        self.plan(&mut plan, compiled, req, &identity, ip);
+        self.plan(plan, compiled, req, &identity, ip);
         if plan.scopes.iter().all(|s| *s == Scope::Meta) {
-            return Checked::Done(Ok(Decision::free(Kind::Unlimited)));
+            return Err(Early::Free(Kind::Unlimited));
         }
-        // An in-process store answers at once, without the boxed future of an async call.
-        match self.inner.storage.apply_now(Op::Hit, &plan.charges) {
-            Some(verdict) => Checked::Done(self.interpret(compiled, &plan, verdict, req)),
-            // The store answers asynchronously (over the network): the plan waits in a future
-            // of its own.
-            None => Checked::Waiting(Box::pin(self.check_later(compiled, plan, req))),
+        Ok(compiled)
+    }
+
+    /// Every limit that applies to `req` and where it stands, charging nothing (Flask-Limiter's
+    /// `current_limits`): the application, route (or default), guard and meta limits, in the
+    /// order a decision charges them, on whatever store the limiter uses. Empty when nothing
+    /// would be charged (an exempt route, a request filter, an empty key, the kill switch).
+    ///
+    /// ```
+    /// use ratelimit_decision::{Limiter, RequestView, Scope};
+    ///
+    /// # smol::block_on(async {
+    /// let limiter = Limiter::builder().default_limits("10 per minute; 100 per day").build()?;
+    /// let req = RequestView::new("GET", "/api").peer("10.0.0.1".parse()?);
+    /// limiter.check(&req).await?;
+    /// let now = limiter.current_limits(&req).await?;
+    /// assert_eq!(now.len(), 2);
+    /// assert_eq!((now[0].scope, now[0].remaining), (Scope::Default, 9));
+    /// // Looking charged nothing.
+    /// assert_eq!(limiter.current_limits(&req).await?[0].remaining, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn current_limits(
+        &self,
+        req: &RequestView<'_>,
+    ) -> Result<Vec<CurrentLimit>, DecisionError> {
+        let mut plan = Plan::default();
+        if self.prepare(req, &mut plan).is_err() {
+            return Ok(Vec::new());
         }
+        let storage = &self.inner.storage;
+        let verdict = match storage.apply_now(Op::Test, &plan.charges) {
+            Some(verdict) => verdict,
+            None => storage.apply(Op::Test, &plan.charges).await,
+        }
+        .map_err(DecisionError::Storage)?;
+        if verdict.statuses.len() != plan.charges.len() {
+            return Err(DecisionError::Storage(StorageError::Protocol {
+                backend: "storage",
+                detail: format!(
+                    "{} statuses for a batch of {} charges",
+                    verdict.statuses.len(),
+                    plan.charges.len()
+                ),
+            }));
+        }
+        Ok(plan
+            .charges
+            .iter()
+            .zip(&plan.scopes)
+            .zip(verdict.statuses.iter())
+            .map(|((charge, &scope), status)| CurrentLimit {
+                scope,
+                limit: charge.limit,
+                remaining: status.remaining,
+                reset: status.reset,
+            })
+            .collect())
     }
 
     /// The stages after a store that answers asynchronously.
