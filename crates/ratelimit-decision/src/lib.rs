@@ -111,6 +111,7 @@
 //! | `in_memory_fallback`, `RATELIMIT_IN_MEMORY_FALLBACK` | [`LimiterBuilder::in_memory_fallback`] | an extra cap, never looser than normal operation |
 //! | `in_memory_fallback_enabled`, `RATELIMIT_IN_MEMORY_FALLBACK_ENABLED` | [`LimiterBuilder::fallback_to_memory`] | |
 //! | the app's config | [`LimiterBuilder::from_env`], [`LimiterBuilder::with_config`] | whatever is applied last wins |
+//! | `limiter.current_limits` | [`Limiter::current_limits`] | every scope's limits, meta included |
 //!
 //! # Where this differs from Flask-Limiter, on purpose
 //!
