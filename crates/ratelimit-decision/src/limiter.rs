@@ -285,6 +285,19 @@ impl Limiter {
         &self.inner.clock
     }
 
+    /// Forgets every counter of one client, in every scope and route (Flask-Limiter's `flask
+    /// limiter clear`): the identity `namespace:value` a key function gives it (`"ip"` and the
+    /// address for a client counted by address, as [`Limiter::current_limits`] shows in a key).
+    /// Nothing else is touched.
+    pub async fn clear_client(&self, namespace: &str, value: &str) -> Result<(), DecisionError> {
+        let key = Key::new(namespace, value);
+        self.inner
+            .storage
+            .clear_client(&key)
+            .await
+            .map_err(DecisionError::Storage)
+    }
+
     /// How many requests shadow mode has served that would have been rejected
     /// ([`Kind::ShadowRejected`]), since the limiter was built.
     pub fn shadow_rejections(&self) -> u64 {

@@ -553,6 +553,17 @@ impl Storage for FallbackStorage {
         }
     }
 
+    /// Clears the client in memory, and on the primary when it is up.
+    async fn clear_client(&self, key: &Key) -> Result<(), StorageError> {
+        let s = &self.shared;
+        s.secondary.clear_client_sync(key);
+        if self.is_primary_up() {
+            s.bounded(s.config.primary.clear_client(key)).await
+        } else {
+            Ok(())
+        }
+    }
+
     /// Resets memory, and the primary when it is up.
     async fn reset(&self) -> Result<(), StorageError> {
         let s = &self.shared;

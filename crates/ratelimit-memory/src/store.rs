@@ -483,6 +483,14 @@ impl MemoryStorage {
         }
     }
 
+    /// Forgets every counter of the client `key.identity()`, under every scope and limit.
+    pub fn clear_client_sync(&self, key: &Key) {
+        let identity = self.inner.fingerprinter.identity(key.identity().as_bytes());
+        for table in self.tables() {
+            table.remove_identity(identity);
+        }
+    }
+
     /// Forgets every counter.
     pub fn reset_sync(&self) {
         for table in self.tables() {
@@ -548,6 +556,11 @@ impl Storage for MemoryStorage {
 
     async fn clear(&self, key: &Key) -> Result<(), StorageError> {
         self.clear_sync(key);
+        Ok(())
+    }
+
+    async fn clear_client(&self, key: &Key) -> Result<(), StorageError> {
+        self.clear_client_sync(key);
         Ok(())
     }
 

@@ -12,11 +12,14 @@ use ratelimit_core::{
     Strategy, Timestamp,
 };
 use ratelimit_storage::{LimitStatus, Op};
-use siphasher::sip128::{Hasher128, SipHasher13};
+use siphasher::sip::SipHasher13;
 
-/// A key's 128-bit keyed fingerprint. The map stores it instead of the key: 16 bytes whatever
-/// the key's length, and with random SipHash keys per process a collision (two clients sharing
-/// a counter) is as likely as guessing a 128-bit secret.
+/// A key's 128-bit keyed fingerprint: a 64-bit keyed hash of the whole key and one of its
+/// identity (the part after the last `/`: `ip:203.0.113.7`). The map stores it instead of the
+/// key: 16 bytes whatever the key's length. With random SipHash keys per process, two clients
+/// share a counter only if both halves collide (as likely as guessing a 128-bit secret); two
+/// counters of one client, only if the first does (one in 2^64). The second half lets a
+/// client's counters be found without the keys ([`AnyTable::remove_identity`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fp(u64, u64);
 
@@ -66,10 +69,22 @@ impl Fingerprinter {
 
     #[inline]
     pub(crate) fn fp(&self, key: &[u8]) -> Fp {
+        let identity = match key.iter().rposition(|&b| b == b'/') {
+            Some(at) => &key[at + 1..],
+            None => key,
+        };
+        Fp(self.hash(key), self.identity(identity))
+    }
+
+    /// The second half of the fingerprint of every key of `identity`.
+    pub(crate) fn identity(&self, identity: &[u8]) -> u64 {
+        self.hash(identity) ^ 0x9e37_79b9_7f4a_7c15
+    }
+
+    fn hash(&self, bytes: &[u8]) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.0, self.1);
-        h.write(key);
-        let out = h.finish128();
-        Fp(out.h1, out.h2)
+        h.write(bytes);
+        h.finish()
     }
 }
 
@@ -356,6 +371,8 @@ pub(crate) trait AnyTable: Send + Sync + core::fmt::Debug {
     /// The decision alone, for the synchronous fast path.
     fn check(&self, fp: Fp, now: Timestamp, cost: u64) -> Outcome;
     fn remove(&self, fp: Fp);
+    /// Forgets every key whose identity half is `identity`.
+    fn remove_identity(&self, identity: u64);
     fn clear_all(&self);
     fn sweep(&self, now: Timestamp);
     fn len(&self) -> usize;
@@ -412,6 +429,12 @@ impl<S: Lockable> AnyTable for Table<S> {
 
     fn remove(&self, fp: Fp) {
         self.lock_index(self.shard_index(fp)).map.remove(&fp);
+    }
+
+    fn remove_identity(&self, identity: u64) {
+        // Every key of one identity is in one shard: the shard index comes from that half.
+        let shard = self.shard_index(Fp(0, identity));
+        self.lock_index(shard).map.retain(|fp, _| fp.1 != identity);
     }
 
     fn clear_all(&self) {

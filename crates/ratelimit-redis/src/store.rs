@@ -439,6 +439,14 @@ impl Storage for RedisStorage {
             .await
     }
 
+    /// Deletes every key of the client `key.identity()` (they share its slot).
+    async fn clear_client(&self, key: &Key) -> Result<(), StorageError> {
+        let tagged = keys::tagged(&self.inner.prefix, key);
+        let pattern = format!("{tagged}*");
+        self.bounded(self.delete_matching(pattern, Some(tagged)))
+            .await
+    }
+
     /// Deletes every key under this store's prefix, on every master.
     async fn reset(&self) -> Result<(), StorageError> {
         let pattern = format!("{}:*", self.inner.prefix);

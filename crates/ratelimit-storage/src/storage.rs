@@ -35,6 +35,16 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// of their own: clear each scope that should be forgotten.
     async fn clear(&self, key: &Key) -> Result<(), StorageError>;
 
+    /// Forgets every counter of one client, `key.identity()`, under every scope (every route,
+    /// shared scope, application and meta limit), and nothing else. A store that cannot find
+    /// a client's counters answers [`StorageError::Configuration`] (the default).
+    async fn clear_client(&self, key: &Key) -> Result<(), StorageError> {
+        Err(StorageError::Configuration(format!(
+            "{self:?} cannot clear one client's counters ({})",
+            key.identity()
+        )))
+    }
+
     /// Forgets every counter.
     async fn reset(&self) -> Result<(), StorageError>;
 
