@@ -377,7 +377,7 @@ impl MemoryStorage {
                     && charge.on_reject == 0
                     && let Some(table) = registry.get(&(charge.strategy, charge.limit))
                 {
-                    let fp = self.inner.fingerprinter.fp(charge.key.as_str().as_bytes());
+                    let fp = self.inner.fingerprinter.fp_of(&charge.key, &mut None);
                     let (cost, need) = (charge.cost, charge.need);
                     let status = table.apply_one(op, fp, now, cost, need, charge.charged_at);
                     return Ok(Verdict {
@@ -400,12 +400,13 @@ impl MemoryStorage {
     /// Per charge, into `slots`: its table, its key's fingerprint and its shard; `false` if a
     /// table is missing. Inline for the batches requests make (a few charges).
     fn slots<'r>(&self, registry: &'r Registry, batch: &[Charge], slots: &mut Slots<'r>) -> bool {
+        let mut identity = None;
         for c in batch {
             let Some(table) = registry.get(&(c.strategy, c.limit)) else {
                 return false;
             };
             let table = &**table;
-            let fp = self.inner.fingerprinter.fp(c.key.as_str().as_bytes());
+            let fp = self.inner.fingerprinter.fp_of(&c.key, &mut identity);
             slots.push(Slot {
                 table,
                 fp,

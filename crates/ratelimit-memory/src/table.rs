@@ -11,7 +11,7 @@ use ratelimit_core::{
     Duration, Entry, FixedWindow, Gcra, Limit, MovingWindow, Outcome, RetryAfter, SlidingWindow,
     Strategy, Timestamp,
 };
-use ratelimit_storage::{LimitStatus, Op};
+use ratelimit_storage::{Key, LimitStatus, Op};
 use siphasher::sip::SipHasher13;
 
 /// A key's 128-bit keyed fingerprint: a 64-bit keyed hash of the whole key and one of its
@@ -67,6 +67,7 @@ impl Fingerprinter {
         Self(random.hash_one(0x5eed_u64), random.hash_one(0xfeed_u64))
     }
 
+    /// The fingerprint of a key given as text (its identity after the last `/`).
     #[inline]
     pub(crate) fn fp(&self, key: &[u8]) -> Fp {
         let identity = match key.iter().rposition(|&b| b == b'/') {
@@ -74,6 +75,23 @@ impl Fingerprinter {
             None => key,
         };
         Fp(self.hash(key), self.identity(identity))
+    }
+
+    /// The fingerprint of `key` (the same as [`Fingerprinter::fp`] of its text), reusing the
+    /// identity's hash from the key before when it has the same identity (a request's keys
+    /// do): `last` remembers it.
+    #[inline]
+    pub(crate) fn fp_of<'k>(&self, key: &'k Key, last: &mut Option<(&'k str, u64)>) -> Fp {
+        let identity = key.identity();
+        let hash = match last {
+            Some((seen, hash)) if *seen == identity => *hash,
+            _ => {
+                let hash = self.identity(identity.as_bytes());
+                *last = Some((identity, hash));
+                hash
+            }
+        };
+        Fp(self.hash(key.as_str().as_bytes()), hash)
     }
 
     /// The second half of the fingerprint of every key of `identity`.
@@ -456,5 +474,30 @@ impl<S: Lockable> AnyTable for Table<S> {
         (0..self.shards.len())
             .map(|i| self.lock_index(i).map.len())
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keys_fingerprint_is_the_same_from_its_text_and_its_identity_half_is_shared() {
+        let f = Fingerprinter::new();
+        let ip = Key::new("ip", "203.0.113.7");
+        let keys = [
+            ip.clone(),
+            ip.under(&["LIMITER", "route", "GET /a"]),
+            ip.under(&["LIMITER", "meta"]),
+        ];
+        let mut last = None;
+        for key in &keys {
+            let fp = f.fp_of(key, &mut last);
+            assert_eq!(fp, f.fp(key.as_str().as_bytes()), "{key}");
+            assert_eq!(fp.1, f.identity(b"ip:203.0.113.7"));
+        }
+        assert_ne!(f.fp_of(&keys[1], &mut None), f.fp_of(&keys[2], &mut None));
+        let other = Key::new("ip", "203.0.113.70").under(&["LIMITER", "meta"]);
+        assert_ne!(f.fp_of(&other, &mut last).1, f.identity(b"ip:203.0.113.7"));
     }
 }
