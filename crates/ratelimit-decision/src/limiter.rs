@@ -47,6 +47,22 @@ struct Plan {
 }
 
 impl Plan {
+    /// `verdict`, if it has one status per charge (a store that answers otherwise is an
+    /// error, not a panic).
+    fn answered_by(&self, verdict: Verdict) -> Result<Verdict, StorageError> {
+        if verdict.statuses.len() == self.charges.len() {
+            return Ok(verdict);
+        }
+        Err(StorageError::Protocol {
+            backend: "storage",
+            detail: format!(
+                "{} statuses for a batch of {} charges",
+                verdict.statuses.len(),
+                self.charges.len()
+            ),
+        })
+    }
+
     /// A charge per limit under `key` (moved into the last one: a key is a string).
     fn push(
         &mut self,
@@ -433,17 +449,8 @@ impl Limiter {
             Some(verdict) => verdict,
             None => storage.apply(Op::Test, &plan.charges).await,
         }
+        .and_then(|verdict| plan.answered_by(verdict))
         .map_err(DecisionError::Storage)?;
-        if verdict.statuses.len() != plan.charges.len() {
-            return Err(DecisionError::Storage(StorageError::Protocol {
-                backend: "storage",
-                detail: format!(
-                    "{} statuses for a batch of {} charges",
-                    verdict.statuses.len(),
-                    plan.charges.len()
-                ),
-            }));
-        }
         Ok(plan
             .charges
             .iter()
@@ -612,17 +619,9 @@ impl Limiter {
             tracing::error!(target: "ratelimit", route = req.route(), error = %e, "rate-limit storage failed");
             DecisionError::Storage(e)
         };
-        let verdict = verdict.map_err(failed)?;
-        if verdict.statuses.len() != plan.charges.len() {
-            return Err(failed(StorageError::Protocol {
-                backend: "storage",
-                detail: format!(
-                    "{} statuses for a batch of {} charges",
-                    verdict.statuses.len(),
-                    plan.charges.len()
-                ),
-            }));
-        }
+        let verdict = verdict
+            .and_then(|verdict| plan.answered_by(verdict))
+            .map_err(failed)?;
         let Some(i) = Self::deciding(plan, &verdict) else {
             return Ok(Decision::free(Kind::Unlimited));
         };
