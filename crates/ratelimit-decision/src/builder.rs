@@ -717,6 +717,7 @@ impl LimiterBuilder {
                 defaults_per_method: self.defaults_per_method,
                 shadow: self.shadow,
                 shadow_rejections: AtomicU64::new(0),
+                metrics: Default::default(),
             }),
         })
     }

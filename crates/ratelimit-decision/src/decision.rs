@@ -31,6 +31,21 @@ pub enum Scope {
     Guard,
 }
 
+impl Scope {
+    /// The scope's name in lower case (`default`, `route`, `shared`, `application`, `meta`,
+    /// `guard`), as metrics label it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Route => "route",
+            Self::Shared => "shared",
+            Self::Application => "application",
+            Self::Meta => "meta",
+            Self::Guard => "guard",
+        }
+    }
+}
+
 /// What kind of answer a [`Decision`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -55,6 +70,22 @@ pub enum Kind {
     /// The client address is unknown and the limiter refuses such requests
     /// ([`UnknownClient::Reject`](crate::UnknownClient::Reject)): answer `403 Forbidden`.
     UnknownClient,
+}
+
+impl Kind {
+    /// The kind's name in snake case (`allowed`, `rejected`, `shadow_rejected`, `exempt`,
+    /// `unlimited`, `unauthorized`, `unknown_client`), as metrics label it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Rejected => "rejected",
+            Self::ShadowRejected => "shadow_rejected",
+            Self::Exempt => "exempt",
+            Self::Unlimited => "unlimited",
+            Self::Unauthorized => "unauthorized",
+            Self::UnknownClient => "unknown_client",
+        }
+    }
 }
 
 pub(crate) type StatusPredicate = dyn Fn(u16) -> bool + Send + Sync;

@@ -143,7 +143,14 @@
 //!
 //! # Feature flags
 //!
-//! None. Events go through `tracing` with its `log` bridge, so a `log` logger (Tide's) shows
+//! - `redis` (default): `redis://`, `rediss://`, `redis+unix://`, `redis+cluster://` and
+//!   `redis+sentinel://` storage URIs, through `ratelimit-redis`.
+//! - `tls`: `rediss://` (TLS through rustls).
+//! - `metrics`: decisions by route, scope and outcome, storage errors, time in the store and
+//!   the fallback's transitions, through the [`metrics`](https://docs.rs/metrics) facade to
+//!   whatever recorder the application installs ([`metrics`](mod@metrics) lists the names).
+//!
+//! Events go through `tracing` with its `log` bridge, so a `log` logger (Tide's) shows
 //! breaches and storage errors too.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
@@ -157,6 +164,7 @@ mod field;
 mod headers;
 mod key;
 mod limiter;
+pub mod metrics;
 mod network;
 mod policy;
 mod request;

@@ -22,6 +22,7 @@ use crate::{
     field::RateLimitHeaders,
     headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render_into},
     key::{Addressing, Identity, KeyFunction, Who},
+    metrics,
     policy::{Breach, BreachHook, LimitSet, RequestPredicate, ResponseHook, RoutePolicy},
     request::RequestView,
 };
@@ -213,6 +214,8 @@ pub(crate) struct Inner {
     pub(crate) shadow: bool,
     /// Requests shadow mode served that would have been rejected.
     pub(crate) shadow_rejections: AtomicU64,
+    /// Metric handles (nothing without the `metrics` feature).
+    pub(crate) metrics: metrics::Recorded,
 }
 
 /// The rate limiter: cheap to clone, `Send + Sync`, one [`Limiter::check`] per request.
@@ -347,10 +350,15 @@ impl Limiter {
         // Bound before the await, so that only the boxed future lives across it: an
         // in-process store's decisions stay small and on the stack.
         let later = match self.check_now(req) {
-            Checked::Done(decision) => return decision,
+            Checked::Done(decision) => {
+                self.inner.metrics.decided(req.route(), &decision);
+                return decision;
+            }
             Checked::Waiting(later) => later,
         };
-        later.await
+        let decision = later.await;
+        self.inner.metrics.decided(req.route(), &decision);
+        decision
     }
 
     /// Every stage up to the store's verdict, and the rest when the store answers at once.
@@ -367,8 +375,12 @@ impl Limiter {
             }
         };
         // An in-process store answers at once, without the boxed future of an async call.
+        let started = self.inner.metrics.store_call();
         match self.inner.storage.apply_now(Op::Hit, &plan.charges) {
-            Some(verdict) => Checked::Done(self.interpret(compiled, &plan, verdict, req)),
+            Some(verdict) => {
+                self.inner.metrics.store_answered(started);
+                Checked::Done(self.interpret(compiled, &plan, verdict, req))
+            }
             // The store answers asynchronously (over the network): the plan waits in a future
             // of its own.
             None => Checked::Waiting(Box::pin(self.check_later(compiled, plan, req))),
@@ -472,7 +484,9 @@ impl Limiter {
         plan: Plan,
         req: &RequestView<'_>,
     ) -> Result<Decision, DecisionError> {
+        let started = self.inner.metrics.store_call();
         let verdict = self.inner.storage.apply(Op::Hit, &plan.charges).await;
+        self.inner.metrics.store_answered(started);
         self.interpret(compiled, &plan, verdict, req)
     }
 
@@ -616,6 +630,7 @@ impl Limiter {
         req: &RequestView<'_>,
     ) -> Result<Decision, DecisionError> {
         let failed = |e: StorageError| {
+            metrics::storage_failed(&e);
             tracing::error!(target: "ratelimit", route = req.route(), error = %e, "rate-limit storage failed");
             DecisionError::Storage(e)
         };

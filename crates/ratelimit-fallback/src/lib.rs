@@ -16,6 +16,12 @@
 //! No call waits for the primary longer than the timeout. Unlike Flask-Limiter, whose recovery
 //! timer starts when the limiter is built, the backoff starts at each failure.
 //!
+//! # Metrics
+//!
+//! With the `metrics` feature, outages, recoveries and degraded calls are recorded through the
+//! [`metrics`](https://docs.rs/metrics) facade, to whatever recorder (Prometheus, StatsD, ...)
+//! the application installs: see the [`metrics`](mod@metrics) module for the names.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -40,6 +46,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod backoff;
+pub mod metrics;
 mod mode;
 mod store;
 

@@ -259,6 +259,7 @@ impl Shared {
     }
 
     fn emit(&self, t: &Transition) {
+        crate::metrics::transition(t.primary_up);
         if t.primary_up {
             tracing::info!(
                 target: "ratelimit::fallback",
@@ -407,6 +408,7 @@ impl Shared {
         error: Option<StorageError>,
     ) -> Result<Verdict, StorageError> {
         self.degraded_calls.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::degraded_call();
         match &self.config.mode {
             Mode::FailOpen => {
                 tracing::warn!(target: "ratelimit::fallback", charges = batch.len(), "primary storage down: allowed without counting (fail-open)");
