@@ -2,7 +2,7 @@
 //! `metrics` feature is on; without it nothing is recorded and nothing is compiled in.
 //!
 //! The application installs a recorder (Prometheus, StatsD, OpenTelemetry, ...) before the
-//! first request, and may call [`describe`] once for the help texts.
+//! first request, and may call `describe()` once for the help texts.
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
