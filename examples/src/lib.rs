@@ -8,6 +8,7 @@
 //! | `GET /api/search` | `30 per minute` |
 //! | `GET /api/feed` | `100 per minute` |
 //! | `GET /health` | exempt from everything |
+//! | `GET /metrics` | exempt: the limiter's metrics in the Prometheus text format |
 //! | `GET /api/generate` | per API key tier: `basic-key` 100, `premium-key` 500, else 20 per minute |
 //! | `POST /api/upload` | `100 per minute`, cost 5 above 10 MiB (a body of unknown length is charged 5, then settled once read) |
 //! | `GET /api/process` | `10 per minute`, only 200s count (`?fail=1` answers 400) |
@@ -19,6 +20,8 @@
 //! keys listed in `SEED_API_KEYS`), `ip:<client>` for every other request: a client that makes
 //! up a new key per request is still one client.
 
+mod prometheus;
+
 use std::sync::Arc;
 
 use ratelimit_core::{Clock, StrategyKind};
@@ -26,6 +29,8 @@ use ratelimit_decision::{
     ConfigError, ForwardedHeader, HeaderOptions, KeyFunction, Limiter, RoutePolicy, limit_set,
 };
 use ratelimit_tide::{HttpListener, RateLimit};
+
+pub use prometheus::{CONTENT_TYPE as METRICS_CONTENT_TYPE, metrics_page, prometheus};
 
 /// The seed tour's configuration, normally from the environment.
 #[derive(Clone, Default)]
@@ -183,6 +188,7 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
         .route("/api/search", RoutePolicy::new().limit("30 per minute"))
         .route("/api/feed", RoutePolicy::new().limit("100 per minute"))
         .route("/health", RoutePolicy::new().exempt())
+        .route("/metrics", RoutePolicy::new().exempt())
         .route(
             "/api/generate",
             RoutePolicy::new().dynamic(move |req| match req.header("X-API-Key") {
@@ -249,6 +255,9 @@ fn json(body: &str) -> tide::Response {
 
 /// The seed tour application.
 pub fn seed_app(config: &SeedConfig) -> Result<tide::Server<()>, ConfigError> {
+    // The recorder goes in before the limiter decides anything (its metric handles are taken
+    // from the recorder installed at the first request).
+    prometheus();
     let limits = RateLimit::new(seed_limiter(config)?);
     let mut app = tide::new();
     app.with(limits.clone());
@@ -270,6 +279,9 @@ pub fn seed_app(config: &SeedConfig) -> Result<tide::Server<()>, ConfigError> {
     limits
         .at(&mut app, "/health")
         .get(|_| async { Ok(json("{\"status\": \"healthy\"}")) });
+    limits
+        .at(&mut app, "/metrics")
+        .get(|_| async { Ok(metrics_page()) });
     limits
         .at(&mut app, "/api/generate")
         .get(|_| async { Ok(json("{\"generated\": true}")) });
