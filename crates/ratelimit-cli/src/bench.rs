@@ -179,7 +179,7 @@ pub fn run(
 /// A latency for people.
 fn us(d: core::time::Duration) -> String {
     let micros = d.as_secs_f64() * 1e6;
-    if micros >= 10_000.0 {
+    if micros >= 1_000.0 {
         format!("{:.1} ms", micros / 1e3)
     } else {
         format!("{micros:.1} µs")
