@@ -6,6 +6,9 @@ use ratelimit_core::Duration;
 
 use crate::{error::CliError, simulate::Report, span::show_span};
 
+/// One series' count in a time bin of `(admitted, rejected)`.
+type Count = fn(&(u64, u64)) -> u64;
+
 /// Draws `reports` (timelines over `duration`) into the SVG file `path`.
 pub fn draw(
     path: &str,
@@ -75,36 +78,24 @@ pub fn draw(
             .draw()
             .map_err(|e| fail(&e))?;
         let at = |i: usize| (i as f64 + 0.5) * bin_secs / scale;
-        let admitted = RGBColor(0x1b, 0x9e, 0x3e);
-        let rejected = RGBColor(0xd6, 0x27, 0x28);
-        chart
-            .draw_series(LineSeries::new(
-                report
-                    .timeline
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| (at(i), b.0 as f64)),
-                admitted.stroke_width(2),
-            ))
-            .map_err(|e| fail(&e))?
-            .label("admitted")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], admitted.stroke_width(2))
-            });
-        chart
-            .draw_series(LineSeries::new(
-                report
-                    .timeline
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| (at(i), b.1 as f64)),
-                rejected.stroke_width(2),
-            ))
-            .map_err(|e| fail(&e))?
-            .label("rejected")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], rejected.stroke_width(2))
-            });
+        let series: [(&str, RGBColor, Count); 2] = [
+            ("admitted", RGBColor(0x1b, 0x9e, 0x3e), |b| b.0),
+            ("rejected", RGBColor(0xd6, 0x27, 0x28), |b| b.1),
+        ];
+        for (label, color, count) in series {
+            let points = report
+                .timeline
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (at(i), count(b) as f64));
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| fail(&e))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)
