@@ -37,6 +37,11 @@ pub const KNOWN_SCHEMES: &[&str] = &[
     "redis+unix",
     "redis+cluster",
     "redis+sentinel",
+    "valkey",
+    "valkeys",
+    "valkey+unix",
+    "valkey+cluster",
+    "valkey+sentinel",
 ];
 /// The storage URI schemes the limiter can build a backend for.
 #[cfg(not(feature = "redis"))]

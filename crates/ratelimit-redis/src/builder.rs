@@ -20,14 +20,32 @@ use crate::{
     store::RedisStorage,
 };
 
-/// The URI schemes this crate serves.
+/// The URI schemes this crate serves: Redis's, and the same for Valkey (which speaks the Redis
+/// protocol and runs the same scripts), as `limits` 5 accepts them.
 pub const SCHEMES: &[&str] = &[
     "redis",
     "rediss",
     "redis+unix",
     "redis+cluster",
     "redis+sentinel",
+    "valkey",
+    "valkeys",
+    "valkey+unix",
+    "valkey+cluster",
+    "valkey+sentinel",
 ];
+
+/// The Redis scheme a Valkey scheme stands for (a Redis scheme stands for itself).
+fn as_redis_scheme(scheme: &str) -> &str {
+    match scheme {
+        "valkey" => "redis",
+        "valkeys" => "rediss",
+        "valkey+unix" => "redis+unix",
+        "valkey+cluster" => "redis+cluster",
+        "valkey+sentinel" => "redis+sentinel",
+        other => other,
+    }
+}
 
 /// The query options a URI may carry.
 pub const OPTIONS: &[&str] = &[
@@ -238,9 +256,10 @@ impl RedisStorageBuilder {
             }
         };
         let mut db_text = parsed.option("db").map(str::to_owned);
-        let target = match parsed.scheme.as_str() {
+        let scheme = as_redis_scheme(&parsed.scheme);
+        let target = match scheme {
             "redis" | "rediss" => {
-                let tls = parsed.scheme == "rediss";
+                let tls = scheme == "rediss";
                 if tls && !cfg!(feature = "tls") {
                     return Err(config(
                         "rediss:// needs the `tls` feature of ratelimit-redis",
@@ -298,8 +317,10 @@ impl RedisStorageBuilder {
             }
         }
         if let Some(path) = parsed.option("ssl_ca_certs") {
-            if parsed.scheme != "rediss" {
-                return Err(config("option ssl_ca_certs: only for rediss:// URIs"));
+            if scheme != "rediss" {
+                return Err(config(
+                    "option ssl_ca_certs: only for rediss:// (or valkeys://) URIs",
+                ));
             }
             let pem = std::fs::read(path)
                 .map_err(|e| config(format!("option ssl_ca_certs: cannot read {path:?}: {e}")))?;
@@ -493,5 +514,49 @@ impl RedisStorageBuilder {
             self.response_timeout,
             ttl_grace,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valkey_uris_configure_what_their_redis_twins_do() {
+        for (valkey, redis) in [
+            (
+                "valkey://user:pw@cache.internal:6390/2?prefix=app&socket_timeout=0.2",
+                "redis://user:pw@cache.internal:6390/2?prefix=app&socket_timeout=0.2",
+            ),
+            (
+                "valkey+unix:///run/valkey.sock?db=1",
+                "redis+unix:///run/valkey.sock?db=1",
+            ),
+            (
+                "valkey+cluster://a:7000,b:7001?connect_timeout=1",
+                "redis+cluster://a:7000,b:7001?connect_timeout=1",
+            ),
+            (
+                "valkey+sentinel://s1:26379,s2:26379/primary?time=client",
+                "redis+sentinel://s1:26379,s2:26379/primary?time=client",
+            ),
+        ] {
+            let (v, r) = (
+                RedisStorageBuilder::from_uri(valkey).unwrap(),
+                RedisStorageBuilder::from_uri(redis).unwrap(),
+            );
+            assert_eq!(format!("{v:?}"), format!("{r:?}"), "{valkey}");
+            assert_eq!(v.password, r.password);
+        }
+        if cfg!(feature = "tls") {
+            let v = RedisStorageBuilder::from_uri("valkeys://cache:6380").unwrap();
+            let r = RedisStorageBuilder::from_uri("rediss://cache:6380").unwrap();
+            assert_eq!(format!("{v:?}"), format!("{r:?}"));
+        } else {
+            let e = RedisStorageBuilder::from_uri("valkeys://cache:6380").unwrap_err();
+            assert!(e.to_string().contains("tls"), "{e}");
+        }
+        let e = RedisStorageBuilder::from_uri("valkey+memcached://x").unwrap_err();
+        assert!(e.to_string().contains("valkey+cluster"), "{e}");
     }
 }

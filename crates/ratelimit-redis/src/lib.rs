@@ -21,7 +21,10 @@
 //!   read each other's values.
 //! - **Deployments**: one node (`redis://`, `rediss://` with the `tls` feature,
 //!   `redis+unix://`), a cluster (`redis+cluster://`) or a master behind sentinels
-//!   (`redis+sentinel://`), on multiplexed connections that reconnect by themselves; the
+//!   (`redis+sentinel://`), on multiplexed connections that reconnect by themselves; Valkey
+//!   under the same schemes spelled `valkey` (`valkey://`, `valkeys://`, `valkey+unix://`,
+//!   `valkey+cluster://`, `valkey+sentinel://`), which configure exactly what their Redis
+//!   twins do; the
 //!   function is loaded on every master the first time and again whenever a server lacks it
 //!   (a restart, a failover, a new node, `FUNCTION FLUSH`), the script again after `NOSCRIPT`.
 //!   The function's name carries a digest of its source: two versions of this crate that
