@@ -37,6 +37,17 @@ impl FixedWindow {
         }
     }
 
+    /// The state from its parts, as [`FixedWindow::parts`] gave them (for a store that keeps
+    /// states outside the process). Any parts are a valid state.
+    pub const fn from_parts(start: Timestamp, count: u64) -> Self {
+        Self { start, count }
+    }
+
+    /// When the open window started, and what it has counted (0: no window open).
+    pub const fn parts(&self) -> (Timestamp, u64) {
+        (self.start, self.count)
+    }
+
     /// The end of the open window (exclusive).
     fn end(&self, limit: &Limit) -> Timestamp {
         self.start.saturating_add(limit.window())

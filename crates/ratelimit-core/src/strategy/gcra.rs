@@ -34,6 +34,17 @@ impl Gcra {
         }
     }
 
+    /// The state from its theoretical arrival time, as [`Gcra::tat`] gave it (for a store that
+    /// keeps states outside the process). Any instant is a valid state.
+    pub const fn from_tat(tat: Timestamp) -> Self {
+        Self { tat }
+    }
+
+    /// The theoretical arrival time: when the bucket is empty again.
+    pub const fn tat(&self) -> Timestamp {
+        self.tat
+    }
+
     /// `max(tat, now) + cost * T` if the hit is allowed, in nanoseconds.
     #[inline]
     fn admit(&self, limit: &Limit, now: Timestamp, cost: u64) -> Option<u64> {

@@ -162,6 +162,12 @@ impl<L: EntryLog> MovingWindow<L> {
         Self { log, total }
     }
 
+    /// The log, oldest entry first (for a store that keeps states outside the process: the
+    /// state comes back with [`MovingWindow::with_log`]).
+    pub fn log(&self) -> &L {
+        &self.log
+    }
+
     /// Whether this log can serve `limit`: one entry per unit of its amount.
     pub fn check(&self, limit: &Limit) -> Result<(), CapacityError> {
         let capacity = self.log.capacity();

@@ -79,6 +79,18 @@ impl SlidingWindow {
         }
     }
 
+    /// The state from its parts, as [`SlidingWindow::parts`] gave them (for a store that keeps
+    /// states outside the process). Any parts are a valid state.
+    pub const fn from_parts(bucket: u64, prev: u64, cur: u64) -> Self {
+        Self { bucket, prev, cur }
+    }
+
+    /// The current bucket's index (its start over the window length), the previous bucket's
+    /// count and the current one's.
+    pub const fn parts(&self) -> (u64, u64, u64) {
+        (self.bucket, self.prev, self.cur)
+    }
+
     fn view(&self, limit: &Limit, now: Timestamp) -> View {
         let window = limit.window().as_nanos().max(1);
         let mut at = u128::from(now.as_nanos());

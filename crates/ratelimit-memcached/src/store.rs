@@ -1,0 +1,615 @@
+//! The store: each counter one memcached item, updated with compare-and-swap.
+
+use core::{fmt, time::Duration};
+use std::{collections::HashMap, sync::Arc};
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use ratelimit_core::{Clock, Limit, RetryAfter, StrategyKind, Timestamp};
+use ratelimit_storage::{Charge, Key, LimitStatus, Op, Statuses, Storage, StorageError, Verdict};
+
+use crate::{
+    builder::MemcachedStorageBuilder,
+    connection::{BACKEND, Server},
+    keys,
+    protocol::{self, Reply, Value},
+    state::State,
+};
+
+/// The most conflicting writes a batch retries before it gives up. Every conflict is another
+/// request's write that succeeded, and a full counter is not written to, so a batch meets at
+/// most about a limit's amount of them.
+const MAX_CONFLICTS: usize = 10_000;
+/// The largest moving-window limit an item can hold (16 bytes per entry; memcached items are
+/// at most 1 MiB by default).
+pub const MAX_MOVING_WINDOW: u64 = 60_000;
+/// memcached reads an expiry above 30 days as a Unix time.
+const RELATIVE_EXPIRY_MAX: u64 = 30 * 24 * 3600;
+
+pub(crate) struct Inner {
+    pub(crate) servers: Vec<Server>,
+    /// The servers' names, for hashing.
+    pub(crate) names: Vec<String>,
+    pub(crate) prefix: String,
+    pub(crate) ttl_grace: Duration,
+    pub(crate) clock: Arc<dyn Clock + Send + Sync>,
+    pub(crate) deadline: Duration,
+}
+
+/// `memcached://` storage: every counter is one item holding the strategy's state, updated by
+/// compare-and-swap (`gets`, then `cas` or `add`) and retried on conflict.
+///
+/// - **Time** is the client's: memcached has no clock the strategies can use. Every item
+///   expires once its state is idle, plus a grace for clock differences
+///   ([`MemcachedStorageBuilder::ttl_grace`]).
+/// - **Batches** are not isolated: each charge is reserved on its own item, and when one does
+///   not fit, the reserved ones are refunded. The batch never over-admits, but another request
+///   can see a reservation that is later refunded (and be rejected by it), as on a Redis
+///   cluster across slots.
+/// - **Several servers**: items are spread by rendezvous hashing over the servers' names; the
+///   reads and writes of a batch go to each server in one round trip, in parallel.
+/// - **Forgetting** (`reset`, `clear_client`, `clear`) bumps a generation that every counter's
+///   name carries: memcached cannot list keys, so old counters are left to expire.
+/// - **Moving windows** up to [`MAX_MOVING_WINDOW`] (one item holds the whole log).
+///
+/// ```no_run
+/// use ratelimit_memcached::MemcachedStorage;
+///
+/// let store = MemcachedStorage::from_uri("memcached://127.0.0.1:11211?timeout=0.2")?;
+/// # Ok::<(), ratelimit_storage::StorageError>(())
+/// ```
+#[derive(Clone)]
+pub struct MemcachedStorage {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for MemcachedStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemcachedStorage")
+            .field("servers", &self.inner.names)
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a batch knows of an item's version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token {
+    /// Not in memcached when read: created with `add`.
+    Absent,
+    /// Read with this CAS token.
+    Cas(u64),
+    /// Written by this batch since it was read: read again before the next write.
+    Stale,
+}
+
+/// One counter a batch touches, and the charges on it.
+struct Item {
+    name: String,
+    server: usize,
+    strategy: StrategyKind,
+    limit: Limit,
+    charges: Vec<usize>,
+    state: State,
+    token: Token,
+}
+
+fn protocol_error(detail: impl fmt::Display) -> StorageError {
+    StorageError::Protocol {
+        backend: BACKEND,
+        detail: detail.to_string(),
+    }
+}
+
+impl MemcachedStorage {
+    /// Configure a store from a URI (see [`MemcachedStorageBuilder::from_uri`]).
+    pub fn builder_from_uri(uri: &str) -> Result<MemcachedStorageBuilder, StorageError> {
+        MemcachedStorageBuilder::from_uri(uri)
+    }
+
+    /// A store from a URI, with the defaults.
+    pub fn from_uri(uri: &str) -> Result<Self, StorageError> {
+        MemcachedStorageBuilder::from_uri(uri)?.build()
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The longest one call to a server may take (connect plus response timeout).
+    pub fn deadline(&self) -> Duration {
+        self.inner.deadline
+    }
+
+    fn server_of(&self, name: &str) -> usize {
+        keys::server_for(name, &self.inner.names)
+    }
+
+    /// The values of `names` (those that exist), from every server involved in parallel.
+    async fn read(&self, names: &[&str]) -> Result<HashMap<String, Value>, StorageError> {
+        let mut by_server: Vec<Vec<&str>> = vec![Vec::new(); self.inner.servers.len()];
+        for &n in names {
+            let s = self.server_of(n);
+            if !by_server[s].contains(&n) {
+                by_server[s].push(n);
+            }
+        }
+        let calls = by_server
+            .iter()
+            .enumerate()
+            .filter(|(_, ns)| !ns.is_empty())
+            .map(|(s, ns)| async move {
+                let mut request = Vec::new();
+                protocol::gets(ns, &mut request);
+                self.inner.servers[s].call(&request, 1).await
+            });
+        let mut out = HashMap::new();
+        for replies in join_all(calls).await {
+            match replies?.pop() {
+                Some(Reply::Values(values)) => {
+                    out.extend(values.into_iter().map(|v| (v.key.clone(), v)));
+                }
+                other => return Err(protocol_error(format!("gets answered {other:?}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The batch's items, named after the current generations, read.
+    async fn items(&self, batch: &[Charge]) -> Result<Vec<Item>, StorageError> {
+        let prefix = &self.inner.prefix;
+        let store_gen = keys::store_generation(prefix);
+        let mut gen_names = vec![store_gen.clone()];
+        for c in batch {
+            gen_names.push(keys::client_generation(prefix, &c.key));
+            gen_names.push(keys::key_generation(prefix, &c.key));
+        }
+        let refs: Vec<&str> = gen_names.iter().map(String::as_str).collect();
+        let gens = self.read(&refs).await?;
+        let generation = |name: &str| -> Result<u64, StorageError> {
+            match gens.get(name) {
+                None => Ok(0),
+                Some(v) => core::str::from_utf8(&v.data)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                    .ok_or_else(|| protocol_error(format!("generation {name} is not a number"))),
+            }
+        };
+        let store = generation(&store_gen)?;
+        let mut items: Vec<Item> = Vec::new();
+        for (i, c) in batch.iter().enumerate() {
+            let generations = [
+                store,
+                generation(&keys::client_generation(prefix, &c.key))?,
+                generation(&keys::key_generation(prefix, &c.key))?,
+            ];
+            let name = keys::counter(prefix, generations, &c.key, &c.limit, c.strategy);
+            match items.iter_mut().find(|it| it.name == name) {
+                Some(it) => it.charges.push(i),
+                None => items.push(Item {
+                    server: self.server_of(&name),
+                    name,
+                    strategy: c.strategy,
+                    limit: c.limit,
+                    charges: vec![i],
+                    state: State::fresh(c.strategy),
+                    token: Token::Absent,
+                }),
+            }
+        }
+        // A fixed order, so that concurrent batches reserve shared items in the same order.
+        items.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut all: Vec<&mut Item> = items.iter_mut().collect();
+        self.load(&mut all).await?;
+        Ok(items)
+    }
+
+    /// Reads `items` again.
+    async fn load(&self, items: &mut [&mut Item]) -> Result<(), StorageError> {
+        let names: Vec<&str> = items.iter().map(|it| it.name.as_str()).collect();
+        let mut values = self.read(&names).await?;
+        for it in items.iter_mut() {
+            match values.remove(&it.name) {
+                Some(v) => {
+                    it.state = State::decode(it.strategy, &v.data)
+                        .map_err(|e| protocol_error(format!("item {}: {e}", it.name)))?;
+                    it.token = Token::Cas(v.cas);
+                }
+                None => {
+                    it.state = State::fresh(it.strategy);
+                    it.token = Token::Absent;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The expiry of an item holding `state`: once it is idle, plus the grace.
+    fn expiry(&self, state: &State, limit: &Limit, now: Timestamp) -> u32 {
+        let idle = state.idle_at(limit).saturating_duration_since(now);
+        let secs =
+            (idle.as_nanos().div_ceil(1_000_000_000) + self.inner.ttl_grace.as_secs()).max(1);
+        if secs <= RELATIVE_EXPIRY_MAX {
+            return secs as u32;
+        }
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        u32::try_from(unix.saturating_add(secs)).unwrap_or(u32::MAX)
+    }
+
+    /// Writes each `(item, new state)` if the item is as it was read; returns, per write,
+    /// whether it was stored. Writes to one server go in one round trip.
+    async fn write(
+        &self,
+        writes: &[(&Item, &State)],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StorageError> {
+        let mut by_server: Vec<Vec<usize>> = vec![Vec::new(); self.inner.servers.len()];
+        for (w, (item, _)) in writes.iter().enumerate() {
+            by_server[item.server].push(w);
+        }
+        let calls = by_server
+            .iter()
+            .enumerate()
+            .filter(|(_, ws)| !ws.is_empty())
+            .map(|(s, ws)| async move {
+                let mut request = Vec::new();
+                for &w in ws {
+                    let (item, state) = writes[w];
+                    let data = state.encode();
+                    let exptime = self.expiry(state, &item.limit, now);
+                    match item.token {
+                        Token::Absent => protocol::add(&item.name, exptime, &data, &mut request),
+                        Token::Cas(t) => protocol::cas(&item.name, exptime, &data, t, &mut request),
+                        Token::Stale => unreachable!("a stale item is read before it is written"),
+                    }
+                }
+                let replies = self.inner.servers[s].call(&request, ws.len()).await?;
+                Ok::<_, StorageError>(ws.iter().copied().zip(replies).collect::<Vec<_>>())
+            });
+        let mut stored = vec![false; writes.len()];
+        for result in join_all(calls).await {
+            for (w, reply) in result? {
+                stored[w] = match reply {
+                    Reply::Stored => true,
+                    Reply::NotStored | Reply::Exists | Reply::NotFound => false,
+                    other => return Err(protocol_error(format!("a write answered {other:?}"))),
+                };
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Changes `item` by `change` until the change is stored (reading it again after each
+    /// conflict). `change` returns `false` when there is nothing to write.
+    async fn update(
+        &self,
+        item: &mut Item,
+        now: Timestamp,
+        mut change: impl FnMut(&mut State) -> bool,
+    ) -> Result<(), StorageError> {
+        for _ in 0..MAX_CONFLICTS {
+            if item.token == Token::Stale {
+                self.load(&mut [&mut *item]).await?;
+            }
+            let mut next = item.state.clone();
+            if !change(&mut next) {
+                return Ok(());
+            }
+            let stored = self.write(&[(&*item, &next)], now).await?;
+            if stored[0] {
+                item.state = next;
+                item.token = Token::Stale;
+                return Ok(());
+            }
+            item.token = Token::Stale;
+        }
+        Err(contention())
+    }
+
+    /// Whether each charge of `item` fits its state: alone, and with the item's other charges.
+    fn fits(item: &Item, batch: &[Charge], now: Timestamp, allowed: &mut [bool]) {
+        let together = item
+            .charges
+            .iter()
+            .map(|&i| batch[i].cost)
+            .fold(0, u64::saturating_add);
+        for &i in &item.charges {
+            let c = &batch[i];
+            allowed[i] = item.state.fits(&item.limit, now, c.room())
+                && (together <= c.room() || item.state.fits(&item.limit, now, together));
+        }
+    }
+
+    async fn apply_batch(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
+        let now = self.inner.clock.now();
+        if let Some(c) = batch.iter().find(|c| {
+            c.strategy == StrategyKind::MovingWindow && c.limit.amount() > MAX_MOVING_WINDOW
+        }) {
+            return Err(StorageError::Configuration(format!(
+                "memcached: a moving window of {} holds up to {} entries in one item; at most {MAX_MOVING_WINDOW}",
+                c.limit,
+                c.limit.amount()
+            )));
+        }
+        let mut items = self.items(batch).await?;
+        let mut allowed = vec![true; batch.len()];
+        let all = match op {
+            Op::Test => {
+                for item in &items {
+                    Self::fits(item, batch, now, &mut allowed);
+                }
+                allowed.iter().all(|a| *a)
+            }
+            Op::Refund => {
+                for item in &mut items {
+                    let charges: Vec<&Charge> = item.charges.iter().map(|&i| &batch[i]).collect();
+                    let limit = item.limit;
+                    self.update(item, now, |s| {
+                        for c in &charges {
+                            s.refund(&limit, now, c.cost, c.charged_at);
+                        }
+                        true
+                    })
+                    .await?;
+                }
+                true
+            }
+            Op::Hit => self.hit(&mut items, batch, now, &mut allowed).await?,
+        };
+        let mut statuses: Vec<Option<LimitStatus>> = vec![None; batch.len()];
+        for item in &items {
+            for &i in &item.charges {
+                let stats = item.state.stats(&item.limit, now);
+                statuses[i] = Some(LimitStatus {
+                    allowed: allowed[i],
+                    remaining: stats.remaining,
+                    reset: stats.reset,
+                    retry_after: if allowed[i] {
+                        RetryAfter::NOW
+                    } else {
+                        item.state.retry_after(&item.limit, now, batch[i].room())
+                    },
+                });
+            }
+        }
+        Ok(Verdict {
+            allowed: all,
+            statuses: statuses
+                .into_iter()
+                .map(|s| s.ok_or_else(|| protocol_error("a charge without an item")))
+                .collect::<Result<Statuses, _>>()?,
+            at: now,
+        })
+    }
+
+    /// A hit: every item with a cost is written at once when all charges fit; items that
+    /// changed meanwhile are read again and retried; when a charge no longer fits, what was
+    /// reserved is refunded and the rejection's own charges are made.
+    async fn hit(
+        &self,
+        items: &mut [Item],
+        batch: &[Charge],
+        now: Timestamp,
+        allowed: &mut [bool],
+    ) -> Result<bool, StorageError> {
+        let costs = |item: &Item| item.charges.iter().any(|&i| batch[i].cost > 0);
+        let mut pending: Vec<usize> = (0..items.len()).filter(|&i| costs(&items[i])).collect();
+        let mut reserved: Vec<usize> = Vec::new();
+        // Checked: every item first, then those read again after a conflict (a reserved item
+        // holds this batch's own charge and is not checked again).
+        let mut check: Vec<usize> = (0..items.len()).collect();
+        let mut conflicts = 0;
+        let fits = loop {
+            for &c in &check {
+                Self::fits(&items[c], batch, now, allowed);
+            }
+            let fits = allowed.iter().all(|a| *a);
+            if !fits || pending.is_empty() {
+                break fits;
+            }
+            let next: Vec<State> = pending
+                .iter()
+                .map(|&p| {
+                    let item = &items[p];
+                    let mut s = item.state.clone();
+                    for &i in &item.charges {
+                        let _charged = s.hit(&item.limit, now, batch[i].cost);
+                        debug_assert!(_charged || batch[i].cost == 0, "a tested charge fits");
+                    }
+                    s
+                })
+                .collect();
+            let writes: Vec<(&Item, &State)> =
+                pending.iter().map(|&p| &items[p]).zip(&next).collect();
+            let stored = match self.write(&writes, now).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.refund_reserved(items, &reserved, batch, now).await;
+                    return Err(e);
+                }
+            };
+            let mut conflicted = Vec::new();
+            for ((p, state), ok) in pending.iter().copied().zip(next).zip(stored) {
+                if ok {
+                    items[p].state = state;
+                    items[p].token = Token::Stale;
+                    reserved.push(p);
+                } else {
+                    conflicted.push(p);
+                }
+            }
+            conflicts += conflicted.len();
+            if conflicts > MAX_CONFLICTS {
+                self.refund_reserved(items, &reserved, batch, now).await;
+                return Err(contention());
+            }
+            // The items that changed under us are read again; the reserved ones keep the state
+            // this batch wrote (what it may refund is its own).
+            let mut again: Vec<&mut Item> = items
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| conflicted.contains(i))
+                .map(|(_, it)| it)
+                .collect();
+            if let Err(e) = self.load(&mut again).await {
+                self.refund_reserved(items, &reserved, batch, now).await;
+                return Err(e);
+            }
+            check.clone_from(&conflicted);
+            pending = conflicted;
+        };
+        if fits {
+            return Ok(true);
+        }
+        // Rejected: give back what was reserved, then charge what a rejection charges, each
+        // where it has room.
+        for &r in &reserved {
+            let item = &mut items[r];
+            let charges: Vec<u64> = item.charges.iter().map(|&i| batch[i].cost).collect();
+            let limit = item.limit;
+            self.update(item, now, |s| {
+                for &cost in &charges {
+                    s.refund(&limit, now, cost, Some(now));
+                }
+                true
+            })
+            .await?;
+        }
+        for item in items.iter_mut() {
+            let on_reject: Vec<u64> = item
+                .charges
+                .iter()
+                .map(|&i| batch[i].on_reject)
+                .filter(|&n| n > 0)
+                .collect();
+            if on_reject.is_empty() {
+                continue;
+            }
+            let limit = item.limit;
+            self.update(item, now, |s| {
+                let mut changed = false;
+                for &n in &on_reject {
+                    changed |= s.fits(&limit, now, n) && s.hit(&limit, now, n);
+                }
+                changed
+            })
+            .await?;
+        }
+        Ok(false)
+    }
+
+    /// Best effort after a failure: gives back what the batch reserved (logged when it
+    /// cannot: the reservation holds until its window passes).
+    async fn refund_reserved(
+        &self,
+        items: &mut [Item],
+        reserved: &[usize],
+        batch: &[Charge],
+        now: Timestamp,
+    ) {
+        for &r in reserved {
+            let item = &mut items[r];
+            let charges: Vec<u64> = item.charges.iter().map(|&i| batch[i].cost).collect();
+            let limit = item.limit;
+            if let Err(e) = self
+                .update(item, now, |s| {
+                    for &cost in &charges {
+                        s.refund(&limit, now, cost, Some(now));
+                    }
+                    true
+                })
+                .await
+            {
+                tracing::warn!(target: "ratelimit::memcached", item = %item.name, error = %e,
+                    "a reservation could not be refunded: it holds quota until its window passes");
+            }
+        }
+    }
+
+    /// Bumps the generation `name` (creating it at 1).
+    async fn bump(&self, name: &str) -> Result<(), StorageError> {
+        let server = &self.inner.servers[self.server_of(name)];
+        for _ in 0..16 {
+            let mut request = Vec::new();
+            protocol::incr(name, 1, &mut request);
+            match server.call(&request, 1).await?.pop() {
+                Some(Reply::Number(_)) => return Ok(()),
+                Some(Reply::NotFound) => {
+                    let mut request = Vec::new();
+                    protocol::add(name, 0, b"1", &mut request);
+                    match server.call(&request, 1).await?.pop() {
+                        Some(Reply::Stored) => return Ok(()),
+                        // Created meanwhile: increment it.
+                        Some(Reply::NotStored) => {}
+                        other => return Err(protocol_error(format!("add answered {other:?}"))),
+                    }
+                }
+                other => return Err(protocol_error(format!("incr answered {other:?}"))),
+            }
+        }
+        Err(contention())
+    }
+}
+
+fn contention() -> StorageError {
+    StorageError::Protocol {
+        backend: BACKEND,
+        detail: "gave up after too many conflicting writes".into(),
+    }
+}
+
+#[async_trait]
+impl Storage for MemcachedStorage {
+    async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
+        if batch.is_empty() {
+            return Ok(Verdict {
+                allowed: true,
+                statuses: Statuses::new(),
+                at: self.inner.clock.now(),
+            });
+        }
+        self.apply_batch(op, batch).await
+    }
+
+    /// Forgets every counter of `key`: its generation moves on.
+    async fn clear(&self, key: &Key) -> Result<(), StorageError> {
+        self.bump(&keys::key_generation(&self.inner.prefix, key))
+            .await
+    }
+
+    /// Forgets every counter of the client `key.identity()`: its generation moves on.
+    async fn clear_client(&self, key: &Key) -> Result<(), StorageError> {
+        self.bump(&keys::client_generation(&self.inner.prefix, key))
+            .await
+    }
+
+    /// Forgets every counter under this store's prefix: its generation moves on.
+    async fn reset(&self) -> Result<(), StorageError> {
+        self.bump(&keys::store_generation(&self.inner.prefix)).await
+    }
+
+    /// `version` on every server.
+    async fn health(&self) -> Result<(), StorageError> {
+        let calls = self.inner.servers.iter().map(|s| async move {
+            let mut request = Vec::new();
+            protocol::version(&mut request);
+            match s.call(&request, 1).await?.pop() {
+                Some(Reply::Version(_)) => Ok(()),
+                other => Err(protocol_error(format!("version answered {other:?}"))),
+            }
+        });
+        for r in join_all(calls).await {
+            if let Err(e) = r {
+                for s in &self.inner.servers {
+                    s.drop_idle();
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}

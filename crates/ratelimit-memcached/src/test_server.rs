@@ -1,0 +1,168 @@
+//! Real `memcached` processes for tests, on free loopback ports, killed when their handle
+//! drops. The binary is `memcached` from `PATH` (override with `MEMCACHED`); on Debian:
+//! `apt-get install -y memcached`.
+//!
+//! These helpers are for tests: they panic, saying what failed, when a server does not come up.
+
+use core::time::Duration;
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    thread,
+    time::Instant,
+};
+
+fn binary() -> String {
+    std::env::var("MEMCACHED").unwrap_or_else(|_| "memcached".to_owned())
+}
+
+/// A loopback port nobody listens on.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// One `memcached` process.
+#[derive(Debug)]
+pub struct MemcachedServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl MemcachedServer {
+    /// A fresh server on a free port, answering `version`.
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(binary());
+        cmd.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "64",
+        ]);
+        // memcached refuses to run as root without a user to switch to.
+        if running_as_root() {
+            cmd.args(["-u", "root"]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {} (apt-get install memcached): {e}", binary()));
+        self.child = Some(child);
+        let start = Instant::now();
+        while self.version().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "memcached on port {} did not answer within 10 s",
+                self.port
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's `version` answer, or `None` when it does not answer.
+    fn version(&self) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        stream.write_all(b"version\r\n").ok()?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).ok()?;
+        line.starts_with("VERSION").then_some(line)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `memcached://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("memcached://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:<port>`, for a URI naming several servers.
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: the server dies at once, and its items with it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) {
+        self.kill();
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the old server's port stays taken"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.spawn();
+    }
+
+    /// SIGSTOP: the server hangs.
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "STOP");
+        }
+    }
+
+    /// SIGCONT: a paused server resumes.
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "CONT");
+        }
+    }
+}
+
+/// Whether this process runs as root (memcached then needs `-u root`).
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl Drop for MemcachedServer {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
