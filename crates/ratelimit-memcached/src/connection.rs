@@ -156,7 +156,10 @@ impl Server {
             }
             Ok(out)
         })
-        .await?;
+        .await
+        // The server may have gone (killed, restarted): the other idle connections are
+        // likely dead too, and the next call opens a fresh one.
+        .inspect_err(|_| self.drop_idle())?;
         let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(conn);
