@@ -93,7 +93,12 @@ fn a_batch_rejected_on_one_server_leaves_the_other_as_it_was() {
                     .collect();
                 let admitted: usize = futures::future::join_all(tasks).await.into_iter().sum();
                 assert_eq!(admitted, 10, "{kind}");
-                let left = store.test(&[roomy.clone()]).await.unwrap().statuses[0].remaining;
+                let left = store
+                    .test(core::slice::from_ref(&roomy))
+                    .await
+                    .unwrap()
+                    .statuses[0]
+                    .remaining;
                 assert_eq!(
                     left, 990,
                     "{kind}: the roomy item holds the admitted batches, no more"
@@ -218,8 +223,8 @@ fn any_client_text_makes_a_valid_item_name() {
     smol::block_on(async {
         for kind in StrategyKind::ALL {
             let c = charge(&nasty, "2 per minute", kind);
-            assert!(store.hit(&[c.clone()]).await.unwrap().allowed);
-            assert!(store.hit(&[c.clone()]).await.unwrap().allowed);
+            assert!(store.hit(core::slice::from_ref(&c)).await.unwrap().allowed);
+            assert!(store.hit(core::slice::from_ref(&c)).await.unwrap().allowed);
             assert!(
                 !store.hit(&[c]).await.unwrap().allowed,
                 "{kind}: counted on one item"
