@@ -16,6 +16,8 @@ fi
 missing=()
 command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The memcached tests start their own `memcached` processes too.
+command -v memcached >/dev/null 2>&1 || missing+=(memcached)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   sudo=""

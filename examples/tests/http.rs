@@ -29,11 +29,44 @@ async fn server(trusted_hops: usize) -> String {
     .await
 }
 
-/// A server for `config`, on a manual clock.
+thread_local! {
+    /// The store the servers of this test thread use: memory (`None`), or this URI (each
+    /// server under a prefix of its own).
+    static STORE: core::cell::RefCell<Option<String>> = const { core::cell::RefCell::new(None) };
+}
+
+/// One memcached for the whole test process, started on first use.
+fn memcached() -> &'static str {
+    static SERVER: std::sync::OnceLock<(
+        ratelimit_memcached::test_server::MemcachedServer,
+        String,
+    )> = std::sync::OnceLock::new();
+    &SERVER
+        .get_or_init(|| {
+            let server = ratelimit_memcached::test_server::MemcachedServer::start();
+            let url = server.url();
+            (server, url)
+        })
+        .1
+}
+
+/// Runs `test` with every server it starts on memcached instead of memory.
+fn on_memcached(test: fn()) {
+    STORE.with(|s| *s.borrow_mut() = Some(memcached().to_owned()));
+    test();
+}
+
+/// A server for `config`, on a manual clock, on this thread's store.
 async fn server_with(config: SeedConfig) -> String {
+    static SERVERS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
     let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
+    let store = STORE.with(|s| s.borrow().clone());
+    let n = SERVERS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     let config = SeedConfig {
         clock: Some(clock),
+        redis_url: config
+            .redis_url
+            .or_else(|| store.map(|url| format!("{url}?prefix=http{n}"))),
         ..config
     };
     serve_on_free_port(seed_app(&config).unwrap())
@@ -550,4 +583,31 @@ fn seed_tour_survives_redis_dying_with_a_fallback() {
         }
         println!("back on Redis {:?} after the restart", start.elapsed());
     });
+}
+
+/// The tests above that run on memory, again with the seed tour on memcached
+/// (`RATELIMIT_STORAGE_URI=memcached://...`).
+mod on_memcached {
+    macro_rules! again {
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $name() {
+                    super::on_memcached(super::$name);
+                }
+            )*
+        };
+    }
+
+    again!(
+        every_route_answers_with_its_limit,
+        headers_on_200_and_429,
+        flask_limiter_variables_reach_the_seed_tour,
+        made_up_api_keys_are_one_client,
+        meta_limits_span_routes_and_health_is_exempt,
+        forwarded_for_only_through_trusted_hops,
+        uploads_and_conditional_deduction,
+        chunked_uploads_pay_for_their_size_and_huge_ones_are_refused,
+        sixty_four_concurrent_clients_get_exactly_five_logins,
+    );
 }

@@ -28,24 +28,33 @@ use crate::{
     response::BreachResponse,
 };
 
-/// The storage URI schemes the limiter can build a backend for.
-#[cfg(feature = "redis")]
+/// The storage URI schemes the limiter can build a backend for (with the `redis` and
+/// `memcached` features, theirs).
 pub const KNOWN_SCHEMES: &[&str] = &[
     "memory",
+    #[cfg(feature = "redis")]
     "redis",
+    #[cfg(feature = "redis")]
     "rediss",
+    #[cfg(feature = "redis")]
     "redis+unix",
+    #[cfg(feature = "redis")]
     "redis+cluster",
+    #[cfg(feature = "redis")]
     "redis+sentinel",
+    #[cfg(feature = "redis")]
     "valkey",
+    #[cfg(feature = "redis")]
     "valkeys",
+    #[cfg(feature = "redis")]
     "valkey+unix",
+    #[cfg(feature = "redis")]
     "valkey+cluster",
+    #[cfg(feature = "redis")]
     "valkey+sentinel",
+    #[cfg(feature = "memcached")]
+    "memcached",
 ];
-/// The storage URI schemes the limiter can build a backend for.
-#[cfg(not(feature = "redis"))]
-pub const KNOWN_SCHEMES: &[&str] = &["memory"];
 
 /// Builds the store named by `uri`. `clock` is the memory store's clock; a Redis store reads
 /// the Redis server's clock unless the URI says `time=client`, and then uses `clock`.
@@ -56,6 +65,14 @@ pub fn storage_from_uri(
     let uri_error = |e: UriError| ConfigError::Storage(StorageError::Configuration(e.to_string()));
     let parsed: StorageUri = uri.parse().map_err(uri_error)?;
     parsed.expect_scheme(KNOWN_SCHEMES).map_err(uri_error)?;
+    #[cfg(feature = "memcached")]
+    if parsed.scheme == "memcached" {
+        // memcached has no clock: the strategies read `clock`.
+        let builder = ratelimit_memcached::MemcachedStorage::builder_from_uri(uri)
+            .map_err(ConfigError::Storage)?
+            .clock(clock);
+        return Ok(Arc::new(builder.build().map_err(ConfigError::Storage)?));
+    }
     #[cfg(feature = "redis")]
     if parsed.scheme != "memory" {
         let mut builder =
