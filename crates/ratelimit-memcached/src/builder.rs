@@ -214,6 +214,7 @@ impl MemcachedStorageBuilder {
             ttl_grace: self.ttl_grace,
             clock: self.clock,
             deadline: self.connect_timeout + self.response_timeout,
+            generations: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }))
     }
 }

@@ -23,6 +23,8 @@ const MAX_CONFLICTS: usize = 10_000;
 /// The largest moving-window limit an item can hold (16 bytes per entry; memcached items are
 /// at most 1 MiB by default).
 pub const MAX_MOVING_WINDOW: u64 = 60_000;
+/// Generations remembered before the memory starts over (they are read back on first use).
+const MAX_GENERATIONS_SEEN: usize = 100_000;
 /// memcached reads an expiry above 30 days as a Unix time.
 const RELATIVE_EXPIRY_MAX: u64 = 30 * 24 * 3600;
 
@@ -34,6 +36,9 @@ pub(crate) struct Inner {
     pub(crate) ttl_grace: Duration,
     pub(crate) clock: Arc<dyn Clock + Send + Sync>,
     pub(crate) deadline: Duration,
+    /// The generations last read that are not 0, by item name: a batch names its counters
+    /// after them and reads them with the counters, in one round trip.
+    pub(crate) generations: parking_lot::Mutex<HashMap<String, u64>>,
 }
 
 /// `memcached://` storage: every counter is one item holding the strategy's state, updated by
@@ -92,6 +97,24 @@ struct Item {
     charges: Vec<usize>,
     state: State,
     token: Token,
+}
+
+impl Item {
+    /// The item as read: its value (`None`: absent).
+    fn take_value(&mut self, value: Option<Value>) -> Result<(), StorageError> {
+        match value {
+            Some(v) => {
+                self.state = State::decode(self.strategy, &v.data)
+                    .map_err(|e| protocol_error(format!("item {}: {e}", self.name)))?;
+                self.token = Token::Cas(v.cas);
+            }
+            None => {
+                self.state = State::fresh(self.strategy);
+                self.token = Token::Absent;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn protocol_error(detail: impl fmt::Display) -> StorageError {
@@ -166,26 +189,66 @@ impl MemcachedStorage {
             gen_names.push(keys::client_generation(prefix, &c.key));
             gen_names.push(keys::key_generation(prefix, &c.key));
         }
-        let refs: Vec<&str> = gen_names.iter().map(String::as_str).collect();
-        let gens = self.read(&refs).await?;
-        let generation = |name: &str| -> Result<u64, StorageError> {
-            match gens.get(name) {
+        // One round trip in the usual case: the generations and the counters they name are
+        // read together, the counters under the generations last seen. When a generation has
+        // moved on (a reset, a clear), the counters are read again under the new names.
+        let guessed: Vec<u64> = {
+            let seen = self.inner.generations.lock();
+            gen_names
+                .iter()
+                .map(|n| seen.get(n).copied().unwrap_or(0))
+                .collect()
+        };
+        let mut items = self.name_items(batch, &guessed);
+        let mut names: Vec<&str> = gen_names.iter().map(String::as_str).collect();
+        names.extend(items.iter().map(|it| it.name.as_str()));
+        let mut values = self.read(&names).await?;
+        let actual = gen_names
+            .iter()
+            .map(|name| match values.get(name) {
                 None => Ok(0),
                 Some(v) => core::str::from_utf8(&v.data)
                     .ok()
                     .and_then(|t| t.trim().parse().ok())
                     .ok_or_else(|| protocol_error(format!("generation {name} is not a number"))),
+            })
+            .collect::<Result<Vec<u64>, _>>()?;
+        {
+            let mut seen = self.inner.generations.lock();
+            if seen.len() > MAX_GENERATIONS_SEEN {
+                seen.clear();
             }
-        };
-        let store = generation(&store_gen)?;
+            for (name, &g) in gen_names.iter().zip(&actual) {
+                if g != 0 || seen.contains_key(name) {
+                    seen.insert(name.clone(), g);
+                }
+            }
+        }
+        if actual == guessed {
+            for it in &mut items {
+                it.take_value(values.remove(&it.name))?;
+            }
+        } else {
+            items = self.name_items(batch, &actual);
+            let mut all: Vec<&mut Item> = items.iter_mut().collect();
+            self.load(&mut all).await?;
+        }
+        Ok(items)
+    }
+
+    /// The batch's items under `generations` (the store's, then each charge's client's and
+    /// key's), unread, in a fixed order (so that concurrent batches write shared items in the
+    /// same order).
+    fn name_items(&self, batch: &[Charge], generations: &[u64]) -> Vec<Item> {
+        let prefix = &self.inner.prefix;
         let mut items: Vec<Item> = Vec::new();
         for (i, c) in batch.iter().enumerate() {
-            let generations = [
-                store,
-                generation(&keys::client_generation(prefix, &c.key))?,
-                generation(&keys::key_generation(prefix, &c.key))?,
+            let g = [
+                generations[0],
+                generations[1 + 2 * i],
+                generations[2 + 2 * i],
             ];
-            let name = keys::counter(prefix, generations, &c.key, &c.limit, c.strategy);
+            let name = keys::counter(prefix, g, &c.key, &c.limit, c.strategy);
             match items.iter_mut().find(|it| it.name == name) {
                 Some(it) => it.charges.push(i),
                 None => items.push(Item {
@@ -199,11 +262,8 @@ impl MemcachedStorage {
                 }),
             }
         }
-        // A fixed order, so that concurrent batches reserve shared items in the same order.
         items.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut all: Vec<&mut Item> = items.iter_mut().collect();
-        self.load(&mut all).await?;
-        Ok(items)
+        items
     }
 
     /// Reads `items` again.
@@ -211,17 +271,7 @@ impl MemcachedStorage {
         let names: Vec<&str> = items.iter().map(|it| it.name.as_str()).collect();
         let mut values = self.read(&names).await?;
         for it in items.iter_mut() {
-            match values.remove(&it.name) {
-                Some(v) => {
-                    it.state = State::decode(it.strategy, &v.data)
-                        .map_err(|e| protocol_error(format!("item {}: {e}", it.name)))?;
-                    it.token = Token::Cas(v.cas);
-                }
-                None => {
-                    it.state = State::fresh(it.strategy);
-                    it.token = Token::Absent;
-                }
-            }
+            it.take_value(values.remove(&it.name))?;
         }
         Ok(())
     }
