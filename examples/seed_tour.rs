@@ -1,6 +1,7 @@
 //! The seed article's application, one route per snippet, on `127.0.0.1:$PORT` (default 8080).
 //!
-//! Run with `cargo run --release --example seed_tour`; configure with `REDIS_URL` (memory when unset),
+//! Run with `cargo run --release --example seed_tour`; configure with `REDIS_URL` (memory when unset; any storage URI:
+//! `redis://...`, `memcached://127.0.0.1:11211`, ...),
 //! `RATELIMIT_STRATEGY` (fixed-window), `TRUSTED_PROXY_HOPS` (0), `TRUSTED_PROXIES` (the
 //! proxies' networks, comma-separated CIDRs; loopback and private ranges), `RATELIMIT_FALLBACK`,
 //! `SEED_API_KEYS` (free-tier API keys, comma-separated), `MAX_BODY_BYTES` (64 MiB), and

@@ -35,7 +35,8 @@ pub use prometheus::{CONTENT_TYPE as METRICS_CONTENT_TYPE, metrics_page, prometh
 /// The seed tour's configuration, normally from the environment.
 #[derive(Clone, Default)]
 pub struct SeedConfig {
-    /// `REDIS_URL`: the store (memory when unset).
+    /// `REDIS_URL` (or `RATELIMIT_STORAGE_URI`): the store, any storage URI (`redis://...`,
+    /// `memcached://...`); memory when unset.
     pub redis_url: Option<String>,
     /// `RATELIMIT_STRATEGY` (default `fixed-window`).
     pub strategy: Option<StrategyKind>,

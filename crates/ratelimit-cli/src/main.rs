@@ -86,7 +86,8 @@ struct SimulateArgs {
 
 #[derive(Args, Debug)]
 struct InspectArgs {
-    /// The store: redis://, rediss://, redis+unix://, redis+cluster://, redis+sentinel://.
+    /// The store: redis://, rediss://, redis+unix://, redis+cluster://, redis+sentinel://,
+    /// valkey:// and the like, memcached://.
     #[arg(long)]
     storage: String,
     /// The limit string, as the limiter is configured.

@@ -346,6 +346,12 @@ fn inspect_and_clear_a_redis_cluster() {
 }
 
 #[test]
+fn inspect_and_clear_memcached() {
+    let server = ratelimit_memcached::test_server::MemcachedServer::start();
+    inspect_and_clear(&server.url());
+}
+
+#[test]
 fn live_commands_refuse_what_they_cannot_do() {
     let r = ratelimit(&[
         "inspect",
