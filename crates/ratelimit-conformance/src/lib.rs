@@ -2,9 +2,13 @@
 //! run by each backend's tests (and [`on_both_runtimes!`], which runs a scenario on async-std
 //! and on smol): the reference vectors (every strategy sequence in `testdata/vectors/*.jsonl`,
 //! produced by Python `limits` with this project's documented deviations) through the
-//! [`Storage`] trait.
+//! [`Storage`] trait, long random sequences compared verdict by verdict with the memory
+//! backend ([`differential`]), and no over-admission across processes ([`concurrency`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
+
+pub mod concurrency;
+pub mod differential;
 
 use std::{
     path::{Path, PathBuf},

@@ -1,144 +1,28 @@
 //! No over-admission across processes: 4 processes x 64 tasks hammer one key of
 //! `100 per minute` through Redis (a single node, then a cluster) and exactly 100 get through,
-//! for every strategy.
-//!
-//! The parent test starts the server and runs this test binary four times as workers (the
-//! ignored test `worker`, selected by name), which report what they admitted on stdout.
+//! for every strategy (`ratelimit_conformance::concurrency`): with the server's time, and
+//! frozen at one instant.
 
-mod common;
+use std::sync::Arc;
 
-use std::{
-    process::{Command, Stdio},
-    sync::Arc,
-};
-
-use ratelimit_core::{ManualClock, StrategyKind, Timestamp};
+use ratelimit_conformance::concurrency::{hammer, worker as run_worker};
 use ratelimit_redis::{
     RedisStorage,
     test_server::{RedisCluster, RedisServer},
 };
-use ratelimit_storage::{Charge, Key, Storage};
-
-const PROCESSES: usize = 4;
-const TASKS: usize = 64;
-const HITS_PER_TASK: usize = 6;
-
-/// Each scenario: a strategy and whether time comes from the server (`None`) or is frozen at
-/// an explicit instant (`Some`): GCRA and the sliding window refill as real time passes, so
-/// "exactly 100" holds for them at one instant.
-fn scenarios() -> Vec<(StrategyKind, bool)> {
-    vec![
-        (StrategyKind::FixedWindow, true),
-        (StrategyKind::MovingWindow, true),
-        (StrategyKind::FixedWindow, false),
-        (StrategyKind::MovingWindow, false),
-        (StrategyKind::SlidingWindowCounter, false),
-        (StrategyKind::Gcra, false),
-    ]
-}
 
 #[test]
 #[ignore = "a worker process, started by the tests below"]
 fn worker() {
-    // Run by hand (`--ignored`) without the parent's variables, it must fail, not pass.
-    let url = std::env::var("RATELIMIT_WORKER_URL").expect(
-        "a worker process: started by the concurrency tests, which set RATELIMIT_WORKER_URL",
-    );
-    let prefix = std::env::var("RATELIMIT_WORKER_PREFIX").unwrap();
-    let frozen = Timestamp::from_nanos(
-        std::env::var("RATELIMIT_WORKER_T0")
-            .unwrap()
-            .parse()
-            .unwrap(),
-    );
-    for (i, (kind, server_time)) in scenarios().into_iter().enumerate() {
-        let mut builder = RedisStorage::builder_from_uri(&url)
-            .unwrap()
-            .prefix(&prefix);
-        if !server_time {
+    run_worker(|url, prefix, clock| {
+        let mut builder = RedisStorage::builder_from_uri(url).unwrap().prefix(prefix);
+        if let Some(clock) = clock {
             builder = builder
-                .clock(Arc::new(ManualClock::new(frozen)))
+                .clock(clock)
                 .ttl_grace(core::time::Duration::from_secs(3600));
         }
-        let store = builder.build().unwrap();
-        let charge = Charge::new(
-            Key::new("user", &format!("shared-{i}")),
-            "100 per minute".parse().unwrap(),
-            kind,
-            1,
-        );
-        let admitted: usize = smol::block_on(async {
-            let tasks: Vec<_> = (0..TASKS)
-                .map(|_| {
-                    let (store, batch) = (store.clone(), [charge.clone()]);
-                    smol::spawn(async move {
-                        let mut n = 0;
-                        for _ in 0..HITS_PER_TASK {
-                            n += usize::from(store.hit(&batch).await.unwrap().allowed);
-                        }
-                        n
-                    })
-                })
-                .collect();
-            futures::future::join_all(tasks).await.into_iter().sum()
-        });
-        println!("admitted {i} {admitted}");
-    }
-}
-
-fn hammer(url: &str, prefix: &str) {
-    let exe = std::env::current_exe().unwrap();
-    let t0 = Timestamp::from_secs(1_700_000_040).as_nanos().to_string();
-    let children: Vec<_> = (0..PROCESSES)
-        .map(|_| {
-            Command::new(&exe)
-                .args([
-                    "worker",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads",
-                    "1",
-                ])
-                .env("RATELIMIT_WORKER_URL", url)
-                .env("RATELIMIT_WORKER_PREFIX", prefix)
-                .env("RATELIMIT_WORKER_T0", &t0)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let mut totals = vec![0usize; scenarios().len()];
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "worker failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut seen = 0;
-        for line in stdout.lines().filter_map(|l| l.split("admitted ").nth(1)) {
-            let mut parts = line.split_whitespace().map(|p| p.parse::<usize>().unwrap());
-            let (i, n) = (parts.next().unwrap(), parts.next().unwrap());
-            totals[i] += n;
-            seen += 1;
-        }
-        assert_eq!(seen, scenarios().len(), "worker output: {stdout}");
-    }
-    for ((kind, server_time), total) in scenarios().into_iter().zip(totals) {
-        let time = if server_time {
-            "server time"
-        } else {
-            "frozen time"
-        };
-        println!(
-            "{kind} ({time}): {total} of {} hits admitted",
-            PROCESSES * TASKS * HITS_PER_TASK
-        );
-        assert_eq!(total, 100, "{kind} with {time}");
-    }
+        Arc::new(builder.build().unwrap())
+    });
 }
 
 #[test]
