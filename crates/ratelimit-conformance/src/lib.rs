@@ -3,12 +3,14 @@
 //! and on smol): the reference vectors (every strategy sequence in `testdata/vectors/*.jsonl`,
 //! produced by Python `limits` with this project's documented deviations) through the
 //! [`Storage`] trait, long random sequences compared verdict by verdict with the memory
-//! backend ([`differential`]), and no over-admission across processes ([`concurrency`]).
+//! backend ([`differential`]), no over-admission across processes ([`concurrency`]), and
+//! faults under load behind the fallback store ([`faults`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod concurrency;
 pub mod differential;
+pub mod faults;
 
 use std::{
     path::{Path, PathBuf},

@@ -1,0 +1,356 @@
+//! Fault injection under continuous load (16 tasks), for any primary behind
+//! [`FallbackStorage`]: SIGKILL and restart, SIGSTOP and SIGCONT, a restart that empties the
+//! server, and the fail-open and fail-closed modes. Every request must be answered (allowed or
+//! rejected, never an error, in the fallback and fail-open modes), none may wait much longer
+//! than the timeout, and the store must go back to the primary once it answers.
+//!
+//! A backend's test wraps its test server in a type that implements [`Server`] and calls each
+//! scenario with a way to build its store, whose own deadline must be far above [`TIMEOUT`]
+//! (5 s), so that only the fallback's timeout can keep a request short.
+
+use core::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use ratelimit_core::{Limit, StrategyKind};
+use ratelimit_fallback::{Backoff, FallbackStorage, Mode, Transition};
+use ratelimit_storage::{Charge, Key, Storage};
+
+/// A server the scenarios can break.
+pub trait Server {
+    /// SIGKILL.
+    fn kill(&mut self);
+    /// Start again on the same port, empty.
+    fn restart(&mut self);
+    /// SIGSTOP.
+    fn pause(&self);
+    /// SIGCONT.
+    fn resume(&self);
+}
+
+/// Builds the primary store on the server (a fresh one per call).
+pub type Primary<'a> = &'a dyn Fn() -> Arc<dyn Storage>;
+
+/// The fallback's bound on a primary call: the promise under test.
+pub const TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The probe backoff's ceiling: after a restart, the next probe comes within it.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What a loaded 2-core machine may add to a wall-clock promise here (scheduling, a parallel
+/// build on the other core). Every bound is the design's promise plus this; each fault the
+/// bound guards against would exceed it by more.
+const MARGIN: Duration = Duration::from_millis(1_500);
+
+/// One scenario at a time: each loads both cores, and latency bounds are asserted.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+const TASKS: usize = 16;
+
+#[derive(Clone, Debug)]
+struct Sample {
+    at: Instant,
+    latency: Duration,
+    outcome: Result<bool, String>,
+}
+
+struct Rig {
+    store: FallbackStorage,
+    transitions: Arc<Mutex<Vec<(Instant, Transition)>>>,
+}
+
+fn rig(primary: Primary<'_>, mode: Mode) -> Rig {
+    let transitions = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&transitions);
+    let store = FallbackStorage::builder(primary())
+        .mode(mode)
+        .timeout(TIMEOUT)
+        .backoff(Backoff {
+            initial: Duration::from_millis(100),
+            max: MAX_BACKOFF,
+        })
+        .on_transition(move |t| log.lock().unwrap().push((Instant::now(), t.clone())))
+        .build();
+    Rig { store, transitions }
+}
+
+fn fallback_mode() -> Mode {
+    Mode::Fallback {
+        limits: vec!["30 per minute".parse().unwrap()],
+        strategy: StrategyKind::FixedWindow,
+    }
+}
+
+/// Four clients; on the primary their limit is never reached.
+fn batch(task: usize, limit: &str) -> [Charge; 1] {
+    [Charge::new(
+        Key::new("ip", &format!("10.0.0.{}", task % 4)),
+        limit.parse::<Limit>().unwrap(),
+        StrategyKind::FixedWindow,
+        1,
+    )]
+}
+
+/// Runs `scenario` while `TASKS` tasks send requests (one every 2 ms each); returns every
+/// sample.
+fn under_load(store: &FallbackStorage, limit: &str, scenario: impl FnOnce()) -> Vec<Sample> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let (store, stop, batch) = (store.clone(), Arc::clone(&stop), batch(i, limit));
+            smol::spawn(async move {
+                let mut samples = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let at = Instant::now();
+                    let outcome = store
+                        .hit(&batch)
+                        .await
+                        .map(|v| v.allowed)
+                        .map_err(|e| e.to_string());
+                    samples.push(Sample {
+                        at,
+                        latency: at.elapsed(),
+                        outcome,
+                    });
+                    async_io::Timer::after(Duration::from_millis(2)).await;
+                }
+                samples
+            })
+        })
+        .collect();
+    scenario();
+    stop.store(true, Ordering::Relaxed);
+    smol::block_on(futures::future::join_all(tasks))
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn wait(what: &str, limit: Duration, check: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
+
+fn errors(samples: &[Sample]) -> Vec<&Sample> {
+    samples.iter().filter(|s| s.outcome.is_err()).collect()
+}
+
+/// SIGKILL under load: the fallback answers every request, the restarted server takes the
+/// calls back within the backoff's ceiling.
+///
+/// # Panics
+/// When a promise breaks.
+pub fn sigkill_then_restart(server: &mut dyn Server, primary: Primary<'_>) {
+    let _one = serial();
+    let r = rig(primary, fallback_mode());
+    let (mut killed, mut restarted, mut back) = (None, None, None);
+    let samples = under_load(&r.store, "1000000 per minute", || {
+        std::thread::sleep(Duration::from_millis(300));
+        server.kill();
+        killed = Some(Instant::now());
+        wait("the switch to the fallback", Duration::from_secs(5), || {
+            !r.store.is_primary_up()
+        });
+        // Long enough for the fallback limit (30 per minute per client) to bite.
+        std::thread::sleep(Duration::from_millis(800));
+        server.restart();
+        restarted = Some(Instant::now());
+        let took = wait("the return to the primary", Duration::from_secs(10), || {
+            r.store.is_primary_up()
+        });
+        back = Some(Instant::now());
+        println!("back on the primary {took:?} after the restart");
+        // Designed: within the probe backoff's ceiling plus one probe (itself bounded by the
+        // timeout); a backoff stuck at its 30 s default would miss by far.
+        assert!(took <= MAX_BACKOFF + TIMEOUT + MARGIN, "{took:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let (killed, back) = (killed.unwrap(), back.unwrap());
+    assert!(
+        errors(&samples).is_empty(),
+        "failed requests: {:?}",
+        errors(&samples)
+    );
+    let before: Vec<_> = samples.iter().filter(|s| s.at < killed).collect();
+    let during: Vec<_> = samples
+        .iter()
+        .filter(|s| s.at > killed && s.at < restarted.unwrap())
+        .collect();
+    let after: Vec<_> = samples
+        .iter()
+        .filter(|s| s.at > back + Duration::from_millis(50))
+        .collect();
+    let rejected = |v: &[&Sample]| v.iter().filter(|s| s.outcome == Ok(false)).count();
+    println!(
+        "{} requests: {} before the kill (rejected {}), {} during the outage (rejected {}), {} after (rejected {})",
+        samples.len(),
+        before.len(),
+        rejected(&before),
+        during.len(),
+        rejected(&during),
+        after.len(),
+        rejected(&after)
+    );
+    assert!(!before.is_empty() && !during.is_empty() && !after.is_empty());
+    assert_eq!(rejected(&before), 0);
+    // The fallback limits decided: 4 clients x 30 admitted at most during the outage.
+    let admitted_during = during.iter().filter(|s| s.outcome == Ok(true)).count();
+    assert!(admitted_during <= 4 * 30, "{admitted_during}");
+    assert!(rejected(&during) > 0);
+    assert_eq!(
+        rejected(&after),
+        0,
+        "back on the primary, whose limit is far away"
+    );
+    // The first two transitions are the outage and the return; a call that times out later on
+    // a loaded machine may legitimately start another.
+    let t = r.transitions.lock().unwrap();
+    assert_eq!(
+        t.iter()
+            .take(2)
+            .map(|(_, t)| t.primary_up)
+            .collect::<Vec<_>>(),
+        [false, true]
+    );
+    assert!(t[1].1.degraded_calls > 0);
+}
+
+/// SIGSTOP under load: no request waits on the hung server longer than the timeout.
+///
+/// # Panics
+/// When a promise breaks.
+pub fn sigstop_then_resume(server: &mut dyn Server, primary: Primary<'_>) {
+    let _one = serial();
+    let r = rig(primary, fallback_mode());
+    let mut paused_at = None;
+    let samples = under_load(&r.store, "1000000 per minute", || {
+        std::thread::sleep(Duration::from_millis(300));
+        server.pause();
+        paused_at = Some(Instant::now());
+        wait("the switch to the fallback", Duration::from_secs(5), || {
+            !r.store.is_primary_up()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        server.resume();
+        let took = wait("the return to the primary", Duration::from_secs(10), || {
+            r.store.is_primary_up()
+        });
+        println!("back on the primary {took:?} after SIGCONT");
+        assert!(took <= MAX_BACKOFF + TIMEOUT + MARGIN, "{took:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    assert!(
+        errors(&samples).is_empty(),
+        "failed requests: {:?}",
+        errors(&samples)
+    );
+    let worst = samples.iter().map(|s| s.latency).max().unwrap();
+    let worst_hung = samples
+        .iter()
+        .filter(|s| s.at >= paused_at.unwrap())
+        .map(|s| s.latency)
+        .max()
+        .unwrap();
+    println!(
+        "{} requests; slowest {worst:?}, slowest after SIGSTOP {worst_hung:?} (timeout {TIMEOUT:?})",
+        samples.len()
+    );
+    // The promise: no request waits on the hung server longer than the timeout. Without it a
+    // request would wait for the store's own 5 s deadline.
+    assert!(worst <= TIMEOUT + MARGIN, "{worst:?}");
+    assert!(TIMEOUT + MARGIN < Duration::from_secs(5));
+    let t = r.transitions.lock().unwrap();
+    assert_eq!(
+        t.iter()
+            .take(2)
+            .map(|(_, t)| t.primary_up)
+            .collect::<Vec<_>>(),
+        [false, true]
+    );
+}
+
+/// A restart that empties the server: counting resumes from zero, exactly.
+///
+/// # Panics
+/// When a promise breaks.
+pub fn restart_that_empties(server: &mut dyn Server, primary: Primary<'_>) {
+    let _one = serial();
+    let r = rig(primary, Mode::same_limits_in_memory());
+    let b = batch(0, "5 per minute");
+    smol::block_on(async {
+        for _ in 0..3 {
+            assert!(r.store.hit(&b).await.unwrap().allowed);
+        }
+    });
+    server.restart();
+    // The old connection is dead: the next call falls back, then the probe finds the new
+    // server, which knows nothing of the 3 hits.
+    smol::block_on(async {
+        assert!(r.store.hit(&b).await.unwrap().allowed);
+    });
+    wait("the return to the primary", Duration::from_secs(10), || {
+        r.store.is_primary_up()
+    });
+    smol::block_on(async {
+        let mut admitted = 0;
+        for _ in 0..8 {
+            admitted += usize::from(r.store.hit(&b).await.unwrap().allowed);
+        }
+        assert_eq!(admitted, 5, "a fresh server counts from zero, exactly");
+    });
+}
+
+/// Fail-open allows everything while the server is dead; fail-closed refuses at once.
+///
+/// # Panics
+/// When a promise breaks.
+pub fn fail_open_and_fail_closed(server: &mut dyn Server, primary: Primary<'_>) {
+    let _one = serial();
+    let open = rig(primary, Mode::FailOpen);
+    let closed = rig(primary, Mode::FailClosed);
+    let mut killed = None;
+    let open_samples = under_load(&open.store, "1 per minute", || {
+        std::thread::sleep(Duration::from_millis(100));
+        server.kill();
+        killed = Some(Instant::now());
+        std::thread::sleep(Duration::from_millis(400));
+    });
+    assert!(
+        errors(&open_samples).is_empty(),
+        "{:?}",
+        errors(&open_samples)
+    );
+    let after_kill = open_samples
+        .iter()
+        .filter(|s| s.at > killed.unwrap() && s.outcome == Ok(true))
+        .count();
+    println!(
+        "fail-open: {after_kill} requests allowed after the kill (limit: 1 per minute per client)"
+    );
+    assert!(after_kill > 4, "{after_kill}");
+    let closed_samples = under_load(&closed.store, "1000000 per minute", || {
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    // The server is dead: fail-closed answers every request with an error, at once.
+    assert!(closed_samples.iter().all(|s| s.outcome.is_err()));
+    let slowest = closed_samples.iter().map(|s| s.latency).max().unwrap();
+    assert!(slowest <= TIMEOUT + MARGIN, "{slowest:?}");
+    println!(
+        "fail-closed: {} requests, all errors, the slowest in {slowest:?}",
+        closed_samples.len()
+    );
+}
