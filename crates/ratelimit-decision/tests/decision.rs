@@ -500,6 +500,21 @@ fn breach_hooks_write_the_body() {
 
 #[test]
 fn malformed_configuration_fails_build_with_where_and_what() {
+    // Every scheme the enabled features know, in order.
+    let schemes = ratelimit_decision::KNOWN_SCHEMES
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        schemes.starts_with(
+            "memory://, redis://, rediss://, redis+unix://, redis+cluster://, redis+sentinel://"
+        ),
+        "{schemes}"
+    );
+    let unknown_scheme = format!(
+        "storage: storage configuration: unknown storage scheme \"mongodb\"; known schemes: {schemes}"
+    );
     let cases: Vec<(LimiterBuilder, &str)> = vec![
         (
             Limiter::builder().default_limits("200 per day; 50 per hr"),
@@ -523,7 +538,7 @@ fn malformed_configuration_fails_build_with_where_and_what() {
         ),
         (
             Limiter::builder().storage_uri("mongodb://h:1"),
-            "storage: storage configuration: unknown storage scheme \"mongodb\"; known schemes: memory://, redis://, rediss://, redis+unix://, redis+cluster://, redis+sentinel://",
+            &unknown_scheme,
         ),
         (
             Limiter::builder().storage_uri("redis://h:1?timeout=1"),
