@@ -9,7 +9,7 @@ use axum::{
     Router,
     body::Body,
     extract::ConnectInfo,
-    http::{Request, StatusCode},
+    http::{HeaderMap, Request, StatusCode},
     routing::get,
 };
 use http_body_util::BodyExt;
@@ -20,7 +20,7 @@ use tower::ServiceExt;
 
 struct Reply {
     status: StatusCode,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     body: String,
 }
 
