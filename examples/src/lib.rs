@@ -21,6 +21,7 @@
 //! up a new key per request is still one client.
 
 mod prometheus;
+mod seed_axum;
 
 use std::sync::Arc;
 
@@ -30,7 +31,10 @@ use ratelimit_decision::{
 };
 use ratelimit_tide::{HttpListener, RateLimit};
 
-pub use prometheus::{CONTENT_TYPE as METRICS_CONTENT_TYPE, metrics_page, prometheus};
+pub use prometheus::{
+    CONTENT_TYPE as METRICS_CONTENT_TYPE, metrics_page, metrics_text, prometheus,
+};
+pub use seed_axum::{seed_axum_app, serve_axum, serve_axum_on_free_port};
 
 /// The seed tour's configuration, normally from the environment.
 #[derive(Clone, Default)]

@@ -57,14 +57,22 @@ fn install() -> Option<PrometheusHandle> {
     Some(handle)
 }
 
+/// The metrics in the Prometheus text format, or `None` when the tour's recorder is not the
+/// one installed.
+pub fn metrics_text() -> Option<String> {
+    prometheus().map(|handle| {
+        handle.run_upkeep();
+        handle.render()
+    })
+}
+
 /// The page for `GET /metrics`: 200 with the metrics, or 404 when the tour's recorder is not
 /// the one installed.
 pub fn metrics_page() -> tide::Response {
-    match prometheus() {
-        Some(handle) => {
-            handle.run_upkeep();
+    match metrics_text() {
+        Some(text) => {
             let mut res = tide::Response::new(200);
-            res.set_body(handle.render());
+            res.set_body(text);
             res.set_content_type(CONTENT_TYPE);
             res
         }

@@ -30,6 +30,8 @@ async fn server(trusted_hops: usize) -> String {
 }
 
 thread_local! {
+    /// Whether the servers of this test thread are the axum seed tour (else the Tide one).
+    static AXUM: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
     /// The store the servers of this test thread use: memory (`None`), or this URI (each
     /// server under a prefix of its own).
     static STORE: core::cell::RefCell<Option<String>> = const { core::cell::RefCell::new(None) };
@@ -48,6 +50,24 @@ fn memcached() -> &'static str {
             (server, url)
         })
         .1
+}
+
+/// Runs `test` with every server it starts being the axum seed tour.
+fn on_axum(test: fn()) {
+    AXUM.with(|a| a.set(true));
+    test();
+}
+
+/// Serves the seed tour for `config`: on Tide, or on axum on this thread's choice.
+async fn serve(config: &SeedConfig) -> String {
+    if AXUM.with(core::cell::Cell::get) {
+        ratelimit_examples::serve_axum_on_free_port(
+            ratelimit_examples::seed_axum_app(config).unwrap(),
+        )
+        .unwrap()
+    } else {
+        serve_on_free_port(seed_app(config).unwrap()).await.unwrap()
+    }
 }
 
 /// Runs `test` with every server it starts on memcached instead of memory.
@@ -69,9 +89,7 @@ async fn server_with(config: SeedConfig) -> String {
             .or_else(|| store.map(|url| format!("{url}?prefix=http{n}"))),
         ..config
     };
-    serve_on_free_port(seed_app(&config).unwrap())
-        .await
-        .unwrap()
+    serve(&config).await
 }
 
 async fn send(
@@ -511,12 +529,8 @@ fn two_workers_share_one_redis() {
             redis_url: Some(format!("{}?prefix=seed", redis.url())),
             ..SeedConfig::default()
         };
-        let a = serve_on_free_port(seed_app(&config).unwrap())
-            .await
-            .unwrap();
-        let b = serve_on_free_port(seed_app(&config).unwrap())
-            .await
-            .unwrap();
+        let a = serve(&config).await;
+        let b = serve(&config).await;
         let mut statuses = Vec::new();
         for i in 0..7 {
             let base = if i % 2 == 0 { &a } else { &b };
@@ -549,9 +563,7 @@ fn seed_tour_survives_redis_dying_with_a_fallback() {
             fallback: Some("3 per minute".to_owned()),
             ..SeedConfig::default()
         };
-        let base = serve_on_free_port(seed_app(&config).unwrap())
-            .await
-            .unwrap();
+        let base = serve(&config).await;
         for _ in 0..4 {
             assert_eq!(get(&base, "/api/data").await.status, 200);
         }
@@ -609,5 +621,34 @@ mod on_memcached {
         uploads_and_conditional_deduction,
         chunked_uploads_pay_for_their_size_and_huge_ones_are_refused,
         sixty_four_concurrent_clients_get_exactly_five_logins,
+    );
+}
+
+/// Every test above again with the seed tour on axum (`seed_tour_axum`, through
+/// `ratelimit-tower`): memory, Redis and the fallback.
+mod on_axum {
+    macro_rules! again {
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $name() {
+                    super::on_axum(super::$name);
+                }
+            )*
+        };
+    }
+
+    again!(
+        every_route_answers_with_its_limit,
+        headers_on_200_and_429,
+        flask_limiter_variables_reach_the_seed_tour,
+        made_up_api_keys_are_one_client,
+        meta_limits_span_routes_and_health_is_exempt,
+        forwarded_for_only_through_trusted_hops,
+        uploads_and_conditional_deduction,
+        chunked_uploads_pay_for_their_size_and_huge_ones_are_refused,
+        sixty_four_concurrent_clients_get_exactly_five_logins,
+        two_workers_share_one_redis,
+        seed_tour_survives_redis_dying_with_a_fallback,
     );
 }
