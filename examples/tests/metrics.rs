@@ -24,17 +24,32 @@ fn sample(page: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// The seed tour on Tide, then on axum, in one process (the recorder is the process's): the
+/// second server's page counts both servers' decisions, `round` of them.
 #[test]
 fn metrics_page_counts_the_decisions_and_is_never_limited() {
+    for (round, axum) in [(1.0, false), (2.0, true)] {
+        check_metrics(round, axum);
+    }
+}
+
+fn check_metrics(round: f64, axum: bool) {
     async_std::task::block_on(async {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
         let config = SeedConfig {
             clock: Some(clock),
             ..SeedConfig::default()
         };
-        let base = serve_on_free_port(seed_app(&config).unwrap())
-            .await
-            .unwrap();
+        let base = if axum {
+            ratelimit_examples::serve_axum_on_free_port(
+                ratelimit_examples::seed_axum_app(&config).unwrap(),
+            )
+            .unwrap()
+        } else {
+            serve_on_free_port(seed_app(&config).unwrap())
+                .await
+                .unwrap()
+        };
         let client = || surf::Client::new();
         for _ in 0..2 {
             assert_eq!(
@@ -79,23 +94,24 @@ fn metrics_page_counts_the_decisions_and_is_never_limited() {
         };
         assert_eq!(
             decisions("/api/data", "default", "allowed"),
-            Some(2.0),
+            Some(2.0 * round),
             "{page}"
         );
         assert_eq!(
             decisions("/auth/login", "route", "allowed"),
-            Some(5.0),
+            Some(5.0 * round),
             "{page}"
         );
         assert_eq!(
             decisions("/auth/login", "route", "rejected"),
-            Some(1.0),
+            Some(round),
             "{page}"
         );
-        // The twelfth scrape's page counts the twelve scrapes, its own included.
+        // The twelfth scrape's page counts its twelve scrapes, its own included (and the
+        // first round's thirteen, the content-type check among them).
         assert_eq!(
             decisions("/metrics", "none", "exempt"),
-            Some(12.0),
+            Some(13.0 * round - 1.0),
             "{page}"
         );
         assert_eq!(
@@ -116,7 +132,7 @@ fn metrics_page_counts_the_decisions_and_is_never_limited() {
         // Eight decisions went to the store (the scrapes are exempt and charge nothing).
         assert_eq!(
             sample(&page, "ratelimit_storage_duration_seconds_count"),
-            Some(8.0),
+            Some(8.0 * round),
             "{page}"
         );
         assert_eq!(
@@ -124,7 +140,7 @@ fn metrics_page_counts_the_decisions_and_is_never_limited() {
                 &page,
                 "ratelimit_storage_duration_seconds_bucket{le=\"+Inf\"}"
             ),
-            Some(8.0),
+            Some(8.0 * round),
             "{page}"
         );
     });
