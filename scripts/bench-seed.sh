@@ -3,7 +3,8 @@
 # storage, served by ratelimit_tide::HttpListener): `wrk -t1 -c32` keep-alive on GET /api/status
 # with a new X-API-Key per request (every request allowed: two default limits and a meta gate
 # charged). In each round, for scale, the same wrk against a bare hello-world Tide app served the
-# same way (`http_bench_server bare`). Server pinned to core 0, wrk to core 1. Prints each round,
+# same way (`http_bench_server bare`), and the seed tour on axum (`seed_tour_axum`). Server pinned
+# to core 0, wrk to core 1. Prints each round,
 # then the medians of requests per second and server CPU per request (user+system time over the
 # requests wrk completed).
 #
@@ -15,7 +16,7 @@ secs=${2:-5}
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update >/dev/null && apt-get install -y wrk >/dev/null
 fi
-cargo build -q --release -p ratelimit-examples --example seed_tour --example http_bench_server
+cargo build -q --release -p ratelimit-examples --example seed_tour --example seed_tour_axum --example http_bench_server
 port=18778
 ticks=$(getconf CLK_TCK)
 out=$(mktemp)
@@ -40,6 +41,7 @@ run() { # NAME URL COMMAND...
 }
 for round in $(seq "$rounds"); do
   PORT=$port run seed_tour "http://127.0.0.1:$port/api/status" target/release/examples/seed_tour
+  PORT=$port run seed_tour_axum "http://127.0.0.1:$port/api/status" target/release/examples/seed_tour_axum
   run bare "http://127.0.0.1:$port/" target/release/examples/http_bench_server bare "$port"
 done
 python3 - "$out" <<'PY'
