@@ -4,7 +4,10 @@
 # short and a long run, and (instructions_long - instructions_short) / (requests_long -
 # requests_short) cancels start-up. Repeatable where wall time is not. Needs valgrind and wrk.
 #
-#   [ROUNDS=3] scripts/callgrind-http.sh [MODES...]
+#   [ROUNDS=3] [SERVER=http_bench_axum] scripts/callgrind-http.sh [MODES...]
+#
+# SERVER picks the example (default http_bench_server, the Tide one; http_bench_axum is the same
+# hello world on axum behind ratelimit-tower, with modes bare, headers and limited).
 #
 # With ROUNDS > 1 the modes alternate within each round and each figure is the median (the
 # difference of two runs still moves by a few hundred instructions between rounds).
@@ -15,8 +18,9 @@ modes=("$@")
 for tool in valgrind wrk; do
   command -v "$tool" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$tool" >/dev/null; }
 done
-cargo build -q --release -p ratelimit-examples --example http_bench_server
-server=target/release/examples/http_bench_server
+example=${SERVER:-http_bench_server}
+cargo build -q --release -p ratelimit-examples --example "$example"
+server=target/release/examples/$example
 dir=$(mktemp -d)
 port=18830
 run() { # mode seconds -> "requests instructions"
