@@ -70,6 +70,12 @@ async fn serve(config: &SeedConfig) -> String {
     }
 }
 
+/// Runs `test` with every server it starts being the axum seed tour on memcached.
+fn on_axum_memcached(test: fn()) {
+    AXUM.with(|a| a.set(true));
+    on_memcached(test);
+}
+
 /// Runs `test` with every server it starts on memcached instead of memory.
 fn on_memcached(test: fn()) {
     STORE.with(|s| *s.borrow_mut() = Some(memcached().to_owned()));
@@ -650,5 +656,31 @@ mod on_axum {
         sixty_four_concurrent_clients_get_exactly_five_logins,
         two_workers_share_one_redis,
         seed_tour_survives_redis_dying_with_a_fallback,
+    );
+}
+
+/// The memcached runs again, on axum.
+mod on_axum_memcached {
+    macro_rules! again {
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $name() {
+                    super::on_axum_memcached(super::$name);
+                }
+            )*
+        };
+    }
+
+    again!(
+        every_route_answers_with_its_limit,
+        headers_on_200_and_429,
+        flask_limiter_variables_reach_the_seed_tour,
+        made_up_api_keys_are_one_client,
+        meta_limits_span_routes_and_health_is_exempt,
+        forwarded_for_only_through_trusted_hops,
+        uploads_and_conditional_deduction,
+        chunked_uploads_pay_for_their_size_and_huge_ones_are_refused,
+        sixty_four_concurrent_clients_get_exactly_five_logins,
     );
 }
