@@ -603,21 +603,22 @@ fn seed_tour_survives_redis_dying_with_a_fallback() {
     });
 }
 
+/// Each named test again, inside `$wrapper` (which sets the server and store for the thread).
+macro_rules! again {
+    ($wrapper:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                super::$wrapper(super::$name);
+            }
+        )*
+    };
+}
+
 /// The tests above that run on memory, again with the seed tour on memcached
 /// (`RATELIMIT_STORAGE_URI=memcached://...`).
 mod on_memcached {
-    macro_rules! again {
-        ($($name:ident),* $(,)?) => {
-            $(
-                #[test]
-                fn $name() {
-                    super::on_memcached(super::$name);
-                }
-            )*
-        };
-    }
-
-    again!(
+    again!(on_memcached;
         every_route_answers_with_its_limit,
         headers_on_200_and_429,
         flask_limiter_variables_reach_the_seed_tour,
@@ -633,18 +634,7 @@ mod on_memcached {
 /// Every test above again with the seed tour on axum (`seed_tour_axum`, through
 /// `ratelimit-tower`): memory, Redis and the fallback.
 mod on_axum {
-    macro_rules! again {
-        ($($name:ident),* $(,)?) => {
-            $(
-                #[test]
-                fn $name() {
-                    super::on_axum(super::$name);
-                }
-            )*
-        };
-    }
-
-    again!(
+    again!(on_axum;
         every_route_answers_with_its_limit,
         headers_on_200_and_429,
         flask_limiter_variables_reach_the_seed_tour,
@@ -661,18 +651,7 @@ mod on_axum {
 
 /// The memcached runs again, on axum.
 mod on_axum_memcached {
-    macro_rules! again {
-        ($($name:ident),* $(,)?) => {
-            $(
-                #[test]
-                fn $name() {
-                    super::on_axum_memcached(super::$name);
-                }
-            )*
-        };
-    }
-
-    again!(
+    again!(on_axum_memcached;
         every_route_answers_with_its_limit,
         headers_on_200_and_429,
         flask_limiter_variables_reach_the_seed_tour,

@@ -124,23 +124,7 @@ fn config(detail: impl fmt::Display) -> StorageError {
 
 /// Reads `"0.25"` (seconds, as `limits` takes them), `"250ms"` or `"2s"`.
 fn duration(name: &str, text: &str) -> Result<Duration, StorageError> {
-    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
-        (ms, 1e-3)
-    } else if let Some(s) = text.strip_suffix('s') {
-        (s, 1.0)
-    } else {
-        (text, 1.0)
-    };
-    number
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0 && *v * scale <= 3600.0)
-        .map(|v| Duration::from_secs_f64(v * scale))
-        .ok_or_else(|| {
-            config(format!(
-                "option {name}={text:?}: expected a positive duration such as 0.5, 500ms or 2s (at most an hour)"
-            ))
-        })
+    ratelimit_storage::duration_option(name, text).map_err(config)
 }
 
 impl RedisStorageBuilder {

@@ -47,4 +47,4 @@ pub use batch::{Charge, INLINE_STATUSES, LimitStatus, Op, Statuses, StatusesInto
 pub use error::StorageError;
 pub use key::{Key, MAX_PART, ScopePath, UnderEach};
 pub use storage::Storage;
-pub use uri::{HostPort, StorageUri, UriError, redact_in, redact_uri};
+pub use uri::{HostPort, StorageUri, UriError, duration_option, redact_in, redact_uri};

@@ -219,6 +219,38 @@ pub fn redact_uri(uri: &str) -> String {
     }
 }
 
+/// A URI option's length of time as `limits` writes them: seconds (`0.5`), or with a unit
+/// (`500ms`, `2s`); more than nothing and at most an hour. The error says which option and
+/// what is expected.
+///
+/// ```
+/// use core::time::Duration;
+/// use ratelimit_storage::duration_option;
+///
+/// assert_eq!(duration_option("timeout", "250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(duration_option("timeout", "0.5"), Ok(Duration::from_millis(500)));
+/// assert!(duration_option("timeout", "-1").unwrap_err().contains("timeout"));
+/// ```
+pub fn duration_option(name: &str, text: &str) -> Result<core::time::Duration, String> {
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v * scale <= 3600.0)
+        .map(|v| core::time::Duration::from_secs_f64(v * scale))
+        .ok_or_else(|| {
+            format!(
+                "option {name}={text:?}: expected a positive duration such as 0.5, 500ms or 2s (at most an hour)"
+            )
+        })
+}
+
 /// `text` (a message about `uri`) with everything of `uri`'s credentials in it replaced by
 /// `***`: the whole user-info part, and each of its pieces (split at `:`, `/` and `@`, raw and
 /// percent-decoded) of four bytes or more; a `text` that is a piece of the user-info part in
