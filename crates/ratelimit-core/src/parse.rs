@@ -199,10 +199,6 @@ struct Cursor<'a> {
     pos: usize,
 }
 
-const fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
-}
-
 impl Cursor<'_> {
     fn bytes(&self) -> &[u8] {
         self.input.as_bytes()
@@ -216,9 +212,18 @@ impl Cursor<'_> {
         self.pos >= self.input.len()
     }
 
+    /// Skips Unicode whitespace, as Python's `\s` does in `limits`' grammar: a non-breaking
+    /// space pasted from a rich-text page separates words as a space does.
     fn skip_ws(&mut self) {
-        while self.peek().is_some_and(is_ws) {
-            self.pos += 1;
+        while let Some(c) = self
+            .input
+            .get(self.pos..)
+            .and_then(|rest| rest.chars().next())
+        {
+            if !c.is_whitespace() {
+                break;
+            }
+            self.pos += c.len_utf8();
         }
     }
 
@@ -407,6 +412,24 @@ mod tests {
             Err(e) => e,
             Ok(l) => panic!("{s:?} parsed as {l}"),
         }
+    }
+
+    /// As `limits` (Python's `\s`): non-breaking, em and ideographic spaces separate words.
+    #[test]
+    fn unicode_whitespace_separates_as_a_space_does() {
+        for input in [
+            "1\u{a0}per second",
+            "1/second\u{2003}",
+            "\u{3000}1/second",
+            "1\u{2009}per\u{2009}1\u{2009}second",
+            "1/second\u{a0};\u{a0}2/minute",
+        ] {
+            let limits: Limits<2> = input.parse().unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(limits[0], Limit::per(1, Unit::Second), "{input:?}");
+        }
+        assert_eq!(err("\u{a0}\u{3000}"), ParseError::Empty);
+        // Offsets stay byte offsets: `é` after a two-byte space is at byte 7.
+        assert_eq!(err("1\u{a0}per é").offset(), Some(7));
     }
 
     #[test]

@@ -41,7 +41,9 @@ impl Default for HeaderNames {
 /// Which headers a decision carries.
 ///
 /// - `X-RateLimit-Limit` (the deciding limit's amount), `X-RateLimit-Remaining`,
-///   `X-RateLimit-Reset` (epoch seconds, rounded up): on by default;
+///   `X-RateLimit-Reset` (epoch seconds, rounded up: the exact instant the window ends, since
+///   windows are half-open, never early; Flask-Limiter sends `floor(reset) + 1`, one second
+///   later whenever the reset falls on a whole second): on by default;
 /// - `Retry-After` (whole seconds, rounded up, never 0) on rejections: on by default;
 /// - `RateLimit-Policy` and `RateLimit` of draft-ietf-httpapi-ratelimit-headers-10: off by
 ///   default. Policies are named by their limit: `"50 per 1 hour";q=50;w=3600`, and

@@ -104,7 +104,7 @@
 //! | `strategy`, `RATELIMIT_STRATEGY` | [`LimiterBuilder::strategy`] | `gcra` too |
 //! | `key_prefix`, `RATELIMIT_KEY_PREFIX` | [`LimiterBuilder::key_prefix`] | |
 //! | `enabled`, `RATELIMIT_ENABLED` | [`LimiterBuilder::enabled`] | the decision says [`Kind::Unlimited`] |
-//! | `headers_enabled`, `RATELIMIT_HEADERS_ENABLED` | [`HeaderOptions`] | `X-RateLimit-*` on by default (off in Flask-Limiter); IETF fields too |
+//! | `headers_enabled`, `RATELIMIT_HEADERS_ENABLED` | [`HeaderOptions`] | `X-RateLimit-*` on by default (off in Flask-Limiter); IETF fields too; `X-RateLimit-Reset` is `ceil(reset)`, one second earlier than Flask-Limiter's `floor(reset) + 1` when the reset is a whole second |
 //! | `header_name_mapping`, `RATELIMIT_HEADER_LIMIT`/`_REMAINING`/`_RESET`/`_RETRY_AFTER` | [`HeaderOptions::rename`] | names checked at build |
 //! | `retry_after`, `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | [`HeaderOptions::retry_after_http_date`], [`RetryAfterFormat`] | the date is when a retry can succeed |
 //! | `swallow_errors`, `RATELIMIT_SWALLOW_ERRORS` | [`LimiterBuilder::fail_open`] | without it, storage errors come back as [`DecisionError`] |

@@ -217,3 +217,19 @@ fn invalid_header_names_are_refused_at_build() {
         );
     }
 }
+
+/// `X-RateLimit-Reset` is the exact end of the window, rounded up: at a whole second with
+/// `10/minute` it is 60 s on (Flask-Limiter's `floor(reset) + 1` would say 61).
+#[test]
+fn the_reset_header_is_the_window_end_at_a_whole_second() {
+    let clock = std::sync::Arc::new(ratelimit_core::ManualClock::new(
+        ratelimit_core::Timestamp::from_secs(1_700_000_000),
+    ));
+    let limiter = Limiter::builder()
+        .default_limits("10/minute")
+        .clock(clock)
+        .build()
+        .unwrap();
+    let d = check(&limiter, &get("/x"));
+    assert_eq!(header(&d, "X-RateLimit-Reset"), Some("1700000060"));
+}
