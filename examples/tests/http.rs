@@ -37,21 +37,6 @@ thread_local! {
     static STORE: core::cell::RefCell<Option<String>> = const { core::cell::RefCell::new(None) };
 }
 
-/// One memcached for the whole test process, started on first use.
-fn memcached() -> &'static str {
-    static SERVER: std::sync::OnceLock<(
-        ratelimit_memcached::test_server::MemcachedServer,
-        String,
-    )> = std::sync::OnceLock::new();
-    &SERVER
-        .get_or_init(|| {
-            let server = ratelimit_memcached::test_server::MemcachedServer::start();
-            let url = server.url();
-            (server, url)
-        })
-        .1
-}
-
 /// Runs `test` with every server it starts being the axum seed tour.
 fn on_axum(test: fn()) {
     AXUM.with(|a| a.set(true));
@@ -76,10 +61,14 @@ fn on_axum_memcached(test: fn()) {
     on_memcached(test);
 }
 
-/// Runs `test` with every server it starts on memcached instead of memory.
+/// Runs `test` with every server it starts on memcached instead of memory: a `memcached` of
+/// its own, stopped when the test ends (a process-wide one in a static would outlive the test
+/// binary: statics are never dropped).
 fn on_memcached(test: fn()) {
-    STORE.with(|s| *s.borrow_mut() = Some(memcached().to_owned()));
+    let server = ratelimit_memcached::test_server::MemcachedServer::start();
+    STORE.with(|s| *s.borrow_mut() = Some(server.url()));
     test();
+    drop(server);
 }
 
 /// A server for `config`, on a manual clock, on this thread's store.
