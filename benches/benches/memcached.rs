@@ -11,11 +11,11 @@
 //! one), `MEMCACHED_BENCH_SECS` (seconds per throughput figure, default 3),
 //! `MEMCACHED_BENCH_SAMPLES` (latency samples, default 20000).
 
-use core::{future::Future, time::Duration};
-use std::{net::TcpStream, time::Instant};
+use std::net::TcpStream;
 
 use async_io::Async;
 use futures::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
+use ratelimit_benches::{latency, throughput};
 use ratelimit_core::{Limit, StrategyKind};
 use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
 use ratelimit_memcached::{MemcachedStorage, test_server::MemcachedServer};
@@ -26,43 +26,6 @@ fn env_or<T: core::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Runs `concurrency` loops of `call` for `secs` seconds; returns calls per second.
-async fn throughput<F, Fut>(concurrency: usize, secs: f64, call: F) -> f64
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
-    let call = &call;
-    let loops = (0..concurrency).map(|task| async move {
-        let mut n = 0u64;
-        while Instant::now() < deadline {
-            call(task).await;
-            n += 1;
-        }
-        n
-    });
-    let total: u64 = futures::future::join_all(loops).await.into_iter().sum();
-    total as f64 / start.elapsed().as_secs_f64()
-}
-
-/// Sequential calls; returns (p50, p99) in microseconds.
-async fn latency<F, Fut>(samples: usize, call: F) -> (f64, f64)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut times = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let t = Instant::now();
-        call().await;
-        times.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    times.sort_by(f64::total_cmp);
-    (times[samples / 2], times[samples * 99 / 100])
 }
 
 /// A raw connection: one command, read to the end of its reply.

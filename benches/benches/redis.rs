@@ -15,9 +15,9 @@
 //! unset: they run in `block_on` on the main thread, so every call crosses threads, as from
 //! another runtime's executor).
 
-use core::{future::Future, time::Duration};
-use std::{process::Command, sync::Arc, time::Instant};
+use std::{process::Command, sync::Arc};
 
+use ratelimit_benches::{latency, throughput};
 use ratelimit_core::{Limit, StrategyKind};
 use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
 use ratelimit_redis::{BATCH_LUA, RedisStorage};
@@ -29,43 +29,6 @@ fn env_or<T: core::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Runs `concurrency` loops of `call` for `secs` seconds; returns calls per second.
-async fn throughput<F, Fut>(concurrency: usize, secs: f64, call: F) -> f64
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
-    let loops = (0..concurrency).map(|_| async {
-        let mut n = 0u64;
-        while Instant::now() < deadline {
-            call().await;
-            n += 1;
-        }
-        n
-    });
-    let total: u64 = futures::future::join_all(loops).await.into_iter().sum();
-    total as f64 / start.elapsed().as_secs_f64()
-}
-
-/// Sequential calls; returns (p50, p99) in microseconds.
-async fn latency<F, Fut>(samples: usize, call: F) -> (f64, f64)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut times = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let t = Instant::now();
-        call().await;
-        times.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    times.sort_by(f64::total_cmp);
-    let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.50), at(0.99))
 }
 
 fn redis_benchmark(port: u16, clients: usize, requests: usize, args: &[String]) -> Option<f64> {
@@ -178,8 +141,8 @@ fn main() {
             "redis benchmark: server port {port}, {secs} s per throughput figure, {samples} latency samples"
         );
         for c in [1usize, 64] {
-            let ours_rps = throughput(c, secs, ours).await;
-            let raw_rps = throughput(c, secs, raw_call).await;
+            let ours_rps = throughput(c, secs, |_| ours()).await;
+            let raw_rps = throughput(c, secs, |_| raw_call()).await;
             let requests = ((raw_rps * secs) as usize).max(1000);
             let rb = redis_benchmark(port, c, requests, &script_args);
             let rb_text = rb.map_or("n/a".to_owned(), |r| format!("{r:.0}"));
