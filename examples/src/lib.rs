@@ -70,14 +70,24 @@ pub struct SeedConfig {
 impl core::fmt::Debug for SeedConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SeedConfig")
-            .field("redis_url", &self.redis_url)
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(ratelimit_storage::redact_uri),
+            )
             .field("strategy", &self.strategy)
             .field("trusted_hops", &self.trusted_hops)
             .field("trusted_networks", &self.trusted_networks)
             .field("fallback", &self.fallback)
             .field("api_keys", &self.api_keys.len())
             .field("max_body", &self.max_body)
-            .field("ratelimit", &self.ratelimit)
+            .field(
+                "ratelimit",
+                &self
+                    .ratelimit
+                    .iter()
+                    .map(|(k, v)| (k, ratelimit_storage::redact_uri(v)))
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -332,4 +342,37 @@ pub async fn serve_on_free_port(app: tide::Server<()>) -> std::io::Result<String
         }
     });
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeedConfig;
+
+    #[test]
+    fn the_printed_configuration_hides_store_passwords() {
+        for name in ["REDIS_URL", "RATELIMIT_STORAGE_URI"] {
+            let uri = "redis://app:hunter2-Xy9@cache:6379/0";
+            let config = SeedConfig::from_vars([(name.to_owned(), uri.to_owned())]).unwrap();
+            assert_eq!(
+                config.redis_url.as_deref(),
+                Some(uri),
+                "{name} kept for use"
+            );
+            let shown = format!("{config:?}");
+            assert!(
+                shown.contains("redis://***@cache:6379/0"),
+                "{name}: {shown}"
+            );
+            assert!(!shown.contains("hunter2"), "{name}: {shown}");
+        }
+        // Flask-Limiter settings passed through are shown redacted too.
+        let config = SeedConfig::from_vars([(
+            "RATELIMIT_STORAGE_OPTIONS".to_owned(),
+            "redis://:s3cret-pw@cache".to_owned(),
+        )])
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(shown.contains("RATELIMIT_STORAGE_OPTIONS"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
 }

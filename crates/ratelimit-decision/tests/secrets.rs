@@ -30,7 +30,7 @@ fn assert_hidden(what: &str, shown: &str) {
 /// Every URI here is wrong in one way, and carries the password.
 fn broken_uris() -> Vec<String> {
     let p = SECRET;
-    vec![
+    let mut uris = vec![
         // The parser's errors.
         format!("redis://user:{p}%zz@cache:6379"),
         format!("redis://:{p}@cache:0"),
@@ -53,7 +53,17 @@ fn broken_uris() -> Vec<String> {
         // The decision layer's: an unknown scheme, a memory URI with a host.
         format!("mongodb://:{p}@cache"),
         format!("memory://:{p}@cache"),
-    ]
+    ];
+    if cfg!(feature = "memcached") {
+        uris.extend([
+            // memcached has no authentication: refused, without quoting it.
+            format!("memcached://app:{p}@cache:11211"),
+            format!("memcached://:{p}@cache:11211"),
+            format!("memcached://:{p}@cache:11211?timeout=soon"),
+            format!("memcached://:{p}@cache:0"),
+        ]);
+    }
+    uris
 }
 
 #[test]
