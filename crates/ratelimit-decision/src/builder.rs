@@ -18,7 +18,8 @@ use crate::{
     error::ConfigError,
     headers::HeaderOptions,
     key::{Addressing, KeyFunction, UnknownClient},
-    limiter::{Compiled, Inner, Limiter, RouteLimits, ScopePaths},
+    keyed::{limits_of, parse_keyed},
+    limiter::{Compiled, Inner, KeyedScopes, Limiter, RouteLimits, ScopePaths},
     network::Network,
     policy::{
         Breach, BreachHook, CostFn, LimitSet, LimitSource, RequestPredicate, ResponseHook,
@@ -112,6 +113,10 @@ pub struct LimiterBuilder {
     defaults: Option<String>,
     application: Option<String>,
     meta: Option<String>,
+    /// Default, application and meta limits counted by key functions of their own.
+    defaults_by: Vec<(String, KeyFunction)>,
+    application_by: Vec<(String, KeyFunction)>,
+    meta_by: Vec<(String, KeyFunction)>,
     strategy: Option<StrategyKind>,
     storage: Option<Arc<dyn Storage>>,
     storage_uri: Option<String>,
@@ -127,6 +132,7 @@ pub struct LimiterBuilder {
     groups: Vec<(Members, RoutePolicy)>,
     on_breach: Option<BreachHook>,
     outage: Option<Outage>,
+    fallback_scope: FallbackScope,
     storage_timeout: Option<core::time::Duration>,
     probe_backoff: Option<Backoff>,
     on_storage_transition: Option<TransitionHook>,
@@ -142,6 +148,19 @@ pub struct LimiterBuilder {
 }
 
 type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
+
+/// Whom the limits of [`LimiterBuilder::in_memory_fallback`] count against during an outage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FallbackScope {
+    /// Each client on each route apart, as Flask-Limiter counts its `in_memory_fallback`
+    /// limits (per endpoint): one busy route does not lock a client out of the others. The
+    /// default.
+    #[default]
+    Route,
+    /// Each client across every route: one count per client for the whole application.
+    Client,
+}
 
 /// What the limiter does while its storage is down (see [`ratelimit_fallback::Mode`]).
 #[derive(Clone, Debug)]
@@ -166,6 +185,49 @@ impl LimiterBuilder {
     /// Limits for every route without its own (counted per route): `"200 per day; 50 per hour"`.
     pub fn default_limits(mut self, limits: &str) -> Self {
         self.defaults = Some(limits.to_owned());
+        self
+    }
+
+    /// More default limits, counted by `key` instead of the limiter's key function, in the
+    /// same atomic batch as the others (see [`RoutePolicy::limit_by`]); they apply wherever the
+    /// default limits do, per route.
+    pub fn default_limits_by(mut self, limits: &str, key: KeyFunction) -> Self {
+        self.defaults_by.push((limits.to_owned(), key));
+        self
+    }
+
+    /// More application limits, counted by `key` instead of the limiter's key function: one
+    /// counter per identity `key` gives, across every route (for instance a tenant's quota
+    /// beside each address's).
+    ///
+    /// ```
+    /// use ratelimit_decision::{KeyFunction, Limiter, RequestView};
+    ///
+    /// # smol::block_on(async {
+    /// let tenant = KeyFunction::custom("tenant", |req, _| {
+    ///     req.header("X-Tenant").unwrap_or("none").to_owned()
+    /// });
+    /// let limiter = Limiter::builder()
+    ///     .application_limits("10 per minute")
+    ///     .application_limits_by("2 per minute", tenant)
+    ///     .build()?;
+    /// let acme = [("X-Tenant", "acme")];
+    /// let from = |ip: &str| RequestView::new("GET", "/").peer(ip.parse().unwrap()).headers(&acme);
+    /// assert!(limiter.check(&from("10.0.0.1")).await?.is_allowed());
+    /// assert!(limiter.check(&from("10.0.0.2")).await?.is_allowed());
+    /// assert!(!limiter.check(&from("10.0.0.3")).await?.is_allowed(), "acme's 2 are spent");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn application_limits_by(mut self, limits: &str, key: KeyFunction) -> Self {
+        self.application_by.push((limits.to_owned(), key));
+        self
+    }
+
+    /// More meta limits, counting breaches by `key` instead of the limiter's key function:
+    /// while one is exhausted, every request `key` gives that identity to is rejected.
+    pub fn meta_limits_by(mut self, limits: &str, key: KeyFunction) -> Self {
+        self.meta_by.push((limits.to_owned(), key));
         self
     }
 
@@ -441,16 +503,62 @@ impl LimiterBuilder {
     }
 
     /// When the storage is unavailable (or refuses calls: Redis out of memory), count in memory:
-    /// every request's own limits, and these limits on top, per client across all routes
-    /// (Flask-Limiter's `in_memory_fallback`, e.g. `"100 per day; 25 per hour"`); go back to the
-    /// storage once a background probe finds it serving. No request fails and none waits on a
-    /// dead or hung storage longer than [`storage_timeout`](Self::storage_timeout).
+    /// every request's own limits, and these limits on top, per client and route as
+    /// Flask-Limiter counts them (Flask-Limiter's `in_memory_fallback`, e.g.
+    /// `"100 per day; 25 per hour"`; [`fallback_scope`](Self::fallback_scope) counts them per
+    /// client across all routes instead); go back to the storage once a background probe finds
+    /// it serving. No request fails and none waits on a dead or hung storage longer than
+    /// [`storage_timeout`](Self::storage_timeout).
     ///
     /// Unlike Flask-Limiter, where these limits replace the route's, a fallback is never looser
     /// than normal operation: a login limited to 5 per minute stays at 5 under a fallback of
-    /// 100. (Counts start afresh in memory when the outage begins.)
+    /// 100, and application and meta limits still count. (Counts start afresh in memory when
+    /// the outage begins.)
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ratelimit_decision::{Limiter, RequestView, RoutePolicy};
+    /// # use ratelimit_storage::{Charge, Op, Storage, StorageError, Verdict};
+    /// # use ratelimit_storage::Key;
+    /// # #[derive(Debug)]
+    /// # struct Down;
+    /// # fn down<T>() -> Result<T, StorageError> {
+    /// #     Err(StorageError::Unreachable { backend: "test", detail: "down".into() })
+    /// # }
+    /// # #[async_trait::async_trait]
+    /// # impl Storage for Down {
+    /// #     async fn apply(&self, _: Op, _: &[Charge]) -> Result<Verdict, StorageError> { down() }
+    /// #     async fn clear(&self, _: &Key) -> Result<(), StorageError> { down() }
+    /// #     async fn reset(&self) -> Result<(), StorageError> { down() }
+    /// #     async fn health(&self) -> Result<(), StorageError> { down() }
+    /// # }
+    ///
+    /// # smol::block_on(async {
+    /// let limiter = Limiter::builder()
+    ///     .storage(Arc::new(Down)) // a store that is down
+    ///     .default_limits("5 per minute")
+    ///     .route("/t2", RoutePolicy::new().limit("3 per minute"))
+    ///     .in_memory_fallback("1 per minute")
+    ///     .build()?;
+    /// let peer = "10.0.0.1".parse()?;
+    /// let t1 = RequestView::new("GET", "/t1").peer(peer);
+    /// let t2 = RequestView::new("GET", "/t2").peer(peer);
+    /// assert!(limiter.check(&t1).await?.is_allowed());
+    /// assert!(!limiter.check(&t1).await?.is_allowed());
+    /// assert!(limiter.check(&t2).await?.is_allowed(), "another route, another count");
+    /// assert!(!limiter.check(&t2).await?.is_allowed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn in_memory_fallback(mut self, limits: &str) -> Self {
         self.outage = Some(Outage::Fallback(Some(limits.to_owned())));
+        self
+    }
+
+    /// Whom the [`in_memory_fallback`](Self::in_memory_fallback) limits count against (default
+    /// [`FallbackScope::Route`]: each client on each route, as Flask-Limiter does).
+    pub fn fallback_scope(mut self, scope: FallbackScope) -> Self {
+        self.fallback_scope = scope;
         self
     }
 
@@ -568,6 +676,22 @@ impl LimiterBuilder {
         let defaults = set("default limits", &self.defaults)?;
         let application = set("application limits", &self.application)?;
         let meta = set("meta limits", &self.meta)?;
+        let keyed = KeyedScopes {
+            application: parse_keyed("application limits", &self.application_by)?,
+            defaults: parse_keyed("default limits", &self.defaults_by)?,
+            meta: parse_keyed("meta limits", &self.meta_by)?,
+        };
+        // The limits each scope charges, its keyed groups after its own (the plan's order).
+        let application_all: Vec<_> = application
+            .iter()
+            .copied()
+            .chain(limits_of(&keyed.application))
+            .collect();
+        let defaults_all: Vec<_> = defaults
+            .iter()
+            .copied()
+            .chain(limits_of(&keyed.defaults))
+            .collect();
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let storage = match (self.storage, self.storage_uri) {
             (Some(storage), _) => storage,
@@ -575,6 +699,10 @@ impl LimiterBuilder {
             (None, None) => storage_from_uri("memory://", Arc::clone(&clock))?,
         };
         let strategy = self.strategy.unwrap_or(StrategyKind::FixedWindow);
+        let fallback_scope = match &self.outage {
+            Some(Outage::Fallback(Some(_))) => Some(self.fallback_scope),
+            _ => None,
+        };
         let storage: Arc<dyn Storage> = match self.outage {
             None => storage,
             Some(outage) => {
@@ -621,9 +749,21 @@ impl LimiterBuilder {
         let headers = self.headers.unwrap_or_default();
         headers.names.check().map_err(ConfigError::Invalid)?;
         let key = self.key.unwrap_or_default();
+        let policies = || {
+            self.routes
+                .iter()
+                .map(|(_, _, p)| p)
+                .chain(self.groups.iter().map(|(_, p)| p))
+        };
         for k in core::iter::once(&key)
-            .chain(self.routes.iter().filter_map(|(_, _, p)| p.key.as_ref()))
-            .chain(self.groups.iter().filter_map(|(_, p)| p.key.as_ref()))
+            .chain(policies().filter_map(|p| p.key.as_ref()))
+            .chain(policies().flat_map(|p| &p.keyed).map(|(_, k)| k))
+            .chain(
+                [&self.defaults_by, &self.application_by, &self.meta_by]
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, k)| k),
+            )
         {
             if k.namespace().is_some_and(|ns| ns.is_empty() || ns == "ip") {
                 return Err(ConfigError::Invalid(format!(
@@ -647,12 +787,14 @@ impl LimiterBuilder {
                 None => Vec::new().into(),
                 Some(text) => parse_set(&format!("{context} guard"), text)?,
             };
+            let keyed = parse_keyed(context, &policy.keyed)?;
             Ok(Compiled::new(
                 limits,
+                keyed,
                 guard,
                 policy,
-                &application,
-                &defaults,
+                &application_all,
+                &defaults_all,
             ))
         };
         let mut routes = HashMap::new();
@@ -705,19 +847,22 @@ impl LimiterBuilder {
             .sort_by_key(|(prefix, _): &(String, Compiled)| core::cmp::Reverse(prefix.len()));
         let fallback = Compiled::new(
             None,
+            Vec::new(),
             Vec::new().into(),
             RoutePolicy::new(),
-            &application,
-            &defaults,
+            &application_all,
+            &defaults_all,
         );
         Ok(Limiter {
             inner: Arc::new(Inner {
                 defaults,
                 application,
                 meta,
+                keyed,
                 strategy,
                 storage,
                 paths: ScopePaths::new(self.prefix.as_deref().unwrap_or("LIMITER")),
+                fallback_scope,
                 key,
                 proxy,
                 addressing,

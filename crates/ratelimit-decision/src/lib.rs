@@ -93,6 +93,7 @@
 //! | `shared_limit(scope=...)` | [`RoutePolicy::shared`] | |
 //! | `key_func`, `get_remote_address` | [`KeyFunction`] (namespaced: `ip:`, `apikey:`, yours); [`KeyFunction::credential`] for API keys | see below |
 //! | a second limit with `key_func=get_remote_address` | [`RoutePolicy::guard`] | |
+//! | `@limiter.limit("100/minute", key_func=...)` beside another limit | [`RoutePolicy::limit_by`]; [`LimiterBuilder::default_limits_by`], [`application_limits_by`](LimiterBuilder::application_limits_by), [`meta_limits_by`](LimiterBuilder::meta_limits_by) for the other scopes | in the same atomic batch; each group keeps its own counters |
 //! | `ProxyFix` / `X-Forwarded-For` | [`LimiterBuilder::trusted_proxies`] | never trusted by default |
 //! | dynamic limits (callables) | [`RoutePolicy::dynamic`] over sets parsed once with [`limit_set`] | |
 //! | `cost=` | [`RoutePolicy::cost`] (and [`RoutePolicy::settle`] once the body is read) | |
@@ -108,7 +109,7 @@
 //! | `header_name_mapping`, `RATELIMIT_HEADER_LIMIT`/`_REMAINING`/`_RESET`/`_RETRY_AFTER` | [`HeaderOptions::rename`] | names checked at build |
 //! | `retry_after`, `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | [`HeaderOptions::retry_after_http_date`], [`RetryAfterFormat`] | the date is when a retry can succeed |
 //! | `swallow_errors`, `RATELIMIT_SWALLOW_ERRORS` | [`LimiterBuilder::fail_open`] | without it, storage errors come back as [`DecisionError`] |
-//! | `in_memory_fallback`, `RATELIMIT_IN_MEMORY_FALLBACK` | [`LimiterBuilder::in_memory_fallback`] | an extra cap, never looser than normal operation |
+//! | `in_memory_fallback`, `RATELIMIT_IN_MEMORY_FALLBACK` | [`LimiterBuilder::in_memory_fallback`] | per client and route, as in Flask-Limiter ([`LimiterBuilder::fallback_scope`]: per client across routes); an extra cap on the request's own limits, never looser than normal operation |
 //! | `in_memory_fallback_enabled`, `RATELIMIT_IN_MEMORY_FALLBACK_ENABLED` | [`LimiterBuilder::fallback_to_memory`] | |
 //! | the app's config | [`LimiterBuilder::from_env`], [`LimiterBuilder::with_config`] | whatever is applied last wins |
 //! | `limiter.current_limits` | [`Limiter::current_limits`] | every scope's limits, meta included |
@@ -163,6 +164,7 @@ mod error;
 mod field;
 mod headers;
 mod key;
+mod keyed;
 mod limiter;
 pub mod metrics;
 mod network;
@@ -170,7 +172,7 @@ mod policy;
 mod request;
 mod response;
 
-pub use builder::{KNOWN_SCHEMES, LimiterBuilder, storage_from_uri};
+pub use builder::{FallbackScope, KNOWN_SCHEMES, LimiterBuilder, storage_from_uri};
 pub use client_ip::{ForwardedHeader, ProxyConfig};
 pub use config::CONFIG_KEYS;
 pub use decision::{Decision, Kind, Scope};

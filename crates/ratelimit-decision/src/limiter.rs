@@ -15,13 +15,14 @@ use smallvec::SmallVec;
 use ratelimit_storage::{Charge, Key, Op, ScopePath, Storage, StorageError, Verdict};
 
 use crate::{
-    builder::{LimiterBuilder, ScopeOptions},
+    builder::{FallbackScope, LimiterBuilder, ScopeOptions},
     client_ip::ProxyConfig,
     decision::{Answer, Decision, Kind, Pending, Scope, StatusPredicate},
     error::DecisionError,
     field::RateLimitHeaders,
     headers::{HeaderFacts, HeaderOptions, Policy, policy_field, render_into},
     key::{Addressing, Identity, KeyFunction, Who},
+    keyed::{Keyed, limits_of},
     metrics,
     policy::{Breach, BreachHook, LimitSet, RequestPredicate, ResponseHook, RoutePolicy},
     request::RequestView,
@@ -86,6 +87,23 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// A meta gate per limit under `key`: room for the request is needed under each, and a
+    /// rejected request counts its breach there.
+    fn gates(&mut self, key: Key, limits: &[Limit], strategy: StrategyKind) {
+        let gate = |key: Key, l: Limit| Charge::gate(key, l, strategy, 1).charging_on_reject(1);
+        let Some((&last, rest)) = limits.split_last() else {
+            return;
+        };
+        for &l in rest {
+            self.charges.push(gate(key.clone(), l));
+            self.scopes.push(Scope::Meta);
+        }
+        self.charges.push(gate(key, last));
+        self.scopes.push(Scope::Meta);
+    }
+}
+
 /// Why a request is charged nothing.
 enum Early<'a> {
     /// Exempt or unlimited.
@@ -124,6 +142,8 @@ enum Checked<'a> {
 #[derive(Clone)]
 pub(crate) struct Compiled {
     limits: Option<RouteLimits>,
+    /// The route's limits counted by key functions of their own.
+    keyed: Vec<Keyed>,
     guard: LimitSet,
     policy: RoutePolicy,
     /// The `RateLimit-Policy` field of the limits the route charges, rendered at build (and
@@ -134,6 +154,7 @@ pub(crate) struct Compiled {
 impl Compiled {
     pub(crate) fn new(
         limits: Option<RouteLimits>,
+        keyed: Vec<Keyed>,
         guard: LimitSet,
         policy: RoutePolicy,
         application: &[Limit],
@@ -141,6 +162,7 @@ impl Compiled {
     ) -> Self {
         let mut compiled = Self {
             limits,
+            keyed,
             guard,
             policy,
             policy_field: None,
@@ -166,22 +188,39 @@ impl Compiled {
             out.extend_from_slice(application);
         }
         out.extend_from_slice(route.unwrap_or_default());
-        if (route.is_none() || policy.combine) && !policy.exempt.defaults {
+        out.extend(limits_of(&self.keyed));
+        if (!self.has_own_limits() || policy.combine) && !policy.exempt.defaults {
             out.extend_from_slice(defaults);
         }
         out.extend_from_slice(&self.guard);
         Some(out)
     }
+
+    /// Whether the route has limits of its own (else it counts under the defaults).
+    fn has_own_limits(&self) -> bool {
+        self.limits.is_some() || !self.keyed.is_empty()
+    }
+}
+
+/// The default, application and meta limits counted by key functions of their own.
+pub(crate) struct KeyedScopes {
+    pub(crate) application: Vec<Keyed>,
+    pub(crate) defaults: Vec<Keyed>,
+    pub(crate) meta: Vec<Keyed>,
 }
 
 pub(crate) struct Inner {
     pub(crate) defaults: LimitSet,
     pub(crate) application: LimitSet,
     pub(crate) meta: LimitSet,
+    pub(crate) keyed: KeyedScopes,
     pub(crate) strategy: StrategyKind,
     pub(crate) storage: Arc<dyn Storage>,
     /// Every scope's prefix, encoded once.
     pub(crate) paths: ScopePaths,
+    /// With in-memory fallback limits, whom they count against (each charge's
+    /// `fallback_key`).
+    pub(crate) fallback_scope: Option<FallbackScope>,
     pub(crate) key: KeyFunction,
     pub(crate) proxy: ProxyConfig,
     pub(crate) addressing: Addressing,
@@ -421,7 +460,7 @@ impl Limiter {
             Identity::Unauthorized(header) => return Err(Early::Unauthorized(header)),
             Identity::UnknownClient => return Err(Early::UnknownClient),
         };
-        self.plan(plan, compiled, req, &identity, ip);
+        self.plan(plan, compiled, req, &identity, ip)?;
         if plan.scopes.iter().all(|s| *s == Scope::Meta) {
             return Err(Early::Free(Kind::Unlimited));
         }
@@ -492,15 +531,16 @@ impl Limiter {
 
     /// What to charge: the application limits, the route's (or a shared scope's, or the
     /// defaults), the route's guard limits by client address, and a gate per meta limit, each
-    /// under its storage key.
-    fn plan(
-        &self,
+    /// under its storage key; each scope's limits with key functions of their own after its
+    /// others. `Err` when such a key function refuses the request.
+    fn plan<'a>(
+        &'a self,
         plan: &mut Plan,
-        compiled: &Compiled,
-        req: &RequestView<'_>,
+        compiled: &'a Compiled,
+        req: &'a RequestView<'a>,
         identity: &Who<'_>,
         ip: Option<IpAddr>,
-    ) {
+    ) -> Result<(), Early<'a>> {
         let inner = &self.inner;
         let policy = &compiled.policy;
         let defaults_per_method = policy.per_method || inner.defaults_per_method;
@@ -532,70 +572,126 @@ impl Limiter {
         // predicate exempts this request from is left out.
         let holds = |p: &Option<RequestPredicate>| p.as_ref().is_some_and(|f| f(req));
         let route_exempt = holds(&policy.exempt_when);
+        let any = |limits: &[Limit], groups: &[Keyed]| !limits.is_empty() || !groups.is_empty();
         let application = !policy.exempt.application
-            && !inner.application.is_empty()
+            && any(&inner.application, &inner.keyed.application)
             && !holds(&inner.application_exempt_when);
+        let route_scope = match &policy.shared {
+            Some(name) => (parts.of(&inner.paths.shared, Some(name)), Scope::Shared),
+            None => (
+                parts.of_route(&inner.paths.route, req.route()),
+                Scope::Route,
+            ),
+        };
         let route = route_limits
             .as_ref()
-            .filter(|l| !route_exempt && !l.is_empty())
-            .map(|l| match &policy.shared {
-                Some(name) => (parts.of(&inner.paths.shared, Some(name)), l, Scope::Shared),
-                None => (
-                    parts.of_route(&inner.paths.route, req.route()),
-                    l,
-                    Scope::Route,
-                ),
-            });
-        let defaults = (route_limits.is_none() || policy.combine)
+            .filter(|l| !route_exempt && !l.is_empty());
+        let defaults = ((route_limits.is_none() && compiled.keyed.is_empty()) || policy.combine)
             && !policy.exempt.defaults
-            && !inner.defaults.is_empty()
+            && any(&inner.defaults, &inner.keyed.defaults)
             && !route_exempt
             && !holds(&inner.defaults_exempt_when);
-        let meta = !policy.exempt.meta && !inner.meta.is_empty();
+        let meta = !policy.exempt.meta && any(&inner.meta, &inner.keyed.meta);
         // Every key of the identity, built in one allocation.
         let paths = &inner.paths;
-        let mut lists: SmallVec<[ScopeParts<'_>; 4]> = SmallVec::new();
+        let application_scope = parts.of(
+            &paths.app,
+            options.application_per_method.then_some(&*method),
+        );
+        let default_scope = default_parts.of_route(&paths.default, req.route());
+        let meta_scope = parts.of(&paths.meta, None);
+        let mut lists: SmallVec<[ScopeParts<'_>; 5]> = SmallVec::new();
         if application {
-            let method = options.application_per_method.then_some(&*method);
-            lists.push(parts.of(&paths.app, method));
+            lists.push(application_scope);
         }
-        if let Some((route_parts, _, _)) = &route {
-            lists.push(*route_parts);
+        if route.is_some() {
+            lists.push(route_scope.0);
         }
         if defaults {
-            lists.push(default_parts.of_route(&paths.default, req.route()));
+            lists.push(default_scope);
         }
         if meta {
-            lists.push(parts.of(&paths.meta, None));
+            lists.push(meta_scope);
         }
-        let lists: SmallVec<[(&ScopePath, &[&str]); 4]> =
+        // Whom in-memory fallback limits count this request against, should the store be down.
+        let fallback = inner.fallback_scope.map(|scope| match scope {
+            FallbackScope::Route => parts.of(&paths.fallback, Some(req.route())),
+            FallbackScope::Client => parts.of(&paths.fallback, None),
+        });
+        lists.extend(fallback);
+        let lists: SmallVec<[(&ScopePath, &[&str]); 5]> =
             lists.iter().map(ScopeParts::as_list).collect();
         let mut keys = identity.keys_under(&lists);
         plan.cost = cost;
         plan.defaults_at_route_cost = policy.cost.is_some() || options.defaults_cost.is_none();
         let strategy = inner.strategy;
-        if application && let Some(key) = keys.next() {
-            plan.push(
-                key,
-                &inner.application,
-                strategy,
+        // A scope's groups with key functions of their own, each under its own key.
+        let keyed = |plan: &mut Plan,
+                     groups: &'a [Keyed],
+                     scope_parts: ScopeParts<'_>,
+                     cost: u64,
+                     scope: Scope|
+         -> Result<(), Early<'a>> {
+            for group in groups {
+                let who = match group.key.identify(req, ip, &inner.addressing) {
+                    Identity::Key(who) => who,
+                    Identity::Unlimited => continue,
+                    Identity::Unauthorized(header) => return Err(Early::Unauthorized(header)),
+                    Identity::UnknownClient => return Err(Early::UnknownClient),
+                };
+                let tagged = scope_parts.tagged(&group.tag);
+                if let Some(key) = who.keys_under(&[tagged.as_list()]).next() {
+                    match scope {
+                        Scope::Meta => plan.gates(key, &group.limits, strategy),
+                        _ => plan.push(key, &group.limits, strategy, cost, scope),
+                    }
+                }
+            }
+            Ok(())
+        };
+        if application {
+            if let Some(key) = keys.next() {
+                plan.push(
+                    key,
+                    &inner.application,
+                    strategy,
+                    application_cost,
+                    Scope::Application,
+                );
+            }
+            keyed(
+                plan,
+                &inner.keyed.application,
+                application_scope,
                 application_cost,
                 Scope::Application,
-            );
+            )?;
         }
-        if let Some((_, limits, scope)) = route
+        if let Some(limits) = route
             && let Some(key) = keys.next()
         {
-            plan.push(key, limits, strategy, cost, scope);
+            plan.push(key, limits, strategy, cost, route_scope.1);
         }
-        if defaults && let Some(key) = keys.next() {
-            plan.push(
-                key,
-                &inner.defaults,
-                strategy,
+        if !route_exempt {
+            keyed(plan, &compiled.keyed, route_scope.0, cost, route_scope.1)?;
+        }
+        if defaults {
+            if let Some(key) = keys.next() {
+                plan.push(
+                    key,
+                    &inner.defaults,
+                    strategy,
+                    defaults_cost,
+                    Scope::Default,
+                );
+            }
+            keyed(
+                plan,
+                &inner.keyed.defaults,
+                default_scope,
                 defaults_cost,
                 Scope::Default,
-            );
+            )?;
         }
         if !compiled.guard.is_empty()
             && let Identity::Key(address) = inner.addressing.identity(ip)
@@ -605,19 +701,23 @@ impl Limiter {
         {
             plan.push(key, &compiled.guard, strategy, cost, Scope::Guard);
         }
-        if meta && let Some(key) = keys.next() {
-            // A gate per meta limit: the request needs room under each; when it is rejected
-            // all the same (by its own limits), the gate counts the breach, in this call.
-            let gate = |key: Key, l: Limit| Charge::gate(key, l, strategy, 1).charging_on_reject(1);
-            if let Some((&last, rest)) = inner.meta.split_last() {
-                for &l in rest {
-                    plan.charges.push(gate(key.clone(), l));
-                    plan.scopes.push(Scope::Meta);
-                }
-                plan.charges.push(gate(key, last));
-                plan.scopes.push(Scope::Meta);
+        if meta {
+            if let Some(key) = keys.next() {
+                // A gate per meta limit: the request needs room under each; when it is
+                // rejected all the same (by its own limits), the gate counts the breach, in
+                // this call.
+                plan.gates(key, &inner.meta, strategy);
+            }
+            keyed(plan, &inner.keyed.meta, meta_scope, 1, Scope::Meta)?;
+        }
+        if fallback.is_some()
+            && let Some(key) = keys.next()
+        {
+            for charge in plan.charges.iter_mut().filter(|c| c.cost > 0) {
+                charge.fallback_key = Some(key.clone());
             }
         }
+        Ok(())
     }
 
     /// What the store's answer means: its verdict checked (one status per charge; a store
@@ -878,6 +978,7 @@ pub(crate) struct ScopePaths {
     default: ScopePath,
     guard: ScopePath,
     meta: ScopePath,
+    fallback: ScopePath,
 }
 
 impl ScopePaths {
@@ -890,6 +991,7 @@ impl ScopePaths {
             default: path("default"),
             guard: path("guard"),
             meta: path("meta"),
+            fallback: path("fallback"),
         }
     }
 }
@@ -906,7 +1008,7 @@ impl<'a> KeyParts<'a> {
     fn of(self, path: &'a ScopePath, name: Option<&'a str>) -> ScopeParts<'a> {
         let mut parts = ScopeParts {
             path,
-            items: ["", ""],
+            items: ["", "", ""],
             len: 0,
         };
         if let Some(name) = name {
@@ -928,15 +1030,22 @@ impl<'a> KeyParts<'a> {
     }
 }
 
-/// The scopes of one key: an encoded path, then up to two scopes to encode.
+/// The scopes of one key: an encoded path, then up to three scopes to encode.
 #[derive(Clone, Copy)]
 struct ScopeParts<'a> {
     path: &'a ScopePath,
-    items: [&'a str; 2],
+    items: [&'a str; 3],
     len: usize,
 }
 
 impl<'a> ScopeParts<'a> {
+    /// These scopes, then `tag` (a keyed group's).
+    fn tagged(mut self, tag: &'a str) -> Self {
+        self.items[self.len] = tag;
+        self.len += 1;
+        self
+    }
+
     fn as_list(&self) -> (&'a ScopePath, &[&'a str]) {
         (self.path, &self.items[..self.len])
     }

@@ -91,6 +91,7 @@ pub struct RoutePolicy {
     pub(crate) deduct_when: Option<Arc<StatusPredicate>>,
     pub(crate) on_breach: Option<BreachHook>,
     pub(crate) key: Option<KeyFunction>,
+    pub(crate) keyed: Vec<(String, KeyFunction)>,
     pub(crate) guard: Option<String>,
     pub(crate) settle: Option<Arc<SettleFn>>,
     pub(crate) exempt_when: Option<RequestPredicate>,
@@ -115,6 +116,7 @@ impl fmt::Debug for RoutePolicy {
             .field("cost", &self.cost.is_some())
             .field("deduct_when", &self.deduct_when.is_some())
             .field("guard", &self.guard)
+            .field("limits_by", &self.keyed)
             .field("settle", &self.settle.is_some())
             .field("exempt_when", &self.exempt_when.is_some())
             .finish_non_exhaustive()
@@ -285,6 +287,41 @@ impl RoutePolicy {
     /// A key function for this route only.
     pub fn key(mut self, key: KeyFunction) -> Self {
         self.key = Some(key);
+        self
+    }
+
+    /// More limits for this route, counted by `key` instead of the route's key function, in
+    /// the same atomic batch as its other limits (Flask-Limiter's
+    /// `@limiter.limit("100/minute", key_func=...)` stacked on another `@limiter.limit`).
+    /// Call it again for more groups; each keeps counters of its own, even where its key
+    /// function gives the same identity as another's. Like [`limit`](Self::limit), it makes
+    /// the route skip the default limits unless
+    /// [`combine_with_defaults`](Self::combine_with_defaults). A group whose key function
+    /// gives an empty identity is skipped for that request.
+    ///
+    /// ```
+    /// use ratelimit_decision::{KeyFunction, Limiter, RequestView, RoutePolicy};
+    ///
+    /// # smol::block_on(async {
+    /// // 2 per minute per address, and 3 per minute for all clients together.
+    /// let everyone = KeyFunction::custom("all", |_, _| "everyone".to_owned());
+    /// let limiter = Limiter::builder()
+    ///     .route(
+    ///         "/search",
+    ///         RoutePolicy::new().limit("2 per minute").limit_by("3 per minute", everyone),
+    ///     )
+    ///     .build()?;
+    /// let from = |ip: &str| RequestView::new("GET", "/search").peer(ip.parse().unwrap());
+    /// assert!(limiter.check(&from("10.0.0.1")).await?.is_allowed());
+    /// assert!(limiter.check(&from("10.0.0.1")).await?.is_allowed());
+    /// assert!(!limiter.check(&from("10.0.0.1")).await?.is_allowed(), "its address's 2");
+    /// assert!(limiter.check(&from("10.0.0.2")).await?.is_allowed());
+    /// assert!(!limiter.check(&from("10.0.0.3")).await?.is_allowed(), "everyone's 3");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn limit_by(mut self, limits: &str, key: KeyFunction) -> Self {
+        self.keyed.push((limits.to_owned(), key));
         self
     }
 

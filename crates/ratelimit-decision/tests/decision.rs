@@ -604,8 +604,6 @@ fn many_tasks_never_over_admit() {
     }
 }
 
-/// A store that is always down.
-
 #[test]
 fn outage_modes_apply_when_the_storage_is_down() {
     let (open, _) = build(
@@ -642,10 +640,13 @@ fn outage_modes_apply_when_the_storage_is_down() {
             )
             .on_storage_transition(move |t| seen.lock().unwrap().push(t.primary_up)),
     );
-    // The fallback counts the client across routes: 2 per minute in all.
+    // The fallback counts the client per route: 2 per minute on each.
+    assert!(check(&fallback, &get("/x")).is_allowed());
     assert!(check(&fallback, &get("/x")).is_allowed());
     assert!(check(&fallback, &get("/y")).is_allowed());
     assert!(!check(&fallback, &get("/x")).is_allowed());
+    assert!(check(&fallback, &get("/y")).is_allowed());
+    assert!(!check(&fallback, &get("/y")).is_allowed());
     assert_eq!(transitions.lock().unwrap().first(), Some(&false));
     let err = Limiter::builder()
         .in_memory_fallback("2 per fortnight")

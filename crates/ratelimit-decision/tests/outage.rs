@@ -1,7 +1,8 @@
 //! Deciding through a storage outage, for every strategy: the in-memory fallback with the
 //! request's own limits keeps meta limits (gates), exempt routes and conditional refunds as they
-//! are on a healthy store; fallback limits cap each client across routes on top of the request's
-//! own limits (never looser than a healthy store), and refunds go back to both.
+//! are on a healthy store; fallback limits cap each client per route (as Flask-Limiter does) or
+//! across routes on top of the request's own limits (never looser than a healthy store), and
+//! refunds go back to both.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use common::{Broken, T0};
 use ratelimit_core::{ManualClock, StrategyKind};
 use ratelimit_decision::{
-    Decision, Kind, Limiter, LimiterBuilder, RequestView, RoutePolicy, Scope,
+    Decision, FallbackScope, Kind, Limiter, LimiterBuilder, RequestView, RoutePolicy, Scope,
 };
 
 /// The seed-like policy set on a dead store, deciding with `kind`.
@@ -99,9 +100,10 @@ fn the_same_limits_in_memory_keep_gates_exemptions_and_refunds() {
 }
 
 #[test]
-fn fallback_limits_cap_each_client_and_take_refunds_back() {
+fn fallback_limits_per_client_cap_each_client_and_take_refunds_back() {
     fn replace(b: LimiterBuilder) -> LimiterBuilder {
         b.in_memory_fallback("4 per minute")
+            .fallback_scope(FallbackScope::Client)
     }
     for kind in StrategyKind::ALL {
         let limiter = on_a_dead_store(kind, replace);
@@ -123,4 +125,62 @@ fn fallback_limits_cap_each_client_and_take_refunds_back() {
         // replaced the route's limits was looser than the store it stood in for).
         assert_eq!(conditional(&limiter, "10.0.0.4"), 2, "{kind}");
     }
+}
+
+/// Flask-Limiter's own scenario: default `5/minute`, `/t2` with `3 per minute`,
+/// `in_memory_fallback("1/minute")`, the store unreachable.
+fn flask_scenario(kind: StrategyKind, scope: Option<FallbackScope>) -> [bool; 5] {
+    let mut builder = Limiter::builder()
+        .default_limits("5/minute")
+        .route("/t2", RoutePolicy::new().limit("3 per minute"))
+        .in_memory_fallback("1/minute")
+        .strategy(kind)
+        .clock(Arc::new(ManualClock::new(T0)))
+        .storage(Arc::new(Broken))
+        .storage_timeout(core::time::Duration::from_millis(100));
+    if let Some(scope) = scope {
+        builder = builder.fallback_scope(scope);
+    }
+    let limiter = builder.build().unwrap();
+    ["/t1", "/t1", "/t2", "/t2", "/t1"].map(|route| {
+        let d = check(&limiter, &from("10.0.0.1", route));
+        assert_eq!(d.status(), if d.is_allowed() { 200 } else { 429 });
+        d.is_allowed()
+    })
+}
+
+#[test]
+fn fallback_limits_count_per_route_by_default_as_flask_limiter_does() {
+    for kind in StrategyKind::ALL {
+        // /t1 200, /t1 429, /t2 200 (its own count), /t2 429, /t1 still 429.
+        let expected = [true, false, true, false, false];
+        assert_eq!(flask_scenario(kind, None), expected, "{kind}");
+        assert_eq!(
+            flask_scenario(kind, Some(FallbackScope::Route)),
+            expected,
+            "{kind}"
+        );
+        // Per client: the first request uses the client's one for every route.
+        assert_eq!(
+            flask_scenario(kind, Some(FallbackScope::Client)),
+            [true, false, false, false, false],
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn per_route_fallback_limits_are_never_looser_than_the_routes_own() {
+    // A fallback of 100 per minute per route does not lift /t2's own 3 per minute.
+    let limiter = Limiter::builder()
+        .route("/t2", RoutePolicy::new().limit("3 per minute"))
+        .in_memory_fallback("100/minute")
+        .clock(Arc::new(ManualClock::new(T0)))
+        .storage(Arc::new(Broken))
+        .build()
+        .unwrap();
+    let admitted = (0..10)
+        .filter(|_| check(&limiter, &from("10.0.0.1", "/t2")).is_allowed())
+        .count();
+    assert_eq!(admitted, 3);
 }

@@ -16,8 +16,10 @@ pub enum Mode {
     /// Decision API reports it, the Tide middleware answers 503.
     FailClosed,
     /// Count in memory the limits the batch asks for, and, when `limits` is not empty, those
-    /// too as an extra cap per client identity across all routes (typically tighter than the
-    /// normal limits). A fallback is never looser than normal operation: Flask-Limiter's
+    /// too as an extra cap (typically tighter than the normal limits) per
+    /// [`Charge::fallback_key`](ratelimit_storage::Charge::fallback_key): per client across
+    /// everything when the charges name none, per client and route as the Decision API names
+    /// them by default. A fallback is never looser than normal operation: Flask-Limiter's
     /// `in_memory_fallback` replaces the route's limits with these, so a route limited to 5 per
     /// minute got the fallback's 100; here it keeps its 5.
     Fallback {

@@ -442,8 +442,9 @@ impl Shared {
         }
     }
 
-    /// The batch's own limits in memory, and the fallback limits as an extra cap: each client
-    /// identity in the batch is charged once per fallback limit, with the largest cost it
+    /// The batch's own limits in memory, and the fallback limits as an extra cap: each
+    /// [`Charge::fallback_key`] in the batch (the charge's client identity when it has none) is
+    /// charged once per fallback limit, with the largest cost it
     /// carries (gates, which charge nothing, only count for their own limits), in the same
     /// atomic step. Each charge reports its own status when that rejected, else its identity's
     /// deciding fallback status when that rejected (the first that did), else whichever of the
@@ -462,7 +463,10 @@ impl Shared {
                 of_charge.push(None);
                 continue;
             }
-            let id = c.key.identity_key();
+            let id = c
+                .fallback_key
+                .clone()
+                .unwrap_or_else(|| c.key.identity_key());
             let at = match identities.iter().position(|(k, _)| *k == id) {
                 Some(at) => at,
                 None => {

@@ -34,6 +34,11 @@ pub struct Charge {
     /// its window has passed: see `Strategy::refund_at`). `None`: up to `cost` of the newest
     /// charges that still count.
     pub charged_at: Option<Timestamp>,
+    /// Whom a fallback store's own limits count this charge against while it stands in for an
+    /// unavailable store (`ratelimit-fallback`'s `Mode::Fallback` limits): a client on one
+    /// route, say. `None`: the key's identity ([`Key::identity_key`]), one count per client
+    /// across everything. Other stores ignore it.
+    pub fallback_key: Option<Key>,
 }
 
 impl Charge {
@@ -47,6 +52,7 @@ impl Charge {
             need: cost,
             on_reject: 0,
             charged_at: None,
+            fallback_key: None,
         }
     }
 
@@ -61,6 +67,7 @@ impl Charge {
             need,
             on_reject: 0,
             charged_at: None,
+            fallback_key: None,
         }
     }
 
@@ -76,6 +83,14 @@ impl Charge {
     #[must_use]
     pub fn charged_at(mut self, at: Timestamp) -> Self {
         self.charged_at = Some(at);
+        self
+    }
+
+    /// This charge, counted against `key` by a fallback store's own limits (see
+    /// [`Charge::fallback_key`]).
+    #[must_use]
+    pub fn with_fallback_key(mut self, key: Key) -> Self {
+        self.fallback_key = Some(key);
         self
     }
 
