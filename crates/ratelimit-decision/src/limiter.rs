@@ -88,6 +88,39 @@ impl Plan {
 }
 
 impl Plan {
+    /// A charge per limit of each group under the key its key function gives `req` (under
+    /// `parts` and the group's tag); a group that gives no identity is skipped.
+    #[inline(never)]
+    #[expect(clippy::too_many_arguments, reason = "the plan's context, passed once")]
+    fn keyed<'a>(
+        &mut self,
+        groups: &'a [Keyed],
+        addressing: &Addressing,
+        req: &'a RequestView<'a>,
+        ip: Option<IpAddr>,
+        parts: ScopeParts<'_>,
+        cost: u64,
+        scope: Scope,
+        strategy: StrategyKind,
+    ) -> Result<(), Early<'a>> {
+        for group in groups {
+            let who = match group.key.identify(req, ip, addressing) {
+                Identity::Key(who) => who,
+                Identity::Unlimited => continue,
+                Identity::Unauthorized(header) => return Err(Early::Unauthorized(header)),
+                Identity::UnknownClient => return Err(Early::UnknownClient),
+            };
+            let tagged = parts.tagged(&group.tag);
+            if let Some(key) = who.keys_under(&[tagged.as_list()]).next() {
+                match scope {
+                    Scope::Meta => self.gates(key, &group.limits, strategy),
+                    _ => self.push(key, &group.limits, strategy, cost, scope),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A meta gate per limit under `key`: room for the request is needed under each, and a
     /// rejected request counts its breach there.
     fn gates(&mut self, key: Key, limits: &[Limit], strategy: StrategyKind) {
@@ -600,7 +633,7 @@ impl Limiter {
         );
         let default_scope = default_parts.of_route(&paths.default, req.route());
         let meta_scope = parts.of(&paths.meta, None);
-        let mut lists: SmallVec<[ScopeParts<'_>; 5]> = SmallVec::new();
+        let mut lists: SmallVec<[ScopeParts<'_>; 4]> = SmallVec::new();
         if application {
             lists.push(application_scope);
         }
@@ -619,35 +652,34 @@ impl Limiter {
             FallbackScope::Client => parts.of(&paths.fallback, None),
         });
         lists.extend(fallback);
-        let lists: SmallVec<[(&ScopePath, &[&str]); 5]> =
+        let lists: SmallVec<[(&ScopePath, &[&str]); 4]> =
             lists.iter().map(ScopeParts::as_list).collect();
         let mut keys = identity.keys_under(&lists);
         plan.cost = cost;
         plan.defaults_at_route_cost = policy.cost.is_some() || options.defaults_cost.is_none();
         let strategy = inner.strategy;
         // A scope's groups with key functions of their own, each under its own key.
+        // A scope's groups with key functions of their own, each under its own key (out of
+        // line: most limiters have none).
         let keyed = |plan: &mut Plan,
                      groups: &'a [Keyed],
                      scope_parts: ScopeParts<'_>,
                      cost: u64,
                      scope: Scope|
          -> Result<(), Early<'a>> {
-            for group in groups {
-                let who = match group.key.identify(req, ip, &inner.addressing) {
-                    Identity::Key(who) => who,
-                    Identity::Unlimited => continue,
-                    Identity::Unauthorized(header) => return Err(Early::Unauthorized(header)),
-                    Identity::UnknownClient => return Err(Early::UnknownClient),
-                };
-                let tagged = scope_parts.tagged(&group.tag);
-                if let Some(key) = who.keys_under(&[tagged.as_list()]).next() {
-                    match scope {
-                        Scope::Meta => plan.gates(key, &group.limits, strategy),
-                        _ => plan.push(key, &group.limits, strategy, cost, scope),
-                    }
-                }
+            if groups.is_empty() {
+                return Ok(());
             }
-            Ok(())
+            plan.keyed(
+                groups,
+                &inner.addressing,
+                req,
+                ip,
+                scope_parts,
+                cost,
+                scope,
+                strategy,
+            )
         };
         if application {
             if let Some(key) = keys.next() {
