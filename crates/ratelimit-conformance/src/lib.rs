@@ -1,6 +1,6 @@
 //! Checks that every storage backend of the `ratelimit-*` crates must pass, written once and
 //! run by each backend's tests (and [`on_both_runtimes!`], which runs a scenario on async-std
-//! and on smol): the reference vectors (every strategy sequence in `testdata/vectors/*.jsonl`,
+//! and on smol): the reference vectors (every strategy sequence in `vectors/*.jsonl`, embedded,
 //! produced by Python `limits` with this project's documented deviations) through the
 //! [`Storage`] trait, long random sequences compared verdict by verdict with the memory
 //! backend ([`differential`]), no over-admission across processes ([`concurrency`]), and
@@ -12,22 +12,44 @@ pub mod concurrency;
 pub mod differential;
 pub mod faults;
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{path::PathBuf, sync::Arc};
 
 use ratelimit_core::{Limit, ManualClock, StrategyKind, Timestamp};
 use ratelimit_storage::{Charge, Key, Op, Storage};
 use serde_json::Value;
 
-/// The vectors folder: `RATELIMIT_VECTORS_DIR` when set, else the repository's own copy,
-/// `testdata/vectors`.
-pub fn vectors_dir() -> PathBuf {
-    std::env::var_os("RATELIMIT_VECTORS_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors"),
-        Into::into,
-    )
+/// The reference vectors' strategy sequences (`vectors/strategies.jsonl`, JSON lines; the
+/// format is described in `vectors/README.md`), embedded so that a backend outside this
+/// repository runs the same ones.
+pub const STRATEGY_VECTORS: &str = include_str!("../vectors/strategies.jsonl");
+
+/// The reference vectors' parse cases (`vectors/parse.jsonl`), for a parser's own tests.
+pub const PARSE_VECTORS: &str = include_str!("../vectors/parse.jsonl");
+
+/// The vectors to run: each `*.jsonl` file of the folder `RATELIMIT_VECTORS_DIR` names when it
+/// is set (name and text, sorted by name), else the embedded [`STRATEGY_VECTORS`] and
+/// [`PARSE_VECTORS`].
+pub fn vector_files() -> Vec<(String, String)> {
+    let Some(dir) = std::env::var_os("RATELIMIT_VECTORS_DIR").map(PathBuf::from) else {
+        return vec![
+            ("parse.jsonl".to_owned(), PARSE_VECTORS.to_owned()),
+            ("strategies.jsonl".to_owned(), STRATEGY_VECTORS.to_owned()),
+        ];
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            (file.display().to_string(), text)
+        })
+        .collect()
 }
 
 /// What a run covered.
@@ -39,7 +61,7 @@ pub struct Coverage {
     pub events: usize,
 }
 
-/// Runs every strategy sequence of every `*.jsonl` file of [`vectors_dir`] (lines with
+/// Runs every strategy sequence of [`vector_files`] (lines with
 /// `strategy`; parse cases, with `input`, are the core's business) on a fresh store from
 /// `fresh(n)` (n: the sequence's number, for a distinct prefix), whose clock the sequence
 /// drives. Panics, naming the file, sequence and event, on the first mismatch, on a line that is
@@ -47,25 +69,16 @@ pub struct Coverage {
 pub async fn strategy_vectors<S: Storage>(
     mut fresh: impl FnMut(usize) -> (S, Arc<ManualClock>),
 ) -> Coverage {
-    let dir = vectors_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
     let mut seen = Coverage {
         sequences: 0,
         events: 0,
     };
-    for file in &files {
-        let text =
-            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    for (file, text) in vector_files() {
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let at = format!("{} line {}", file.display(), n + 1);
+            let at = format!("{file} line {}", n + 1);
             let case: Value =
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("{at}: not JSON: {e}"));
             if case.get("input").is_some() {
@@ -80,7 +93,7 @@ pub async fn strategy_vectors<S: Storage>(
             seen.sequences += 1;
         }
     }
-    assert!(seen.sequences > 0, "no vector found in {}", dir.display());
+    assert!(seen.sequences > 0, "no strategy sequence among the vectors");
     seen
 }
 

@@ -1,4 +1,5 @@
-//! Runs the reference vectors (`testdata/vectors/` in the repository, or the folder in
+//! Runs the reference vectors (`crates/ratelimit-conformance/vectors/`, which that crate
+//! publishes, or the folder in
 //! `RATELIMIT_VECTORS_DIR`) against the parser and the four state machines.
 //!
 //! Every `*.jsonl` file of the folder is read; each line is a parse case (it has `input`) or a
@@ -40,8 +41,8 @@ impl Tally {
 fn vectors_dir() -> PathBuf {
     match std::env::var_os("RATELIMIT_VECTORS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        // crates/ratelimit-core -> the project root's `testdata/vectors`.
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vectors"),
+        // crates/ratelimit-core -> crates/ratelimit-conformance/vectors.
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../ratelimit-conformance/vectors"),
     }
 }
 

@@ -518,19 +518,17 @@ impl LimiterBuilder {
     /// ```
     /// use std::sync::Arc;
     /// use ratelimit_decision::{Limiter, RequestView, RoutePolicy};
-    /// # use ratelimit_storage::{Charge, Op, Storage, StorageError, Verdict};
-    /// # use ratelimit_storage::Key;
+    /// # use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, StorageFuture, Verdict};
     /// # #[derive(Debug)]
     /// # struct Down;
-    /// # fn down<T>() -> Result<T, StorageError> {
-    /// #     Err(StorageError::Unreachable { backend: "test", detail: "down".into() })
+    /// # fn down<T: Send + 'static>() -> StorageFuture<'static, T> {
+    /// #     Box::pin(async { Err(StorageError::Unreachable { backend: "test", detail: "down".into() }) })
     /// # }
-    /// # #[async_trait::async_trait]
     /// # impl Storage for Down {
-    /// #     async fn apply(&self, _: Op, _: &[Charge]) -> Result<Verdict, StorageError> { down() }
-    /// #     async fn clear(&self, _: &Key) -> Result<(), StorageError> { down() }
-    /// #     async fn reset(&self) -> Result<(), StorageError> { down() }
-    /// #     async fn health(&self) -> Result<(), StorageError> { down() }
+    /// #     fn apply<'a>(&'a self, _: Op, _: &'a [Charge]) -> StorageFuture<'a, Verdict> { down() }
+    /// #     fn clear<'a>(&'a self, _: &'a Key) -> StorageFuture<'a, ()> { down() }
+    /// #     fn reset(&self) -> StorageFuture<'_, ()> { down() }
+    /// #     fn health(&self) -> StorageFuture<'_, ()> { down() }
     /// # }
     ///
     /// # smol::block_on(async {

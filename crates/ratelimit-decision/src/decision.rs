@@ -315,9 +315,10 @@ impl Decision {
         }
         let refund: Vec<Charge> = charged
             .iter()
-            .map(|c| Charge {
-                cost: back,
-                ..c.clone()
+            .map(|c| {
+                let mut c = c.clone();
+                c.cost = back;
+                c
             })
             .collect();
         pending.storage.refund(&refund).await?;

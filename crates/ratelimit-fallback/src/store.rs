@@ -11,11 +11,12 @@ use std::{
     time::Instant,
 };
 
-use async_trait::async_trait;
 use futures::future::{Either, select};
 use ratelimit_core::{Clock, Limit, RetryAfter, StrategyKind, SystemClock, Unit};
 use ratelimit_memory::{AsyncIoSleep, MemoryStorage, Sleep};
-use ratelimit_storage::{Charge, Key, LimitStatus, Op, Storage, StorageError, Verdict};
+use ratelimit_storage::{
+    Charge, Key, LimitStatus, Op, Storage, StorageError, StorageFuture, Verdict,
+};
 
 use crate::{backoff::Backoff, mode::Mode};
 
@@ -426,20 +427,20 @@ impl Shared {
     }
 
     fn open_status(&self, c: &Charge) -> LimitStatus {
-        LimitStatus {
-            allowed: true,
-            remaining: c.limit.amount().saturating_sub(c.room()),
-            reset: self.config.clock.now(),
-            retry_after: RetryAfter::NOW,
-        }
+        LimitStatus::new(
+            true,
+            c.limit.amount().saturating_sub(c.room()),
+            self.config.clock.now(),
+            RetryAfter::NOW,
+        )
     }
 
     fn open_verdict(&self, batch: &[Charge]) -> Verdict {
-        Verdict {
-            allowed: true,
-            statuses: batch.iter().map(|c| self.open_status(c)).collect(),
-            at: self.config.clock.now(),
-        }
+        Verdict::new(
+            true,
+            batch.iter().map(|c| self.open_status(c)).collect(),
+            self.config.clock.now(),
+        )
     }
 
     /// The batch's own limits in memory, and the fallback limits as an extra cap: each
@@ -492,17 +493,16 @@ impl Shared {
                 .find(|s| !s.allowed)
                 .or_else(|| mine.iter().min_by_key(|s| s.remaining))
                 .copied()
-                .unwrap_or(LimitStatus {
-                    allowed: true,
-                    remaining: 0,
-                    reset: self.config.clock.now(),
-                    retry_after: RetryAfter::NOW,
-                })
+                .unwrap_or(LimitStatus::new(
+                    true,
+                    0,
+                    self.config.clock.now(),
+                    RetryAfter::NOW,
+                ))
         };
-        Ok(Verdict {
-            allowed: verdict.allowed,
-            at: verdict.at,
-            statuses: of_charge
+        Ok(Verdict::new(
+            verdict.allowed,
+            of_charge
                 .iter()
                 .zip(&verdict.statuses)
                 .map(|(at, own)| match at {
@@ -517,73 +517,83 @@ impl Shared {
                     _ => *own,
                 })
                 .collect(),
-        })
+            verdict.at,
+        ))
     }
 }
 
-#[async_trait]
 impl Storage for FallbackStorage {
-    async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
-        let s = &self.shared;
-        if !s.down.load(Ordering::Acquire) {
-            match s.bounded(s.config.primary.apply(op, batch)).await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_unavailable() || e.is_refused() => {
-                    if e.is_refused() {
-                        s.refusals.fetch_add(1, Ordering::Relaxed);
+    fn apply<'a>(&'a self, op: Op, batch: &'a [Charge]) -> StorageFuture<'a, Verdict> {
+        Box::pin(async move {
+            let s = &self.shared;
+            if !s.down.load(Ordering::Acquire) {
+                match s.bounded(s.config.primary.apply(op, batch)).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) if e.is_unavailable() || e.is_refused() => {
+                        if e.is_refused() {
+                            s.refusals.fetch_add(1, Ordering::Relaxed);
+                        }
+                        s.mark_down(&e);
+                        if let Some(v) = s.rejected_by_primary(op, batch).await {
+                            return Ok(v);
+                        }
+                        return s.degraded(op, batch, Some(e));
                     }
-                    s.mark_down(&e);
-                    if let Some(v) = s.rejected_by_primary(op, batch).await {
-                        return Ok(v);
-                    }
-                    return s.degraded(op, batch, Some(e));
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
-        }
-        if let Some(v) = s.rejected_by_primary(op, batch).await {
-            return Ok(v);
-        }
-        s.degraded(op, batch, None)
+            if let Some(v) = s.rejected_by_primary(op, batch).await {
+                return Ok(v);
+            }
+            s.degraded(op, batch, None)
+        })
     }
 
     /// Clears `key` in memory, and on the primary when it is up.
-    async fn clear(&self, key: &Key) -> Result<(), StorageError> {
-        let s = &self.shared;
-        s.secondary.clear_sync(key);
-        s.secondary.clear_sync(&key.identity_key());
-        if self.is_primary_up() {
-            s.bounded(s.config.primary.clear(key)).await
-        } else {
-            Ok(())
-        }
+    fn clear<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            let s = &self.shared;
+            s.secondary.clear_sync(key);
+            s.secondary.clear_sync(&key.identity_key());
+            if self.is_primary_up() {
+                s.bounded(s.config.primary.clear(key)).await
+            } else {
+                Ok(())
+            }
+        })
     }
 
     /// Clears the client in memory, and on the primary when it is up.
-    async fn clear_client(&self, key: &Key) -> Result<(), StorageError> {
-        let s = &self.shared;
-        s.secondary.clear_client_sync(key);
-        if self.is_primary_up() {
-            s.bounded(s.config.primary.clear_client(key)).await
-        } else {
-            Ok(())
-        }
+    fn clear_client<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            let s = &self.shared;
+            s.secondary.clear_client_sync(key);
+            if self.is_primary_up() {
+                s.bounded(s.config.primary.clear_client(key)).await
+            } else {
+                Ok(())
+            }
+        })
     }
 
     /// Resets memory, and the primary when it is up.
-    async fn reset(&self) -> Result<(), StorageError> {
-        let s = &self.shared;
-        s.secondary.reset_sync();
-        if self.is_primary_up() {
-            s.bounded(s.config.primary.reset()).await
-        } else {
-            Ok(())
-        }
+    fn reset(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move {
+            let s = &self.shared;
+            s.secondary.reset_sync();
+            if self.is_primary_up() {
+                s.bounded(s.config.primary.reset()).await
+            } else {
+                Ok(())
+            }
+        })
     }
 
     /// The primary's health (an outage is an error here even though calls are answered).
-    async fn health(&self) -> Result<(), StorageError> {
-        let s = &self.shared;
-        s.bounded(s.config.primary.health()).await
+    fn health(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move {
+            let s = &self.shared;
+            s.bounded(s.config.primary.health()).await
+        })
     }
 }

@@ -7,11 +7,10 @@ use core::{
 };
 use std::sync::{Arc, Mutex, mpsc};
 
-use async_trait::async_trait;
 use ratelimit_core::{Limit, StrategyKind};
 use ratelimit_fallback::{Backoff, FallbackStorage, Mode, Transition};
 use ratelimit_memory::{MemoryStorage, Sleep, SleepFuture};
-use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, Verdict};
+use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, StorageFuture, Verdict};
 
 const UP: u8 = 0;
 const DOWN: u8 = 1;
@@ -36,37 +35,42 @@ fn unreachable() -> StorageError {
     }
 }
 
-#[async_trait]
 impl Storage for Switchable {
-    async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        match self.state.load(Ordering::SeqCst) {
-            UP => self.store.apply_sync(op, batch),
-            DOWN => Err(unreachable()),
-            REFUSING => Err(StorageError::Refused {
-                backend: "test",
-                detail: "OOM command not allowed".into(),
-            }),
-            _ => Err(StorageError::Configuration("bad limit".into())),
-        }
+    fn apply<'a>(&'a self, op: Op, batch: &'a [Charge]) -> StorageFuture<'a, Verdict> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            match self.state.load(Ordering::SeqCst) {
+                UP => self.store.apply_sync(op, batch),
+                DOWN => Err(unreachable()),
+                REFUSING => Err(StorageError::Refused {
+                    backend: "test",
+                    detail: "OOM command not allowed".into(),
+                }),
+                _ => Err(StorageError::Configuration("bad limit".into())),
+            }
+        })
     }
-    async fn clear(&self, key: &Key) -> Result<(), StorageError> {
-        self.store.clear_sync(key);
-        Ok(())
+    fn clear<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            self.store.clear_sync(key);
+            Ok(())
+        })
     }
-    async fn reset(&self) -> Result<(), StorageError> {
-        Ok(())
+    fn reset(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move { Ok(()) })
     }
-    async fn health(&self) -> Result<(), StorageError> {
-        let left = self.failing_probes.load(Ordering::SeqCst);
-        if left > 0 {
-            self.failing_probes.store(left - 1, Ordering::SeqCst);
-            return Err(unreachable());
-        }
-        match self.state.load(Ordering::SeqCst) {
-            DOWN => Err(unreachable()),
-            _ => Ok(()),
-        }
+    fn health(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move {
+            let left = self.failing_probes.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failing_probes.store(left - 1, Ordering::SeqCst);
+                return Err(unreachable());
+            }
+            match self.state.load(Ordering::SeqCst) {
+                DOWN => Err(unreachable()),
+                _ => Ok(()),
+            }
+        })
     }
 }
 

@@ -3,10 +3,11 @@
 use core::{fmt, time::Duration};
 use std::{collections::HashMap, sync::Arc};
 
-use async_trait::async_trait;
 use futures::future::join_all;
 use ratelimit_core::{Clock, Limit, RetryAfter, StrategyKind, Timestamp};
-use ratelimit_storage::{Charge, Key, LimitStatus, Op, Statuses, Storage, StorageError, Verdict};
+use ratelimit_storage::{
+    Charge, Key, LimitStatus, Op, Statuses, Storage, StorageError, StorageFuture, Verdict,
+};
 
 use crate::{
     builder::MemcachedStorageBuilder,
@@ -414,26 +415,26 @@ impl MemcachedStorage {
         for item in &items {
             for &i in &item.charges {
                 let stats = item.state.stats(&item.limit, now);
-                statuses[i] = Some(LimitStatus {
-                    allowed: allowed[i],
-                    remaining: stats.remaining,
-                    reset: stats.reset,
-                    retry_after: if allowed[i] {
+                statuses[i] = Some(LimitStatus::new(
+                    allowed[i],
+                    stats.remaining,
+                    stats.reset,
+                    if allowed[i] {
                         RetryAfter::NOW
                     } else {
                         item.state.retry_after(&item.limit, now, batch[i].room())
                     },
-                });
+                ));
             }
         }
-        Ok(Verdict {
-            allowed: all,
-            statuses: statuses
+        Ok(Verdict::new(
+            all,
+            statuses
                 .into_iter()
                 .map(|s| s.ok_or_else(|| protocol_error("a charge without an item")))
                 .collect::<Result<Statuses, _>>()?,
-            at: now,
-        })
+            now,
+        ))
     }
 
     /// A hit: every item with a cost is written at once when all charges fit; items that
@@ -612,54 +613,57 @@ fn contention() -> StorageError {
     }
 }
 
-#[async_trait]
 impl Storage for MemcachedStorage {
-    async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
-        if batch.is_empty() {
-            return Ok(Verdict {
-                allowed: true,
-                statuses: Statuses::new(),
-                at: self.inner.clock.now(),
-            });
-        }
-        self.apply_batch(op, batch).await
+    fn apply<'a>(&'a self, op: Op, batch: &'a [Charge]) -> StorageFuture<'a, Verdict> {
+        Box::pin(async move {
+            if batch.is_empty() {
+                return Ok(Verdict::new(true, Statuses::new(), self.inner.clock.now()));
+            }
+            self.apply_batch(op, batch).await
+        })
     }
 
     /// Forgets every counter of `key`: its generation moves on.
-    async fn clear(&self, key: &Key) -> Result<(), StorageError> {
-        self.bump(&keys::key_generation(&self.inner.prefix, key))
-            .await
+    fn clear<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            self.bump(&keys::key_generation(&self.inner.prefix, key))
+                .await
+        })
     }
 
     /// Forgets every counter of the client `key.identity()`: its generation moves on.
-    async fn clear_client(&self, key: &Key) -> Result<(), StorageError> {
-        self.bump(&keys::client_generation(&self.inner.prefix, key))
-            .await
+    fn clear_client<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            self.bump(&keys::client_generation(&self.inner.prefix, key))
+                .await
+        })
     }
 
     /// Forgets every counter under this store's prefix: its generation moves on.
-    async fn reset(&self) -> Result<(), StorageError> {
-        self.bump(&keys::store_generation(&self.inner.prefix)).await
+    fn reset(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move { self.bump(&keys::store_generation(&self.inner.prefix)).await })
     }
 
     /// `version` on every server.
-    async fn health(&self) -> Result<(), StorageError> {
-        let calls = self.inner.servers.iter().map(|s| async move {
-            let mut request = Vec::new();
-            protocol::version(&mut request);
-            match s.call(&request, 1).await?.pop() {
-                Some(Reply::Version(_)) => Ok(()),
-                other => Err(protocol_error(format!("version answered {other:?}"))),
-            }
-        });
-        for r in join_all(calls).await {
-            if let Err(e) = r {
-                for s in &self.inner.servers {
-                    s.drop_idle();
+    fn health(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move {
+            let calls = self.inner.servers.iter().map(|s| async move {
+                let mut request = Vec::new();
+                protocol::version(&mut request);
+                match s.call(&request, 1).await?.pop() {
+                    Some(Reply::Version(_)) => Ok(()),
+                    other => Err(protocol_error(format!("version answered {other:?}"))),
                 }
-                return Err(e);
+            });
+            for r in join_all(calls).await {
+                if let Err(e) = r {
+                    for s in &self.inner.servers {
+                        s.drop_idle();
+                    }
+                    return Err(e);
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }

@@ -7,12 +7,13 @@ use std::{
     sync::{Arc, PoisonError, RwLock, Weak},
 };
 
-use async_trait::async_trait;
 use ratelimit_core::{
     Clock, Duration, Entry, FixedWindow, Gcra, Limit, MovingWindow, SlidingWindow, StrategyKind,
     Timestamp,
 };
-use ratelimit_storage::{Charge, Key, Op, Statuses, Storage, StorageError, StorageUri, Verdict};
+use ratelimit_storage::{
+    Charge, Key, Op, Statuses, Storage, StorageError, StorageFuture, StorageUri, Verdict,
+};
 use smallvec::SmallVec;
 
 use crate::{
@@ -380,11 +381,7 @@ impl MemoryStorage {
                     let fp = self.inner.fingerprinter.fp_of(&charge.key, &mut None);
                     let (cost, need) = (charge.cost, charge.need);
                     let status = table.apply_one(op, fp, now, cost, need, charge.charged_at);
-                    return Ok(Verdict {
-                        allowed: status.allowed,
-                        statuses: [status].into(),
-                        at: now,
-                    });
+                    return Ok(Verdict::new(status.allowed, [status].into(), now));
                 }
                 let mut slots = Slots::new();
                 if self.slots(&registry, batch, &mut slots) {
@@ -469,11 +466,7 @@ impl MemoryStorage {
             statuses.push(locks[slot.lock].status(slot.fp, now, c.room(), slot.allowed));
         }
         drop(locks);
-        Verdict {
-            allowed: all,
-            statuses,
-            at: now,
-        }
+        Verdict::new(all, statuses, now)
     }
 
     /// Forgets every counter of `key`, under every limit.
@@ -545,32 +538,37 @@ impl MemoryStorage {
     }
 }
 
-#[async_trait]
 impl Storage for MemoryStorage {
-    async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
-        self.apply_sync(op, batch)
+    fn apply<'a>(&'a self, op: Op, batch: &'a [Charge]) -> StorageFuture<'a, Verdict> {
+        Box::pin(async move { self.apply_sync(op, batch) })
     }
 
     fn apply_now(&self, op: Op, batch: &[Charge]) -> Option<Result<Verdict, StorageError>> {
         Some(self.apply_sync(op, batch))
     }
 
-    async fn clear(&self, key: &Key) -> Result<(), StorageError> {
-        self.clear_sync(key);
-        Ok(())
+    fn clear<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            self.clear_sync(key);
+            Ok(())
+        })
     }
 
-    async fn clear_client(&self, key: &Key) -> Result<(), StorageError> {
-        self.clear_client_sync(key);
-        Ok(())
+    fn clear_client<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            self.clear_client_sync(key);
+            Ok(())
+        })
     }
 
-    async fn reset(&self) -> Result<(), StorageError> {
-        self.reset_sync();
-        Ok(())
+    fn reset(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move {
+            self.reset_sync();
+            Ok(())
+        })
     }
 
-    async fn health(&self) -> Result<(), StorageError> {
-        Ok(())
+    fn health(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move { Ok(()) })
     }
 }

@@ -265,12 +265,7 @@ impl<S: State> Shard<S> {
         } else {
             state.retry_after(limit, now, cost)
         };
-        LimitStatus {
-            allowed,
-            remaining: stats.remaining,
-            reset: stats.reset,
-            retry_after,
-        }
+        LimitStatus::new(allowed, stats.remaining, stats.reset, retry_after)
     }
 }
 

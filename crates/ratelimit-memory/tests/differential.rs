@@ -111,12 +111,7 @@ fn expected(
     } else {
         s.retry_after(limit, now, cost)
     };
-    LimitStatus {
-        allowed,
-        remaining: stats.remaining,
-        reset: stats.reset,
-        retry_after,
-    }
+    LimitStatus::new(allowed, stats.remaining, stats.reset, retry_after)
 }
 
 proptest! {

@@ -227,19 +227,19 @@ pub(crate) fn decode(reply: &Value, n: usize) -> Result<Verdict, StorageError> {
     let mut statuses = Statuses::with_capacity(n);
     for chunk in items[3..].chunks_exact(5) {
         let retry = int(&chunk[4])?;
-        statuses.push(LimitStatus {
-            allowed: int(&chunk[0])? == 1,
-            remaining: u64::try_from(int(&chunk[1])?).unwrap_or(0),
-            reset: timestamp(&chunk[2], &chunk[3])?,
-            retry_after: match u64::try_from(retry) {
+        statuses.push(LimitStatus::new(
+            int(&chunk[0])? == 1,
+            u64::try_from(int(&chunk[1])?).unwrap_or(0),
+            timestamp(&chunk[2], &chunk[3])?,
+            match u64::try_from(retry) {
                 Ok(ns) => RetryAfter::After(Duration::from_nanos(ns)),
                 Err(_) => RetryAfter::Never,
             },
-        });
+        ));
     }
-    Ok(Verdict {
-        allowed: int(&items[0])? == 1,
+    Ok(Verdict::new(
+        int(&items[0])? == 1,
         statuses,
-        at: timestamp(&items[1], &items[2])?,
-    })
+        timestamp(&items[1], &items[2])?,
+    ))
 }

@@ -8,10 +8,11 @@ use core::{
 };
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use futures::future::{Either, select};
 use ratelimit_core::{Clock, Timestamp};
-use ratelimit_storage::{Charge, Key, LimitStatus, Op, Statuses, Storage, StorageError, Verdict};
+use ratelimit_storage::{
+    Charge, Key, LimitStatus, Op, Statuses, Storage, StorageError, StorageFuture, Verdict,
+};
 use redis::{RedisResult, Value, cmd};
 
 use crate::{
@@ -280,7 +281,7 @@ impl RedisStorage {
             for (i, s) in refunded {
                 // The refunded charges did fit: they keep `allowed`, with the counts after the
                 // refund.
-                statuses[i] = Some(LimitStatus { allowed: true, ..s });
+                statuses[i] = Some(LimitStatus::new(true, s.remaining, s.reset, s.retry_after));
             }
             // The refunded slots were reserved before another slot rejected: what their
             // charges ask for on a rejection is charged now.
@@ -305,14 +306,14 @@ impl RedisStorage {
                 }
             }
         }
-        Ok(Verdict {
+        Ok(Verdict::new(
             allowed,
-            statuses: statuses
+            statuses
                 .into_iter()
                 .map(|s| s.expect("every charge belongs to a group"))
                 .collect(),
-            at: at.unwrap_or(Timestamp::EPOCH),
-        })
+            at.unwrap_or(Timestamp::EPOCH),
+        ))
     }
 
     /// Refunds every charged group (each call within the deadline; one failure does not stop
@@ -400,69 +401,77 @@ fn still_reserved(error: StorageError, held: usize, refund: &StorageError) -> St
     }
 }
 
-#[async_trait]
 impl Storage for RedisStorage {
-    async fn apply(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
-        if batch.is_empty() {
-            return Ok(Verdict {
-                allowed: true,
-                statuses: Statuses::new(),
-                at: self
-                    .inner
-                    .clock
-                    .as_ref()
-                    .map_or(Timestamp::EPOCH, |c| c.now()),
-            });
-        }
-        for c in batch {
-            script::check(c)?;
-        }
-        let now = self.inner.clock.as_ref().map(|c| c.now());
-        let spans = self.inner.connection.is_cluster()
-            && batch
-                .iter()
-                .any(|c| c.key.identity() != batch[0].key.identity());
-        if spans {
-            // Bounded call by call inside: a failed reservation must still be refunded.
-            self.run_spanning(op, now, batch).await
-        } else {
-            self.bounded(self.run(Call::Op(op), now, batch)).await
-        }
+    fn apply<'a>(&'a self, op: Op, batch: &'a [Charge]) -> StorageFuture<'a, Verdict> {
+        Box::pin(async move {
+            if batch.is_empty() {
+                return Ok(Verdict::new(
+                    true,
+                    Statuses::new(),
+                    self.inner
+                        .clock
+                        .as_ref()
+                        .map_or(Timestamp::EPOCH, |c| c.now()),
+                ));
+            }
+            for c in batch {
+                script::check(c)?;
+            }
+            let now = self.inner.clock.as_ref().map(|c| c.now());
+            let spans = self.inner.connection.is_cluster()
+                && batch
+                    .iter()
+                    .any(|c| c.key.identity() != batch[0].key.identity());
+            if spans {
+                // Bounded call by call inside: a failed reservation must still be refunded.
+                self.run_spanning(op, now, batch).await
+            } else {
+                self.bounded(self.run(Call::Op(op), now, batch)).await
+            }
+        })
     }
 
     /// Deletes every counter of `key` (under every limit and strategy): a SCAN of the node
     /// that holds the key's slot, so its cost grows with that node's key count.
-    async fn clear(&self, key: &Key) -> Result<(), StorageError> {
-        let tagged = keys::tagged(&self.inner.prefix, key);
-        let pattern = format!("{tagged}{}:*", keys::scopes(key));
-        self.bounded(self.delete_matching(pattern, Some(tagged)))
-            .await
+    fn clear<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            let tagged = keys::tagged(&self.inner.prefix, key);
+            let pattern = format!("{tagged}{}:*", keys::scopes(key));
+            self.bounded(self.delete_matching(pattern, Some(tagged)))
+                .await
+        })
     }
 
     /// Deletes every key of the client `key.identity()` (they share its slot).
-    async fn clear_client(&self, key: &Key) -> Result<(), StorageError> {
-        let tagged = keys::tagged(&self.inner.prefix, key);
-        let pattern = format!("{tagged}*");
-        self.bounded(self.delete_matching(pattern, Some(tagged)))
-            .await
+    fn clear_client<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move {
+            let tagged = keys::tagged(&self.inner.prefix, key);
+            let pattern = format!("{tagged}*");
+            self.bounded(self.delete_matching(pattern, Some(tagged)))
+                .await
+        })
     }
 
     /// Deletes every key under this store's prefix, on every master.
-    async fn reset(&self) -> Result<(), StorageError> {
-        let pattern = format!("{}:*", self.inner.prefix);
-        self.bounded(self.delete_matching(pattern, None)).await
+    fn reset(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move {
+            let pattern = format!("{}:*", self.inner.prefix);
+            self.bounded(self.delete_matching(pattern, None)).await
+        })
     }
 
     /// PING (on a cluster, every master).
-    async fn health(&self) -> Result<(), StorageError> {
-        self.bounded(async {
-            self.inner
-                .connection
-                .on_every_master(cmd("PING"))
-                .await
-                .map(|_| ())
-                .map_err(|e| self.redis_error(&e))
+    fn health(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move {
+            self.bounded(async {
+                self.inner
+                    .connection
+                    .on_every_master(cmd("PING"))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.redis_error(&e))
+            })
+            .await
         })
-        .await
     }
 }

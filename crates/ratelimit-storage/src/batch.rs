@@ -10,8 +10,10 @@ use smallvec::SmallVec;
 
 use crate::key::Key;
 
-/// One limit to charge for one key: the unit of a batch.
+/// One limit to charge for one key: the unit of a batch. Built with [`Charge::new`] or
+/// [`Charge::gate`] and the `with_*`-style methods; fields may be added.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Charge {
     /// Whose counter.
     pub key: Key,
@@ -100,7 +102,8 @@ impl Charge {
     }
 }
 
-/// What to do with a batch.
+/// What to do with a batch. Exhaustive on purpose: an operation added here is one every backend
+/// must implement, so adding one is a breaking change that the compiler points out in each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// Charge every cost if all of them fit, else none.
@@ -112,8 +115,10 @@ pub enum Op {
     Refund,
 }
 
-/// The state of one limit of a batch after the operation.
+/// The state of one limit of a batch after the operation ([`LimitStatus::new`]; fields may be
+/// added).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct LimitStatus {
     /// Whether this charge fits (for a rejected batch: whether it alone would have).
     pub allowed: bool,
@@ -123,6 +128,24 @@ pub struct LimitStatus {
     pub reset: Timestamp,
     /// How long until this charge would fit; [`RetryAfter::NOW`] when it does.
     pub retry_after: RetryAfter,
+}
+
+impl LimitStatus {
+    /// The status of one charge: whether it fits, what is left, when the window resets and
+    /// how long until it would fit.
+    pub const fn new(
+        allowed: bool,
+        remaining: u64,
+        reset: Timestamp,
+        retry_after: RetryAfter,
+    ) -> Self {
+        Self {
+            allowed,
+            remaining,
+            reset,
+            retry_after,
+        }
+    }
 }
 
 /// Statuses held inline, without a heap allocation, for batches of up to this many charges.
@@ -252,8 +275,10 @@ impl<'a> IntoIterator for &'a Statuses {
     }
 }
 
-/// The answer to a batch: one [`LimitStatus`] per charge, in the batch's order.
+/// The answer to a batch: one [`LimitStatus`] per charge, in the batch's order
+/// ([`Verdict::new`]; fields may be added).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Verdict {
     /// Whether every charge fit (for [`Op::Hit`]: whether they were all charged).
     pub allowed: bool,
@@ -265,6 +290,16 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// The answer to a batch: whether it was allowed, a status per charge in the batch's
+    /// order, and the instant the store applied it.
+    pub fn new(allowed: bool, statuses: Statuses, at: Timestamp) -> Self {
+        Self {
+            allowed,
+            statuses,
+            at,
+        }
+    }
+
     /// The wait until every charge of the batch fits: the longest of them, `Never` if any is.
     pub fn retry_after(&self) -> RetryAfter {
         self.statuses

@@ -39,6 +39,14 @@ pub enum StorageError {
     },
     /// The request cannot be served as configured (a limit a backend cannot hold, a bad URI).
     Configuration(String),
+    /// The store cannot do this (clearing one client's counters, for a store that cannot
+    /// find them).
+    Unsupported {
+        /// Which backend.
+        backend: &'static str,
+        /// What it cannot do.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for StorageError {
@@ -61,6 +69,7 @@ impl fmt::Display for StorageError {
                 write!(f, "{backend} refused the operation: {detail}")
             }
             Self::Configuration(detail) => write!(f, "storage configuration: {detail}"),
+            Self::Unsupported { backend, what } => write!(f, "{backend} does not support {what}"),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ratelimit_core::{ManualClock, Timestamp};
 use ratelimit_decision::{Decision, Limiter, LimiterBuilder, RequestView};
-use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, Verdict};
+use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, StorageFuture, Verdict};
 
 /// Hour-aligned, so windows line up with round numbers (and the sliding window's buckets).
 pub const T0: Timestamp = Timestamp::from_secs(1_699_999_200);
@@ -45,19 +45,18 @@ fn down() -> StorageError {
 #[derive(Debug)]
 pub struct Broken;
 
-#[async_trait::async_trait]
 impl Storage for Broken {
-    async fn apply(&self, _: Op, _: &[Charge]) -> Result<Verdict, StorageError> {
-        Err(down())
+    fn apply<'a>(&'a self, _: Op, _: &'a [Charge]) -> StorageFuture<'a, Verdict> {
+        Box::pin(async move { Err(down()) })
     }
-    async fn clear(&self, _: &Key) -> Result<(), StorageError> {
-        Err(down())
+    fn clear<'a>(&'a self, _: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move { Err(down()) })
     }
-    async fn reset(&self) -> Result<(), StorageError> {
-        Err(down())
+    fn reset(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move { Err(down()) })
     }
-    async fn health(&self) -> Result<(), StorageError> {
-        Err(down())
+    fn health(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move { Err(down()) })
     }
 }
 
@@ -65,22 +64,17 @@ impl Storage for Broken {
 #[derive(Debug)]
 pub struct Short;
 
-#[async_trait::async_trait]
 impl Storage for Short {
-    async fn apply(&self, _: Op, _: &[Charge]) -> Result<Verdict, StorageError> {
-        Ok(Verdict {
-            allowed: true,
-            statuses: Vec::new().into(),
-            at: T0,
-        })
+    fn apply<'a>(&'a self, _: Op, _: &'a [Charge]) -> StorageFuture<'a, Verdict> {
+        Box::pin(async move { Ok(Verdict::new(true, Vec::new().into(), T0)) })
     }
-    async fn clear(&self, _: &Key) -> Result<(), StorageError> {
-        Ok(())
+    fn clear<'a>(&'a self, _: &'a Key) -> StorageFuture<'a, ()> {
+        Box::pin(async move { Ok(()) })
     }
-    async fn reset(&self) -> Result<(), StorageError> {
-        Ok(())
+    fn reset(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move { Ok(()) })
     }
-    async fn health(&self) -> Result<(), StorageError> {
-        Ok(())
+    fn health(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async move { Ok(()) })
     }
 }
