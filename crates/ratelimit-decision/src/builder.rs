@@ -63,7 +63,7 @@ pub fn storage_from_uri(
     uri: &str,
     clock: Arc<dyn Clock + Send + Sync>,
 ) -> Result<Arc<dyn Storage>, ConfigError> {
-    let uri_error = |e: UriError| ConfigError::Storage(StorageError::Configuration(e.to_string()));
+    let uri_error = |e: UriError| ConfigError::Storage(StorageError::InvalidUri(e));
     let parsed: StorageUri = uri.parse().map_err(uri_error)?;
     parsed.expect_scheme(KNOWN_SCHEMES).map_err(uri_error)?;
     #[cfg(feature = "memcached")]
@@ -522,7 +522,7 @@ impl LimiterBuilder {
     /// # #[derive(Debug)]
     /// # struct Down;
     /// # fn down<T: Send + 'static>() -> StorageFuture<'static, T> {
-    /// #     Box::pin(async { Err(StorageError::Unreachable { backend: "test", detail: "down".into() }) })
+    /// #     Box::pin(async { Err(StorageError::unreachable("test", "down")) })
     /// # }
     /// # impl Storage for Down {
     /// #     fn apply<'a>(&'a self, _: Op, _: &'a [Charge]) -> StorageFuture<'a, Verdict> { down() }

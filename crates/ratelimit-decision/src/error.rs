@@ -6,7 +6,7 @@ use ratelimit_core::ParseError;
 use ratelimit_storage::StorageError;
 
 /// A configuration the builder refused; `build()` reports it before any request is served.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A limit string did not parse.
@@ -34,7 +34,7 @@ impl fmt::Display for ConfigError {
             } => {
                 write!(f, "{context}: invalid limit {input:?}: {error}")
             }
-            Self::Storage(e) => write!(f, "storage: {e}"),
+            Self::Storage(e) => e.fmt(f),
             Self::Invalid(why) => f.write_str(why),
         }
     }
@@ -51,7 +51,7 @@ impl core::error::Error for ConfigError {
 }
 
 /// A decision that could not be made.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum DecisionError {
     /// The storage failed; nothing was charged.

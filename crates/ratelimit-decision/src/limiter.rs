@@ -55,14 +55,14 @@ impl Plan {
         if verdict.statuses.len() == self.charges.len() {
             return Ok(verdict);
         }
-        Err(StorageError::Protocol {
-            backend: "storage",
-            detail: format!(
+        Err(StorageError::protocol(
+            "storage",
+            format!(
                 "{} statuses for a batch of {} charges",
                 verdict.statuses.len(),
                 self.charges.len()
             ),
-        })
+        ))
     }
 
     /// A charge per limit under `key` (moved into the last one: a key is a string).

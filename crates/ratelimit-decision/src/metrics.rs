@@ -199,7 +199,7 @@ mod record {
             StorageError::Timeout { .. } => "timeout",
             StorageError::Protocol { .. } => "protocol",
             StorageError::Refused { .. } => "refused",
-            StorageError::Configuration(_) => "configuration",
+            StorageError::Configuration { .. } | StorageError::InvalidUri(_) => "configuration",
             _ => "other",
         };
         metrics::counter!(STORAGE_ERRORS, "kind" => kind).increment(1);

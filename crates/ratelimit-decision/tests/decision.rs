@@ -512,9 +512,7 @@ fn malformed_configuration_fails_build_with_where_and_what() {
         ),
         "{schemes}"
     );
-    let unknown_scheme = format!(
-        "storage: storage configuration: unknown storage scheme \"mongodb\"; known schemes: {schemes}"
-    );
+    let unknown_scheme = format!("unknown storage scheme \"mongodb\"; known schemes: {schemes}");
     let cases: Vec<(LimiterBuilder, &str)> = vec![
         (
             Limiter::builder().default_limits("200 per day; 50 per hr"),
@@ -542,7 +540,7 @@ fn malformed_configuration_fails_build_with_where_and_what() {
         ),
         (
             Limiter::builder().storage_uri("redis://h:1?timeout=1"),
-            "storage: storage configuration: redis: unknown option \"timeout\" in the URI; known options: prefix, key_prefix, connect_timeout, socket_connect_timeout, response_timeout, socket_timeout, time, db, service_name, ssl_ca_certs",
+            "redis storage configuration: unknown option \"timeout\" in the URI; known options: prefix, key_prefix, connect_timeout, socket_connect_timeout, response_timeout, socket_timeout, time, db, service_name, ssl_ca_certs",
         ),
         (
             Limiter::builder().key_function(KeyFunction::header_or_ip("X-API-Key", "ip")),

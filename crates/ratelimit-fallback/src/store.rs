@@ -252,10 +252,7 @@ impl Shared {
         let timer = async_io::Timer::after(self.config.timeout);
         match select(core::pin::pin!(fut), timer).await {
             Either::Left((result, _)) => result,
-            Either::Right(_) => Err(StorageError::Timeout {
-                backend: "primary",
-                after: self.config.timeout,
-            }),
+            Either::Right(_) => Err(StorageError::timeout("primary", self.config.timeout)),
         }
     }
 
@@ -415,9 +412,11 @@ impl Shared {
                 tracing::warn!(target: "ratelimit::fallback", charges = batch.len(), "primary storage down: allowed without counting (fail-open)");
                 Ok(self.open_verdict(batch))
             }
-            Mode::FailClosed => Err(error.unwrap_or_else(|| StorageError::Unreachable {
-                backend: "primary",
-                detail: "down since an earlier call; probing in the background".into(),
+            Mode::FailClosed => Err(error.unwrap_or_else(|| {
+                StorageError::unreachable(
+                    "primary",
+                    "down since an earlier call; probing in the background",
+                )
             })),
             Mode::Fallback { limits, .. } if limits.is_empty() => {
                 self.secondary.apply_sync(op, batch)

@@ -29,10 +29,7 @@ struct Switchable {
 }
 
 fn unreachable() -> StorageError {
-    StorageError::Unreachable {
-        backend: "test",
-        detail: "switched off".into(),
-    }
+    StorageError::unreachable("test", "switched off")
 }
 
 impl Storage for Switchable {
@@ -42,11 +39,8 @@ impl Storage for Switchable {
             match self.state.load(Ordering::SeqCst) {
                 UP => self.store.apply_sync(op, batch),
                 DOWN => Err(unreachable()),
-                REFUSING => Err(StorageError::Refused {
-                    backend: "test",
-                    detail: "OOM command not allowed".into(),
-                }),
-                _ => Err(StorageError::Configuration("bad limit".into())),
+                REFUSING => Err(StorageError::refused("test", "OOM command not allowed")),
+                _ => Err(StorageError::configuration("test", "bad limit")),
             }
         })
     }
@@ -315,7 +309,7 @@ fn configuration_errors_are_not_outages() {
     let r = rig(Mode::FailOpen);
     r.primary.state.store(MISCONFIGURED, Ordering::SeqCst);
     let err = smol::block_on(r.store.hit(&[charge("1", "1 per minute", 1)])).unwrap_err();
-    assert!(matches!(err, StorageError::Configuration(_)));
+    assert!(matches!(err, StorageError::Configuration { .. }));
     assert!(r.store.is_primary_up());
     assert!(r.transitions.try_recv().is_err());
 }

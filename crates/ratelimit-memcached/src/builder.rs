@@ -59,7 +59,7 @@ impl fmt::Debug for MemcachedStorageBuilder {
 }
 
 fn config(detail: impl fmt::Display) -> StorageError {
-    StorageError::Configuration(format!("memcached: {detail}"))
+    StorageError::configuration("memcached", detail.to_string())
 }
 
 fn duration(name: &str, text: &str) -> Result<Duration, StorageError> {

@@ -66,10 +66,7 @@ async fn bounded<T>(
 ) -> Result<T, StorageError> {
     match select(core::pin::pin!(fut), Timer::after(after)).await {
         Either::Left((result, _)) => result,
-        Either::Right(_) => Err(StorageError::Timeout {
-            backend: BACKEND,
-            after,
-        }),
+        Either::Right(_) => Err(StorageError::timeout(BACKEND, after)),
     }
 }
 
@@ -88,10 +85,12 @@ impl Server {
     }
 
     fn unreachable(&self, detail: impl fmt::Display) -> StorageError {
-        StorageError::Unreachable {
-            backend: BACKEND,
-            detail: format!("{}: {detail}", self.address),
-        }
+        StorageError::unreachable(BACKEND, format!("{}: {detail}", self.address))
+    }
+
+    /// [`Self::unreachable`], with the transport's error as the source.
+    fn io(&self, e: std::io::Error) -> StorageError {
+        self.unreachable(&e).with_source(e)
     }
 
     async fn connect(&self) -> Result<Conn, StorageError> {
@@ -101,7 +100,7 @@ impl Server {
                     use std::net::ToSocketAddrs;
                     (host.as_str(), *port)
                         .to_socket_addrs()
-                        .map_err(|e| self.unreachable(e))?
+                        .map_err(|e| self.io(e))?
                         .collect::<Vec<_>>()
                 };
                 let mut last = None;
@@ -119,16 +118,13 @@ impl Server {
                     self.unreachable(last.map_or("no address".to_owned(), |e| e.to_string()))
                 })?;
                 // Requests are small and answered at once: no Nagle delay.
-                stream
-                    .get_ref()
-                    .set_nodelay(true)
-                    .map_err(|e| self.unreachable(e))?;
+                stream.get_ref().set_nodelay(true).map_err(|e| self.io(e))?;
                 Box::new(stream)
             }
             Address::Unix(path) => Box::new(
                 Async::<UnixStream>::connect(path)
                     .await
-                    .map_err(|e| self.unreachable(e))?,
+                    .map_err(|e| self.io(e))?,
             ),
         };
         Ok(BufReader::new(io))
@@ -149,7 +145,7 @@ impl Server {
             conn.get_mut()
                 .write_all(request)
                 .await
-                .map_err(|e| self.unreachable(e))?;
+                .map_err(|e| self.io(e))?;
             let mut out = Vec::with_capacity(replies);
             for _ in 0..replies {
                 out.push(read_reply(&mut conn).await.map_err(|e| self.error(e))?);
@@ -169,16 +165,12 @@ impl Server {
 
     fn error(&self, e: ProtocolError) -> StorageError {
         match e {
-            ProtocolError::Io(e) => self.unreachable(e),
-            ProtocolError::Server(m) if m.contains("out of memory") => StorageError::Refused {
-                backend: BACKEND,
-                detail: format!("{}: {m}", self.address),
-            },
+            ProtocolError::Io(e) => self.io(e),
+            ProtocolError::Server(m) if m.contains("out of memory") => {
+                StorageError::refused(BACKEND, format!("{}: {m}", self.address))
+            }
             ProtocolError::Server(m) | ProtocolError::Client(m) | ProtocolError::Malformed(m) => {
-                StorageError::Protocol {
-                    backend: BACKEND,
-                    detail: format!("{}: {m}", self.address),
-                }
+                StorageError::protocol(BACKEND, format!("{}: {m}", self.address))
             }
         }
     }

@@ -27,9 +27,12 @@ pub const MAX_PREFIX: usize = 64;
 pub(crate) fn check_prefix(prefix: &str) -> Result<(), StorageError> {
     let ok_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':');
     if prefix.is_empty() || prefix.len() > MAX_PREFIX || !prefix.bytes().all(ok_byte) {
-        return Err(StorageError::Configuration(format!(
-            "memcached key prefix {prefix:?}: use 1 to {MAX_PREFIX} characters of A-Z a-z 0-9 . _ - :"
-        )));
+        return Err(StorageError::configuration(
+            "memcached",
+            format!(
+                "memcached key prefix {prefix:?}: use 1 to {MAX_PREFIX} characters of A-Z a-z 0-9 . _ - :"
+            ),
+        ));
     }
     Ok(())
 }

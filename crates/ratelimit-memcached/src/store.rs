@@ -119,10 +119,7 @@ impl Item {
 }
 
 fn protocol_error(detail: impl fmt::Display) -> StorageError {
-    StorageError::Protocol {
-        backend: BACKEND,
-        detail: detail.to_string(),
-    }
+    StorageError::protocol(BACKEND, detail.to_string())
 }
 
 impl MemcachedStorage {
@@ -380,11 +377,14 @@ impl MemcachedStorage {
         if let Some(c) = batch.iter().find(|c| {
             c.strategy == StrategyKind::MovingWindow && c.limit.amount() > MAX_MOVING_WINDOW
         }) {
-            return Err(StorageError::Configuration(format!(
-                "memcached: a moving window of {} holds up to {} entries in one item; at most {MAX_MOVING_WINDOW}",
-                c.limit,
-                c.limit.amount()
-            )));
+            return Err(StorageError::configuration(
+                "memcached",
+                format!(
+                    "memcached: a moving window of {} holds up to {} entries in one item; at most {MAX_MOVING_WINDOW}",
+                    c.limit,
+                    c.limit.amount()
+                ),
+            ));
         }
         let mut items = self.items(batch).await?;
         let mut allowed = vec![true; batch.len()];
@@ -607,10 +607,7 @@ impl MemcachedStorage {
 }
 
 fn contention() -> StorageError {
-    StorageError::Protocol {
-        backend: BACKEND,
-        detail: "gave up after too many conflicting writes".into(),
-    }
+    StorageError::protocol(BACKEND, "gave up after too many conflicting writes")
 }
 
 impl Storage for MemcachedStorage {

@@ -284,6 +284,6 @@ fn moving_windows_larger_than_an_item_are_a_configuration_error() {
         StrategyKind::MovingWindow,
     );
     let e = smol::block_on(store.hit(&[c])).unwrap_err();
-    assert!(matches!(e, StorageError::Configuration(_)), "{e}");
+    assert!(matches!(e, StorageError::Configuration { .. }), "{e}");
     assert!(e.to_string().contains("60000"), "{e}");
 }

@@ -272,28 +272,30 @@ impl MemoryStorage {
 
     /// A builder configured from a `memory://` URI, to adjust further (the clock, say).
     pub fn builder_from_uri(uri: &str) -> Result<MemoryStorageBuilder, StorageError> {
-        let config = |e: &dyn core::fmt::Display| StorageError::Configuration(e.to_string());
-        let uri: StorageUri = uri.parse().map_err(|e| config(&e))?;
-        uri.expect_scheme(SCHEMES).map_err(|e| config(&e))?;
+        let uri: StorageUri = uri.parse()?;
+        uri.expect_scheme(SCHEMES)?;
         if !uri.hosts.is_empty() || !uri.path.is_empty() {
-            return Err(StorageError::Configuration(
-                "memory:// takes no host or path, only ?max_keys=N&shards=N".into(),
+            return Err(StorageError::configuration(
+                "memory",
+                "memory:// takes no host or path, only ?max_keys=N&shards=N",
             ));
         }
         let mut builder = Self::builder();
         for (name, value) in &uri.query {
             let n: usize = value.parse().map_err(|_| {
-                StorageError::Configuration(format!(
-                    "memory:// option {name}={value:?} is not a number"
-                ))
+                StorageError::configuration(
+                    "memory",
+                    format!("memory:// option {name}={value:?} is not a number"),
+                )
             })?;
             builder = match name.as_str() {
                 "max_keys" => builder.max_keys(n),
                 "shards" => builder.shards(n),
                 other => {
-                    return Err(StorageError::Configuration(format!(
-                        "unknown memory:// option {other:?}; known: max_keys, shards"
-                    )));
+                    return Err(StorageError::configuration(
+                        "memory",
+                        format!("unknown memory:// option {other:?}; known: max_keys, shards"),
+                    ));
                 }
             };
         }
@@ -315,10 +317,13 @@ impl MemoryStorage {
             return Ok(Arc::clone(t));
         }
         if strategy == StrategyKind::MovingWindow && limit.amount() > self.inner.max_log_entries {
-            return Err(StorageError::Configuration(format!(
-                "moving window of {limit}: the amount is above max_log_entries ({})",
-                self.inner.max_log_entries
-            )));
+            return Err(StorageError::configuration(
+                "memory",
+                format!(
+                    "moving window of {limit}: the amount is above max_log_entries ({})",
+                    self.inner.max_log_entries
+                ),
+            ));
         }
         let mut tables = tables.write().unwrap_or_else(PoisonError::into_inner);
         let inner = &self.inner;

@@ -119,7 +119,7 @@ impl fmt::Debug for RedisStorageBuilder {
 }
 
 fn config(detail: impl fmt::Display) -> StorageError {
-    StorageError::Configuration(format!("redis: {detail}"))
+    StorageError::configuration(BACKEND, detail.to_string())
 }
 
 /// Reads `"0.25"` (seconds, as `limits` takes them), `"250ms"` or `"2s"`.
@@ -184,9 +184,9 @@ impl RedisStorageBuilder {
     /// Unknown options are errors. No error quotes the URI's credentials.
     pub fn from_uri(uri: &str) -> Result<Self, StorageError> {
         Self::read_uri(uri).map_err(|e| match e {
-            StorageError::Configuration(msg) => {
-                StorageError::Configuration(ratelimit_storage::redact_in(&msg, uri))
-            }
+            StorageError::Configuration {
+                backend, detail, ..
+            } => StorageError::configuration(backend, ratelimit_storage::redact_in(&detail, uri)),
             other => other,
         })
     }

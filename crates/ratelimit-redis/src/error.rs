@@ -23,34 +23,23 @@ const UNAVAILABLE_CODES: &[&str] = &[
 /// with `noeviction`, or writes stopped because the last save failed.
 const REFUSED_CODES: &[&str] = &["OOM", "MISCONF"];
 
-/// Maps a redis error; `timeout` is the response timeout that applied.
+/// Maps a redis error, kept as the source; `timeout` is the response timeout that applied.
 pub(crate) fn from_redis(e: &RedisError, timeout: Duration) -> StorageError {
-    if e.code().is_some_and(|c| REFUSED_CODES.contains(&c)) {
-        StorageError::Refused {
-            backend: BACKEND,
-            detail: e.to_string(),
-        }
+    let error = if e.code().is_some_and(|c| REFUSED_CODES.contains(&c)) {
+        StorageError::refused(BACKEND, e.to_string())
     } else if e.is_timeout() {
-        StorageError::Timeout {
-            backend: BACKEND,
-            after: timeout,
-        }
+        return StorageError::timeout(BACKEND, timeout);
     } else if e.is_io_error()
         || e.is_connection_refusal()
         || e.is_connection_dropped()
         || e.is_cluster_error()
         || e.code().is_some_and(|c| UNAVAILABLE_CODES.contains(&c))
     {
-        StorageError::Unreachable {
-            backend: BACKEND,
-            detail: e.to_string(),
-        }
+        StorageError::unreachable(BACKEND, e.to_string())
     } else {
-        StorageError::Protocol {
-            backend: BACKEND,
-            detail: e.to_string(),
-        }
-    }
+        StorageError::protocol(BACKEND, e.to_string())
+    };
+    error.with_source(e.clone())
 }
 
 /// Whether a connection that gave `e` should be dropped and made anew (for sentinel: asking

@@ -90,14 +90,16 @@ const fn op_code(call: Call) -> &'static str {
 pub(crate) fn check(charge: &Charge) -> Result<(), StorageError> {
     let limit = &charge.limit;
     if limit.amount() > MAX_AMOUNT {
-        return Err(StorageError::Configuration(format!(
-            "limit {limit}: the Redis backend counts up to 2^53 per window"
-        )));
+        return Err(StorageError::configuration(
+            BACKEND,
+            format!("limit {limit}: the Redis backend counts up to 2^53 per window"),
+        ));
     }
     if !limit.window().as_nanos().is_multiple_of(1_000_000_000) {
-        return Err(StorageError::Configuration(format!(
-            "limit {limit}: the Redis backend needs a window of whole seconds"
-        )));
+        return Err(StorageError::configuration(
+            BACKEND,
+            format!("limit {limit}: the Redis backend needs a window of whole seconds"),
+        ));
     }
     Ok(())
 }
@@ -188,10 +190,7 @@ impl Encoded {
 }
 
 fn protocol(detail: impl Into<String>) -> StorageError {
-    StorageError::Protocol {
-        backend: BACKEND,
-        detail: detail.into(),
-    }
+    StorageError::protocol(BACKEND, detail.into())
 }
 
 fn int(v: &Value) -> Result<i64, StorageError> {

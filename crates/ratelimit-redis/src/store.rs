@@ -127,10 +127,7 @@ impl RedisStorage {
         let timer = async_io::Timer::after(self.inner.deadline);
         match select(core::pin::pin!(fut), timer).await {
             Either::Left((result, _)) => result,
-            Either::Right(_) => Err(StorageError::Timeout {
-                backend: BACKEND,
-                after: self.inner.deadline,
-            }),
+            Either::Right(_) => Err(StorageError::timeout(BACKEND, self.inner.deadline)),
         }
     }
 
@@ -272,10 +269,10 @@ impl RedisStorage {
         if op == Op::Hit && !allowed {
             let (refunded, unrefunded) = self.refund_groups(&groups, &charged, now, batch).await;
             if let Some((held, refund)) = unrefunded {
-                let rejected = StorageError::Unreachable {
-                    backend: BACKEND,
-                    detail: "the batch was rejected on one cluster slot".to_owned(),
-                };
+                let rejected = StorageError::unreachable(
+                    BACKEND,
+                    "the batch was rejected on one cluster slot".to_owned(),
+                );
                 return Err(still_reserved(rejected, held, &refund));
             }
             for (i, s) in refunded {
@@ -376,29 +373,23 @@ fn pick(batch: &[Charge], members: &[usize]) -> Vec<Charge> {
 /// `error`, which ended a cross-slot batch, with the news that `held` charges it had reserved on
 /// other slots could not be refunded (`refund` says why): they hold quota until their window
 /// passes. A timeout becomes `Unreachable`, which can carry the detail (both are outages).
-fn still_reserved(error: StorageError, held: usize, refund: &StorageError) -> StorageError {
+fn still_reserved(mut error: StorageError, held: usize, refund: &StorageError) -> StorageError {
     let note = format!(
         "; {held} charge(s) reserved on other cluster slots could not be refunded ({refund}) and hold quota until their window passes"
     );
-    match error {
-        StorageError::Unreachable { backend, detail } => StorageError::Unreachable {
-            backend,
-            detail: detail + &note,
-        },
-        StorageError::Protocol { backend, detail } => StorageError::Protocol {
-            backend,
-            detail: detail + &note,
-        },
-        StorageError::Refused { backend, detail } => StorageError::Refused {
-            backend,
-            detail: detail + &note,
-        },
-        StorageError::Timeout { backend, after } => StorageError::Unreachable {
-            backend,
-            detail: format!("no answer within {} ms{note}", after.as_millis()),
-        },
-        other => other,
+    match &mut error {
+        StorageError::Unreachable { detail, .. }
+        | StorageError::Protocol { detail, .. }
+        | StorageError::Refused { detail, .. } => detail.push_str(&note),
+        StorageError::Timeout { backend, after, .. } => {
+            return StorageError::unreachable(
+                backend,
+                format!("no answer within {} ms{note}", after.as_millis()),
+            );
+        }
+        _ => {}
     }
+    error
 }
 
 impl Storage for RedisStorage {

@@ -1,19 +1,34 @@
 //! What can go wrong talking to a store. Being rate limited is not among it.
 
 use core::{fmt, time::Duration};
+use std::sync::Arc;
+
+use crate::uri::UriError;
+
+/// The underlying error of a [`StorageError`] (the transport's, or the client library's),
+/// shared so that the error stays cheap to clone.
+pub type Source = Arc<dyn core::error::Error + Send + Sync + 'static>;
 
 /// A storage operation that failed. Nothing was charged when a batch returns an error.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Build one with its constructor ([`StorageError::unreachable`], ...) and attach what caused
+/// it with [`StorageError::with_source`]; match on its variants with `..`, since each may gain
+/// fields. [`source`](core::error::Error::source) gives the cause where there is one.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum StorageError {
     /// The store could not be reached (connection refused, reset, name not resolved).
+    #[non_exhaustive]
     Unreachable {
         /// Which backend, e.g. `redis`.
         backend: &'static str,
         /// What the transport said.
         detail: String,
+        /// The transport's error.
+        source: Option<Source>,
     },
     /// The store did not answer in time.
+    #[non_exhaustive]
     Timeout {
         /// Which backend.
         backend: &'static str,
@@ -21,26 +36,42 @@ pub enum StorageError {
         after: Duration,
     },
     /// The store answered something this client does not understand.
+    #[non_exhaustive]
     Protocol {
         /// Which backend.
         backend: &'static str,
         /// What was wrong with the answer.
         detail: String,
+        /// The client library's error.
+        source: Option<Source>,
     },
     /// The store is up but refused the operation: Redis out of memory under `maxmemory` with
     /// `noeviction` (`OOM`), or unable to persist (`MISCONF`). A ping still succeeds, so it is
     /// not [unavailable](StorageError::is_unavailable), and it is not a bad request either:
     /// the same call may succeed once the store has room.
+    #[non_exhaustive]
     Refused {
         /// Which backend.
         backend: &'static str,
         /// What the store said.
         detail: String,
+        /// The client library's error.
+        source: Option<Source>,
     },
-    /// The request cannot be served as configured (a limit a backend cannot hold, a bad URI).
-    Configuration(String),
+    /// A storage URI that does not parse, or names a scheme no backend here serves.
+    InvalidUri(UriError),
+    /// The store cannot be used as configured: an option it does not know or a value it
+    /// cannot take, a limit it cannot hold. `detail` says what to change.
+    #[non_exhaustive]
+    Configuration {
+        /// Which backend.
+        backend: &'static str,
+        /// What is wrong, and what would work.
+        detail: String,
+    },
     /// The store cannot do this (clearing one client's counters, for a store that cannot
     /// find them).
+    #[non_exhaustive]
     Unsupported {
         /// Which backend.
         backend: &'static str,
@@ -49,34 +80,78 @@ pub enum StorageError {
     },
 }
 
-impl fmt::Display for StorageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unreachable { backend, detail } => {
-                write!(f, "{backend} is unreachable: {detail}")
-            }
-            Self::Timeout { backend, after } => {
-                write!(
-                    f,
-                    "{backend} did not answer within {} ms",
-                    after.as_millis()
-                )
-            }
-            Self::Protocol { backend, detail } => {
-                write!(f, "unexpected answer from {backend}: {detail}")
-            }
-            Self::Refused { backend, detail } => {
-                write!(f, "{backend} refused the operation: {detail}")
-            }
-            Self::Configuration(detail) => write!(f, "storage configuration: {detail}"),
-            Self::Unsupported { backend, what } => write!(f, "{backend} does not support {what}"),
+impl StorageError {
+    /// [`StorageError::Unreachable`].
+    pub fn unreachable(backend: &'static str, detail: impl Into<String>) -> Self {
+        Self::Unreachable {
+            backend,
+            detail: detail.into(),
+            source: None,
         }
     }
-}
 
-impl core::error::Error for StorageError {}
+    /// [`StorageError::Timeout`].
+    pub fn timeout(backend: &'static str, after: Duration) -> Self {
+        Self::Timeout { backend, after }
+    }
 
-impl StorageError {
+    /// [`StorageError::Protocol`].
+    pub fn protocol(backend: &'static str, detail: impl Into<String>) -> Self {
+        Self::Protocol {
+            backend,
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// [`StorageError::Refused`].
+    pub fn refused(backend: &'static str, detail: impl Into<String>) -> Self {
+        Self::Refused {
+            backend,
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// [`StorageError::Configuration`].
+    pub fn configuration(backend: &'static str, detail: impl Into<String>) -> Self {
+        Self::Configuration {
+            backend,
+            detail: detail.into(),
+        }
+    }
+
+    /// [`StorageError::Unsupported`].
+    pub fn unsupported(backend: &'static str, what: &'static str) -> Self {
+        Self::Unsupported { backend, what }
+    }
+
+    /// This error, caused by `source` (kept for the variants that carry one: unreachable,
+    /// protocol and refused; the others are returned as they are).
+    #[must_use]
+    pub fn with_source(mut self, cause: impl core::error::Error + Send + Sync + 'static) -> Self {
+        if let Self::Unreachable { source, .. }
+        | Self::Protocol { source, .. }
+        | Self::Refused { source, .. } = &mut self
+        {
+            *source = Some(Arc::new(cause));
+        }
+        self
+    }
+
+    /// The backend the error comes from (`None` for a URI that named none).
+    pub fn backend(&self) -> Option<&'static str> {
+        match self {
+            Self::Unreachable { backend, .. }
+            | Self::Timeout { backend, .. }
+            | Self::Protocol { backend, .. }
+            | Self::Refused { backend, .. }
+            | Self::Configuration { backend, .. }
+            | Self::Unsupported { backend, .. } => Some(backend),
+            Self::InvalidUri(_) => None,
+        }
+    }
+
     /// Whether the error says the store is down or slow (worth a fallback), as opposed to a
     /// request it will never accept.
     pub fn is_unavailable(&self) -> bool {
@@ -89,5 +164,91 @@ impl StorageError {
     /// Whether the store is up but refused the operation ([`StorageError::Refused`]).
     pub fn is_refused(&self) -> bool {
         matches!(self, Self::Refused { .. })
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable {
+                backend, detail, ..
+            } => write!(f, "{backend} is unreachable: {detail}"),
+            Self::Timeout { backend, after } => {
+                write!(
+                    f,
+                    "{backend} did not answer within {} ms",
+                    after.as_millis()
+                )
+            }
+            Self::Protocol {
+                backend, detail, ..
+            } => write!(f, "unexpected answer from {backend}: {detail}"),
+            Self::Refused {
+                backend, detail, ..
+            } => write!(f, "{backend} refused the operation: {detail}"),
+            Self::InvalidUri(e) => e.fmt(f),
+            Self::Configuration { backend, detail } => {
+                write!(f, "{backend} storage configuration: {detail}")
+            }
+            Self::Unsupported { backend, what } => write!(f, "{backend} does not support {what}"),
+        }
+    }
+}
+
+impl core::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Unreachable { source, .. }
+            | Self::Protocol { source, .. }
+            | Self::Refused { source, .. } => source
+                .as_deref()
+                .map(|e| e as &(dyn core::error::Error + 'static)),
+            Self::InvalidUri(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<UriError> for StorageError {
+    fn from(e: UriError) -> Self {
+        Self::InvalidUri(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = StorageError::unreachable("redis", "connection refused").with_source(io);
+        assert_eq!(e.to_string(), "redis is unreachable: connection refused");
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("refused")
+        );
+        assert!(e.is_unavailable());
+        assert_eq!(e.backend(), Some("redis"));
+        let clone = e.clone();
+        assert!(clone.source().is_some(), "a clone keeps the cause");
+        assert_eq!(clone.to_string(), e.to_string());
+        // A timeout has no cause to keep.
+        let t = StorageError::timeout("redis", Duration::from_millis(5))
+            .with_source(std::io::Error::other("late"));
+        assert!(t.source().is_none());
+        let uri = StorageError::from("nope".parse::<crate::StorageUri>().unwrap_err());
+        assert!(matches!(
+            uri,
+            StorageError::InvalidUri(UriError::MissingScheme)
+        ));
+        assert!(uri.source().is_some());
+        assert_eq!(uri.backend(), None);
+        assert_eq!(
+            StorageError::configuration("memcached", "ttl_grace must be whole seconds").to_string(),
+            "memcached storage configuration: ttl_grace must be whole seconds"
+        );
     }
 }

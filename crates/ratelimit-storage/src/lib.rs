@@ -44,7 +44,7 @@ mod storage;
 mod uri;
 
 pub use batch::{Charge, INLINE_STATUSES, LimitStatus, Op, Statuses, StatusesIntoIter, Verdict};
-pub use error::StorageError;
+pub use error::{Source, StorageError};
 pub use key::{Key, MAX_PART, ScopePath, UnderEach};
 pub use storage::{Storage, StorageFuture};
 pub use uri::{HostPort, StorageUri, UriError, duration_option, redact_in, redact_uri};

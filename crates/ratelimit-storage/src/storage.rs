@@ -34,7 +34,7 @@ pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageErr
 /// struct Down;
 ///
 /// fn down() -> StorageError {
-///     StorageError::Unreachable { backend: "down", detail: "always".into() }
+///     StorageError::unreachable("down", "always")
 /// }
 ///
 /// impl Storage for Down {

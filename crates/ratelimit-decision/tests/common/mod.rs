@@ -35,10 +35,7 @@ pub fn header<'d>(d: &'d Decision, name: &str) -> Option<&'d str> {
 }
 
 fn down() -> StorageError {
-    StorageError::Unreachable {
-        backend: "broken",
-        detail: "connection refused".into(),
-    }
+    StorageError::unreachable("broken", "connection refused")
 }
 
 /// A store that is always down.
