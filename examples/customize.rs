@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
         let peer = "10.0.0.1".parse()?;
 
         println!("== Strategies: \"5 per minute\", 8 requests at t=0s, then 4 more at t=30s ==");
-        for strategy in StrategyKind::ALL {
+        for &strategy in StrategyKind::ALL {
             let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_040)));
             let limiter = Limiter::builder()
                 .default_limits("5 per minute")

@@ -67,7 +67,7 @@ fn main() {
     };
     println!("bytes per key at {n} keys of {} bytes", key(0).len());
     let limit = Limit::per(10, Unit::Hour);
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         let before = live();
         let store = MemoryStorage::builder().max_keys(4 * n).build();
         let limiter = store.limiter(limit, kind).unwrap();

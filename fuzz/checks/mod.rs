@@ -199,6 +199,7 @@ impl Machine {
             StrategyKind::MovingWindow => Self::Moving(BoundedMovingWindow::new()),
             StrategyKind::SlidingWindowCounter => Self::Sliding(SlidingWindow::new()),
             StrategyKind::Gcra => Self::Gcra(Gcra::new()),
+            _ => unreachable!("the model knows every strategy of StrategyKind::ALL"),
         }
     }
 
@@ -298,6 +299,7 @@ impl Model {
                 let new_tat = self.tat.max(now) + u128::from(cost) * t;
                 return cost <= self.amount && new_tat <= now + u128::from(self.amount) * t;
             }
+            _ => unreachable!("the model knows every strategy of StrategyKind::ALL"),
         };
         used + cost <= self.amount
     }
@@ -324,6 +326,7 @@ impl Model {
                 self.tat =
                     self.tat.max(u128::from(now)) + u128::from(cost) * u128::from(self.interval)
             }
+            _ => unreachable!("the model knows every strategy of StrategyKind::ALL"),
         }
     }
 
@@ -362,6 +365,7 @@ impl Model {
                     .tat
                     .saturating_sub(u128::from(cost) * u128::from(self.interval))
             }
+            _ => unreachable!("the model knows every strategy of StrategyKind::ALL"),
         }
     }
 
@@ -382,6 +386,7 @@ impl Model {
                     .find(|&n| self.allows(now, n))
                     .unwrap_or(0)
             }
+            _ => unreachable!("the model knows every strategy of StrategyKind::ALL"),
         }
     }
 
@@ -419,6 +424,7 @@ impl Model {
                 now + reset_in.unwrap_or(0)
             }
             StrategyKind::Gcra => self.tat.max(u128::from(now)) as u64,
+            _ => unreachable!("the model knows every strategy of StrategyKind::ALL"),
         }
     }
 }

@@ -33,8 +33,23 @@ pub struct Figures {
     pub state: &'static str,
 }
 
-/// The figures of `limit` under `strategy`, for requests of cost 1.
-pub fn figures(limit: &Limit, strategy: StrategyKind) -> Figures {
+/// The strategies this command line knows the figures and state of: every one of
+/// [`StrategyKind::ALL`] it was built with.
+pub fn known_strategies() -> impl Iterator<Item = StrategyKind> {
+    StrategyKind::ALL.iter().copied().filter(|&k| {
+        matches!(
+            k,
+            StrategyKind::FixedWindow
+                | StrategyKind::MovingWindow
+                | StrategyKind::SlidingWindowCounter
+                | StrategyKind::Gcra
+        )
+    })
+}
+
+/// The figures of `limit` under `strategy`, for requests of cost 1; `None` for a strategy this
+/// command line does not know.
+pub fn figures(limit: &Limit, strategy: StrategyKind) -> Option<Figures> {
     let n = limit.amount();
     let (max_in_any_window, state_bytes, state) = match strategy {
         StrategyKind::FixedWindow => (
@@ -57,14 +72,15 @@ pub fn figures(limit: &Limit, strategy: StrategyKind) -> Figures {
             size_of::<Gcra>() as u64,
             "one instant: when the next request is due",
         ),
+        _ => return None,
     };
-    Figures {
+    Some(Figures {
         strategy,
         burst: n,
         max_in_any_window,
         state_bytes,
         state,
-    }
+    })
 }
 
 /// The steady rate of `limit` in words: `10 per 1 min = 0.1667/s, one every 6 s`.
@@ -104,8 +120,7 @@ pub fn render(input: &str, limits: &[Limit]) -> String {
             format!("most in any {}", show_span(limit.window())),
             "state/client"
         ));
-        for kind in StrategyKind::ALL {
-            let f = figures(limit, kind);
+        for (kind, f) in known_strategies().filter_map(|k| Some((k, figures(limit, k)?))) {
             let state = if kind == StrategyKind::MovingWindow {
                 format!("<= {} B", f.state_bytes)
             } else {
@@ -143,8 +158,8 @@ pub fn to_json(limits: &[Limit]) -> serde_json::Value {
                     "amount": limit.amount(),
                     "window_secs": limit.window().as_nanos() as f64 / 1e9,
                     "steady_rate_per_sec": limit.amount() as f64 / (limit.window().as_nanos() as f64 / 1e9),
-                    "strategies": StrategyKind::ALL.iter().map(|&kind| {
-                        let f = figures(limit, kind);
+                    "strategies": known_strategies().filter_map(|kind| figures(limit, kind)).map(|f| {
+                        let kind = f.strategy;
                         serde_json::json!({
                             "strategy": kind.name(),
                             "burst": f.burst,
@@ -225,13 +240,13 @@ mod tests {
             for (kind, got) in reached {
                 assert_eq!(
                     got,
-                    figures(&limit, kind).max_in_any_window,
+                    figures(&limit, kind).unwrap().max_in_any_window,
                     "{n} per minute, {kind}"
                 );
             }
             // The other traffic never does better than the figure.
-            for kind in StrategyKind::ALL {
-                let figure = figures(&limit, kind).max_in_any_window;
+            for &kind in StrategyKind::ALL {
+                let figure = figures(&limit, kind).unwrap().max_in_any_window;
                 assert!(most(limit, kind, dense()) <= figure, "{kind}");
                 assert!(most(limit, kind, end_of_bucket()) <= figure, "{kind}");
             }

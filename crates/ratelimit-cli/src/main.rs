@@ -157,16 +157,19 @@ struct BenchArgs {
 
 fn strategies(text: &str) -> Result<Vec<StrategyKind>, CliError> {
     if text.trim() == "all" {
-        return Ok(StrategyKind::ALL.to_vec());
+        return Ok(explain::known_strategies().collect());
     }
     text.split(',')
         .map(|name| {
-            name.parse::<StrategyKind>().map_err(|_| {
-                CliError::Usage(format!(
-                    "strategy {:?}: use fixed-window, moving-window, sliding-window-counter, gcra or all",
-                    name.trim()
-                ))
-            })
+            name.parse::<StrategyKind>()
+                .ok()
+                .filter(|&k| explain::known_strategies().any(|known| known == k))
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "strategy {:?}: use fixed-window, moving-window, sliding-window-counter, gcra or all",
+                        name.trim()
+                    ))
+                })
         })
         .collect()
 }

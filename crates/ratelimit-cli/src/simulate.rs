@@ -76,13 +76,15 @@ enum State {
 }
 
 impl State {
-    fn new(kind: StrategyKind) -> Self {
-        match kind {
+    /// A fresh state; `None` for a strategy this command line does not know.
+    fn new(kind: StrategyKind) -> Option<Self> {
+        Some(match kind {
             StrategyKind::FixedWindow => Self::Fixed(FixedWindow::new()),
             StrategyKind::MovingWindow => Self::Moving(MovingWindow::with_log(VecDeque::new())),
             StrategyKind::SlidingWindowCounter => Self::Sliding(SlidingWindow::new()),
             StrategyKind::Gcra => Self::Gcra(Gcra::new()),
-        }
+            _ => return None,
+        })
     }
 
     fn strategy(&mut self) -> &mut dyn Strategy {
@@ -142,10 +144,13 @@ impl Simulation {
         let mut runs: Vec<Run> = self
             .strategies
             .iter()
+            // Strategies this command line does not know are left out (`strategies` refuses
+            // them by name).
+            .filter(|&&kind| State::new(kind).is_some())
             .map(|&kind| Run {
                 kind,
                 states: (0..clients * per_client)
-                    .map(|_| State::new(kind))
+                    .filter_map(|_| State::new(kind))
                     .collect(),
                 windows: (0..clients * per_client)
                     .map(|_| Window::default())

@@ -75,10 +75,7 @@ fn rig(primary: Primary<'_>, mode: Mode) -> Rig {
     let store = FallbackStorage::builder(primary())
         .mode(mode)
         .timeout(TIMEOUT)
-        .backoff(Backoff {
-            initial: Duration::from_millis(100),
-            max: MAX_BACKOFF,
-        })
+        .backoff(Backoff::new(Duration::from_millis(100), MAX_BACKOFF))
         .on_transition(move |t| log.lock().unwrap().push((Instant::now(), t.clone())))
         .build();
     Rig { store, transitions }

@@ -8,6 +8,21 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::time::{Duration, Timestamp};
 
+/// A future that completes after a wait, as [`Sleep`] returns it.
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub type SleepFuture = core::pin::Pin<alloc::boxed::Box<dyn Future<Output = ()> + Send>>;
+
+/// How to wait, without tying a crate to one async runtime: the companion of [`Clock`] for
+/// code that waits until a limit has room (`ratelimit-memory`'s `AsyncIoSleep` waits on
+/// `async-io` timers; a test can complete at once and advance a [`ManualClock`]).
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub trait Sleep: Send + Sync {
+    /// Completes after `duration`.
+    fn sleep(&self, duration: core::time::Duration) -> SleepFuture;
+}
+
 /// A source of wall-clock time.
 pub trait Clock {
     /// The current time.
@@ -64,8 +79,10 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward by `by`, saturating at [`Timestamp::MAX`].
-    pub fn advance(&self, by: Duration) {
+    /// Moves the clock forward by `by` (a `core::time::Duration` or the strategies'
+    /// nanosecond [`Duration`]), saturating at [`Timestamp::MAX`].
+    pub fn advance(&self, by: impl Into<Duration>) {
+        let by: Duration = by.into();
         // `fetch_update` cannot fail here: the closure always returns `Some`.
         let _ = self
             .nanos

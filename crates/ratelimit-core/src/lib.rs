@@ -75,6 +75,8 @@ mod time;
 #[cfg(feature = "std")]
 pub use clock::SystemClock;
 pub use clock::{Clock, ManualClock};
+#[cfg(feature = "alloc")]
+pub use clock::{Sleep, SleepFuture};
 pub use error::{
     CapacityError, Expected, Found, LimitError, MAX_WORD, ParseError, UnknownStrategy,
 };

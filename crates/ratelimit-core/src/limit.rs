@@ -10,6 +10,7 @@ use crate::{
 
 /// The unit of a limit's window. A month is 30 days and a year 360 days, as in Python `limits`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum Unit {
     /// One second.
     Second,

@@ -11,7 +11,10 @@ const NANOS_PER_MICRO: u64 = 1_000;
 const NANOS_PER_MILLI: u64 = 1_000_000;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
-/// A length of time in whole nanoseconds.
+/// A length of time in whole nanoseconds, as `u64`: the strategies' arithmetic type (8 bytes,
+/// checked and saturating operations, no allocation). Configuration APIs of the `ratelimit-*`
+/// crates take `core::time::Duration`; the two convert both ways with `From` (a
+/// `core::time::Duration` beyond 584 years saturates).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(u64);
 

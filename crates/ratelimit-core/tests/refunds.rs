@@ -24,7 +24,7 @@ fn admitted(s: &mut AnyState, limit: &Limit, now: Timestamp, n: u64) -> u64 {
 #[test]
 fn a_refund_after_the_window_closed_gives_nothing_to_the_next() {
     let limit = Limit::per(10, Unit::Second);
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         // 5 charged at 0 ms (the request then fails slowly), 5 more at 100 ms.
         let mut s = state(kind, &limit);
         assert!(s.hit(&limit, at(0), 5).is_allowed(), "{kind}");
@@ -54,7 +54,7 @@ fn a_refund_after_the_window_closed_gives_nothing_to_the_next() {
 #[test]
 fn a_refund_in_the_same_window_gives_the_charge_back() {
     let limit = Limit::per(10, Unit::Second);
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         let mut s = state(kind, &limit);
         let before = s.stats(&limit, at(0));
         assert!(s.hit(&limit, at(0), 4).is_allowed());

@@ -597,7 +597,7 @@ impl LimiterBuilder {
         initial: core::time::Duration,
         max: core::time::Duration,
     ) -> Self {
-        self.probe_backoff = Some(Backoff { initial, max });
+        self.probe_backoff = Some(Backoff::new(initial, max));
         self
     }
 

@@ -15,6 +15,7 @@ use crate::{
 
 /// Where a limit came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Scope {
     /// The limiter's default limits (counted per route).
     Default,
@@ -48,6 +49,7 @@ impl Scope {
 
 /// What kind of answer a [`Decision`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Kind {
     /// Every limit had room; the cost was charged.
     Allowed,

@@ -10,6 +10,7 @@ use crate::field::{HeaderValue, RateLimitHeaders};
 /// The header names, each remappable (Flask-Limiter's `header_name_mapping`). Shared, not
 /// copied, into every decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HeaderNames {
     /// Default `X-RateLimit-Limit`.
     pub limit: Arc<str>,
@@ -49,6 +50,7 @@ impl Default for HeaderNames {
 ///   default. Policies are named by their limit: `"50 per 1 hour";q=50;w=3600`, and
 ///   `RateLimit` reports the deciding one: `"50 per 1 hour";r=0;t=1800`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HeaderOptions {
     /// The `X-RateLimit-*` family.
     pub x_ratelimit: bool,
@@ -76,6 +78,7 @@ impl Default for HeaderOptions {
 
 /// How `Retry-After` is written (Flask-Limiter's `RATELIMIT_HEADER_RETRY_AFTER_VALUE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RetryAfterFormat {
     /// Whole seconds until a retry can succeed, rounded up and never 0 (`delta-seconds`).
     #[default]
@@ -103,6 +106,24 @@ impl HeaderOptions {
             ietf: true,
             ..Self::default()
         }
+    }
+
+    /// These options with the `X-RateLimit-*` headers on or off.
+    pub fn with_x_ratelimit(mut self, on: bool) -> Self {
+        self.x_ratelimit = on;
+        self
+    }
+
+    /// These options with `Retry-After` on rejections on or off.
+    pub fn with_retry_after(mut self, on: bool) -> Self {
+        self.retry_after = on;
+        self
+    }
+
+    /// These options with the IETF `RateLimit` and `RateLimit-Policy` fields on or off.
+    pub fn with_ietf(mut self, on: bool) -> Self {
+        self.ietf = on;
+        self
     }
 
     /// `Retry-After` as an HTTP date (`RetryAfterFormat::HttpDate`) instead of seconds.

@@ -97,60 +97,58 @@ pub enum UnknownCredential {
 /// and so fresh quota, per request; count by a credential only once the application has
 /// recognised it ([`KeyFunction::credential`]).
 #[derive(Clone, Default)]
-pub enum KeyFunction {
+pub struct KeyFunction(Repr);
+
+/// What a [`KeyFunction`] counts by.
+#[derive(Clone, Default)]
+enum Repr {
     /// The client address (`ip:203.0.113.7`), proxies resolved per the limiter's
     /// [`ProxyConfig`](crate::ProxyConfig). The default.
     #[default]
     ClientIp,
-    /// The value of a header, such as `X-API-Key`, under `namespace`, whatever it is; the client
-    /// address when the header is absent or empty. Trusts the client: see
-    /// [`KeyFunction::header_or_ip`].
-    HeaderOrIp {
-        /// Header name.
-        header: String,
-        /// Namespace of the header's identities, e.g. `apikey`.
-        namespace: String,
-    },
-    /// A credential in a header, such as `X-API-Key`, counted under the identity the
-    /// application's validator gives it; see [`KeyFunction::credential`].
+    /// The value of a header under `namespace`, whatever it is; the client address when the
+    /// header is absent or empty.
+    HeaderOrIp { header: String, namespace: String },
+    /// A credential in a header, counted under the identity the application's validator gives
+    /// it.
     Credential {
-        /// Header name.
         header: String,
-        /// Namespace of the validated identities, e.g. `apikey`.
         namespace: String,
-        /// The identity of a known credential, `None` for any other value.
         validate: Arc<ValidateFn>,
-        /// What to do when the header is missing, empty or not a known credential.
         unknown: UnknownCredential,
     },
     /// Any function of the request and the client address, under `namespace`.
     Custom {
-        /// Namespace of the identities, e.g. `user`.
         namespace: String,
-        /// The identity; an empty string means "not limited".
         identify: Arc<KeyFn>,
     },
 }
 
 impl fmt::Debug for KeyFunction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ClientIp => f.write_str("ClientIp"),
-            Self::HeaderOrIp { header, namespace } => {
+        match &self.0 {
+            Repr::ClientIp => f.write_str("ClientIp"),
+            Repr::HeaderOrIp { header, namespace } => {
                 write!(f, "HeaderOrIp({header:?} as {namespace:?})")
             }
-            Self::Credential {
+            Repr::Credential {
                 header,
                 namespace,
                 unknown,
                 ..
             } => write!(f, "Credential({header:?} as {namespace:?}, {unknown:?})"),
-            Self::Custom { namespace, .. } => write!(f, "Custom({namespace:?})"),
+            Repr::Custom { namespace, .. } => write!(f, "Custom({namespace:?})"),
         }
     }
 }
 
 impl KeyFunction {
+    /// The client address (`ip:203.0.113.7`), proxies resolved per the limiter's
+    /// [`ProxyConfig`](crate::ProxyConfig): the default.
+    pub fn client_ip() -> Self {
+        Self(Repr::ClientIp)
+    }
+
     /// `header`'s value under `namespace`, else the client address.
     ///
     /// This trusts the client: any value is an identity with its own counters, so a client that
@@ -158,10 +156,10 @@ impl KeyFunction {
     /// it only where the header was set by something the client cannot control (a gateway that
     /// authenticated it); otherwise use [`KeyFunction::credential`].
     pub fn header_or_ip(header: &str, namespace: &str) -> Self {
-        Self::HeaderOrIp {
+        Self(Repr::HeaderOrIp {
             header: header.to_owned(),
             namespace: namespace.to_owned(),
-        }
+        })
     }
 
     /// A credential in `header`, counted under `namespace` with the identity `validate` gives
@@ -185,12 +183,12 @@ impl KeyFunction {
         namespace: &str,
         validate: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
-        Self::Credential {
+        Self(Repr::Credential {
             header: header.to_owned(),
             namespace: namespace.to_owned(),
             validate: Arc::new(validate),
             unknown: UnknownCredential::ByAddress,
-        }
+        })
     }
 
     /// For a [`KeyFunction::credential`]: answer a request without a known credential with
@@ -198,7 +196,7 @@ impl KeyFunction {
     /// functions.) A rejected request is not counted anywhere, so an application that answers
     /// 401 here and cares about credential guessing should also limit by address upstream.
     pub fn rejecting_unknown(mut self) -> Self {
-        if let Self::Credential { unknown, .. } = &mut self {
+        if let Repr::Credential { unknown, .. } = &mut self.0 {
             *unknown = UnknownCredential::Reject;
         }
         self
@@ -209,19 +207,19 @@ impl KeyFunction {
         namespace: &str,
         identify: impl Fn(&RequestView<'_>, Option<IpAddr>) -> String + Send + Sync + 'static,
     ) -> Self {
-        Self::Custom {
+        Self(Repr::Custom {
             namespace: namespace.to_owned(),
             identify: Arc::new(identify),
-        }
+        })
     }
 
     /// The namespace this function writes, for configuration checks.
     pub(crate) fn namespace(&self) -> Option<&str> {
-        match self {
-            Self::ClientIp => None,
-            Self::HeaderOrIp { namespace, .. }
-            | Self::Credential { namespace, .. }
-            | Self::Custom { namespace, .. } => Some(namespace),
+        match &self.0 {
+            Repr::ClientIp => None,
+            Repr::HeaderOrIp { namespace, .. }
+            | Repr::Credential { namespace, .. }
+            | Repr::Custom { namespace, .. } => Some(namespace),
         }
     }
 
@@ -233,16 +231,16 @@ impl KeyFunction {
         addressing: &Addressing,
     ) -> Identity<'a> {
         let by_ip = || addressing.identity(ip);
-        match self {
-            Self::ClientIp => by_ip(),
-            Self::HeaderOrIp { header, namespace } => match req.header(header).map(str::trim) {
+        match &self.0 {
+            Repr::ClientIp => by_ip(),
+            Repr::HeaderOrIp { header, namespace } => match req.header(header).map(str::trim) {
                 Some(value) if !value.is_empty() => Identity::Key(Who {
                     namespace,
                     value: Value::Borrowed(value),
                 }),
                 _ => by_ip(),
             },
-            Self::Credential {
+            Repr::Credential {
                 header,
                 namespace,
                 validate,
@@ -263,7 +261,7 @@ impl KeyFunction {
                     (None, UnknownCredential::Reject) => Identity::Unauthorized(header),
                 }
             }
-            Self::Custom {
+            Repr::Custom {
                 namespace,
                 identify,
             } => {

@@ -44,6 +44,7 @@ pub(crate) enum LimitSource {
 
 /// What a rejected request was rejected by, for breach hooks that write the response body.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct Breach<'a> {
     /// The limit that rejected it.
     pub limit: &'a Limit,

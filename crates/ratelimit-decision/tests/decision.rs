@@ -570,7 +570,7 @@ fn storage_errors_are_typed_and_charge_nothing() {
 
 #[test]
 fn many_tasks_never_over_admit() {
-    for strategy in ratelimit_core::StrategyKind::ALL {
+    for &strategy in ratelimit_core::StrategyKind::ALL {
         let (limiter, _) = build(
             Limiter::builder()
                 .strategy(strategy)

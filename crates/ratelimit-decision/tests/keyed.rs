@@ -83,7 +83,7 @@ async fn two_keys_on_one_route(limiter: &Limiter) {
 
 #[test]
 fn a_route_counts_two_limits_by_two_key_functions() {
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         smol::block_on(two_keys_on_one_route(&on(stacked(), kind)));
     }
 }
@@ -91,7 +91,7 @@ fn a_route_counts_two_limits_by_two_key_functions() {
 #[test]
 fn a_route_counts_two_limits_by_two_key_functions_on_redis() {
     let redis = RedisServer::start();
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         let limiter = on(
             stacked().storage_uri(&format!("{}?prefix=keyed-{kind}", redis.url())),
             kind,
@@ -126,7 +126,7 @@ fn groups_keep_their_counters_apart_even_with_the_same_key() {
             "/t",
             RoutePolicy::new()
                 .limit("2 per minute")
-                .limit_by("2 per minute", KeyFunction::ClientIp),
+                .limit_by("2 per minute", KeyFunction::client_ip()),
         ),
         StrategyKind::FixedWindow,
     );
@@ -142,7 +142,7 @@ fn groups_keep_their_counters_apart_even_with_the_same_key() {
 
 #[test]
 fn default_application_and_meta_limits_by_their_own_keys() {
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         let limiter = on(
             Limiter::builder()
                 .default_limits("5 per minute")

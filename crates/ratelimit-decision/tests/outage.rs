@@ -67,7 +67,7 @@ fn conditional(limiter: &Limiter, ip: &str) -> usize {
 
 #[test]
 fn the_same_limits_in_memory_keep_gates_exemptions_and_refunds() {
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         let limiter = on_a_dead_store(kind, LimiterBuilder::fallback_to_memory);
         // Exempt: never limited, never counted.
         for _ in 0..10 {
@@ -105,7 +105,7 @@ fn fallback_limits_per_client_cap_each_client_and_take_refunds_back() {
         b.in_memory_fallback("4 per minute")
             .fallback_scope(FallbackScope::Client)
     }
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         let limiter = on_a_dead_store(kind, replace);
         for _ in 0..10 {
             assert_eq!(
@@ -151,7 +151,7 @@ fn flask_scenario(kind: StrategyKind, scope: Option<FallbackScope>) -> [bool; 5]
 
 #[test]
 fn fallback_limits_count_per_route_by_default_as_flask_limiter_does() {
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         // /t1 200, /t1 429, /t2 200 (its own count), /t2 429, /t1 still 429.
         let expected = [true, false, true, false, false];
         assert_eq!(flask_scenario(kind, None), expected, "{kind}");

@@ -5,6 +5,7 @@ use core::time::Duration;
 /// Probe delays: `initial` after the failure, then doubling after each failed probe, never more
 /// than `max` apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Backoff {
     /// The delay before the first probe.
     pub initial: Duration,
@@ -23,6 +24,11 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// Probes `initial` apart at first, doubling up to `max`.
+    pub const fn new(initial: Duration, max: Duration) -> Self {
+        Self { initial, max }
+    }
+
     /// The delay before probe number `attempt` (0 for the first).
     pub fn delay(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);

@@ -9,6 +9,7 @@ use ratelimit_core::{Limit, StrategyKind};
 /// configured limits, and `in_memory_fallback=[...]` is [`Mode::Fallback`] with those limits;
 /// neither is [`Mode::FailClosed`] (the error reaches the application, which answers 503).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mode {
     /// Allow every request (each one logged at `warn`, counted).
     FailOpen,

@@ -26,6 +26,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// A change of the primary's health, as logged (`tracing`, target `ratelimit::fallback`) and
 /// passed to [`FallbackStorageBuilder::on_transition`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Transition {
     /// The primary's state after the change.
     pub primary_up: bool,
@@ -43,6 +44,7 @@ pub struct Transition {
 
 /// Counts since the store was built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FallbackStats {
     /// Whether calls go to the primary now.
     pub primary_up: bool,
@@ -337,7 +339,7 @@ impl Shared {
                 async_io::block_on(async move {
                     let mut attempt = 0u32;
                     loop {
-                        sleep.sleep(backoff.delay(attempt).into()).await;
+                        sleep.sleep(backoff.delay(attempt)).await;
                         let Some(shared) = weak.upgrade() else {
                             return;
                         };

@@ -78,8 +78,8 @@ struct RecordedSleep {
 }
 
 impl Sleep for RecordedSleep {
-    fn sleep(&self, duration: ratelimit_core::Duration) -> SleepFuture {
-        self.waits.lock().unwrap().push(duration.into());
+    fn sleep(&self, duration: Duration) -> SleepFuture {
+        self.waits.lock().unwrap().push(duration);
         if let Some(gate) = &*self.gate.lock().unwrap() {
             let _ = gate.recv_timeout(Duration::from_secs(10));
         }
@@ -318,9 +318,6 @@ fn configuration_errors_are_not_outages() {
 fn the_default_backoff_is_a_quarter_second_doubling_to_thirty() {
     assert_eq!(
         Backoff::default(),
-        Backoff {
-            initial: Duration::from_millis(250),
-            max: Duration::from_secs(30)
-        }
+        Backoff::new(Duration::from_millis(250), Duration::from_secs(30))
     );
 }

@@ -45,10 +45,10 @@ fn a_limited_client_stays_limited_through_an_out_of_memory_redis() {
             limits: vec!["100 per minute".parse().unwrap()],
             strategy: StrategyKind::FixedWindow,
         })
-        .backoff(Backoff {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(50),
-        })
+        .backoff(Backoff::new(
+            Duration::from_millis(20),
+            Duration::from_millis(50),
+        ))
         .build();
     smol::block_on(async {
         // On Redis: five logins, then limited.

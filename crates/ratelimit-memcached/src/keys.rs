@@ -56,6 +56,8 @@ const fn code(strategy: StrategyKind) -> char {
         StrategyKind::MovingWindow => 'm',
         StrategyKind::SlidingWindowCounter => 's',
         StrategyKind::Gcra => 'g',
+        // Never stored: `State::fresh` refuses the strategy first.
+        _ => '?',
     }
 }
 
@@ -133,7 +135,7 @@ mod tests {
         assert_eq!(short, "rl:c0.1.2:GET%20%2Flogin/ip:10.0.0.1:g1:5/60");
         let nasty = Key::new("user", &format!("a b\r\n{}", "é".repeat(500)))
             .under(&["x".repeat(300).as_str()]);
-        for kind in StrategyKind::ALL {
+        for &kind in StrategyKind::ALL {
             let name = counter(&"p".repeat(MAX_PREFIX), [u64::MAX; 3], &nasty, &limit, kind);
             assert!(usable(&name), "{name}");
         }

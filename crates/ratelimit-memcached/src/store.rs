@@ -100,6 +100,11 @@ struct Item {
     token: Token,
 }
 
+/// A fresh state of `kind`, or the error for a strategy this backend does not know.
+fn fresh(kind: StrategyKind) -> Result<State, StorageError> {
+    State::fresh(kind).ok_or_else(|| StorageError::unsupported(BACKEND, "this strategy"))
+}
+
 impl Item {
     /// The item as read: its value (`None`: absent).
     fn take_value(&mut self, value: Option<Value>) -> Result<(), StorageError> {
@@ -110,7 +115,7 @@ impl Item {
                 self.token = Token::Cas(v.cas);
             }
             None => {
-                self.state = State::fresh(self.strategy);
+                self.state = fresh(self.strategy)?;
                 self.token = Token::Absent;
             }
         }
@@ -197,7 +202,7 @@ impl MemcachedStorage {
                 .map(|n| seen.get(n).copied().unwrap_or(0))
                 .collect()
         };
-        let mut items = self.name_items(batch, &guessed);
+        let mut items = self.name_items(batch, &guessed)?;
         let mut names: Vec<&str> = gen_names.iter().map(String::as_str).collect();
         names.extend(items.iter().map(|it| it.name.as_str()));
         let mut values = self.read(&names).await?;
@@ -227,7 +232,7 @@ impl MemcachedStorage {
                 it.take_value(values.remove(&it.name))?;
             }
         } else {
-            items = self.name_items(batch, &actual);
+            items = self.name_items(batch, &actual)?;
             let mut all: Vec<&mut Item> = items.iter_mut().collect();
             self.load(&mut all).await?;
         }
@@ -237,7 +242,7 @@ impl MemcachedStorage {
     /// The batch's items under `generations` (the store's, then each charge's client's and
     /// key's), unread, in a fixed order (so that concurrent batches write shared items in the
     /// same order).
-    fn name_items(&self, batch: &[Charge], generations: &[u64]) -> Vec<Item> {
+    fn name_items(&self, batch: &[Charge], generations: &[u64]) -> Result<Vec<Item>, StorageError> {
         let prefix = &self.inner.prefix;
         let mut items: Vec<Item> = Vec::new();
         for (i, c) in batch.iter().enumerate() {
@@ -255,13 +260,13 @@ impl MemcachedStorage {
                     strategy: c.strategy,
                     limit: c.limit,
                     charges: vec![i],
-                    state: State::fresh(c.strategy),
+                    state: fresh(c.strategy)?,
                     token: Token::Absent,
                 }),
             }
         }
         items.sort_by(|a, b| a.name.cmp(&b.name));
-        items
+        Ok(items)
     }
 
     /// Reads `items` again.

@@ -38,7 +38,7 @@ fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) 
 #[test]
 fn memcached_agrees_with_the_core_for_each_strategy() {
     let server = MemcachedServer::start();
-    for (i, kind) in StrategyKind::ALL.into_iter().enumerate() {
+    for (i, &kind) in StrategyKind::ALL.iter().enumerate() {
         let ops = compare(&server.url(), &[kind], i as u64, 30, 200);
         assert!(ops >= 6_000);
         println!("{kind}: {ops} operations agree");
@@ -49,6 +49,6 @@ fn memcached_agrees_with_the_core_for_each_strategy() {
 fn two_servers_agree_with_the_core_on_mixed_batches() {
     let (a, b) = (MemcachedServer::start(), MemcachedServer::start());
     let url = format!("memcached://{},{}", a.host_port(), b.host_port());
-    let ops = compare(&url, &StrategyKind::ALL, 99, 20, 200);
+    let ops = compare(&url, StrategyKind::ALL, 99, 20, 200);
     println!("mixed strategies over two servers: {ops} operations agree");
 }

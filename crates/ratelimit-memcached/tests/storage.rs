@@ -70,7 +70,7 @@ fn a_batch_rejected_on_one_server_leaves_the_other_as_it_was() {
     let (store, _clock) = manual_store(&url, "span");
     smol::block_on(async {
         for j in 0..8 {
-            for kind in StrategyKind::ALL {
+            for &kind in StrategyKind::ALL {
                 let roomy = charge(&Key::new("roomy", &j.to_string()), "1000 per minute", kind);
                 let tight = charge(&Key::new("tight", &j.to_string()), "10 per minute", kind);
                 let tasks: Vec<_> = (0..32)
@@ -221,7 +221,7 @@ fn any_client_text_makes_a_valid_item_name() {
     let nasty =
         Key::new("user", &format!("a b\r\nc\u{0}{}", "é".repeat(5_000))).under(&["GET /x y"]);
     smol::block_on(async {
-        for kind in StrategyKind::ALL {
+        for &kind in StrategyKind::ALL {
             let c = charge(&nasty, "2 per minute", kind);
             assert!(store.hit(core::slice::from_ref(&c)).await.unwrap().allowed);
             assert!(store.hit(core::slice::from_ref(&c)).await.unwrap().allowed);

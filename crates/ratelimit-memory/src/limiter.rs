@@ -107,7 +107,7 @@ impl KeyedLimiter {
             }
             match status.retry_after {
                 RetryAfter::Never => return Err(NeverAllowed { cost }),
-                RetryAfter::After(wait) => self.inner.sleep.sleep(wait).await,
+                RetryAfter::After(wait) => self.inner.sleep.sleep(wait.into()).await,
             }
         }
     }

@@ -1,17 +1,10 @@
 //! Waiting, without tying the crate to one async runtime.
 
-use core::{future::Future, pin::Pin};
+use core::time::Duration;
 
-use ratelimit_core::Duration;
-
-/// A future that completes after a wait.
-pub type SleepFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// How [`KeyedLimiter::until_ready`](crate::KeyedLimiter::until_ready) waits.
-pub trait Sleep: Send + Sync {
-    /// Completes after `duration`.
-    fn sleep(&self, duration: Duration) -> SleepFuture;
-}
+/// How [`KeyedLimiter::until_ready`](crate::KeyedLimiter::until_ready) and the sweeper wait
+/// (defined beside `Clock` in `ratelimit-core`).
+pub use ratelimit_core::{Sleep, SleepFuture};
 
 /// Sleeps on `async-io` timers: the reactor of smol, which also drives async-std, so the same
 /// code runs under both.
@@ -20,7 +13,7 @@ pub struct AsyncIoSleep;
 
 impl Sleep for AsyncIoSleep {
     fn sleep(&self, duration: Duration) -> SleepFuture {
-        let timer = async_io::Timer::after(duration.into());
+        let timer = async_io::Timer::after(duration);
         Box::pin(async move {
             timer.await;
         })

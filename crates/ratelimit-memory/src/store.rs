@@ -223,8 +223,8 @@ impl MemoryStorageBuilder {
     }
 
     /// How often a shard in use sweeps its idle keys (default 1 s).
-    pub fn sweep_every(mut self, every: Duration) -> Self {
-        self.sweep_every = every;
+    pub fn sweep_every(mut self, every: core::time::Duration) -> Self {
+        self.sweep_every = every.into();
         self
     }
 
@@ -326,23 +326,26 @@ impl MemoryStorage {
             ));
         }
         let mut tables = tables.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(table) = tables.get(&(strategy, *limit)) {
+            return Ok(Arc::clone(table));
+        }
         let inner = &self.inner;
-        let table = tables.entry((strategy, *limit)).or_insert_with(|| {
-            let (shards, keys, every) = (inner.shards, inner.max_keys, inner.sweep_every);
-            match strategy {
-                StrategyKind::FixedWindow => {
-                    Arc::new(Table::<FixedWindow>::new(*limit, shards, keys, every))
-                }
-                StrategyKind::MovingWindow => Arc::new(
-                    Table::<MovingWindow<VecDeque<Entry>>>::new(*limit, shards, keys, every),
-                ),
-                StrategyKind::SlidingWindowCounter => {
-                    Arc::new(Table::<SlidingWindow>::new(*limit, shards, keys, every))
-                }
-                StrategyKind::Gcra => Arc::new(Table::<Gcra>::new(*limit, shards, keys, every)),
+        let (shards, keys, every) = (inner.shards, inner.max_keys, inner.sweep_every);
+        let table: Arc<dyn AnyTable> = match strategy {
+            StrategyKind::FixedWindow => {
+                Arc::new(Table::<FixedWindow>::new(*limit, shards, keys, every))
             }
-        });
-        Ok(Arc::clone(table))
+            StrategyKind::MovingWindow => Arc::new(Table::<MovingWindow<VecDeque<Entry>>>::new(
+                *limit, shards, keys, every,
+            )),
+            StrategyKind::SlidingWindowCounter => {
+                Arc::new(Table::<SlidingWindow>::new(*limit, shards, keys, every))
+            }
+            StrategyKind::Gcra => Arc::new(Table::<Gcra>::new(*limit, shards, keys, every)),
+            _ => return Err(StorageError::unsupported("memory", "this strategy")),
+        };
+        tables.insert((strategy, *limit), Arc::clone(&table));
+        Ok(table)
     }
 
     /// A handle on the counters of one limit: the synchronous fast path for a single key.
@@ -528,7 +531,10 @@ impl MemoryStorage {
     /// A task that sweeps idle keys every `every`, for stores whose shards may go quiet (the
     /// lazy sweep only runs on a shard in use). It ends when the store is dropped. Spawn it on
     /// any runtime: `smol::spawn(store.sweeper(d)).detach()` or `async_std::task::spawn(...)`.
-    pub fn sweeper(&self, every: Duration) -> impl Future<Output = ()> + Send + 'static {
+    pub fn sweeper(
+        &self,
+        every: core::time::Duration,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let sleep = Arc::clone(&self.inner.sleep);
         async move {

@@ -58,7 +58,7 @@ fn hammer(
 }
 
 fn run(spawn: &dyn Fn(Vec<Charge>, Arc<AtomicU64>, MemoryStorage) -> Box<dyn FnOnce() + Send>) {
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         for rep in 0..REPETITIONS {
             let (store, _, _) = manual_store(|b| b);
             let n = hammer(&store, kind, spawn);

@@ -32,6 +32,7 @@ impl Model {
             StrategyKind::MovingWindow => Self::Moving(BoundedMovingWindow::new()),
             StrategyKind::SlidingWindowCounter => Self::Sliding(SlidingWindow::new()),
             StrategyKind::Gcra => Self::Gcra(Gcra::new()),
+            _ => unreachable!("the model knows every strategy of StrategyKind::ALL"),
         }
     }
 

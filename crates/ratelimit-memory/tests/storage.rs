@@ -114,7 +114,7 @@ async fn batches_are_all_or_nothing() {
 async fn refund_clear_and_reset() {
     let (store, _, _) = manual_store(|b| b);
     let (a, b) = (Key::new("ip", "a"), Key::new("ip", "b"));
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         let batch = [
             charge(&a, "3 per minute", kind, 2),
             charge(&b, "3 per minute", kind, 3),
@@ -138,7 +138,7 @@ async fn refund_clear_and_reset() {
 
 /// Idle keys are swept and their memory given back; assertions on the map size, not on time.
 async fn expiry_reclaims_memory() {
-    let (store, clock, _) = manual_store(|b| b.sweep_every(Duration::from_secs(10)));
+    let (store, clock, _) = manual_store(|b| b.sweep_every(core::time::Duration::from_secs(10)));
     let limiter = store
         .limiter(limit("5 per minute"), StrategyKind::FixedWindow)
         .unwrap();
@@ -193,7 +193,7 @@ async fn until_ready_waits_exactly() {
 /// each round is `MemoryStorage::sweep`, tested above).
 async fn sweeper_ends_with_the_store() {
     let (store, _, sleep) = manual_store(|b| b);
-    let sweeper = store.sweeper(Duration::from_secs(2));
+    let sweeper = store.sweeper(core::time::Duration::from_secs(2));
     drop(store);
     sweeper.await;
     assert_eq!(*sleep.waits.lock().unwrap(), [Duration::from_secs(2)]);

@@ -35,15 +35,20 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), StorageError> {
 /// each other's values. 2: binary doubles (`struct.pack`).
 pub(crate) const FORMAT: u8 = 2;
 
-/// The one-letter code of a strategy, in key names and in the script's arguments.
+/// The one-letter code of a strategy, in key names and in the script's arguments; `?` for a
+/// strategy the script does not know, which [`crate::script::check`] refuses before any call.
 pub(crate) const fn code(strategy: StrategyKind) -> &'static str {
     match strategy {
         StrategyKind::FixedWindow => "f",
         StrategyKind::MovingWindow => "m",
         StrategyKind::SlidingWindowCounter => "s",
         StrategyKind::Gcra => "g",
+        _ => UNKNOWN,
     }
 }
+
+/// [`code`] of a strategy the script does not know.
+pub(crate) const UNKNOWN: &str = "?";
 
 /// `<prefix>:{<identity>}:`, the part of a name shared by every counter of `key` (scopes
 /// excluded); clear matches `<this><scopes>:*`.

@@ -88,6 +88,9 @@ const fn op_code(call: Call) -> &'static str {
 
 /// Checks that the script can compute `charge` exactly.
 pub(crate) fn check(charge: &Charge) -> Result<(), StorageError> {
+    if keys::code(charge.strategy) == keys::UNKNOWN {
+        return Err(StorageError::unsupported(BACKEND, "this strategy"));
+    }
     let limit = &charge.limit;
     if limit.amount() > MAX_AMOUNT {
         return Err(StorageError::configuration(

@@ -34,7 +34,8 @@ fn a_hostile_key_lands_in_its_slot_and_stays_bounded() {
     let text = format!("}}{{evil}}{{{}", "x{y}".repeat(2_560)); // 10 KB with braces
     let key = Key::new("user", &text).under(&["POST /upload"]);
     let batch: Vec<Charge> = StrategyKind::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .map(|kind| charge(&key, "3 per minute", kind, 1))
         .collect();
     smol::block_on(async {

@@ -40,7 +40,7 @@ fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) 
 #[test]
 fn redis_agrees_with_the_core_for_each_strategy() {
     let server = RedisServer::start();
-    for (i, kind) in StrategyKind::ALL.into_iter().enumerate() {
+    for (i, &kind) in StrategyKind::ALL.iter().enumerate() {
         let ops = compare(&server.url(), &[kind], i as u64, 50, 200);
         assert!(ops >= 10_000);
         println!("{kind}: {ops} operations agree");
@@ -50,7 +50,7 @@ fn redis_agrees_with_the_core_for_each_strategy() {
 #[test]
 fn redis_agrees_with_the_core_on_mixed_batches() {
     let server = RedisServer::start();
-    let ops = compare(&server.url(), &StrategyKind::ALL, 99, 25, 200);
+    let ops = compare(&server.url(), StrategyKind::ALL, 99, 25, 200);
     println!("mixed strategies: {ops} operations agree");
 }
 
@@ -62,7 +62,7 @@ fn the_script_agrees_on_servers_without_functions() {
     let seen = smol::block_on(ratelimit_conformance::strategy_vectors(|n| {
         manual_store(&server.url(), &format!("v{n}"))
     }));
-    let ops = compare(&server.url(), &StrategyKind::ALL, 77, 10, 200);
+    let ops = compare(&server.url(), StrategyKind::ALL, 77, 10, 200);
     println!(
         "script path: {} sequences, {} events, {ops} operations agree",
         seen.sequences, seen.events
@@ -81,11 +81,11 @@ fn the_script_agrees_on_servers_without_functions() {
 fn a_cluster_agrees_with_the_core_across_slots() {
     let cluster = RedisCluster::start(3);
     let url = cluster.url();
-    for (i, kind) in StrategyKind::ALL.into_iter().enumerate() {
+    for (i, &kind) in StrategyKind::ALL.iter().enumerate() {
         let ops = compare(&url, &[kind], 200 + i as u64, 6, 200);
         println!("cluster, {kind}: {ops} operations agree");
     }
-    let ops = compare(&url, &StrategyKind::ALL, 299, 6, 200);
+    let ops = compare(&url, StrategyKind::ALL, 299, 6, 200);
     println!("cluster, mixed strategies: {ops} operations agree");
 }
 
@@ -97,7 +97,7 @@ fn long_windows_agree_to_a_few_nanoseconds() {
     let (redis, clock) = manual_store(&server.url(), "long");
     let memory = MemoryStorage::builder().clock(clock.clone()).build();
     let mut worst = 0;
-    for kind in StrategyKind::ALL {
+    for &kind in StrategyKind::ALL {
         // The three long limits in one batch, so every status of a verdict is compared.
         let batch: Vec<Charge> = ["2 per year", "7 per 3 years", "1000 per 2 months"]
             .into_iter()

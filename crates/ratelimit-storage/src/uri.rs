@@ -38,6 +38,7 @@ pub struct HostPort {
 /// # Ok::<(), ratelimit_storage::UriError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct StorageUri {
     /// The scheme, lowercased: `memory`, `redis`, `redis+cluster`...
     pub scheme: String,

@@ -57,11 +57,19 @@ impl Outcome {
 
 /// The quota left and when it resets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Stats {
     /// The largest cost a hit could have now and be allowed.
     pub remaining: u64,
     /// When the window resets: see each strategy for its exact meaning. Never before `now`.
     pub reset: Timestamp,
+}
+
+impl Stats {
+    /// The quota left and when it resets (for a [`Strategy`] of your own).
+    pub const fn new(remaining: u64, reset: Timestamp) -> Self {
+        Self { remaining, reset }
+    }
 }
 
 /// How long until a hit would be allowed.
@@ -137,6 +145,7 @@ pub trait Strategy {
 
 /// The name of a strategy, chosen at run time (configuration, URIs, the Redis scripts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum StrategyKind {
     /// [`FixedWindow`]: `fixed-window`.
     FixedWindow,
@@ -149,8 +158,8 @@ pub enum StrategyKind {
 }
 
 impl StrategyKind {
-    /// All four, in the order above.
-    pub const ALL: [Self; 4] = [
+    /// Every strategy, in the order above (a slice: strategies may be added).
+    pub const ALL: &'static [Self] = &[
         Self::FixedWindow,
         Self::MovingWindow,
         Self::SlidingWindowCounter,
@@ -179,7 +188,8 @@ impl FromStr for StrategyKind {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
             .ok_or(UnknownStrategy)
     }
@@ -197,7 +207,7 @@ mod tests {
 
     #[test]
     fn strategy_names_round_trip() {
-        for kind in StrategyKind::ALL {
+        for &kind in StrategyKind::ALL {
             assert_eq!(kind.name().parse::<StrategyKind>(), Ok(kind));
         }
         assert_eq!(

@@ -42,6 +42,7 @@ impl AnyState {
             },
             StrategyKind::SlidingWindowCounter => Self::Sliding(SlidingWindow::new()),
             StrategyKind::Gcra => Self::Gcra(Gcra::new()),
+            _ => unreachable!("the tests know every strategy of StrategyKind::ALL"),
         }
     }
 

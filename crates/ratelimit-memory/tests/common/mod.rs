@@ -18,7 +18,8 @@ pub struct ManualSleep {
 }
 
 impl Sleep for ManualSleep {
-    fn sleep(&self, duration: Duration) -> SleepFuture {
+    fn sleep(&self, duration: core::time::Duration) -> SleepFuture {
+        let duration = Duration::from(duration);
         self.clock.advance(duration);
         self.waits.lock().unwrap().push(duration);
         Box::pin(async {})
