@@ -73,7 +73,12 @@
 //!
 //! # Feature flags
 //!
-//! None.
+//! Forwarded to `ratelimit-decision`, so that a user who needs no Redis does not build it:
+//!
+//! - `redis` (default): `redis://`, `rediss://` and the other Redis and Valkey storage URIs.
+//! - `tls`: `rediss://` through rustls.
+//! - `memcached`: `memcached://` storage URIs.
+//! - `metrics`: decisions and storage errors through the `metrics` facade.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 

@@ -15,6 +15,15 @@
 //!
 //! Policies, groups and configuration come from the same [`Limiter`](ratelimit_decision::Limiter)
 //! as everywhere else. The layer is runtime-neutral; its examples and tests run on tokio.
+//!
+//! # Feature flags
+//!
+//! - `axum` (default): routes by axum's `MatchedPath`, peers by its `ConnectInfo`.
+//! - `redis` (default): `redis://` and the other Redis and Valkey storage URIs.
+//! - `tls`: `rediss://` through rustls.
+//! - `tokio`: Redis connections opened inside a tokio runtime are driven by it.
+//! - `memcached`: `memcached://` storage URIs.
+//! - `metrics`: decisions and storage errors through the `metrics` facade.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
