@@ -3,8 +3,8 @@
 //! Usage: `http_bench_axum bare|headers|limited PORT`.
 
 use axum::{Router, http::HeaderValue, routing::get};
-use ratelimit_decision::Limiter;
-use ratelimit_tower::RateLimitLayer;
+use ratelimit::Limiter;
+use ratelimit::tower::RateLimitLayer;
 
 fn main() -> Result<(), Box<dyn core::error::Error>> {
     let mut args = std::env::args().skip(1);

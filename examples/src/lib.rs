@@ -25,11 +25,11 @@ mod seed_axum;
 
 use std::sync::Arc;
 
-use ratelimit_core::{Clock, StrategyKind};
-use ratelimit_decision::{
+use ratelimit::core::{Clock, StrategyKind};
+use ratelimit::tide::{HttpListener, RateLimit};
+use ratelimit::{
     ConfigError, ForwardedHeader, HeaderOptions, KeyFunction, Limiter, RoutePolicy, limit_set,
 };
-use ratelimit_tide::{HttpListener, RateLimit};
 
 pub use prometheus::{
     CONTENT_TYPE as METRICS_CONTENT_TYPE, metrics_page, metrics_text, prometheus,
@@ -63,7 +63,7 @@ pub struct SeedConfig {
     /// the tour's own: `RATELIMIT_DEFAULT="3 per minute"` replaces its defaults,
     /// `RATELIMIT_ENABLED=false` turns limiting off.
     ///
-    /// [`LimiterBuilder::with_config`]: ratelimit_decision::LimiterBuilder::with_config
+    /// [`LimiterBuilder::with_config`]: ratelimit::LimiterBuilder::with_config
     pub ratelimit: Vec<(String, String)>,
 }
 
@@ -72,7 +72,10 @@ impl core::fmt::Debug for SeedConfig {
         f.debug_struct("SeedConfig")
             .field(
                 "redis_url",
-                &self.redis_url.as_deref().map(ratelimit_storage::redact_uri),
+                &self
+                    .redis_url
+                    .as_deref()
+                    .map(ratelimit::storage::redact_uri),
             )
             .field("strategy", &self.strategy)
             .field("trusted_hops", &self.trusted_hops)
@@ -85,7 +88,7 @@ impl core::fmt::Debug for SeedConfig {
                 &self
                     .ratelimit
                     .iter()
-                    .map(|(k, v)| (k, ratelimit_storage::redact_uri(v)))
+                    .map(|(k, v)| (k, ratelimit::storage::redact_uri(v)))
                     .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
@@ -165,7 +168,7 @@ impl SeedConfig {
 }
 
 /// The seed's 429 body, for every route without its own.
-fn breach_body(b: &ratelimit_decision::Breach<'_>) -> String {
+fn breach_body(b: &ratelimit::Breach<'_>) -> String {
     let retry = b
         .retry_after
         .map_or_else(|| "null".to_owned(), |s| s.to_string());

@@ -12,8 +12,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use ratelimit_decision::ConfigError;
-use ratelimit_tower::RateLimitLayer;
+use ratelimit::ConfigError;
+use ratelimit::tower::RateLimitLayer;
 
 use crate::{METRICS_CONTENT_TYPE, SeedConfig, metrics_text, prometheus, seed_limiter};
 

@@ -80,6 +80,48 @@ impl fmt::Display for Found {
 /// The longest unknown unit word an error keeps; longer words are cut (on a char boundary).
 pub const MAX_WORD: usize = 16;
 
+/// A word of a limit string, kept in an error without allocating (at most [`MAX_WORD`] bytes).
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Word(heapless::String<MAX_WORD>);
+
+impl Word {
+    /// The first [`MAX_WORD`] bytes of `text` (cut at a character boundary).
+    pub fn new(text: &str) -> Self {
+        let mut kept = heapless::String::new();
+        for c in text.chars() {
+            if kept.push(c).is_err() {
+                break;
+            }
+        }
+        Self(kept)
+    }
+
+    /// The word.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl core::ops::Deref for Word {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Word {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Word {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A malformed limit string: what went wrong and at which byte offset of the input.
 ///
 /// ```
@@ -108,8 +150,8 @@ pub enum ParseError {
     UnknownUnit {
         /// Byte offset of the word.
         offset: usize,
-        /// The word as written (cut to [`MAX_WORD`] bytes).
-        word: heapless::String<MAX_WORD>,
+        /// The word as written (cut to [`MAX_WORD`] bytes); also [`ParseError::word`].
+        word: Word,
         /// The unit it most likely meant (`sec` -> `second`), if any is close.
         suggestion: Option<Unit>,
     },
@@ -138,6 +180,20 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// For [`ParseError::UnknownUnit`], the word that is not a unit, as written (cut to
+    /// [`MAX_WORD`] bytes).
+    ///
+    /// ```
+    /// let err = "2 per fortnight".parse::<ratelimit_core::Limit>().unwrap_err();
+    /// assert_eq!(err.word(), Some("fortnight"));
+    /// ```
+    pub fn word(&self) -> Option<&str> {
+        match self {
+            Self::UnknownUnit { word, .. } => Some(word.as_str()),
+            _ => None,
+        }
+    }
+
     /// The byte offset the error points at, when it points anywhere.
     pub fn offset(&self) -> Option<usize> {
         match *self {

@@ -78,7 +78,7 @@ pub use clock::{Clock, ManualClock};
 #[cfg(feature = "alloc")]
 pub use clock::{Sleep, SleepFuture};
 pub use error::{
-    CapacityError, Expected, Found, LimitError, MAX_WORD, ParseError, UnknownStrategy,
+    CapacityError, Expected, Found, LimitError, MAX_WORD, ParseError, UnknownStrategy, Word,
 };
 pub use limit::{Limit, Unit};
 pub use parse::{LimitIter, Limits, parse_limits};

@@ -17,7 +17,7 @@
 use core::{fmt, ops::Deref, str::FromStr};
 
 use crate::{
-    error::{Expected, Found, LimitError, MAX_WORD, ParseError},
+    error::{Expected, Found, LimitError, MAX_WORD, ParseError, Word},
     limit::{Limit, Unit},
 };
 
@@ -320,15 +320,9 @@ impl Cursor<'_> {
         if let Some(unit) = unit_named(word) {
             return Ok(unit);
         }
-        let mut kept = heapless::String::new();
-        for c in word.chars() {
-            if kept.push(c).is_err() {
-                break;
-            }
-        }
         Err(ParseError::UnknownUnit {
             offset: start,
-            word: kept,
+            word: Word::new(word),
             suggestion: suggest(word),
         })
     }

@@ -90,9 +90,3 @@ mod middleware;
 
 pub use listener::{DEFAULT_MAX_BODY, HttpListener, Stopper};
 pub use middleware::{CATCH_ALL, Nested, RateLimit};
-
-/// The README's examples (they use this crate and every one below it), compiled and run as
-/// doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
