@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
                 .strategy(strategy)
                 .clock(clock.clone())
                 .build()?;
-            let req = RequestView::new("GET", "/").peer(peer);
+            let req = RequestView::new("GET", "/").with_peer(peer);
             let mut line = String::new();
             for i in 0..12 {
                 if i == 8 {
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
             .headers(HeaderOptions::default().rename("X-RateLimit-Remaining", "X-Quota-Left"))
             .build()?;
         for (name, value) in limiter
-            .check(&RequestView::new("GET", "/").peer(peer))
+            .check(&RequestView::new("GET", "/").with_peer(peer))
             .await?
             .headers()
         {
@@ -59,7 +59,11 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
         for user in ["User alice", "User alice", "User alice", "User bob", ""] {
             let headers = [("Authorization", user)];
             let d = limiter
-                .check(&RequestView::new("GET", "/").peer(peer).headers(&headers))
+                .check(
+                    &RequestView::new("GET", "/")
+                        .with_peer(peer)
+                        .with_headers(&headers),
+                )
                 .await?;
             println!("{user:<12} -> {:?}", d.kind());
         }
@@ -73,7 +77,9 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
                 .default_limits("1 per minute")
                 .trusted_proxies(hops, ForwardedHeader::XForwardedFor)
                 .build()?;
-            let req = RequestView::new("GET", "/").peer(peer).headers(&headers);
+            let req = RequestView::new("GET", "/")
+                .with_peer(peer)
+                .with_headers(&headers);
             println!(
                 "{hops} trusted hops -> client {:?}",
                 limiter.client_ip(&req)

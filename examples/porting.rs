@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
             .clock(clock)
             .build()?;
         let peer = "10.0.0.1".parse()?;
-        let get = |route| RequestView::new("GET", route).peer(peer);
+        let get = |route| RequestView::new("GET", route).with_peer(peer);
 
         println!("== request_filter: /metrics is never limited ==");
         for _ in 0..5 {
@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
         println!("\n== default_limits_exempt_when: internal calls skip the defaults ==");
         let internal = [("X-Internal", "1")];
         for _ in 0..4 {
-            let req = get("/api/data").headers(&internal);
+            let req = get("/api/data").with_headers(&internal);
             show("GET /api/data (X-Internal: 1)", &limiter.check(&req).await?);
         }
 

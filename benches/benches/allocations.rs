@@ -124,7 +124,7 @@ fn main() {
         .clock(clock)
         .build()
         .unwrap();
-    let req = RequestView::new("GET", "/api/status").peer("203.0.113.7".parse().unwrap());
+    let req = RequestView::new("GET", "/api/status").with_peer("203.0.113.7".parse().unwrap());
     let decide = per_call(n, || {
         let d = smol::block_on(limiter.check(&req)).unwrap();
         assert!(d.is_allowed());

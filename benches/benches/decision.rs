@@ -29,8 +29,8 @@ fn decision(c: &mut Criterion) {
         .unwrap();
     let headers = [("User-Agent", "bench"), ("Accept", "*/*")];
     let req = RequestView::new("GET", "/api/data")
-        .peer("203.0.113.7".parse().unwrap())
-        .headers(&headers);
+        .with_peer("203.0.113.7".parse().unwrap())
+        .with_headers(&headers);
     group.bench_function("full_check_with_headers", |b| {
         b.iter(|| {
             let d = limiter.check(&req).now_or_never().unwrap().unwrap();

@@ -139,7 +139,7 @@ fn main() {
                 let limiter = limiter.clone();
                 async move {
                     let ip = format!("10.0.0.{}", task % 250);
-                    let req = RequestView::new("GET", "/api/data").peer(ip.parse().unwrap());
+                    let req = RequestView::new("GET", "/api/data").with_peer(ip.parse().unwrap());
                     assert!(limiter.check(&req).await.unwrap().is_allowed());
                 }
             })
@@ -164,7 +164,8 @@ fn main() {
         let (d50, d99) = latency(samples, || {
             let limiter = limiter.clone();
             async move {
-                let req = RequestView::new("GET", "/api/data").peer("10.0.0.1".parse().unwrap());
+                let req =
+                    RequestView::new("GET", "/api/data").with_peer("10.0.0.1".parse().unwrap());
                 limiter.check(&req).await.unwrap();
             }
         })

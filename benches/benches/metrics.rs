@@ -31,8 +31,8 @@ fn metrics(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let headers = [("User-Agent", "bench"), ("Accept", "*/*")];
     let req = RequestView::new("GET", "/api/data")
-        .peer("203.0.113.7".parse().unwrap())
-        .headers(&headers);
+        .with_peer("203.0.113.7".parse().unwrap())
+        .with_headers(&headers);
 
     let limiter = seed_limiter();
     group.bench_function("full_check_no_recorder", |b| {

@@ -170,8 +170,8 @@ fn main() {
             .unwrap();
         let headers = [("User-Agent", "bench")];
         let req = RequestView::new("GET", "/api/data")
-            .peer("203.0.113.7".parse().unwrap())
-            .headers(&headers);
+            .with_peer("203.0.113.7".parse().unwrap())
+            .with_headers(&headers);
         let decisions = 1_000;
         let mut c = Cmd::new();
         c.arg("CONFIG").arg("RESETSTAT");

@@ -289,7 +289,7 @@ fn main() {
             let limiter = allowed.clone();
             async move {
                 let ip = format!("10.1.{}.{}", (i % keys) / 256 % 256, (i % keys) % 256);
-                let req = RequestView::new("GET", "/api/status").peer(ip.parse().unwrap());
+                let req = RequestView::new("GET", "/api/status").with_peer(ip.parse().unwrap());
                 assert!(limiter.check(&req).await.unwrap().is_allowed());
             }
         },
@@ -299,7 +299,7 @@ fn main() {
     smol::block_on(async {
         for i in 0..clients {
             let ip = format!("10.2.0.{i}");
-            let req = RequestView::new("GET", "/r").peer(ip.parse().unwrap());
+            let req = RequestView::new("GET", "/r").with_peer(ip.parse().unwrap());
             assert!(rejecting.check(&req).await.unwrap().is_allowed());
         }
     });
@@ -312,7 +312,7 @@ fn main() {
             let limiter = rejecting.clone();
             async move {
                 let ip = format!("10.2.0.{}", i % clients);
-                let req = RequestView::new("GET", "/r").peer(ip.parse().unwrap());
+                let req = RequestView::new("GET", "/r").with_peer(ip.parse().unwrap());
                 assert!(!limiter.check(&req).await.unwrap().is_allowed());
             }
         },

@@ -221,7 +221,7 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
                 .limit("100 per minute")
                 // A chunked body has no declared length: charge it as large, and settle once
                 // the handler has read it.
-                .cost(|req| match req.content_length_value() {
+                .cost(|req| match req.content_length() {
                     Some(n) if n <= LARGE_UPLOAD => 1,
                     _ => 5,
                 })

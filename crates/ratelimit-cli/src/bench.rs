@@ -105,7 +105,7 @@ pub fn run(
                 while Instant::now() < deadline {
                     // Clients by address: 10.x.y.z, one per client index.
                     let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | client));
-                    let req = RequestView::new("GET", "/bench").peer(ip);
+                    let req = RequestView::new("GET", "/bench").with_peer(ip);
                     let t = Instant::now();
                     let decision = limiter.check(&req).await;
                     tally.latencies.push(t.elapsed().as_nanos() as u64);

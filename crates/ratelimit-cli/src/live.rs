@@ -117,7 +117,7 @@ pub async fn inspect(args: &Inspect) -> Result<(Vec<CurrentLimit>, u64), CliErro
         .map_err(|e| CliError::Storage(e.to_string()))?;
     let mut req = RequestView::new(&args.method, &args.route);
     if let Some(ip) = peer {
-        req = req.peer(ip);
+        req = req.with_peer(ip);
     }
     let now = limiter.clock().now().as_secs();
     let limits = limiter

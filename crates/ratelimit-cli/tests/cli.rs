@@ -266,7 +266,7 @@ fn charge(url: &str, ip: &str, n: usize) {
         .unwrap();
     let peer: IpAddr = ip.parse().unwrap();
     for _ in 0..n {
-        let req = RequestView::new("GET", "/api/data").peer(peer);
+        let req = RequestView::new("GET", "/api/data").with_peer(peer);
         assert!(smol::block_on(limiter.check(&req)).unwrap().is_allowed());
     }
 }

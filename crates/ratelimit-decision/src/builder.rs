@@ -212,7 +212,7 @@ impl LimiterBuilder {
     ///     .application_limits_by("2 per minute", tenant)
     ///     .build()?;
     /// let acme = [("X-Tenant", "acme")];
-    /// let from = |ip: &str| RequestView::new("GET", "/").peer(ip.parse().unwrap()).headers(&acme);
+    /// let from = |ip: &str| RequestView::new("GET", "/").with_peer(ip.parse().unwrap()).with_headers(&acme);
     /// assert!(limiter.check(&from("10.0.0.1")).await?.is_allowed());
     /// assert!(limiter.check(&from("10.0.0.2")).await?.is_allowed());
     /// assert!(!limiter.check(&from("10.0.0.3")).await?.is_allowed(), "acme's 2 are spent");
@@ -343,7 +343,7 @@ impl LimiterBuilder {
     ///     .request_filter(|req| req.header("X-Load-Test") == Some("yes"))
     ///     .build()?;
     /// let headers = [("X-Load-Test", "yes")];
-    /// let req = RequestView::new("GET", "/").peer("10.0.0.1".parse()?).headers(&headers);
+    /// let req = RequestView::new("GET", "/").with_peer("10.0.0.1".parse()?).with_headers(&headers);
     /// for _ in 0..3 {
     ///     assert_eq!(limiter.check(&req).await?.kind(), Kind::Exempt);
     /// }
@@ -471,12 +471,12 @@ impl LimiterBuilder {
     ///     .route("/admin/login", RoutePolicy::new().limit("5 per minute"))
     ///     .build()?;
     /// let peer = "10.0.0.1".parse()?;
-    /// let users = RequestView::new("GET", "/admin/users").peer(peer);
-    /// let audit = RequestView::new("GET", "/admin/audit").peer(peer);
+    /// let users = RequestView::new("GET", "/admin/users").with_peer(peer);
+    /// let audit = RequestView::new("GET", "/admin/audit").with_peer(peer);
     /// assert!(limiter.check(&users).await?.is_allowed());
     /// assert!(limiter.check(&audit).await?.is_allowed());
     /// assert!(!limiter.check(&users).await?.is_allowed(), "two for the whole group");
-    /// let login = RequestView::new("POST", "/admin/login").peer(peer);
+    /// let login = RequestView::new("POST", "/admin/login").with_peer(peer);
     /// assert!(limiter.check(&login).await?.is_allowed(), "its own policy");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
@@ -539,8 +539,8 @@ impl LimiterBuilder {
     ///     .in_memory_fallback("1 per minute")
     ///     .build()?;
     /// let peer = "10.0.0.1".parse()?;
-    /// let t1 = RequestView::new("GET", "/t1").peer(peer);
-    /// let t2 = RequestView::new("GET", "/t2").peer(peer);
+    /// let t1 = RequestView::new("GET", "/t1").with_peer(peer);
+    /// let t2 = RequestView::new("GET", "/t2").with_peer(peer);
     /// assert!(limiter.check(&t1).await?.is_allowed());
     /// assert!(!limiter.check(&t1).await?.is_allowed());
     /// assert!(limiter.check(&t2).await?.is_allowed(), "another route, another count");
@@ -635,7 +635,7 @@ impl LimiterBuilder {
     ///             .content_type("text/plain")
     ///     })
     ///     .build()?;
-    /// let req = RequestView::new("GET", "/").peer("10.0.0.1".parse()?);
+    /// let req = RequestView::new("GET", "/").with_peer("10.0.0.1".parse()?);
     /// limiter.check(&req).await?;
     /// let rejected = limiter.check(&req).await?;
     /// assert_eq!(rejected.status(), 503);

@@ -56,7 +56,7 @@ impl ProxyConfig {
     }
 
     fn find(&self, req: &RequestView<'_>) -> Option<IpAddr> {
-        let peer = req.peer_addr();
+        let peer = req.peer();
         if self.trusted_hops == 0 {
             return peer;
         }
@@ -152,8 +152,8 @@ mod tests {
     fn client(hops: usize, header: ForwardedHeader, headers: &[(&str, &str)]) -> Option<IpAddr> {
         let headers = headers.to_vec();
         let req = RequestView::new("GET", "/")
-            .peer(ip("10.0.0.1"))
-            .headers(&headers);
+            .with_peer(ip("10.0.0.1"))
+            .with_headers(&headers);
         ProxyConfig {
             trusted_hops: hops,
             header,

@@ -69,7 +69,7 @@ impl LimiterBuilder {
     /// let vars = [("RATELIMIT_DEFAULT", "2 per minute"), ("RATELIMIT_HEADERS_ENABLED", "false")];
     /// let limiter = LimiterBuilder::default().with_config(vars)?.build()?;
     /// # smol::block_on(async {
-    /// let req = RequestView::new("GET", "/").peer("10.0.0.1".parse()?);
+    /// let req = RequestView::new("GET", "/").with_peer("10.0.0.1".parse()?);
     /// let d = limiter.check(&req).await?;
     /// assert_eq!(d.limit().map(|l| l.to_string()).as_deref(), Some("2 per 1 minute"));
     /// assert!(d.headers().is_empty());

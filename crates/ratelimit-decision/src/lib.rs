@@ -45,7 +45,7 @@
 //!     }))
 //!     // Costs: large uploads cost 5.
 //!     .route("/api/upload", RoutePolicy::new().limit("100 per minute").cost(|req| {
-//!         if req.content_length_value().unwrap_or(0) > 10 << 20 { 5 } else { 1 }
+//!         if req.content_length().unwrap_or(0) > 10 << 20 { 5 } else { 1 }
 //!     }))
 //!     // Conditional deduction: only successful responses count.
 //!     .route("/api/process", RoutePolicy::new().limit("10 per minute").deduct_when(|s| s == 200))
@@ -54,14 +54,14 @@
 //!
 //! let headers = [("X-Forwarded-For", "198.51.100.4"), ("X-API-Key", "premium-key")];
 //! let req = RequestView::new("GET", "/api/generate")
-//!     .peer("10.0.0.2".parse().unwrap())
-//!     .headers(&headers);
+//!     .with_peer("10.0.0.2".parse().unwrap())
+//!     .with_headers(&headers);
 //! let decision = limiter.check(&req).await?;
 //! assert!(decision.is_allowed());
 //! assert_eq!(decision.remaining(), 499);
 //!
 //! // Conditional deduction is a second step, once the status is known.
-//! let process = RequestView::new("GET", "/api/process").peer("10.0.0.2".parse().unwrap());
+//! let process = RequestView::new("GET", "/api/process").with_peer("10.0.0.2".parse().unwrap());
 //! let reserved = limiter.check(&process).await?;
 //! assert_eq!(reserved.remaining(), 9);
 //! assert!(reserved.complete(400).await?, "a 400 does not count: refunded");
@@ -185,5 +185,5 @@ pub use network::{DEFAULT_TRUSTED_PROXIES, Network, NetworkError};
 pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
 /// A change of the storage's health, as [`LimiterBuilder::on_storage_transition`] reports it.
 pub use ratelimit_fallback::Transition as StorageTransition;
-pub use request::{Headers, NoHeaders, RequestView};
+pub use request::{Headers, MAX_EXTENSIONS, NoHeaders, RequestView};
 pub use response::BreachResponse;

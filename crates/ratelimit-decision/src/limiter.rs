@@ -307,14 +307,14 @@ pub(crate) struct Inner {
 ///     .build()?;
 ///
 /// let peer = "203.0.113.7".parse().unwrap();
-/// let login = RequestView::new("POST", "/auth/login").peer(peer);
+/// let login = RequestView::new("POST", "/auth/login").with_peer(peer);
 /// for _ in 0..5 {
 ///     assert!(limiter.check(&login).await?.is_allowed());
 /// }
 /// let sixth = limiter.check(&login).await?;
 /// assert!(!sixth.is_allowed());
 /// assert_eq!(sixth.retry_after(), Some(60));
-/// assert!(limiter.check(&RequestView::new("GET", "/health").peer(peer)).await?.is_allowed());
+/// assert!(limiter.check(&RequestView::new("GET", "/health").with_peer(peer)).await?.is_allowed());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
@@ -510,7 +510,7 @@ impl Limiter {
     ///
     /// # smol::block_on(async {
     /// let limiter = Limiter::builder().default_limits("10 per minute; 100 per day").build()?;
-    /// let req = RequestView::new("GET", "/api").peer("10.0.0.1".parse()?);
+    /// let req = RequestView::new("GET", "/api").with_peer("10.0.0.1".parse()?);
     /// limiter.check(&req).await?;
     /// let now = limiter.current_limits(&req).await?;
     /// assert_eq!(now.len(), 2);

@@ -77,7 +77,7 @@ pub struct Exemptions {
 /// let login = RoutePolicy::new().limit("5 per minute");
 /// let upload = RoutePolicy::new()
 ///     .limit("100 per minute")
-///     .cost(|req| if req.content_length_value().unwrap_or(0) > 10 << 20 { 5 } else { 1 });
+///     .cost(|req| if req.content_length().unwrap_or(0) > 10 << 20 { 5 } else { 1 });
 /// let health = RoutePolicy::new().exempt();
 /// # let _ = (login, upload, health);
 /// ```
@@ -172,7 +172,7 @@ impl RoutePolicy {
     /// let upload = RoutePolicy::new()
     ///     .limit("100 per minute")
     ///     // Unknown length: assume a large body.
-    ///     .cost(|req| match req.content_length_value() {
+    ///     .cost(|req| match req.content_length() {
     ///         Some(n) if n <= LARGE => 1,
     ///         _ => 5,
     ///     })
@@ -312,7 +312,7 @@ impl RoutePolicy {
     ///         RoutePolicy::new().limit("2 per minute").limit_by("3 per minute", everyone),
     ///     )
     ///     .build()?;
-    /// let from = |ip: &str| RequestView::new("GET", "/search").peer(ip.parse().unwrap());
+    /// let from = |ip: &str| RequestView::new("GET", "/search").with_peer(ip.parse().unwrap());
     /// assert!(limiter.check(&from("10.0.0.1")).await?.is_allowed());
     /// assert!(limiter.check(&from("10.0.0.1")).await?.is_allowed());
     /// assert!(!limiter.check(&from("10.0.0.1")).await?.is_allowed(), "its address's 2");

@@ -64,17 +64,22 @@ impl Headers for NoHeaders {
     }
 }
 
-/// What the limiter needs to know about a request.
+/// How many extensions a [`RequestView`] holds (see [`RequestView::with_extension`]).
+pub const MAX_EXTENSIONS: usize = 4;
+
+/// What the limiter needs to know about a request: built with `new` and the `with_*` methods,
+/// read with plain getters.
 ///
 /// ```
 /// use ratelimit_decision::RequestView;
 ///
 /// let headers = [("X-API-Key", "k1")];
 /// let req = RequestView::new("POST", "/api/upload")
-///     .peer("203.0.113.7".parse().unwrap())
-///     .headers(&headers)
-///     .content_length(15 << 20);
+///     .with_peer("203.0.113.7".parse().unwrap())
+///     .with_headers(&headers)
+///     .with_content_length(15 << 20);
 /// assert_eq!(req.header("x-api-key"), Some("k1"));
+/// assert_eq!(req.content_length(), Some(15 << 20));
 /// ```
 #[derive(Clone, Copy)]
 pub struct RequestView<'a> {
@@ -83,7 +88,7 @@ pub struct RequestView<'a> {
     peer: Option<IpAddr>,
     headers: &'a dyn Headers,
     content_length: Option<u64>,
-    extension: Option<&'a (dyn Any + Send + Sync)>,
+    extensions: [Option<&'a (dyn Any + Send + Sync)>; MAX_EXTENSIONS],
 }
 
 impl fmt::Debug for RequestView<'_> {
@@ -93,6 +98,10 @@ impl fmt::Debug for RequestView<'_> {
             .field("route", &self.route)
             .field("peer", &self.peer)
             .field("content_length", &self.content_length)
+            .field(
+                "extensions",
+                &self.extensions.iter().filter(|e| e.is_some()).count(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -106,32 +115,56 @@ impl<'a> RequestView<'a> {
             peer: None,
             headers: &NoHeaders,
             content_length: None,
-            extension: None,
+            extensions: [None; MAX_EXTENSIONS],
         }
     }
 
-    /// The peer address (the TCP connection's remote address).
-    pub fn peer(mut self, peer: IpAddr) -> Self {
+    /// With the peer address (the TCP connection's remote address).
+    #[must_use]
+    pub fn with_peer(mut self, peer: IpAddr) -> Self {
         self.peer = Some(peer);
         self
     }
 
-    /// The request headers.
-    pub fn headers(mut self, headers: &'a dyn Headers) -> Self {
+    /// With the request headers.
+    #[must_use]
+    pub fn with_headers(mut self, headers: &'a dyn Headers) -> Self {
         self.headers = headers;
         self
     }
 
-    /// The declared body length.
-    pub fn content_length(mut self, len: u64) -> Self {
+    /// With the declared body length.
+    #[must_use]
+    pub fn with_content_length(mut self, len: u64) -> Self {
         self.content_length = Some(len);
         self
     }
 
-    /// Something the application attached (an authenticated user, a tier), for key functions,
-    /// dynamic limits and costs to read with [`RequestView::extension_ref`].
-    pub fn extension(mut self, value: &'a (dyn Any + Send + Sync)) -> Self {
-        self.extension = Some(value);
+    /// With something the application or an adapter attached (an authenticated user, a tier),
+    /// for key functions, dynamic limits and costs to read by type with
+    /// [`RequestView::extension`]. Up to [`MAX_EXTENSIONS`] of different types; a value of a
+    /// type already attached replaces it, and one more than that replaces the last.
+    ///
+    /// ```
+    /// use ratelimit_decision::RequestView;
+    ///
+    /// struct User(String);
+    /// struct Tier(u8);
+    /// let (user, tier) = (User("ada".into()), Tier(2));
+    /// let req = RequestView::new("GET", "/").with_extension(&user).with_extension(&tier);
+    /// assert_eq!(req.extension::<User>().map(|u| u.0.as_str()), Some("ada"));
+    /// assert_eq!(req.extension::<Tier>().map(|t| t.0), Some(2));
+    /// assert!(req.extension::<String>().is_none());
+    /// ```
+    #[must_use]
+    pub fn with_extension(mut self, value: &'a (dyn Any + Send + Sync)) -> Self {
+        let id = value.type_id();
+        let slot = self
+            .extensions
+            .iter()
+            .position(|e| e.is_none_or(|e| e.type_id() == id))
+            .unwrap_or(MAX_EXTENSIONS - 1);
+        self.extensions[slot] = Some(value);
         self
     }
 
@@ -146,7 +179,7 @@ impl<'a> RequestView<'a> {
     }
 
     /// The peer address, if known.
-    pub fn peer_addr(&self) -> Option<IpAddr> {
+    pub fn peer(&self) -> Option<IpAddr> {
         self.peer
     }
 
@@ -161,12 +194,15 @@ impl<'a> RequestView<'a> {
     }
 
     /// The declared body length.
-    pub fn content_length_value(&self) -> Option<u64> {
+    pub fn content_length(&self) -> Option<u64> {
         self.content_length
     }
 
-    /// The attached extension, if it is a `T`.
-    pub fn extension_ref<T: Any>(&self) -> Option<&'a T> {
-        self.extension.and_then(|e| (e as &dyn Any).downcast_ref())
+    /// The attached extension of type `T`, if any (see [`RequestView::with_extension`]).
+    pub fn extension<T: Any>(&self) -> Option<&'a T> {
+        self.extensions
+            .iter()
+            .flatten()
+            .find_map(|e| (*e as &dyn Any).downcast_ref())
     }
 }

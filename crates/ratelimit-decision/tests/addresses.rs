@@ -21,8 +21,8 @@ fn admitted_with_spoofed_clients(limiter: &Limiter, peer: &str) -> usize {
             let claimed = format!("198.51.100.{i}");
             let h = [("X-Forwarded-For", claimed.as_str())];
             let req = RequestView::new("GET", "/r")
-                .peer(peer.parse().unwrap())
-                .headers(&h);
+                .with_peer(peer.parse().unwrap())
+                .with_headers(&h);
             check(limiter, &req).is_allowed()
         })
         .count()
@@ -71,7 +71,7 @@ fn bad_networks_and_prefixes_are_refused_at_build() {
 fn from(limiter: &Limiter, peer: &str) -> bool {
     check(
         limiter,
-        &RequestView::new("GET", "/r").peer(peer.parse().unwrap()),
+        &RequestView::new("GET", "/r").with_peer(peer.parse().unwrap()),
     )
     .is_allowed()
 }
@@ -122,8 +122,8 @@ fn an_ipv4_mapped_address_is_the_ipv4_address() {
     assert!(from(&l, "::ffff:203.0.113.7"));
     let h = [("X-Forwarded-For", "::ffff:203.0.113.7")];
     let forwarded = RequestView::new("GET", "/r")
-        .peer("10.0.0.2".parse().unwrap())
-        .headers(&h);
+        .with_peer("10.0.0.2".parse().unwrap())
+        .with_headers(&h);
     assert!(
         !check(&l, &forwarded).is_allowed(),
         "one client however its address is written"
@@ -131,8 +131,8 @@ fn an_ipv4_mapped_address_is_the_ipv4_address() {
     // A mapped peer address is checked against IPv4 networks as IPv4.
     let h = [("X-Forwarded-For", "198.51.100.1")];
     let via_mapped_proxy = RequestView::new("GET", "/r")
-        .peer("::ffff:10.0.0.2".parse().unwrap())
-        .headers(&h);
+        .with_peer("::ffff:10.0.0.2".parse().unwrap())
+        .with_headers(&h);
     assert_eq!(
         l.client_ip(&via_mapped_proxy),
         Some("198.51.100.1".parse().unwrap())

@@ -27,7 +27,7 @@ fn builder() -> LimiterBuilder {
 }
 
 fn from<'a>(route: &'a str, ip: &str) -> RequestView<'a> {
-    RequestView::new("GET", route).peer(ip.parse().unwrap())
+    RequestView::new("GET", route).with_peer(ip.parse().unwrap())
 }
 
 async fn allowed(limiter: &Limiter, route: &str, ip: &str) -> bool {

@@ -92,7 +92,7 @@ fn defaults_per_method_count_methods_apart() {
         ("RATELIMIT_DEFAULT", "1 per minute"),
         ("RATELIMIT_DEFAULTS_PER_METHOD", "true"),
     ]));
-    let post = RequestView::new("POST", "/a").peer(IP.parse().unwrap());
+    let post = RequestView::new("POST", "/a").with_peer(IP.parse().unwrap());
     assert!(check(&limiter, &get("/a")).is_allowed());
     assert!(
         check(&limiter, &post).is_allowed(),

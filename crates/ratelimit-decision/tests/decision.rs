@@ -143,7 +143,7 @@ fn per_method_policies_count_apart() {
         "/items",
         RoutePolicy::new().limit("1 per minute").per_method(),
     ));
-    let post = RequestView::new("POST", "/items").peer(IP.parse().unwrap());
+    let post = RequestView::new("POST", "/items").with_peer(IP.parse().unwrap());
     assert!(check(&limiter, &get("/items")).is_allowed());
     assert!(
         check(&limiter, &post).is_allowed(),
@@ -224,16 +224,16 @@ fn api_keys_and_addresses_never_collide() {
     );
     let with = |key: &'static str| [("X-API-Key", key)];
     let k1 = with("k1");
-    assert!(check(&limiter, &get("/r").headers(&k1)).is_allowed());
+    assert!(check(&limiter, &get("/r").with_headers(&k1)).is_allowed());
     assert!(
         check(&limiter, &get("/r")).is_allowed(),
         "same IP without a key: its own counter"
     );
-    assert!(!check(&limiter, &get("/r").headers(&k1)).is_allowed());
+    assert!(!check(&limiter, &get("/r").with_headers(&k1)).is_allowed());
     for tricky in ["ip:203.0.113.7", "k1/../ip:203.0.113.7", "a:b", "k1:"] {
         let h = with(tricky);
         assert!(
-            check(&limiter, &get("/r").headers(&h)).is_allowed(),
+            check(&limiter, &get("/r").with_headers(&h)).is_allowed(),
             "{tricky}"
         );
     }
@@ -263,12 +263,12 @@ fn dynamic_limits_follow_the_tier_per_request() {
     );
     let (limiter, _) = build(Limiter::builder().route(
         "/api/generate",
-        RoutePolicy::new().dynamic(move |req| match req.extension_ref::<Tier>() {
+        RoutePolicy::new().dynamic(move |req| match req.extension::<Tier>() {
             Some(Tier::Premium) => premium.clone(),
             _ => free.clone(),
         }),
     ));
-    let as_tier = |t: &'static Tier| get("/api/generate").extension(t);
+    let as_tier = |t: &'static Tier| get("/api/generate").with_extension(t);
     assert_eq!(allowed(&limiter, &as_tier(&Tier::Free), 5), 2);
     // Upgraded: the next request is judged by the premium limit (its own counter).
     let d = check(&limiter, &as_tier(&Tier::Premium));
@@ -282,7 +282,7 @@ fn costs_come_from_the_request() {
     let (limiter, _) = build(Limiter::builder().route(
         "/api/upload",
         RoutePolicy::new().limit("100 per minute").cost(|req| {
-            if req.content_length_value().unwrap_or(0) > 10 << 20 {
+            if req.content_length().unwrap_or(0) > 10 << 20 {
                 5
             } else {
                 1
@@ -290,12 +290,12 @@ fn costs_come_from_the_request() {
         }),
     ));
     let big = RequestView::new("POST", "/api/upload")
-        .peer(IP.parse().unwrap())
-        .content_length(15 << 20);
+        .with_peer(IP.parse().unwrap())
+        .with_content_length(15 << 20);
     assert_eq!(allowed(&limiter, &big, 21), 20);
     let small = RequestView::new("POST", "/api/upload")
-        .peer("198.51.100.1".parse().unwrap())
-        .content_length(100);
+        .with_peer("198.51.100.1".parse().unwrap())
+        .with_content_length(100);
     assert_eq!(check(&limiter, &small).remaining(), 99);
 }
 
@@ -372,7 +372,7 @@ fn meta_limits_shut_out_a_client_that_keeps_breaching() {
     assert!(!shut.is_allowed(), "five breaches: rejected everywhere");
     assert_eq!(shut.scope(), Some(Scope::Meta));
     assert!(check(&limiter, &get("/health")).is_allowed());
-    let other = RequestView::new("GET", "/api/data").peer("198.51.100.1".parse().unwrap());
+    let other = RequestView::new("GET", "/api/data").with_peer("198.51.100.1".parse().unwrap());
     assert!(
         check(&limiter, &other).is_allowed(),
         "other clients are unaffected"
@@ -391,7 +391,9 @@ fn meta_limits_shut_out_a_client_that_keeps_breaching() {
 fn forwarded_headers_only_through_trusted_proxies() {
     let spoofed = [("X-Forwarded-For", "1.2.3.4, 5.6.7.8")];
     let peer: core::net::IpAddr = "10.0.0.1".parse().unwrap();
-    let req = RequestView::new("GET", "/").peer(peer).headers(&spoofed);
+    let req = RequestView::new("GET", "/")
+        .with_peer(peer)
+        .with_headers(&spoofed);
     let (direct, _) = build(Limiter::builder().default_limits("1 per minute"));
     assert_eq!(direct.client_ip(&req), Some(peer));
     assert!(check(&direct, &req).is_allowed());
@@ -407,15 +409,19 @@ fn forwarded_headers_only_through_trusted_proxies() {
         check(
             &proxied,
             &RequestView::new("GET", "/")
-                .peer(peer)
-                .headers(&other_client)
+                .with_peer(peer)
+                .with_headers(&other_client)
         )
         .is_allowed(),
         "through the same proxy, another client has its own counter"
     );
     let garbage = [("X-Forwarded-For", "definitely not an address")];
     assert_eq!(
-        proxied.client_ip(&RequestView::new("GET", "/").peer(peer).headers(&garbage)),
+        proxied.client_ip(
+            &RequestView::new("GET", "/")
+                .with_peer(peer)
+                .with_headers(&garbage)
+        ),
         Some(peer)
     );
 }

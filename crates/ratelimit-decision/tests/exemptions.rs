@@ -10,8 +10,8 @@ use ratelimit_decision::{Kind, Limiter, RequestView, RoutePolicy, Scope};
 /// `GET route` from [`IP`] with `headers`.
 fn with<'a>(route: &'a str, headers: &'a [(&'a str, &'a str); 1]) -> RequestView<'a> {
     RequestView::new("GET", route)
-        .peer(IP.parse().unwrap())
-        .headers(headers)
+        .with_peer(IP.parse().unwrap())
+        .with_headers(headers)
 }
 
 fn is_internal(req: &RequestView<'_>) -> bool {

@@ -79,14 +79,14 @@ fn a_membership_group_and_its_options() {
     // The group's exemption.
     let internal = [("X-Internal", "1")];
     let req = RequestView::new("GET", "/upload")
-        .peer(IP.parse().unwrap())
-        .headers(&internal);
+        .with_peer(IP.parse().unwrap())
+        .with_headers(&internal);
     assert!(check(&limiter, &req).is_allowed());
     // The group's key function: another tenant has its own quota.
     let tenant = [("X-Tenant", "acme")];
     let acme = RequestView::new("GET", "/upload")
-        .peer(IP.parse().unwrap())
-        .headers(&tenant);
+        .with_peer(IP.parse().unwrap())
+        .with_headers(&tenant);
     assert!(check(&limiter, &acme).is_allowed());
     // A member with its own policy keeps it (1 per minute, cost 1, the default 429).
     assert!(check(&limiter, &get("/import")).is_allowed());

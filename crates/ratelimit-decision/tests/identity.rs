@@ -34,7 +34,7 @@ fn minted_keys_are_counted_by_address() {
             .filter(|i| {
                 let value = format!("minted-{i}");
                 let minted = [("X-API-Key", value.as_str())];
-                check(limiter, &get("/login").headers(&minted)).is_allowed()
+                check(limiter, &get("/login").with_headers(&minted)).is_allowed()
             })
             .count()
     };
@@ -54,10 +54,10 @@ fn a_known_credential_has_its_own_counter_and_accounts_share_one() {
     );
     let a = [("X-API-Key", "key-a")];
     let b = [("X-API-Key", " key-b ")];
-    assert!(check(&limiter, &get("/r").headers(&a)).is_allowed());
-    assert!(check(&limiter, &get("/r").headers(&b)).is_allowed());
+    assert!(check(&limiter, &get("/r").with_headers(&a)).is_allowed());
+    assert!(check(&limiter, &get("/r").with_headers(&b)).is_allowed());
     assert!(
-        !check(&limiter, &get("/r").headers(&a)).is_allowed(),
+        !check(&limiter, &get("/r").with_headers(&a)).is_allowed(),
         "the account's two keys share its quota"
     );
     // The address behind them is another identity, with its own quota; so are missing, empty
@@ -65,8 +65,8 @@ fn a_known_credential_has_its_own_counter_and_accounts_share_one() {
     let unknown = [("X-API-Key", "key-c")];
     let empty = [("X-API-Key", "  ")];
     assert!(check(&limiter, &get("/r")).is_allowed());
-    assert!(check(&limiter, &get("/r").headers(&unknown)).is_allowed());
-    assert!(!check(&limiter, &get("/r").headers(&empty)).is_allowed());
+    assert!(check(&limiter, &get("/r").with_headers(&unknown)).is_allowed());
+    assert!(!check(&limiter, &get("/r").with_headers(&empty)).is_allowed());
 }
 
 #[test]
@@ -83,7 +83,7 @@ fn unknown_credentials_can_be_refused() {
         vec![("X-API-Key", "")],
         vec![("X-API-Key", "guess")],
     ] {
-        let d = check(&limiter, &get("/r").headers(&headers));
+        let d = check(&limiter, &get("/r").with_headers(&headers));
         assert_eq!(d.kind(), Kind::Unauthorized, "{headers:?}");
         assert!(!d.is_allowed());
         assert_eq!(
@@ -94,11 +94,11 @@ fn unknown_credentials_can_be_refused() {
     }
     let good = [("X-API-Key", "basic-key")];
     assert_eq!(
-        check(&limiter, &get("/r").headers(&good)).kind(),
+        check(&limiter, &get("/r").with_headers(&good)).kind(),
         Kind::Allowed
     );
     assert_eq!(
-        check(&limiter, &get("/r").headers(&good)).kind(),
+        check(&limiter, &get("/r").with_headers(&good)).kind(),
         Kind::Rejected
     );
 }
@@ -119,7 +119,7 @@ fn a_guard_caps_an_address_whatever_credentials_it_presents() {
     let premium = [("X-API-Key", "premium-key")];
     let mut kinds = Vec::new();
     for h in [&basic, &basic, &premium, &premium, &premium] {
-        kinds.push(check(&limiter, &get("/api").headers(h)));
+        kinds.push(check(&limiter, &get("/api").with_headers(h)));
     }
     let allowed: Vec<bool> = kinds.iter().map(|d| d.is_allowed()).collect();
     // Each key is under its own 3, but the address has had its 4.
@@ -128,8 +128,8 @@ fn a_guard_caps_an_address_whatever_credentials_it_presents() {
     assert_eq!(kinds[4].limit().unwrap().to_string(), "4 per 1 minute");
     // Another address is not held by the first one's guard.
     let other = ratelimit_decision::RequestView::new("GET", "/api")
-        .peer("198.51.100.9".parse().unwrap())
-        .headers(&premium);
+        .with_peer("198.51.100.9".parse().unwrap())
+        .with_headers(&premium);
     assert!(check(&limiter, &other).is_allowed());
 }
 

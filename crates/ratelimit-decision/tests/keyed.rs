@@ -34,8 +34,8 @@ fn on(b: LimiterBuilder, kind: StrategyKind) -> Limiter {
 
 fn request<'a>(route: &'a str, ip: &str, headers: &'a dyn Headers) -> RequestView<'a> {
     RequestView::new("GET", route)
-        .peer(ip.parse().unwrap())
-        .headers(headers)
+        .with_peer(ip.parse().unwrap())
+        .with_headers(headers)
 }
 
 async fn allowed(limiter: &Limiter, route: &str, ip: &str) -> bool {

@@ -40,7 +40,7 @@ fn on_a_dead_store(kind: StrategyKind, outage: fn(LimiterBuilder) -> LimiterBuil
 }
 
 fn from(ip: &str, route: &'static str) -> RequestView<'static> {
-    RequestView::new("GET", route).peer(ip.parse().unwrap())
+    RequestView::new("GET", route).with_peer(ip.parse().unwrap())
 }
 
 fn check(limiter: &Limiter, req: &RequestView<'_>) -> Decision {

@@ -8,7 +8,7 @@ use common::{IP, build, check, get};
 use ratelimit_decision::{Limiter, RequestView, RoutePolicy, Scope};
 
 fn post(route: &str) -> RequestView<'_> {
-    RequestView::new("POST", route).peer(IP.parse().unwrap())
+    RequestView::new("POST", route).with_peer(IP.parse().unwrap())
 }
 
 #[test]

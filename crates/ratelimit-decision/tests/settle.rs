@@ -11,7 +11,7 @@ const LARGE: u64 = 10 << 20;
 fn upload() -> RoutePolicy {
     RoutePolicy::new()
         .limit("10 per minute")
-        .cost(|req| match req.content_length_value() {
+        .cost(|req| match req.content_length() {
             Some(n) if n <= LARGE => 1,
             _ => 5,
         })
@@ -19,9 +19,9 @@ fn upload() -> RoutePolicy {
 }
 
 fn post(len: Option<u64>) -> RequestView<'static> {
-    let req = RequestView::new("POST", "/upload").peer("203.0.113.7".parse().unwrap());
+    let req = RequestView::new("POST", "/upload").with_peer("203.0.113.7".parse().unwrap());
     match len {
-        Some(n) => req.content_length(n),
+        Some(n) => req.with_content_length(n),
         None => req,
     }
 }

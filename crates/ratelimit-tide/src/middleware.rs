@@ -1,5 +1,6 @@
 //! The middleware: each request through the Decision API, the answer onto the response.
 
+use core::any::Any;
 use core::{
     fmt,
     net::{IpAddr, SocketAddr},
@@ -27,6 +28,16 @@ pub struct RateLimit {
     limiter: Limiter,
     routes: Arc<RwLock<Routes>>,
     catch_all: Arc<str>,
+    extensions: Arc<Vec<ExtensionFn>>,
+}
+
+/// Finds a value of one type in a request's extensions, for the limiter's key functions.
+type ExtensionFn = fn(&tide::http::Request) -> Option<&(dyn Any + Send + Sync)>;
+
+fn extension_of<T: Any + Send + Sync>(
+    req: &tide::http::Request,
+) -> Option<&(dyn Any + Send + Sync)> {
+    req.ext().get::<T>().map(|t| t as &(dyn Any + Send + Sync))
 }
 
 /// The registered patterns, found the way Tide finds a request's endpoint: the patterns
@@ -109,7 +120,18 @@ impl RateLimit {
             limiter,
             routes: Arc::new(RwLock::new(Routes::default())),
             catch_all: CATCH_ALL.into(),
+            extensions: Arc::new(Vec::new()),
         }
+    }
+
+    /// Passes the request extension of type `T` (an authenticated user that earlier middleware
+    /// set with `req.set_ext`, say) to the limiter, where key functions, dynamic limits and
+    /// costs read it with [`RequestView::extension`](ratelimit_decision::RequestView::extension).
+    /// Up to [`MAX_EXTENSIONS`](ratelimit_decision::MAX_EXTENSIONS) types.
+    #[must_use]
+    pub fn extension<T: Any + Send + Sync>(mut self) -> Self {
+        Arc::make_mut(&mut self.extensions).push(extension_of::<T>);
+        self
     }
 
     /// The limiter.
@@ -309,15 +331,20 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
         let route = self.route_for(method.as_ref(), req.url().path());
         let checked = {
             let headers = TideHeaders(req.as_ref());
-            let mut view = RequestView::new(method.as_ref(), &route).headers(&headers);
+            let mut view = RequestView::new(method.as_ref(), &route).with_headers(&headers);
             if let Some(ip) = req.peer_addr().and_then(peer_ip) {
-                view = view.peer(ip);
+                view = view.with_peer(ip);
+            }
+            for find in self.extensions.iter() {
+                if let Some(value) = find(req.as_ref()) {
+                    view = view.with_extension(value);
+                }
             }
             if let Some(len) = req.len().map(|l| l as u64).or_else(|| {
                 req.header("content-length")
                     .and_then(|v| v.as_str().trim().parse().ok())
             }) {
-                view = view.content_length(len);
+                view = view.with_content_length(len);
             }
             self.limiter.check(&view).await
         };

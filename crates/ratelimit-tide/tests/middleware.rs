@@ -425,3 +425,52 @@ fn a_request_without_an_address_is_limited_or_refused() {
         assert_eq!(respond(refusing).await, [403, 403]);
     });
 }
+
+/// The user an authentication middleware found.
+#[derive(Clone)]
+struct User(&'static str);
+
+#[test]
+fn key_functions_read_what_earlier_middleware_set() {
+    async_std::task::block_on(async {
+        let by_user = KeyFunction::custom("user", |req, _| {
+            req.extension::<User>()
+                .map(|u| u.0.to_owned())
+                .unwrap_or_default()
+        });
+        let (limits, _) = limiter(
+            Limiter::builder()
+                .default_limits("2 per minute")
+                .key_function(by_user),
+        );
+        let limits = limits.extension::<User>();
+        let mut app = tide::new();
+        // Authentication first: `X-User` stands for whatever it checks.
+        app.with(tide::utils::Before(
+            |mut req: tide::Request<()>| async move {
+                let user = match req.header("x-user").map(|v| v.as_str()) {
+                    Some("ada") => Some(User("ada")),
+                    Some("bob") => Some(User("bob")),
+                    _ => None,
+                };
+                if let Some(user) = user {
+                    req.set_ext(user);
+                }
+                req
+            },
+        ));
+        app.with(limits.clone());
+        limits.at(&mut app, "/").get(|_| async { Ok("hi") });
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let as_user = |user: &str| get("/", &format!("X-User: {user}\r\n"));
+        let mut statuses = Vec::new();
+        for user in ["ada", "ada", "ada", "bob"] {
+            statuses.push(send(server.addr, &as_user(user)).await.status);
+        }
+        assert_eq!(statuses, [200, 200, 429, 200]);
+        // Nobody authenticated: an empty identity, not limited.
+        for _ in 0..3 {
+            assert_eq!(send(server.addr, &get("/", "")).await.status, 200);
+        }
+    });
+}

@@ -1,6 +1,7 @@
 //! The layer and its service.
 
 use core::{
+    any::Any,
     fmt,
     future::Future,
     net::IpAddr,
@@ -8,7 +9,7 @@ use core::{
     sync::atomic::AtomicU64,
     task::{Context, Poll},
 };
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
@@ -24,10 +25,18 @@ use crate::{
 /// Finds a request's client address in its extensions.
 pub type PeerFn = Arc<dyn Fn(&http::Extensions) -> Option<IpAddr> + Send + Sync>;
 
+/// Finds a value of one type in a request's extensions, for the limiter's key functions.
+type ExtensionFn = fn(&http::Extensions) -> Option<&(dyn Any + Send + Sync)>;
+
+fn extension_of<T: Any + Send + Sync>(ext: &http::Extensions) -> Option<&(dyn Any + Send + Sync)> {
+    ext.get::<T>().map(|t| t as &(dyn Any + Send + Sync))
+}
+
 struct Shared {
     limiter: Limiter,
     routes: RwLock<Routes>,
     peer: PeerFn,
+    extensions: Vec<ExtensionFn>,
 }
 
 /// The rate-limiting layer. Cheap to clone: clones share the limiter and the route registry.
@@ -83,6 +92,7 @@ impl RateLimitLayer {
                 limiter,
                 routes: RwLock::new(Routes::default()),
                 peer: Arc::new(default_peer),
+                extensions: Vec::new(),
             }),
         }
     }
@@ -95,17 +105,56 @@ impl RateLimitLayer {
         self,
         peer: impl Fn(&http::Extensions) -> Option<IpAddr> + Send + Sync + 'static,
     ) -> Self {
-        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|s| Shared {
-            limiter: s.limiter.clone(),
-            routes: RwLock::new(Routes::default()),
-            peer: Arc::clone(&s.peer),
-        });
+        let mut shared = self.unshared();
+        shared.peer = Arc::new(peer);
         Self {
-            shared: Arc::new(Shared {
-                peer: Arc::new(peer),
-                ..shared
-            }),
+            shared: Arc::new(shared),
         }
+    }
+
+    /// Passes the request extension of type `T` (an authenticated user that an outer layer
+    /// inserted, say) to the limiter, where key functions, dynamic limits and costs read it
+    /// with [`RequestView::extension`](ratelimit_decision::RequestView::extension). Up to
+    /// [`MAX_EXTENSIONS`](ratelimit_decision::MAX_EXTENSIONS) types.
+    ///
+    /// ```
+    /// use ratelimit_decision::{KeyFunction, Limiter};
+    /// use ratelimit_tower::RateLimitLayer;
+    ///
+    /// #[derive(Clone)]
+    /// struct User(String);
+    ///
+    /// let by_user = KeyFunction::custom("user", |req, _| {
+    ///     req.extension::<User>().map(|u| u.0.clone()).unwrap_or_default()
+    /// });
+    /// let limits = RateLimitLayer::new(
+    ///     Limiter::builder().default_limits("100 per minute").key_function(by_user).build()?,
+    /// )
+    /// .extension::<User>();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn extension<T: Any + Send + Sync>(self) -> Self {
+        let mut shared = self.unshared();
+        shared.extensions.push(extension_of::<T>);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The shared state, to change while configuring (a copy when a clone holds it too).
+    fn unshared(self) -> Shared {
+        Arc::try_unwrap(self.shared).unwrap_or_else(|s| Shared {
+            limiter: s.limiter.clone(),
+            routes: RwLock::new(
+                s.routes
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            ),
+            peer: Arc::clone(&s.peer),
+            extensions: s.extensions.clone(),
+        })
     }
 
     /// Registers a route pattern in axum's syntax (`/users/{id}`), for requests that arrive
@@ -115,7 +164,7 @@ impl RateLimitLayer {
         self.shared
             .routes
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .add(pattern);
         self
     }
@@ -137,7 +186,7 @@ impl RateLimitLayer {
         self.shared
             .routes
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .find(path)
             .unwrap_or_else(|| CATCH_ALL.into())
     }
@@ -253,9 +302,15 @@ where
             let shared = &layer.shared;
             let checked = {
                 let headers = HttpHeaders(&parts.headers);
-                let mut view = RequestView::new(parts.method.as_str(), &route).headers(&headers);
+                let mut view =
+                    RequestView::new(parts.method.as_str(), &route).with_headers(&headers);
                 if let Some(ip) = (shared.peer)(&parts.extensions) {
-                    view = view.peer(ip);
+                    view = view.with_peer(ip);
+                }
+                for find in &shared.extensions {
+                    if let Some(value) = find(&parts.extensions) {
+                        view = view.with_extension(value);
+                    }
                 }
                 if let Some(len) = parts
                     .headers
@@ -263,7 +318,7 @@ where
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse().ok())
                 {
-                    view = view.content_length(len);
+                    view = view.with_content_length(len);
                 }
                 shared.limiter.check(&view).await
             };

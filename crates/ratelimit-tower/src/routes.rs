@@ -15,7 +15,7 @@ enum Segment {
     Rest,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Pattern {
     id: Arc<str>,
     segments: Vec<Segment>,
@@ -58,7 +58,7 @@ impl Pattern {
 }
 
 /// The registered patterns.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Routes {
     exact: HashMap<String, Arc<str>>,
     patterns: Vec<Pattern>,

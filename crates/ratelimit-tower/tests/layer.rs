@@ -219,3 +219,64 @@ async fn conditional_deduction_refunds_what_the_response_says_does_not_count() {
         "failed requests were refunded; successful ones count"
     );
 }
+
+/// The user an authentication layer found.
+#[derive(Clone)]
+struct User(&'static str);
+
+#[tokio::test]
+async fn key_functions_read_what_an_outer_layer_put_in_the_extensions() {
+    let by_user = ratelimit_decision::KeyFunction::custom("user", |req, _| {
+        req.extension::<User>()
+            .map(|u| u.0.to_owned())
+            .unwrap_or_default()
+    });
+    let limits = layer(
+        LimiterBuilder::default()
+            .default_limits("2 per minute")
+            .key_function(by_user),
+    )
+    .extension::<User>();
+    // The outer layer: `X-User` stands for whatever authentication it does.
+    let app = Router::new()
+        .route("/", get(|| async { "hi" }))
+        .layer(limits)
+        .layer(axum::middleware::map_request(
+            |mut req: Request<Body>| async move {
+                let user = match req.headers().get("x-user").map(|v| v.as_bytes()) {
+                    Some(b"ada") => Some(User("ada")),
+                    Some(b"bob") => Some(User("bob")),
+                    _ => None,
+                };
+                if let Some(user) = user {
+                    req.extensions_mut().insert(user);
+                }
+                req
+            },
+        ));
+    let as_user = |user: Option<&'static str>, ip: &'static str| {
+        let app = app.clone();
+        async move {
+            let mut req = Request::builder().uri("/").body(Body::empty()).unwrap();
+            if let Some(user) = user {
+                req.headers_mut().insert("x-user", user.parse().unwrap());
+            }
+            let addr: SocketAddr = format!("{ip}:40000").parse().unwrap();
+            req.extensions_mut().insert(ConnectInfo(addr));
+            app.oneshot(req).await.unwrap().status()
+        }
+    };
+    // ada's two, from two addresses; a third from a third address is hers all the same.
+    assert_eq!(as_user(Some("ada"), "10.0.0.1").await, StatusCode::OK);
+    assert_eq!(as_user(Some("ada"), "10.0.0.2").await, StatusCode::OK);
+    assert_eq!(
+        as_user(Some("ada"), "10.0.0.3").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // bob has his own.
+    assert_eq!(as_user(Some("bob"), "10.0.0.1").await, StatusCode::OK);
+    // Nobody authenticated: an empty identity, not limited.
+    for _ in 0..3 {
+        assert_eq!(as_user(None, "10.0.0.1").await, StatusCode::OK);
+    }
+}

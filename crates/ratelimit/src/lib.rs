@@ -24,7 +24,7 @@
 //!     .default_limits("200 per day; 50 per hour")
 //!     .route("/auth/login", RoutePolicy::new().limit("5 per minute"))
 //!     .build()?;
-//! let req = RequestView::new("POST", "/auth/login").peer("203.0.113.7".parse()?);
+//! let req = RequestView::new("POST", "/auth/login").with_peer("203.0.113.7".parse()?);
 //! assert!(limiter.check(&req).await?.is_allowed());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();

@@ -20,7 +20,7 @@ pub fn build(b: LimiterBuilder) -> (Limiter, Arc<ManualClock>) {
 
 /// `GET route` from [`IP`].
 pub fn get(route: &str) -> RequestView<'_> {
-    RequestView::new("GET", route).peer(IP.parse().unwrap())
+    RequestView::new("GET", route).with_peer(IP.parse().unwrap())
 }
 
 pub fn check(limiter: &Limiter, req: &RequestView<'_>) -> Decision {
