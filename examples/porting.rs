@@ -13,7 +13,6 @@ use ratelimit::{BreachResponse, Decision, LimiterBuilder, RequestView, RoutePoli
 fn show(what: &str, d: &Decision) {
     let retry = d
         .headers()
-        .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("Retry-After"))
         .map_or(String::new(), |(_, v)| format!(", Retry-After: {v}"));
     println!(

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use ratelimit::core::{Clock, StrategyKind};
 use ratelimit::tide::{HttpListener, RateLimit};
 use ratelimit::{
-    ConfigError, ForwardedHeader, HeaderOptions, KeyFunction, Limiter, RoutePolicy, limit_set,
+    ConfigError, ForwardedHeader, HeaderOptions, KeyFunction, Limiter, Outage, RoutePolicy,
+    limit_set,
 };
 
 pub use prometheus::{
@@ -252,7 +253,7 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
         if let Some(fallback) = &config.fallback {
             // Redis down: count in memory, every route's own limits and these per client on
             // top, and go back to Redis when it answers again.
-            builder = builder.in_memory_fallback(fallback);
+            builder = builder.on_outage(Outage::in_memory_fallback(fallback));
         }
     } else if let Some(fallback) = &config.fallback {
         limit_set(fallback)?;

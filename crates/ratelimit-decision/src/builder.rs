@@ -8,7 +8,7 @@ use core::{
 use std::{collections::HashMap, sync::Arc};
 
 use ratelimit_core::{Clock, StrategyKind, SystemClock};
-use ratelimit_fallback::{Backoff, FallbackStorage, Mode, Transition};
+use ratelimit_fallback::{FallbackStorage, Mode};
 use ratelimit_memory::MemoryStorage;
 use ratelimit_storage::{Storage, StorageError, StorageUri, UriError};
 
@@ -21,6 +21,7 @@ use crate::{
     keyed::{limits_of, parse_keyed},
     limiter::{Compiled, Inner, KeyedScopes, Limiter, RouteLimits, ScopePaths},
     network::Network,
+    outage::{Mode as OutageMode, Outage},
     policy::{
         Breach, BreachHook, CostFn, LimitSet, LimitSource, RequestPredicate, ResponseHook,
         RoutePolicy, parse_set,
@@ -109,6 +110,7 @@ pub(crate) struct ScopeOptions {
 
 /// Configures a [`Limiter`]; [`LimiterBuilder::build`] validates everything.
 #[derive(Default)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct LimiterBuilder {
     defaults: Option<String>,
     application: Option<String>,
@@ -132,10 +134,6 @@ pub struct LimiterBuilder {
     groups: Vec<(Members, RoutePolicy)>,
     on_breach: Option<BreachHook>,
     outage: Option<Outage>,
-    fallback_scope: FallbackScope,
-    storage_timeout: Option<core::time::Duration>,
-    probe_backoff: Option<Backoff>,
-    on_storage_transition: Option<TransitionHook>,
     on_breach_response: Option<ResponseHook>,
     on_meta_breach: Option<ResponseHook>,
     scope_options: ScopeOptions,
@@ -145,29 +143,6 @@ pub struct LimiterBuilder {
     disabled: bool,
     defaults_per_method: bool,
     shadow: bool,
-}
-
-type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
-
-/// Whom the limits of [`LimiterBuilder::in_memory_fallback`] count against during an outage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FallbackScope {
-    /// Each client on each route apart, as Flask-Limiter counts its `in_memory_fallback`
-    /// limits (per endpoint): one busy route does not lock a client out of the others. The
-    /// default.
-    #[default]
-    Route,
-    /// Each client across every route: one count per client for the whole application.
-    Client,
-}
-
-/// What the limiter does while its storage is down (see [`ratelimit_fallback::Mode`]).
-#[derive(Clone, Debug)]
-enum Outage {
-    Fallback(Option<String>),
-    FailOpen,
-    FailClosed,
 }
 
 impl fmt::Debug for LimiterBuilder {
@@ -502,111 +477,10 @@ impl LimiterBuilder {
         self
     }
 
-    /// When the storage is unavailable (or refuses calls: Redis out of memory), count in memory:
-    /// every request's own limits, and these limits on top, per client and route as
-    /// Flask-Limiter counts them (Flask-Limiter's `in_memory_fallback`, e.g.
-    /// `"100 per day; 25 per hour"`; [`fallback_scope`](Self::fallback_scope) counts them per
-    /// client across all routes instead); go back to the storage once a background probe finds
-    /// it serving. No request fails and none waits on a dead or hung storage longer than
-    /// [`storage_timeout`](Self::storage_timeout).
-    ///
-    /// Unlike Flask-Limiter, where these limits replace the route's, a fallback is never looser
-    /// than normal operation: a login limited to 5 per minute stays at 5 under a fallback of
-    /// 100, and application and meta limits still count. (Counts start afresh in memory when
-    /// the outage begins.)
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use ratelimit_decision::{Limiter, RequestView, RoutePolicy};
-    /// # use ratelimit_storage::{Charge, Key, Op, Storage, StorageError, StorageFuture, Verdict};
-    /// # #[derive(Debug)]
-    /// # struct Down;
-    /// # fn down<T: Send + 'static>() -> StorageFuture<'static, T> {
-    /// #     Box::pin(async { Err(StorageError::unreachable("test", "down")) })
-    /// # }
-    /// # impl Storage for Down {
-    /// #     fn apply<'a>(&'a self, _: Op, _: &'a [Charge]) -> StorageFuture<'a, Verdict> { down() }
-    /// #     fn clear<'a>(&'a self, _: &'a Key) -> StorageFuture<'a, ()> { down() }
-    /// #     fn reset(&self) -> StorageFuture<'_, ()> { down() }
-    /// #     fn health(&self) -> StorageFuture<'_, ()> { down() }
-    /// # }
-    ///
-    /// # smol::block_on(async {
-    /// let limiter = Limiter::builder()
-    ///     .storage(Arc::new(Down)) // a store that is down
-    ///     .default_limits("5 per minute")
-    ///     .route("/t2", RoutePolicy::new().limit("3 per minute"))
-    ///     .in_memory_fallback("1 per minute")
-    ///     .build()?;
-    /// let peer = "10.0.0.1".parse()?;
-    /// let t1 = RequestView::new("GET", "/t1").with_peer(peer);
-    /// let t2 = RequestView::new("GET", "/t2").with_peer(peer);
-    /// assert!(limiter.check(&t1).await?.is_allowed());
-    /// assert!(!limiter.check(&t1).await?.is_allowed());
-    /// assert!(limiter.check(&t2).await?.is_allowed(), "another route, another count");
-    /// assert!(!limiter.check(&t2).await?.is_allowed());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn in_memory_fallback(mut self, limits: &str) -> Self {
-        self.outage = Some(Outage::Fallback(Some(limits.to_owned())));
-        self
-    }
-
-    /// Whom the [`in_memory_fallback`](Self::in_memory_fallback) limits count against (default
-    /// [`FallbackScope::Route`]: each client on each route, as Flask-Limiter does).
-    pub fn fallback_scope(mut self, scope: FallbackScope) -> Self {
-        self.fallback_scope = scope;
-        self
-    }
-
-    /// When the storage is unavailable, count in memory with the configured limits
-    /// (Flask-Limiter's `in_memory_fallback_enabled`).
-    pub fn fallback_to_memory(mut self) -> Self {
-        self.outage = Some(Outage::Fallback(None));
-        self
-    }
-
-    /// When the storage is unavailable, allow every request, logging each (Flask-Limiter's
-    /// `swallow_errors`).
-    pub fn fail_open(mut self) -> Self {
-        self.outage = Some(Outage::FailOpen);
-        self
-    }
-
-    /// When the storage is unavailable, answer every request with
-    /// [`DecisionError::Storage`](crate::DecisionError::Storage) (503 in the Tide middleware) without waiting on the storage
-    /// while it is down. Without any of these four settings storage errors also reach the
-    /// application, but each call waits for the storage.
-    pub fn fail_closed(mut self) -> Self {
-        self.outage = Some(Outage::FailClosed);
-        self
-    }
-
-    /// The longest a request waits for the storage when an outage mode is set (default
-    /// [`ratelimit_fallback::DEFAULT_TIMEOUT`]).
-    pub fn storage_timeout(mut self, timeout: core::time::Duration) -> Self {
-        self.storage_timeout = Some(timeout);
-        self
-    }
-
-    /// How often a storage that went down is probed (with an outage mode set): after
-    /// `initial`, then doubling, at most `max` apart (default 0.25 s doubling to 30 s).
-    pub fn storage_probe_backoff(
-        mut self,
-        initial: core::time::Duration,
-        max: core::time::Duration,
-    ) -> Self {
-        self.probe_backoff = Some(Backoff::new(initial, max));
-        self
-    }
-
-    /// Called when the storage goes down or comes back (with an outage mode set).
-    pub fn on_storage_transition(
-        mut self,
-        hook: impl Fn(&Transition) + Send + Sync + 'static,
-    ) -> Self {
-        self.on_storage_transition = Some(Arc::new(hook));
+    /// What the limiter does while its storage is unavailable, and how long it waits for it
+    /// (see [`Outage`]; none by default: storage errors reach the application).
+    pub fn on_outage(mut self, outage: Outage) -> Self {
+        self.outage = Some(outage);
         self
     }
 
@@ -698,17 +572,21 @@ impl LimiterBuilder {
         };
         let strategy = self.strategy.unwrap_or(StrategyKind::FixedWindow);
         let fallback_scope = match &self.outage {
-            Some(Outage::Fallback(Some(_))) => Some(self.fallback_scope),
+            Some(Outage {
+                mode: OutageMode::Memory(Some(_)),
+                scope,
+                ..
+            }) => Some(*scope),
             _ => None,
         };
         let storage: Arc<dyn Storage> = match self.outage {
             None => storage,
             Some(outage) => {
-                let mode = match outage {
-                    Outage::FailOpen => Mode::FailOpen,
-                    Outage::FailClosed => Mode::FailClosed,
-                    Outage::Fallback(None) => Mode::same_limits_in_memory(),
-                    Outage::Fallback(Some(text)) => Mode::Fallback {
+                let mode = match outage.mode {
+                    OutageMode::FailOpen => Mode::FailOpen,
+                    OutageMode::FailClosed => Mode::FailClosed,
+                    OutageMode::Memory(None) => Mode::same_limits_in_memory(),
+                    OutageMode::Memory(Some(text)) => Mode::Fallback {
                         limits: parse_set("in-memory fallback", &text)?.to_vec(),
                         strategy,
                     },
@@ -717,13 +595,13 @@ impl LimiterBuilder {
                     .mode(mode)
                     .clock(Arc::clone(&clock))
                     .secondary(MemoryStorage::builder().clock(Arc::clone(&clock)).build());
-                if let Some(t) = self.storage_timeout {
+                if let Some(t) = outage.timeout {
                     b = b.timeout(t);
                 }
-                if let Some(backoff) = self.probe_backoff {
+                if let Some(backoff) = outage.backoff {
                     b = b.backoff(backoff);
                 }
-                if let Some(hook) = self.on_storage_transition {
+                if let Some(hook) = outage.on_transition {
                     b = b.on_transition(move |t| hook(t));
                 }
                 Arc::new(b.build())

@@ -3,12 +3,13 @@
 use core::fmt;
 use std::sync::Arc;
 
-use ratelimit_core::{Limit, Timestamp};
+use ratelimit_core::{Limit, RetryAfter, Timestamp};
 use ratelimit_storage::{Charge, Storage};
 
 use crate::{
     error::DecisionError,
     field::{HeaderValue, RateLimitHeaders},
+    limiter::retry_secs,
     policy::SettleFn,
     response::BreachResponse,
 };
@@ -121,7 +122,7 @@ pub struct Decision {
     pub(crate) limit: Option<(Limit, Scope)>,
     pub(crate) remaining: u64,
     pub(crate) reset: Timestamp,
-    pub(crate) retry_after: Option<u64>,
+    pub(crate) retry_after: RetryAfter,
     pub(crate) headers: RateLimitHeaders,
     /// What to answer a request that is not served with.
     pub(crate) answer: Answer,
@@ -150,7 +151,7 @@ impl Decision {
             limit: None,
             remaining: 0,
             reset: Timestamp::EPOCH,
-            retry_after: None,
+            retry_after: RetryAfter::NOW,
             headers: RateLimitHeaders::default(),
             answer: Answer::None,
             pending: None,
@@ -220,15 +221,27 @@ impl Decision {
         self.reset
     }
 
-    /// On a rejection: whole seconds until a retry can succeed, rounded up and never 0; `None`
-    /// when it never can (the cost exceeds the limit) or when the request was not rejected.
-    pub fn retry_after(&self) -> Option<u64> {
+    /// How long until a retry can succeed, exactly: [`RetryAfter::NOW`] for a request that was
+    /// not rejected, [`RetryAfter::Never`] when the cost exceeds the limit.
+    pub fn retry_after(&self) -> RetryAfter {
         self.retry_after
     }
 
-    /// The headers to set on the response (names as configured).
-    pub fn headers(&self) -> &[(Arc<str>, HeaderValue)] {
-        &self.headers
+    /// On a rejection (shadow mode's included): whole seconds until a retry can succeed,
+    /// rounded up and never 0, as `Retry-After` says it; `None` when it never can (the cost
+    /// exceeds the limit) or when the request was not rejected.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self.kind {
+            Kind::Rejected | Kind::ShadowRejected => retry_secs(self.retry_after),
+            _ => None,
+        }
+    }
+
+    /// The headers to set on the response, names as configured, in order.
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        self.headers
+            .iter()
+            .map(|(name, value)| (&**name, value.as_str()))
     }
 
     /// Takes the headers out (an adapter that copies them onto its response needs no clone).

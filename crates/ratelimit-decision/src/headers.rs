@@ -51,6 +51,7 @@ impl Default for HeaderNames {
 ///   `RateLimit` reports the deciding one: `"50 per 1 hour";r=0;t=1800`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "a builder does nothing until it is used"]
 pub struct HeaderOptions {
     /// The `X-RateLimit-*` family.
     pub x_ratelimit: bool,

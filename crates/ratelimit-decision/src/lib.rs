@@ -108,9 +108,9 @@
 //! | `headers_enabled`, `RATELIMIT_HEADERS_ENABLED` | [`HeaderOptions`] | `X-RateLimit-*` on by default (off in Flask-Limiter); IETF fields too; `X-RateLimit-Reset` is `ceil(reset)`, one second earlier than Flask-Limiter's `floor(reset) + 1` when the reset is a whole second |
 //! | `header_name_mapping`, `RATELIMIT_HEADER_LIMIT`/`_REMAINING`/`_RESET`/`_RETRY_AFTER` | [`HeaderOptions::rename`] | names checked at build |
 //! | `retry_after`, `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | [`HeaderOptions::retry_after_http_date`], [`RetryAfterFormat`] | the date is when a retry can succeed |
-//! | `swallow_errors`, `RATELIMIT_SWALLOW_ERRORS` | [`LimiterBuilder::fail_open`] | without it, storage errors come back as [`DecisionError`] |
-//! | `in_memory_fallback`, `RATELIMIT_IN_MEMORY_FALLBACK` | [`LimiterBuilder::in_memory_fallback`] | per client and route, as in Flask-Limiter ([`LimiterBuilder::fallback_scope`]: per client across routes); an extra cap on the request's own limits, never looser than normal operation |
-//! | `in_memory_fallback_enabled`, `RATELIMIT_IN_MEMORY_FALLBACK_ENABLED` | [`LimiterBuilder::fallback_to_memory`] | |
+//! | `swallow_errors`, `RATELIMIT_SWALLOW_ERRORS` | [`LimiterBuilder::on_outage`] with [`Outage::fail_open`] | without it, storage errors come back as [`DecisionError`] |
+//! | `in_memory_fallback`, `RATELIMIT_IN_MEMORY_FALLBACK` | [`LimiterBuilder::on_outage`] with [`Outage::in_memory_fallback`] | per client and route, as in Flask-Limiter ([`Outage::scope`]: per client across routes); an extra cap on the request's own limits, never looser than normal operation |
+//! | `in_memory_fallback_enabled`, `RATELIMIT_IN_MEMORY_FALLBACK_ENABLED` | [`LimiterBuilder::on_outage`] with [`Outage::fallback_to_memory`] | |
 //! | the app's config | [`LimiterBuilder::from_env`], [`LimiterBuilder::with_config`] | whatever is applied last wins |
 //! | `limiter.current_limits` | [`Limiter::current_limits`] | every scope's limits, meta included |
 //!
@@ -168,11 +168,12 @@ mod keyed;
 mod limiter;
 pub mod metrics;
 mod network;
+mod outage;
 mod policy;
 mod request;
 mod response;
 
-pub use builder::{FallbackScope, KNOWN_SCHEMES, LimiterBuilder, storage_from_uri};
+pub use builder::{KNOWN_SCHEMES, LimiterBuilder, storage_from_uri};
 pub use client_ip::{ForwardedHeader, ProxyConfig};
 pub use config::CONFIG_KEYS;
 pub use decision::{Decision, Kind, Scope};
@@ -182,8 +183,9 @@ pub use headers::{HeaderNames, HeaderOptions, RetryAfterFormat};
 pub use key::{KeyFunction, UnknownClient, UnknownCredential};
 pub use limiter::{CurrentLimit, Limiter};
 pub use network::{DEFAULT_TRUSTED_PROXIES, Network, NetworkError};
+pub use outage::{FallbackScope, Outage};
 pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
-/// A change of the storage's health, as [`LimiterBuilder::on_storage_transition`] reports it.
+/// A change of the storage's health, as [`Outage::on_transition`] reports it.
 pub use ratelimit_fallback::Transition as StorageTransition;
 pub use request::{Headers, MAX_EXTENSIONS, NoHeaders, RequestView};
 pub use response::BreachResponse;

@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 use ratelimit_storage::{Charge, Key, Op, ScopePath, Storage, StorageError, Verdict};
 
 use crate::{
-    builder::{FallbackScope, LimiterBuilder, ScopeOptions},
+    builder::{LimiterBuilder, ScopeOptions},
     client_ip::ProxyConfig,
     decision::{Answer, Decision, Kind, Pending, Scope, StatusPredicate},
     error::DecisionError,
@@ -24,6 +24,7 @@ use crate::{
     key::{Addressing, Identity, KeyFunction, Who},
     keyed::{Keyed, limits_of},
     metrics,
+    outage::FallbackScope,
     policy::{Breach, BreachHook, LimitSet, RequestPredicate, ResponseHook, RoutePolicy},
     request::RequestView,
 };
@@ -313,7 +314,7 @@ pub(crate) struct Inner {
 /// }
 /// let sixth = limiter.check(&login).await?;
 /// assert!(!sixth.is_allowed());
-/// assert_eq!(sixth.retry_after(), Some(60));
+/// assert_eq!(sixth.retry_after_secs(), Some(60));
 /// assert!(limiter.check(&RequestView::new("GET", "/health").with_peer(peer)).await?.is_allowed());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
@@ -356,7 +357,8 @@ fn default_body(breach: &Breach<'_>) -> String {
     )
 }
 
-fn retry_secs(r: RetryAfter) -> Option<u64> {
+/// Whole seconds until `r`, rounded up and never 0, as `Retry-After` says it.
+pub(crate) fn retry_secs(r: RetryAfter) -> Option<u64> {
     r.duration().map(|d| d.as_secs_ceil().max(1))
 }
 
@@ -862,8 +864,13 @@ impl Limiter {
         let rejected = !verdict.allowed;
         // Shadow mode: decided and counted as usual, served all the same.
         let shadow = rejected && (policy.shadow || inner.shadow);
+        let exact_retry = if rejected {
+            verdict.retry_after()
+        } else {
+            RetryAfter::NOW
+        };
         let retry_after = if rejected {
-            retry_secs(verdict.retry_after())
+            retry_secs(exact_retry)
         } else {
             None
         };
@@ -876,7 +883,7 @@ impl Limiter {
             limit: Some((limit, scope)),
             remaining: status.remaining,
             reset: status.reset,
-            retry_after,
+            retry_after: exact_retry,
             headers: RateLimitHeaders::default(),
             answer: Answer::None,
             pending: None,

@@ -9,7 +9,7 @@
 //! | [`DECISIONS`] | counter | `route`, `scope`, `outcome` | every decision |
 //! | [`STORAGE_ERRORS`] | counter | `kind` | decisions that failed because the store did |
 //! | [`STORAGE_SECONDS`] | histogram | | time a decision waited for its store |
-//! | [`TRANSITIONS`], [`PRIMARY_UP`], [`DEGRADED_CALLS`] | | | the fallback's, with [`LimiterBuilder::in_memory_fallback`](crate::LimiterBuilder::in_memory_fallback) and friends |
+//! | [`TRANSITIONS`], [`PRIMARY_UP`], [`DEGRADED_CALLS`] | | | the fallback's, with [`LimiterBuilder::on_outage`](crate::LimiterBuilder::on_outage) |
 //!
 //! The labels of [`DECISIONS`]:
 //! - `route`: the route as the request names it ([`RequestView::new`](crate::RequestView::new)):

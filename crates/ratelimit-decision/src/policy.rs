@@ -82,6 +82,7 @@ pub struct Exemptions {
 /// # let _ = (login, upload, health);
 /// ```
 #[derive(Clone, Default)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct RoutePolicy {
     pub(crate) limits: Option<LimitSource>,
     pub(crate) cost: Option<Arc<CostFn>>,

@@ -18,6 +18,7 @@
 /// # let _ = busy;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct BreachResponse {
     pub(crate) status: u16,
     pub(crate) content_type: String,
@@ -38,14 +39,12 @@ impl BreachResponse {
     }
 
     /// The status code (default 429). A code outside 100-599 is answered as 429.
-    #[must_use]
     pub fn status(mut self, status: u16) -> Self {
         self.status = status;
         self
     }
 
     /// The content type (default `application/json`).
-    #[must_use]
     pub fn content_type(mut self, content_type: &str) -> Self {
         content_type.clone_into(&mut self.content_type);
         self
@@ -53,7 +52,6 @@ impl BreachResponse {
 
     /// One more header. A name that is not a valid HTTP field name, or a value with a line
     /// break or another control character, is dropped (and logged) rather than sent.
-    #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::{IP, T0};
 use ratelimit_core::ManualClock;
-use ratelimit_decision::{Limiter, LimiterBuilder, RequestView, RoutePolicy};
+use ratelimit_decision::{Limiter, LimiterBuilder, Outage, RequestView, RoutePolicy};
 use ratelimit_redis::test_server::{RedisCluster, RedisServer};
 
 const OTHER: &str = "198.51.100.9";
@@ -91,7 +91,7 @@ fn through_the_fallback_store() {
     let redis = RedisServer::start();
     let limiter = builder()
         .storage_uri(&format!("{}?prefix=clearfb", redis.url()))
-        .fallback_to_memory()
+        .on_outage(Outage::fallback_to_memory())
         .build()
         .unwrap();
     async_std::task::block_on(unblocks_one_client(&limiter));

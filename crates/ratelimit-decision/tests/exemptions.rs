@@ -118,7 +118,7 @@ fn a_request_filter_exempts_from_everything_without_a_storage_call() {
     for req in [get("/metrics"), with("/anything", &internal)] {
         let d = check(&limiter, &req);
         assert_eq!(d.kind(), Kind::Exempt);
-        assert!(d.headers().is_empty());
+        assert!(d.headers().next().is_none());
     }
     // Anything else goes to the store (and fails: it is down).
     assert!(smol::block_on(limiter.check(&get("/other"))).is_err());

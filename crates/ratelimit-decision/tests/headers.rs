@@ -96,7 +96,7 @@ fn every_strategy_reports_reset_retry_after_and_ietf_t() {
             "{kind}"
         );
         assert_eq!(header(&rejected, "Retry-After"), Some(&*retry), "{kind}");
-        assert_eq!(rejected.retry_after(), Some(e.retry_after), "{kind}");
+        assert_eq!(rejected.retry_after_secs(), Some(e.retry_after), "{kind}");
         // On a 429 the IETF field names the limit that rejected, with nothing remaining.
         let field = format!("\"5 per 1 minute\";r=0;t={}", e.rejected_reset - 10);
         assert_eq!(header(&rejected, "RateLimit"), Some(&*field), "{kind}");
@@ -173,7 +173,8 @@ fn a_cost_above_the_limit_has_no_retry_after() {
     ));
     let d = check(&limiter, &get("/upload"));
     assert!(!d.is_allowed());
-    assert_eq!(d.retry_after(), None, "it will never fit");
+    assert_eq!(d.retry_after_secs(), None, "it will never fit");
+    assert_eq!(d.retry_after(), ratelimit_core::RetryAfter::Never);
     assert_eq!(header(&d, "Retry-After"), None);
     assert_eq!(header(&d, "X-RateLimit-Remaining"), Some("5"));
     assert_eq!(

@@ -11,7 +11,7 @@ use metrics_util::{
     CompositeKey,
     debugging::{DebugValue, DebuggingRecorder},
 };
-use ratelimit_decision::{Limiter, RoutePolicy, metrics as names};
+use ratelimit_decision::{Limiter, Outage, RoutePolicy, metrics as names};
 
 /// What a test recorded (a snapshot drains the recorder, so it is taken once).
 type Recorded = Vec<(CompositeKey, DebugValue)>;
@@ -132,11 +132,10 @@ fn an_outage_records_its_transition_and_the_degraded_calls() {
             Limiter::builder()
                 .default_limits("2 per minute")
                 .storage(Arc::new(Broken))
-                .fallback_to_memory()
-                .storage_probe_backoff(
+                .on_outage(Outage::fallback_to_memory().probe_backoff(
                     core::time::Duration::from_secs(3600),
                     core::time::Duration::from_secs(3600),
-                ),
+                )),
         );
         let kinds: Vec<_> = (0..3).map(|_| check(&l, &get("/api")).kind()).collect();
         assert_eq!(kinds.iter().filter(|k| k.as_str() == "allowed").count(), 2);

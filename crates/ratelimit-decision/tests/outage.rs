@@ -11,11 +11,11 @@ use std::sync::Arc;
 use common::{Broken, T0};
 use ratelimit_core::{ManualClock, StrategyKind};
 use ratelimit_decision::{
-    Decision, FallbackScope, Kind, Limiter, LimiterBuilder, RequestView, RoutePolicy, Scope,
+    Decision, FallbackScope, Kind, Limiter, Outage, RequestView, RoutePolicy, Scope,
 };
 
 /// The seed-like policy set on a dead store, deciding with `kind`.
-fn on_a_dead_store(kind: StrategyKind, outage: fn(LimiterBuilder) -> LimiterBuilder) -> Limiter {
+fn on_a_dead_store(kind: StrategyKind, outage: Outage) -> Limiter {
     let clock = Arc::new(ManualClock::new(T0));
     let builder = Limiter::builder()
         .default_limits("3 per minute")
@@ -23,10 +23,13 @@ fn on_a_dead_store(kind: StrategyKind, outage: fn(LimiterBuilder) -> LimiterBuil
         .strategy(kind)
         .clock(clock)
         .storage(Arc::new(Broken))
-        .storage_timeout(core::time::Duration::from_millis(100))
-        .storage_probe_backoff(
-            core::time::Duration::from_secs(30),
-            core::time::Duration::from_secs(30),
+        .on_outage(
+            outage
+                .timeout(core::time::Duration::from_millis(100))
+                .probe_backoff(
+                    core::time::Duration::from_secs(30),
+                    core::time::Duration::from_secs(30),
+                ),
         )
         .route("/health", RoutePolicy::new().exempt())
         .route(
@@ -36,7 +39,7 @@ fn on_a_dead_store(kind: StrategyKind, outage: fn(LimiterBuilder) -> LimiterBuil
                 .deduct_when(|status| status == 200)
                 .exempt_from_meta(),
         );
-    outage(builder).build().unwrap()
+    builder.build().unwrap()
 }
 
 fn from(ip: &str, route: &'static str) -> RequestView<'static> {
@@ -68,7 +71,7 @@ fn conditional(limiter: &Limiter, ip: &str) -> usize {
 #[test]
 fn the_same_limits_in_memory_keep_gates_exemptions_and_refunds() {
     for &kind in StrategyKind::ALL {
-        let limiter = on_a_dead_store(kind, LimiterBuilder::fallback_to_memory);
+        let limiter = on_a_dead_store(kind, Outage::fallback_to_memory());
         // Exempt: never limited, never counted.
         for _ in 0..10 {
             assert_eq!(
@@ -101,12 +104,11 @@ fn the_same_limits_in_memory_keep_gates_exemptions_and_refunds() {
 
 #[test]
 fn fallback_limits_per_client_cap_each_client_and_take_refunds_back() {
-    fn replace(b: LimiterBuilder) -> LimiterBuilder {
-        b.in_memory_fallback("4 per minute")
-            .fallback_scope(FallbackScope::Client)
-    }
     for &kind in StrategyKind::ALL {
-        let limiter = on_a_dead_store(kind, replace);
+        let limiter = on_a_dead_store(
+            kind,
+            Outage::in_memory_fallback("4 per minute").scope(FallbackScope::Client),
+        );
         for _ in 0..10 {
             assert_eq!(
                 check(&limiter, &from("10.0.0.1", "/health")).kind(),
@@ -130,18 +132,18 @@ fn fallback_limits_per_client_cap_each_client_and_take_refunds_back() {
 /// Flask-Limiter's own scenario: default `5/minute`, `/t2` with `3 per minute`,
 /// `in_memory_fallback("1/minute")`, the store unreachable.
 fn flask_scenario(kind: StrategyKind, scope: Option<FallbackScope>) -> [bool; 5] {
-    let mut builder = Limiter::builder()
+    let builder = Limiter::builder()
         .default_limits("5/minute")
         .route("/t2", RoutePolicy::new().limit("3 per minute"))
-        .in_memory_fallback("1/minute")
         .strategy(kind)
         .clock(Arc::new(ManualClock::new(T0)))
-        .storage(Arc::new(Broken))
-        .storage_timeout(core::time::Duration::from_millis(100));
+        .storage(Arc::new(Broken));
+    let mut outage =
+        Outage::in_memory_fallback("1/minute").timeout(core::time::Duration::from_millis(100));
     if let Some(scope) = scope {
-        builder = builder.fallback_scope(scope);
+        outage = outage.scope(scope);
     }
-    let limiter = builder.build().unwrap();
+    let limiter = builder.on_outage(outage).build().unwrap();
     ["/t1", "/t1", "/t2", "/t2", "/t1"].map(|route| {
         let d = check(&limiter, &from("10.0.0.1", route));
         assert_eq!(d.status(), if d.is_allowed() { 200 } else { 429 });
@@ -174,7 +176,7 @@ fn per_route_fallback_limits_are_never_looser_than_the_routes_own() {
     // A fallback of 100 per minute per route does not lift /t2's own 3 per minute.
     let limiter = Limiter::builder()
         .route("/t2", RoutePolicy::new().limit("3 per minute"))
-        .in_memory_fallback("100/minute")
+        .on_outage(Outage::in_memory_fallback("100/minute"))
         .clock(Arc::new(ManualClock::new(T0)))
         .storage(Arc::new(Broken))
         .build()

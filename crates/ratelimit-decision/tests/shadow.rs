@@ -22,7 +22,7 @@ fn shadow_mode_serves_what_it_would_reject_and_counts_it() {
         assert_eq!(d.status(), 200);
         assert_eq!(d.body(), None);
         assert_eq!(
-            d.retry_after(),
+            d.retry_after_secs(),
             Some(60),
             "what the client would have been told"
         );

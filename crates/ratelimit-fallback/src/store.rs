@@ -127,6 +127,7 @@ impl fmt::Debug for FallbackStorage {
 }
 
 /// Configures a [`FallbackStorage`].
+#[must_use = "a builder does nothing until it is used"]
 pub struct FallbackStorageBuilder {
     config: Config,
     secondary: Option<MemoryStorage>,

@@ -37,6 +37,7 @@ pub const DEFAULT_TTL_GRACE: Duration = Duration::from_secs(5);
 
 /// Configures a [`MemcachedStorage`].
 #[derive(Clone)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct MemcachedStorageBuilder {
     servers: Vec<Address>,
     prefix: String,

@@ -156,6 +156,7 @@ pub struct MemoryStorage {
 
 /// Configures a [`MemoryStorage`].
 #[derive(Clone)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct MemoryStorageBuilder {
     clock: Arc<dyn Clock + Send + Sync>,
     sleep: Arc<dyn Sleep>,

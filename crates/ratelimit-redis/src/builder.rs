@@ -85,6 +85,7 @@ enum Target {
 /// and never fails because Redis is down; [`RedisStorage::health`](ratelimit_storage::Storage::health)
 /// tells whether it is up.
 #[derive(Clone)]
+#[must_use = "a builder does nothing until it is used"]
 pub struct RedisStorageBuilder {
     target: Target,
     username: Option<String>,

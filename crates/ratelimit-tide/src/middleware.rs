@@ -312,7 +312,7 @@ fn refusal(decision: &Decision) -> Response {
         res.insert_header(name, value);
     }
     for (name, value) in decision.headers() {
-        res.insert_header(&**name, value.as_str());
+        res.insert_header(name, value);
     }
     res
 }
@@ -376,7 +376,7 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
         let mut res = next.run(req).await;
         // Read in place: the decision is not copied.
         for (name, value) in decision.headers() {
-            res.insert_header(&**name, value.as_str());
+            res.insert_header(name, value);
         }
         if let Some(read) = read {
             let status = u16::from(res.status());

@@ -231,7 +231,7 @@ fn set_headers(headers: &mut HeaderMap, decision: &Decision) {
     for (name, value) in decision.headers() {
         match (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value.as_str()),
+            HeaderValue::from_str(value),
         ) {
             (Ok(n), Ok(v)) => {
                 headers.insert(n, v);

@@ -29,9 +29,8 @@ pub fn check(limiter: &Limiter, req: &RequestView<'_>) -> Decision {
 
 pub fn header<'d>(d: &'d Decision, name: &str) -> Option<&'d str> {
     d.headers()
-        .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v)
 }
 
 fn down() -> StorageError {
