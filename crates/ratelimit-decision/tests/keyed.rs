@@ -46,6 +46,23 @@ async fn allowed(limiter: &Limiter, route: &str, ip: &str) -> bool {
         .is_allowed()
 }
 
+/// Where each limit of `route` stands for a client: scope, amount and remaining, charging
+/// nothing.
+async fn standing(
+    limiter: &Limiter,
+    route: &str,
+    ip: &str,
+    headers: &dyn Headers,
+) -> Vec<(Scope, u64, u64)> {
+    limiter
+        .current_limits(&request(route, ip, headers))
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| (c.scope, c.limit.amount(), c.remaining))
+        .collect()
+}
+
 /// `@limit("2/minute")` and `@limit("3/minute", key_func=lambda: "test")` on one route.
 fn stacked() -> LimiterBuilder {
     Limiter::builder().default_limits("100 per minute").route(
@@ -70,14 +87,7 @@ async fn two_keys_on_one_route(limiter: &Limiter) {
     assert_eq!(third.limit().map(|l| l.amount()), Some(3));
     // Nothing of 10.0.0.3's own was charged (one batch, all or nothing), and the route has
     // limits of its own, so the defaults do not apply.
-    let now = limiter
-        .current_limits(&request("/t", "10.0.0.3", &[]))
-        .await
-        .unwrap();
-    let seen: Vec<(Scope, u64, u64)> = now
-        .iter()
-        .map(|c| (c.scope, c.limit.amount(), c.remaining))
-        .collect();
+    let seen = standing(&limiter, "/t", "10.0.0.3", &[]).await;
     assert_eq!(seen, [(Scope::Route, 2, 2), (Scope::Route, 3, 0)]);
 }
 
@@ -175,14 +185,7 @@ fn default_application_and_meta_limits_by_their_own_keys() {
             assert!(!check("/own", "10.0.0.5").await, "{kind}: meta by tenant");
             // A request without a tenant skips every tenant group, and is counted by address.
             assert!(allowed(&limiter, "/a", "10.0.0.4").await, "{kind}");
-            let now = limiter
-                .current_limits(&request("/a", "10.0.0.4", &[]))
-                .await
-                .unwrap();
-            let seen: Vec<(Scope, u64, u64)> = now
-                .iter()
-                .map(|c| (c.scope, c.limit.amount(), c.remaining))
-                .collect();
+            let seen = standing(&limiter, "/a", "10.0.0.4", &[]).await;
             assert_eq!(
                 seen,
                 [(Scope::Application, 50, 49), (Scope::Default, 5, 4)],
@@ -195,14 +198,7 @@ fn default_application_and_meta_limits_by_their_own_keys() {
                 .await
                 .unwrap();
             assert!(d.is_allowed(), "{kind}");
-            let now = limiter
-                .current_limits(&request("/own", "10.0.0.9", &other))
-                .await
-                .unwrap();
-            let seen: Vec<(Scope, u64, u64)> = now
-                .iter()
-                .map(|c| (c.scope, c.limit.amount(), c.remaining))
-                .collect();
+            let seen = standing(&limiter, "/own", "10.0.0.9", &other).await;
             assert_eq!(
                 seen,
                 [
