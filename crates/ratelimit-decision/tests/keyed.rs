@@ -87,7 +87,7 @@ async fn two_keys_on_one_route(limiter: &Limiter) {
     assert_eq!(third.limit().map(|l| l.amount()), Some(3));
     // Nothing of 10.0.0.3's own was charged (one batch, all or nothing), and the route has
     // limits of its own, so the defaults do not apply.
-    let seen = standing(&limiter, "/t", "10.0.0.3", &[]).await;
+    let seen = standing(limiter, "/t", "10.0.0.3", &[]).await;
     assert_eq!(seen, [(Scope::Route, 2, 2), (Scope::Route, 3, 0)]);
 }
 
