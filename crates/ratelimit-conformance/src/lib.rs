@@ -5,6 +5,40 @@
 //! [`Storage`] trait, long random sequences compared verdict by verdict with the memory
 //! backend ([`differential`]), no over-admission across processes ([`concurrency`]), and
 //! faults under load behind the fallback store ([`faults`]).
+//!
+//! A backend of your own proves itself the same way: give each check a fresh store on a
+//! [`ManualClock`] the check drives. Here the memory store stands in for yours:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ratelimit_conformance::{differential, strategy_vectors};
+//! use ratelimit_core::{ManualClock, StrategyKind, Timestamp};
+//! use ratelimit_memory::MemoryStorage;
+//!
+//! let fresh = |_: usize| {
+//!     let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
+//!     let store = MemoryStorage::builder().clock(clock.clone()).build(); // yours here
+//!     (store, clock)
+//! };
+//! let covered = smol::block_on(strategy_vectors(fresh));
+//! assert!(covered.sequences > 0 && covered.events > 0);
+//!
+//! // Random batches compared verdict by verdict with the memory store.
+//! let ops = smol::block_on(differential::against_memory(
+//!     |_prefix: &str| {
+//!         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
+//!         (MemoryStorage::builder().clock(clock.clone()).build(), clock)
+//!     },
+//!     differential::Sequences {
+//!         kinds: StrategyKind::ALL,
+//!         seed: 7,
+//!         runs: 2,
+//!         steps: 50,
+//!         large: 1_000,
+//!     },
+//! ));
+//! assert!(ops > 0);
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
