@@ -1078,10 +1078,13 @@ struct ScopeParts<'a> {
 }
 
 impl<'a> ScopeParts<'a> {
-    /// These scopes, then `tag` (a keyed group's).
+    /// These scopes, then `tag` (a keyed group's). There is always room: a key has at most
+    /// two scopes of its own (a route and a method, or a shared scope's name).
     fn tagged(mut self, tag: &'a str) -> Self {
-        self.items[self.len] = tag;
-        self.len += 1;
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = tag;
+            self.len += 1;
+        }
         self
     }
 
