@@ -109,6 +109,29 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
+/// Waits (at most 5 s) until every thread of `pid` has stopped: `kill -STOP` returns before the
+/// signal takes effect, and a request sent at once could still be served.
+fn wait_stopped(pid: u32) {
+    let stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return true; // no /proc: nothing to wait on
+        };
+        tasks.flatten().all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                // `pid (comm) S ...`: the state follows the last `)`.
+                let state = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.trim_start().chars().next());
+                matches!(state, Some('T' | 't'))
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stopped() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// One `redis-server` process.
 #[derive(Debug)]
 pub struct RedisServer {
@@ -283,6 +306,7 @@ impl RedisServer {
     pub fn pause(&self) {
         if let Some(pid) = self.pid() {
             signal(pid, "STOP");
+            wait_stopped(pid);
         }
     }
 
