@@ -39,11 +39,43 @@ impl Framing {
             Self::Chunked(c) => c.state == State::Done,
         }
     }
+
+    /// Whether the framing is in a chunked body's trailer section (after the last chunk, before
+    /// the empty line that ends the body). `async-h1` must get that section whole: given part of
+    /// it, its decoder waits for the rest without asking to be woken, and never wakes.
+    pub(crate) fn in_trailers(&self) -> bool {
+        matches!(
+            self,
+            Self::Chunked(Chunked {
+                state: State::TrailerStart | State::Trailer | State::TrailerLf { .. }
+            })
+        )
+    }
+
+    /// Whether the bytes so far are not chunked framing at all.
+    pub(crate) fn is_lost(&self) -> bool {
+        matches!(self, Self::Chunked(Chunked { state: State::Lost }))
+    }
+
+    /// Like [`take`](Self::take), but stops where the trailer section begins, so that it can be
+    /// handed on whole.
+    pub(crate) fn take_until_trailers(&mut self, bytes: &[u8]) -> usize {
+        match self {
+            Self::Length(_) => self.take(bytes),
+            Self::Chunked(c) => c.take_while(bytes, |s| {
+                !matches!(
+                    s,
+                    State::TrailerStart | State::Trailer | State::TrailerLf { .. } | State::Lost
+                )
+            }),
+        }
+    }
 }
 
 /// A scanner of `chunked` framing (RFC 9112, section 7.1): chunk sizes, chunk data, the last
-/// chunk and the trailer section. Malformed framing is not judged here: from the first byte it
-/// cannot follow, everything is handed on, and `async-h1` answers it.
+/// chunk and the trailer section. From the first byte it cannot follow it is
+/// [lost](Framing::is_lost), and the listener fails the body read: `async-h1` is never handed
+/// framing this scanner did not follow, so the two never disagree on where the trailers begin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Chunked {
     state: State,
@@ -85,8 +117,17 @@ impl Chunked {
     }
 
     fn take(&mut self, bytes: &[u8]) -> usize {
+        self.take_while(bytes, |_| true)
+    }
+
+    /// Takes bytes while `go` holds for the state reached; stops at the first byte that leads
+    /// to a state where it does not (that byte taken).
+    fn take_while(&mut self, bytes: &[u8], go: impl Fn(State) -> bool) -> usize {
         let mut i = 0;
         while i < bytes.len() {
+            if !go(self.state) {
+                return i;
+            }
             let b = bytes[i];
             self.state = match self.state {
                 State::Done => return i,

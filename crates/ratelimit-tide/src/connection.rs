@@ -2,11 +2,12 @@
 //! a status and a JSON body, hand the rest to `async-h1` and the Tide app.
 
 use core::{
+    future::Future,
     net::SocketAddr,
     panic::AssertUnwindSafe,
     pin::Pin,
     sync::atomic::{AtomicBool, Ordering},
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
     time::Duration,
 };
 use std::{
@@ -16,6 +17,7 @@ use std::{
 };
 
 use async_h1::server::{ConnectionStatus, Server as H1Server};
+use async_io::Timer;
 use async_std::{
     io::{Read, ReadExt, Write, WriteExt},
     net::TcpStream,
@@ -37,10 +39,12 @@ pub(crate) struct Options {
     pub(crate) header_timeout: Duration,
     /// The most bytes a request body may take on the wire (chunked framing included).
     pub(crate) max_body: u64,
+    /// How long reading a request body, or writing a response, may go without progress.
+    pub(crate) body_timeout: Duration,
 }
 
 /// Bytes read ahead of `async-h1`: the head being checked, and whatever came after it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ReadAhead {
     bytes: Vec<u8>,
     /// How much of `bytes` has been handed on.
@@ -56,36 +60,151 @@ struct ReadAhead {
     over: bool,
     /// Where the body ends on the wire.
     framing: Framing,
+    /// The read side's stall timer.
+    stall: Stall,
 }
 
-/// The stream `async-h1` reads: the bytes read ahead first, then the socket.
+impl ReadAhead {
+    fn new(options: Options) -> Self {
+        Self {
+            bytes: Vec::new(),
+            pos: 0,
+            head_end: 0,
+            body_read: 0,
+            max_body: options.max_body,
+            over: false,
+            framing: Framing::default(),
+            stall: Stall::new(options.body_timeout),
+        }
+    }
+}
+
+/// The most bytes a chunked body's trailer section may take: `async-h1` reads it into a buffer
+/// of 8 KiB and fails a longer one.
+const MAX_TRAILERS: usize = 8 * 1024;
+
+/// The stream `async-h1` reads: the bytes read ahead first, then the socket. A read or write
+/// that makes no progress for the stall timeout fails, so no request body or response waits on
+/// a silent client for ever.
 #[derive(Clone, Debug)]
 struct Conn {
     stream: TcpStream,
     ahead: Arc<Mutex<ReadAhead>>,
+    /// The write side's stall timer (the read side's is in `ahead`).
+    writing: Arc<Mutex<Stall>>,
+}
+
+/// A deadline on progress: armed when an operation has to wait, disarmed when it moves.
+#[derive(Debug)]
+struct Stall {
+    timeout: Duration,
+    timer: Option<Timer>,
+}
+
+impl Stall {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            timer: None,
+        }
+    }
+
+    /// Passes on what an operation on the socket came to: progress disarms the timer, a wait
+    /// arms it (and registers the task to be woken when it fires), and a wait past the timeout
+    /// becomes an error.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.timer = None;
+            return polled;
+        }
+        let timeout = self.timeout;
+        let timer = self.timer.get_or_insert_with(|| Timer::after(timeout));
+        match Pin::new(timer).poll(cx) {
+            Poll::Ready(_) => {
+                self.timer = None;
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client sent or took nothing for the body timeout",
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Conn {
+    /// Reads more of the socket into the read-ahead buffer (the trailer section, collected until
+    /// it is whole).
+    fn poll_fill(&self, cx: &mut Context<'_>, ahead: &mut ReadAhead) -> Poll<io::Result<()>> {
+        if ahead.bytes.len() - ahead.pos >= MAX_TRAILERS {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the request's trailer section is larger than 8 KiB",
+            )));
+        }
+        let filled = ahead.bytes.len();
+        ahead.bytes.resize(filled + MAX_TRAILERS, 0);
+        let mut stream = &self.stream;
+        let read = Pin::new(&mut stream).poll_read(cx, &mut ahead.bytes[filled..]);
+        let read = ahead.stall.watch(cx, read);
+        ahead.bytes.truncate(filled + read_len(&read));
+        match read {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// How many bytes a read got (none unless it is ready and succeeded).
+fn read_len(read: &Poll<io::Result<usize>>) -> usize {
+    match read {
+        Poll::Ready(Ok(n)) => *n,
+        _ => 0,
+    }
+}
+
+/// The error of a body whose chunked framing cannot be followed.
+fn bad_framing() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "the request body's chunked framing is malformed",
+    )
 }
 
 impl Read for Conn {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let room = {
-            let mut guard = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
-            let ahead = &mut *guard;
-            if ahead.pos < ahead.head_end {
-                // The head, alone: `async-h1` buffers what it reads, so a first read that went
-                // past the head would take the body (or the next request) with it.
-                let n = buf.len().min(ahead.head_end - ahead.pos);
-                buf[..n].copy_from_slice(&ahead.bytes[ahead.pos..ahead.pos + n]);
-                ahead.pos += n;
-                return Poll::Ready(Ok(n));
-            }
+        let this = &*self;
+        let mut guard = this.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        let ahead = &mut *guard;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if ahead.pos < ahead.head_end {
+            // The head, alone: `async-h1` buffers what it reads, so a first read that went
+            // past the head would take the body (or the next request) with it.
+            let n = buf.len().min(ahead.head_end - ahead.pos);
+            buf[..n].copy_from_slice(&ahead.bytes[ahead.pos..ahead.pos + n]);
+            ahead.pos += n;
+            return Poll::Ready(Ok(n));
+        }
+        loop {
             // The body: never past its end (what follows is the next request's, and stays
             // here for it), nor past the limit.
             if ahead.framing.is_done() {
                 return Poll::Ready(Ok(0));
+            }
+            if ahead.framing.is_lost() {
+                return Poll::Ready(Err(bad_framing()));
             }
             if ahead.body_read >= ahead.max_body {
                 ahead.over = true;
@@ -97,50 +216,88 @@ impl Read for Conn {
             let room = buf
                 .len()
                 .min(usize::try_from(ahead.max_body - ahead.body_read).unwrap_or(usize::MAX));
+            if ahead.framing.in_trailers() {
+                // The trailer section goes on whole, or not at all.
+                let mut framing = ahead.framing;
+                let n = framing.take(&ahead.bytes[ahead.pos..]);
+                if framing.is_done() {
+                    if n > room {
+                        return Poll::Ready(Err(bad_framing()));
+                    }
+                    return Poll::Ready(Ok(ahead.hand_on(buf, n, framing)));
+                }
+                if framing.is_lost() {
+                    return Poll::Ready(Err(bad_framing()));
+                }
+                ready!(this.poll_fill(cx, ahead))?;
+                continue;
+            }
             if ahead.pos < ahead.bytes.len() {
                 let end = ahead.bytes.len().min(ahead.pos + room);
-                let n = ahead.framing.take(&ahead.bytes[ahead.pos..end]);
-                buf[..n].copy_from_slice(&ahead.bytes[ahead.pos..ahead.pos + n]);
-                ahead.pos += n;
-                ahead.body_read += n as u64;
+                let mut framing = ahead.framing;
+                let n = framing.take_until_trailers(&ahead.bytes[ahead.pos..end]);
+                if n > 0 {
+                    return Poll::Ready(Ok(ahead.hand_on(buf, n, framing)));
+                }
+                continue;
+            }
+            let mut stream = &this.stream;
+            let read = Pin::new(&mut stream).poll_read(cx, &mut buf[..room]);
+            let got = ready!(ahead.stall.watch(cx, read))?;
+            if got == 0 {
+                return Poll::Ready(Ok(0));
+            }
+            let n = ahead.framing.take_until_trailers(&buf[..got]);
+            ahead.body_read += n as u64;
+            if n < got {
+                // Past the body's end (the start of the next request), or the trailer section:
+                // kept here, for the next request or until the section is whole.
+                ahead.bytes.clear();
+                ahead.bytes.extend_from_slice(&buf[n..got]);
+                ahead.pos = 0;
+                ahead.head_end = 0;
+            }
+            if n > 0 {
                 return Poll::Ready(Ok(n));
             }
-            room
-        };
-        let read = Pin::new(&mut self.stream).poll_read(cx, &mut buf[..room]);
-        let Poll::Ready(Ok(got)) = read else {
-            return read;
-        };
-        let mut guard = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
-        let ahead = &mut *guard;
-        let n = ahead.framing.take(&buf[..got]);
-        ahead.body_read += n as u64;
-        if n < got {
-            // Past the body's end: the start of the next request, kept for it.
-            ahead.bytes.clear();
-            ahead.bytes.extend_from_slice(&buf[n..got]);
-            ahead.pos = 0;
-            ahead.head_end = 0;
         }
-        Poll::Ready(Ok(n))
+    }
+}
+
+impl ReadAhead {
+    /// Copies the next `n` read-ahead bytes into `buf` and moves past them, the framing now at
+    /// `framing`.
+    fn hand_on(&mut self, buf: &mut [u8], n: usize, framing: Framing) -> usize {
+        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
+        self.pos += n;
+        self.body_read += n as u64;
+        self.framing = framing;
+        n
     }
 }
 
 impl Write for Conn {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let mut stream = &self.stream;
+        let written = Pin::new(&mut stream).poll_write(cx, buf);
+        let mut stall = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        stall.watch(cx, written)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut stream = &self.stream;
+        let flushed = Pin::new(&mut stream).poll_flush(cx);
+        let mut stall = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        stall.watch(cx, flushed)
     }
 
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_close(cx)
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut stream = &self.stream;
+        Pin::new(&mut stream).poll_close(cx)
     }
 }
 
@@ -165,7 +322,8 @@ pub(crate) async fn serve<State: Clone + Send + Sync + 'static>(
     let peer = stream.peer_addr().ok();
     let conn = Conn {
         stream: stream.clone(),
-        ahead: Arc::default(),
+        ahead: Arc::new(Mutex::new(ReadAhead::new(options))),
+        writing: Arc::new(Mutex::new(Stall::new(options.body_timeout))),
     };
     // Set when `async-h1` hands a decoded request to the app: an error before that is the
     // client's (an undecodable head), an error after it is the connection's.
@@ -277,15 +435,9 @@ async fn next_head(conn: &Conn, options: Options, stop: &Stop) -> Next {
     let checked = head::check(&buf[..end]);
     *conn.ahead.lock().unwrap_or_else(PoisonError::into_inner) = ReadAhead {
         bytes: buf,
-        pos: 0,
         head_end: end,
-        body_read: 0,
-        max_body: options.max_body,
-        over: false,
-        framing: match checked {
-            Ok(framing) => framing,
-            Err(_) => Framing::Length(0),
-        },
+        framing: checked.unwrap_or_default(),
+        ..ReadAhead::new(options)
     };
     match checked {
         // A declared length over the limit is refused before a byte of the body is read.

@@ -43,6 +43,9 @@ pub(crate) enum HeadError {
     BadContentLength,
     /// A body larger than the listener accepts (declared, or read so far).
     BodyTooLarge,
+    /// A head that ends with a bare LF (`\n\n`) before the CRLF CRLF that `async-h1` waits
+    /// for: what follows would be read as part of it, and a request hidden there lost.
+    BareLineFeed,
 }
 
 impl HeadError {
@@ -70,6 +73,7 @@ impl fmt::Display for HeadError {
             Self::UnsupportedEncoding => "a Transfer-Encoding other than chunked",
             Self::BadContentLength => "Content-Length is not a single decimal number",
             Self::BodyTooLarge => "the request body is larger than this server accepts",
+            Self::BareLineFeed => "the request head ends with a bare LF instead of CRLF",
         })
     }
 }
@@ -94,6 +98,9 @@ pub(crate) fn check(head: &[u8]) -> Result<Framing, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
+        Ok(httparse::Status::Complete(end)) if end != head.len() => {
+            return Err(HeadError::BareLineFeed);
+        }
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HeadError::Malformed),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),

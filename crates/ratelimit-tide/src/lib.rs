@@ -88,5 +88,5 @@ mod head;
 mod listener;
 mod middleware;
 
-pub use listener::{DEFAULT_MAX_BODY, HttpListener, Stopper};
+pub use listener::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, HttpListener, Stopper};
 pub use middleware::{CATCH_ALL, Nested, RateLimit};

@@ -16,6 +16,9 @@ use crate::connection::{self, Options};
 /// The request body limit of an [`HttpListener`] unless set: 64 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
 
+/// How long an [`HttpListener`] lets a request body or a response stall unless set: 30 s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Tide's TCP listener, made fit to face clients: use it as `app.listen(HttpListener::new(addr))`
 /// where a Tide app would write `app.listen(addr)`.
 ///
@@ -31,7 +34,9 @@ pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
 /// `chunked`. A client has [`header_timeout`](Self::header_timeout) to send each head, and a
 /// request body may take at most [`max_body`](Self::max_body) bytes (64 MiB unless set; `413`
 /// above it, without reading the rest). Peer and local addresses reach the request as with
-/// Tide's listener, so key functions see the client.
+/// Tide's listener, so key functions see the client. A request body or a response that stalls
+/// for [`body_timeout`](Self::body_timeout) ends the connection, and a chunked body's trailer
+/// section reaches the app only whole.
 ///
 /// [`stopper`](Self::stopper) gives a handle that stops the listener: it accepts no more
 /// connections, closes idle ones, lets requests in flight finish, and then `accept` (so
@@ -76,6 +81,7 @@ impl<State> HttpListener<State> {
             options: Options {
                 header_timeout: Duration::from_secs(60),
                 max_body: DEFAULT_MAX_BODY,
+                body_timeout: DEFAULT_BODY_TIMEOUT,
             },
             stop: async_std::channel::bounded(1),
         }
@@ -86,6 +92,17 @@ impl<State> HttpListener<State> {
     #[must_use]
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.options.header_timeout = timeout;
+        self
+    }
+
+    /// How long a request body may go without a byte arriving, and a response without a byte
+    /// leaving (default [`DEFAULT_BODY_TIMEOUT`], 30 s). Past it the body read (or the write)
+    /// fails and the connection closes: a handler reading the body gets an error, and a cost
+    /// reserved for the body is settled from what was read. A client cannot hold a connection
+    /// open by trickling nothing, or by never reading its answer.
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.options.body_timeout = timeout;
         self
     }
 
@@ -229,6 +246,7 @@ impl<State> fmt::Debug for HttpListener<State> {
         f.debug_struct("HttpListener")
             .field("local_addr", &self.local_addr())
             .field("header_timeout", &self.options.header_timeout)
+            .field("body_timeout", &self.options.body_timeout)
             .finish_non_exhaustive()
     }
 }

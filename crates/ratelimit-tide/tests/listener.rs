@@ -104,6 +104,31 @@ fn other_undecodable_heads_are_answered_too() {
     });
 }
 
+/// A head ended by bare LFs is refused, not read as one with the request behind it (which would
+/// then be lost without an answer).
+#[test]
+fn a_head_ended_by_bare_lf_is_refused_not_merged_with_the_next() {
+    task::block_on(async {
+        let server = start(hello_app(), HttpListener::new("127.0.0.1:0")).await;
+        let wire = b"GET / HTTP/1.1\nHost: x\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let replies = exchange(server.addr, wire).await;
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        assert_eq!(replies[0].status, 400);
+        assert_eq!(replies[0].header("connection"), Some("close"));
+        assert!(replies[0].body.contains("bare LF"), "{:?}", replies[0].body);
+        // Bare LFs inside a head that ends properly are one request, answered.
+        let replies = exchange(
+            server.addr,
+            b"GET / HTTP/1.1\nHost: x\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(
+            (replies[0].status, replies[0].body.as_str()),
+            (200, "hello")
+        );
+    });
+}
+
 #[test]
 fn keep_alive_and_pipelined_requests_are_all_answered() {
     task::block_on(async {
