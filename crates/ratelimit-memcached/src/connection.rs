@@ -136,6 +136,17 @@ impl Server {
         request: &[u8],
         replies: usize,
     ) -> Result<Vec<Reply>, StorageError> {
+        self.call_asking(request, replies, &[]).await
+    }
+
+    /// Sends `request` and reads `replies` replies, the values of the keys `asked` among them
+    /// (a `gets`).
+    pub(crate) async fn call_asking(
+        &self,
+        request: &[u8],
+        replies: usize,
+        asked: &[&str],
+    ) -> Result<Vec<Reply>, StorageError> {
         let pooled = self.idle.lock().pop();
         let mut conn = match pooled {
             Some(c) => c,
@@ -148,7 +159,11 @@ impl Server {
                 .map_err(|e| self.io(e))?;
             let mut out = Vec::with_capacity(replies);
             for _ in 0..replies {
-                out.push(read_reply(&mut conn).await.map_err(|e| self.error(e))?);
+                out.push(
+                    read_reply(&mut conn, asked)
+                        .await
+                        .map_err(|e| self.error(e))?,
+                );
             }
             Ok(out)
         })

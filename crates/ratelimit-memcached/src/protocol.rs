@@ -9,6 +9,8 @@ use futures::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 const MAX_VALUE: usize = 1 << 20;
 /// The longest reply line read.
 const MAX_LINE: usize = 2048;
+/// The most bytes of values one reply may carry, whatever the number of keys asked for.
+pub(crate) const MAX_REPLY: usize = 4 << 20;
 
 /// One value of a `gets` reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,10 +123,15 @@ async fn line(r: &mut (impl AsyncBufRead + Unpin), buf: &mut Vec<u8>) -> Result<
     Ok(())
 }
 
-/// Reads one reply.
+/// Reads one reply. `asked` are the keys of a `gets` (empty for any other command): a reply may
+/// carry at most one value for each and none for another key, and at most [`MAX_REPLY`] bytes
+/// of values in all, so a hostile or broken server cannot make the client read without end.
 pub(crate) async fn read_reply(
     r: &mut (impl AsyncBufRead + Unpin),
+    asked: &[&str],
 ) -> Result<Reply, ProtocolError> {
+    let mut seen = vec![false; asked.len()];
+    let mut total = 0usize;
     let mut buf = Vec::new();
     line(r, &mut buf).await?;
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -160,6 +167,17 @@ pub(crate) async fn read_reply(
                         .map_err(|_| ProtocolError::Malformed(format!("{t:?}")))?,
                     None => 0,
                 };
+                match asked.iter().position(|k| *k == key) {
+                    Some(i) if !seen[i] => seen[i] = true,
+                    Some(_) => return Err(ProtocolError::Malformed(format!("{key:?} twice"))),
+                    None => {
+                        return Err(ProtocolError::Malformed(format!("{key:?} not asked for")));
+                    }
+                }
+                total += len;
+                if total > MAX_REPLY {
+                    return Err(ProtocolError::Malformed("a reply over 4 MiB".into()));
+                }
                 let key = key.to_owned();
                 let mut data = vec![0; len + 2];
                 r.read_exact(&mut data).await?;
@@ -182,12 +200,42 @@ pub(crate) async fn read_reply(
     }
 }
 
+/// The fuzz target's check: any bytes, read as the reply to a `gets` of the keys named by the
+/// first byte, give a reply or an error, never a panic, and never more values than keys asked
+/// for or more than [`MAX_REPLY`] bytes of them.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn check_reply(data: &[u8]) {
+    const KEYS: [&str; 4] = ["a", "b", "c", "d"];
+    let (asked, wire) = match data.split_first() {
+        Some((n, rest)) => (&KEYS[..usize::from(*n) % (KEYS.len() + 1)], rest),
+        None => (&KEYS[..0], data),
+    };
+    if let Ok(Reply::Values(values)) =
+        futures::executor::block_on(read_reply(&mut &wire[..], asked))
+    {
+        assert!(
+            values.len() <= asked.len(),
+            "{} values for {asked:?}",
+            values.len()
+        );
+        assert!(values.iter().map(|v| v.data.len()).sum::<usize>() <= MAX_REPLY);
+        for (i, v) in values.iter().enumerate() {
+            assert!(asked.contains(&v.key.as_str()));
+            assert!(
+                values[..i].iter().all(|w| w.key != v.key),
+                "{:?} twice",
+                v.key
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn read(bytes: &[u8]) -> Result<Reply, ProtocolError> {
-        futures::executor::block_on(read_reply(&mut &bytes[..]))
+        futures::executor::block_on(read_reply(&mut &bytes[..], &["a", "b"]))
     }
 
     #[test]
@@ -227,6 +275,49 @@ mod tests {
             b"",
         ] {
             assert!(read(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A server that answers with more values than asked for, a key not asked for, the same key
+    /// again, or more bytes than a reply may carry is a protocol error, read no further.
+    #[test]
+    fn a_reply_carries_one_value_per_key_asked_at_most() {
+        assert!(read(b"VALUE a 0 1 1\r\nx\r\nVALUE a 0 1 2\r\ny\r\nEND\r\n").is_err());
+        assert!(read(b"VALUE c 0 1 1\r\nx\r\nEND\r\n").is_err());
+        let mut endless = Vec::new();
+        for _ in 0..10_000 {
+            endless.extend_from_slice(b"VALUE a 0 3 1\r\nabc\r\n");
+        }
+        assert!(read(&endless).is_err());
+        let keys: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+        let asked: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut big = Vec::new();
+        for k in &asked {
+            big.extend_from_slice(format!("VALUE {k} 0 {} 1\r\n", 1 << 20).as_bytes());
+            big.resize(big.len() + (1 << 20), b'x');
+            big.extend_from_slice(b"\r\n");
+        }
+        big.extend_from_slice(b"END\r\n");
+        let read = futures::executor::block_on(read_reply(&mut &big[..], &asked));
+        assert!(matches!(read, Err(ProtocolError::Malformed(m)) if m.contains("4 MiB")));
+        // Not a gets: no value at all.
+        let read = futures::executor::block_on(read_reply(
+            &mut &b"VALUE a 0 1 1\r\nx\r\nEND\r\n"[..],
+            &[],
+        ));
+        assert!(read.is_err());
+    }
+
+    #[test]
+    fn the_fuzz_check_holds_on_its_seeds() {
+        for seed in [
+            &b""[..],
+            b"\x02VALUE a 0 1 1\r\nx\r\nVALUE b 0 0 2\r\n\r\nEND\r\n",
+            b"\x04VALUE d 0 1 1\r\nx\r\nVALUE d 0 1 1\r\nx\r\nEND\r\n",
+            b"\x01SERVER_ERROR \x1b]0;x\x07\r\n",
+            b"\x03VALUE a 0 99999999999 1\r\n",
+        ] {
+            check_reply(seed);
         }
     }
 

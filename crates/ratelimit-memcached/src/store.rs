@@ -28,6 +28,24 @@ pub const MAX_MOVING_WINDOW: u64 = 60_000;
 const MAX_GENERATIONS_SEEN: usize = 100_000;
 /// memcached reads an expiry above 30 days as a Unix time.
 const RELATIVE_EXPIRY_MAX: u64 = 30 * 24 * 3600;
+/// The latest Unix time memcached takes as an expiry (it reads the field as a signed 32-bit
+/// number: anything above is a time long past, and the item is gone as soon as it is stored).
+const ABSOLUTE_EXPIRY_MAX: u64 = i32::MAX as u64;
+/// The expiry that means "never": an item whose idle time ends past
+/// [`ABSOLUTE_EXPIRY_MAX`] is kept until evicted instead.
+const NO_EXPIRY: u32 = 0;
+
+/// memcached's `exptime` for an item that may expire `secs` from now, `unix` seconds after the
+/// epoch: relative up to 30 days, absolute up to 2038-01-19, and never after that.
+fn exptime(secs: u64, unix: u64) -> u32 {
+    if secs <= RELATIVE_EXPIRY_MAX {
+        return secs as u32;
+    }
+    match unix.saturating_add(secs) {
+        at if at <= ABSOLUTE_EXPIRY_MAX => at as u32,
+        _ => NO_EXPIRY,
+    }
+}
 
 pub(crate) struct Inner {
     pub(crate) servers: Vec<Server>,
@@ -169,7 +187,7 @@ impl MemcachedStorage {
             .map(|(s, ns)| async move {
                 let mut request = Vec::new();
                 protocol::gets(ns, &mut request);
-                self.inner.servers[s].call(&request, 1).await
+                self.inner.servers[s].call_asking(&request, 1, ns).await
             });
         let mut out = HashMap::new();
         for replies in join_all(calls).await {
@@ -284,13 +302,10 @@ impl MemcachedStorage {
         let idle = state.idle_at(limit).saturating_duration_since(now);
         let secs =
             (idle.as_nanos().div_ceil(1_000_000_000) + self.inner.ttl_grace.as_secs()).max(1);
-        if secs <= RELATIVE_EXPIRY_MAX {
-            return secs as u32;
-        }
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        u32::try_from(unix.saturating_add(secs)).unwrap_or(u32::MAX)
+        exptime(secs, unix)
     }
 
     /// Writes each `(item, new state)` if the item is as it was read; returns, per write,

@@ -287,3 +287,25 @@ fn moving_windows_larger_than_an_item_are_a_configuration_error() {
     assert!(matches!(e, StorageError::Configuration { .. }), "{e}");
     assert!(e.to_string().contains("60000"), "{e}");
 }
+
+/// A window that ends after 2038-01-19 (the last Unix time memcached takes as an expiry) counts
+/// like any other: its items are kept, not stored already expired.
+#[test]
+fn windows_ending_after_2038_count() {
+    let server = MemcachedServer::start();
+    let (store, _clock) = manual_store(&server.url(), "far");
+    smol::block_on(async {
+        for &kind in StrategyKind::ALL {
+            let key = Key::new("far", &kind.to_string());
+            let far = charge(&key, "2 per 15 years", kind);
+            let batch = core::slice::from_ref(&far);
+            let first = store.hit(batch).await.unwrap();
+            assert!(first.allowed, "{kind}");
+            assert_eq!(first.statuses[0].remaining, 1, "{kind}: the hit was kept");
+            assert!(store.hit(batch).await.unwrap().allowed, "{kind}");
+            let third = store.hit(batch).await.unwrap();
+            assert!(!third.allowed, "{kind}: the third of 2 per 15 years");
+            assert_eq!(third.statuses[0].remaining, 0, "{kind}");
+        }
+    });
+}
