@@ -9,7 +9,10 @@ use redis::{
     Cmd, RedisResult, ScriptInvocation, Value,
     aio::{ConnectionManager, MultiplexedConnection},
     cluster_async::ClusterConnection,
-    cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo},
+    cluster_routing::{
+        MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo,
+        SlotAddr,
+    },
 };
 
 use crate::error::needs_reconnect;
@@ -116,4 +119,59 @@ impl Connection {
             Self::Sentinel(r) => r.check(cmd.query_async(&mut r.get().await?).await),
         }
     }
+
+    /// Runs `cmd` on one node: on a cluster the master at `node` (an address from
+    /// [`masters`](Self::masters)), or else the master of `key`'s slot; elsewhere the one node.
+    pub(crate) async fn on_node(&self, node: Node<'_>, cmd: Cmd) -> RedisResult<Value> {
+        match self {
+            Self::Cluster(r) => {
+                let target = match node {
+                    Node::OfKey(key) => {
+                        SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master))
+                    }
+                    Node::At(host, port) => SingleNodeRoutingInfo::ByAddress {
+                        host: host.to_owned(),
+                        port,
+                    },
+                };
+                r.get()
+                    .await?
+                    .route_command(cmd, RoutingInfo::SingleNode(target))
+                    .await
+            }
+            _ => self.query(&cmd).await,
+        }
+    }
+
+    /// The addresses of a cluster's masters (`CLUSTER SLOTS`); empty elsewhere.
+    pub(crate) async fn masters(&self) -> RedisResult<Vec<(String, u16)>> {
+        if !self.is_cluster() {
+            return Ok(Vec::new());
+        }
+        let ranges: Vec<Vec<Value>> =
+            redis::from_redis_value(self.query(redis::cmd("CLUSTER").arg("SLOTS")).await?)?;
+        let mut masters = Vec::new();
+        for range in ranges {
+            // [first slot, last slot, [host, port, id, ...], replicas...]
+            if let Some(master) = range.into_iter().nth(2) {
+                let fields: Vec<Value> = redis::from_redis_value(master)?;
+                let mut fields = fields.into_iter();
+                let host: String = redis::from_redis_value(fields.next().unwrap_or(Value::Nil))?;
+                let port: u16 = redis::from_redis_value(fields.next().unwrap_or(Value::Nil))?;
+                if !masters.contains(&(host.clone(), port)) {
+                    masters.push((host, port));
+                }
+            }
+        }
+        Ok(masters)
+    }
+}
+
+/// Which node [`Connection::on_node`] runs a command on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Node<'a> {
+    /// The master of this key's slot.
+    OfKey(&'a str),
+    /// The master at this address.
+    At(&'a str, u16),
 }

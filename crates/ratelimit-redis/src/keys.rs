@@ -81,6 +81,53 @@ pub(crate) fn counter(prefix: &str, key: &Key, limit: &Limit, strategy: Strategy
     name
 }
 
+/// Whether `name` has the shape of one of this store's counters ([`counter`] under `prefix`,
+/// of any value format, or a moving window's running total, the same name and `#`): what
+/// clearing may delete. Other keys under the same prefix (an
+/// application's own, another store's under a longer prefix) never have it.
+pub(crate) fn is_counter(prefix: &str, name: &[u8]) -> bool {
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    let Some(rest) = name
+        .strip_prefix(prefix.as_bytes())
+        .and_then(|r| r.strip_prefix(b":{"))
+    else {
+        return false;
+    };
+    let Some(close) = rest.iter().position(|&b| b == b'}') else {
+        return false;
+    };
+    let (identity, rest) = (&rest[..close], &rest[close + 1..]);
+    let Some(rest) = rest.strip_prefix(b":") else {
+        return false;
+    };
+    let (rest, total) = match rest.strip_suffix(b"#") {
+        Some(log) => (log, true),
+        None => (rest, false),
+    };
+    // `<scopes>:<code><format>:<amount>/<window>`, the scopes empty or ending with `/`.
+    let mut fields = rest.rsplitn(3, |&b| b == b':');
+    let (Some(limit), Some(kind), Some(scopes)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return false;
+    };
+    let limit_ok = limit
+        .iter()
+        .position(|&b| b == b'/')
+        .is_some_and(|slash| digits(&limit[..slash]) && digits(&limit[slash + 1..]));
+    let kind_ok = kind.split_first().is_some_and(|(code, format)| {
+        (if total {
+            *code == b'm'
+        } else {
+            b"fmsg".contains(code)
+        }) && digits(format)
+    });
+    !identity.is_empty()
+        && !identity.contains(&b'{')
+        && limit_ok
+        && kind_ok
+        && (scopes.is_empty() || scopes.ends_with(b"/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +148,42 @@ mod tests {
         assert_eq!(name.matches('{').count(), 1);
         assert_eq!(name.matches('}').count(), 1);
         assert!(name.len() < 100, "{name}");
+    }
+
+    #[test]
+    fn only_counter_names_are_counters() {
+        let key = Key::new("ip", "10.0.0.1").under(&["GET /login"]);
+        for kind in StrategyKind::ALL {
+            let name = counter("rl", &key, &Limit::per(5, Unit::Minute), *kind);
+            assert!(is_counter("rl", name.as_bytes()), "{name}");
+            assert!(!is_counter("r", name.as_bytes()), "{name}");
+            let total = format!("{name}#");
+            assert_eq!(
+                is_counter("rl", total.as_bytes()),
+                *kind == StrategyKind::MovingWindow,
+                "{total}"
+            );
+        }
+        let bare = counter(
+            "rl",
+            &Key::new("ip", "1"),
+            &Limit::per(1, Unit::Day),
+            StrategyKind::Gcra,
+        );
+        assert!(is_counter("rl", bare.as_bytes()), "{bare}");
+        for other in [
+            "rl:sessions:user42",
+            "rl:app2:{ip:1}::f2:5/60",
+            "rl:{ip:1}",
+            "rl:{ip:1}::f2:5",
+            "rl:{ip:1}::x2:5/60",
+            "rl:{ip:1}::f2:5/6o",
+            "rl:{ip:1}:GET:f2:5/60",
+            "rl:{}::f2:5/60",
+            "rl:{ip:1}:f2:5/60",
+        ] {
+            assert!(!is_counter("rl", other.as_bytes()), "{other}");
+        }
     }
 
     #[test]

@@ -76,6 +76,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod builder;
+mod clear;
 mod connection;
 mod error;
 mod keys;

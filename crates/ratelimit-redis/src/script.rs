@@ -16,26 +16,10 @@ pub const BATCH_LUA: &str = concat!(include_str!("batch.lua"), "\nreturn batch(K
 /// The largest amount, cost or need the script computes with exactly (Lua numbers are doubles).
 pub const MAX_AMOUNT: u64 = 1 << 53;
 
-/// Deletes every key that matches `ARGV[1]` on the node that runs it (SCAN, then UNLINK), and
-/// answers how many it deleted. With KEYS[1] set, the script is routed to that key's node.
-pub(crate) const DELETE_MATCHING_LUA: &str = r"
-local cursor, n = '0', 0
-repeat
-  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
-  cursor = page[1]
-  for _, k in ipairs(page[2]) do
-    redis.call('UNLINK', k)
-    n = n + 1
-  end
-until cursor == '0'
-return n
-";
-
 /// The scripts, hashed once, and the batch as a function library.
 #[derive(Debug)]
 pub(crate) struct Scripts {
     pub(crate) batch: Script,
-    pub(crate) delete: Script,
     /// `FUNCTION LOAD REPLACE` source: the batch registered as [`Scripts::function`].
     pub(crate) library: String,
     /// The function's name, which carries a digest of the source: two versions of this crate
@@ -60,7 +44,6 @@ impl Scripts {
         );
         Self {
             batch,
-            delete: Script::new(DELETE_MATCHING_LUA),
             library,
             function,
             test_function,

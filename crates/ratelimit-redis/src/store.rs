@@ -17,6 +17,7 @@ use redis::{RedisResult, Value, cmd};
 
 use crate::{
     builder::RedisStorageBuilder,
+    clear,
     connection::Connection,
     error::{self, BACKEND, from_redis},
     keys,
@@ -343,25 +344,16 @@ impl RedisStorage {
         }
         (out, failed)
     }
+}
 
-    async fn delete_matching(
+impl RedisStorage {
+    /// Runs a deletion, its errors as storage errors. Not under the store's deadline: it pages
+    /// through a node's keyspace, each call bounded by the connection's own response timeout.
+    async fn delete(
         &self,
-        pattern: String,
-        route_by: Option<String>,
+        deletion: impl Future<Output = RedisResult<u64>>,
     ) -> Result<(), StorageError> {
-        let result = match route_by {
-            Some(key) => {
-                let mut invocation = self.inner.scripts.delete.prepare_invoke();
-                invocation.key(key).arg(pattern);
-                self.inner.connection.invoke(&invocation).await
-            }
-            None => {
-                let mut c = cmd("EVAL");
-                c.arg(script::DELETE_MATCHING_LUA).arg(0).arg(pattern);
-                self.inner.connection.on_every_master(c).await
-            }
-        };
-        result.map(|_| ()).map_err(|e| self.redis_error(&e))
+        deletion.await.map(|_| ()).map_err(|e| self.redis_error(&e))
     }
 }
 
@@ -422,32 +414,47 @@ impl Storage for RedisStorage {
         })
     }
 
-    /// Deletes every counter of `key` (under every limit and strategy): a SCAN of the node
-    /// that holds the key's slot, so its cost grows with that node's key count.
+    /// Deletes every counter of `key` (under every limit and strategy): the node that holds
+    /// the key's slot is paged through with `SCAN`, so the time it takes grows with that
+    /// node's key count, but no command holds Redis for longer than one page.
     fn clear<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
         Box::pin(async move {
             let tagged = keys::tagged(&self.inner.prefix, key);
             let pattern = format!("{tagged}{}:*", keys::scopes(key));
-            self.bounded(self.delete_matching(pattern, Some(tagged)))
-                .await
+            self.delete(clear::on_node_of(
+                &self.inner.connection,
+                &self.inner.prefix,
+                &tagged,
+                &pattern,
+            ))
+            .await
         })
     }
 
-    /// Deletes every key of the client `key.identity()` (they share its slot).
+    /// Deletes every counter of the client `key.identity()` (they share its slot).
     fn clear_client<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
         Box::pin(async move {
             let tagged = keys::tagged(&self.inner.prefix, key);
             let pattern = format!("{tagged}*");
-            self.bounded(self.delete_matching(pattern, Some(tagged)))
-                .await
+            self.delete(clear::on_node_of(
+                &self.inner.connection,
+                &self.inner.prefix,
+                &tagged,
+                &pattern,
+            ))
+            .await
         })
     }
 
-    /// Deletes every key under this store's prefix, on every master.
+    /// Deletes every counter of this store, on every master; other keys under the prefix (an
+    /// application's own, another store's under a longer prefix) stay.
     fn reset(&self) -> StorageFuture<'_, ()> {
         Box::pin(async move {
-            let pattern = format!("{}:*", self.inner.prefix);
-            self.bounded(self.delete_matching(pattern, None)).await
+            self.delete(clear::everywhere(
+                &self.inner.connection,
+                &self.inner.prefix,
+            ))
+            .await
         })
     }
 
