@@ -381,7 +381,9 @@ impl LimiterBuilder {
     ///
     /// Forwarded headers count only from a peer in the trusted proxy networks (default
     /// [`DEFAULT_TRUSTED_PROXIES`](crate::DEFAULT_TRUSTED_PROXIES): loopback and private
-    /// ranges; see [`LimiterBuilder::trusted_proxy_networks`]).
+    /// ranges; see [`LimiterBuilder::trusted_proxy_networks`]), and every hop walked before
+    /// the client must be in them too; [`ProxyConfig::client_ip`](crate::ProxyConfig::client_ip)
+    /// says how the list is read, malformed entries included.
     pub fn trusted_proxies(mut self, hops: usize, header: ForwardedHeader) -> Self {
         self.proxy.trusted_hops = hops;
         self.proxy.header = header;

@@ -11,6 +11,14 @@ pub trait Headers: Sync {
     fn get_all(&self, name: &str) -> Vec<&str> {
         self.get(name).into_iter().collect()
     }
+
+    /// Every value of header `name` as the bytes received: HTTP lets a value carry bytes
+    /// above 0x7F, which are not text. Forwarded headers are read this way, so that one stray
+    /// byte spoils only the list entry it is in. Defaults to [`get_all`](Self::get_all); an
+    /// adapter whose framework keeps bytes overrides it.
+    fn get_all_bytes(&self, name: &str) -> Vec<&[u8]> {
+        self.get_all(name).into_iter().map(str::as_bytes).collect()
+    }
 }
 
 fn first<'s>(pairs: impl Iterator<Item = (&'s str, &'s str)>, name: &str) -> Option<&'s str> {
@@ -191,6 +199,11 @@ impl<'a> RequestView<'a> {
     /// Every value of a header.
     pub fn header_all(&self, name: &str) -> Vec<&'a str> {
         self.headers.get_all(name)
+    }
+
+    /// Every value of a header, as bytes ([`Headers::get_all_bytes`]).
+    pub fn header_all_bytes(&self, name: &str) -> Vec<&'a [u8]> {
+        self.headers.get_all_bytes(name)
     }
 
     /// The declared body length.

@@ -427,7 +427,8 @@ fn forwarded_headers_only_through_trusted_proxies() {
                 .with_peer(peer)
                 .with_headers(&garbage)
         ),
-        Some(peer)
+        None,
+        "a malformed client entry makes the client unknown, never the proxy's address"
     );
 }
 

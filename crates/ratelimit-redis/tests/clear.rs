@@ -16,7 +16,14 @@ use ratelimit_storage::{Charge, Key, Storage};
 fn every_strategy(key: &Key) -> Vec<Charge> {
     StrategyKind::ALL
         .iter()
-        .map(|&kind| Charge::new(key.clone(), "5 per minute".parse::<Limit>().unwrap(), kind, 1))
+        .map(|&kind| {
+            Charge::new(
+                key.clone(),
+                "5 per minute".parse::<Limit>().unwrap(),
+                kind,
+                1,
+            )
+        })
         .collect()
 }
 
@@ -48,7 +55,11 @@ fn clearing_spares_the_neighbours(url: &str, set: impl Fn(&str), exists: impl Fn
             let store = store.clone();
             async move {
                 let verdict = store.test(&batch).await.unwrap();
-                verdict.statuses.iter().map(|s| s.remaining).collect::<Vec<_>>()
+                verdict
+                    .statuses
+                    .iter()
+                    .map(|s| s.remaining)
+                    .collect::<Vec<_>>()
             }
         };
         store.clear_client(&alice).await.unwrap();
@@ -58,7 +69,11 @@ fn clearing_spares_the_neighbours(url: &str, set: impl Fn(&str), exists: impl Fn
 
         store.reset().await.unwrap();
         assert_eq!(remaining(&store, &bob).await, [5; 4], "reset clears bob");
-        assert_eq!(remaining(&app2, &alice).await, [4; 4], "app2's counters stay");
+        assert_eq!(
+            remaining(&app2, &alice).await,
+            [4; 4],
+            "app2's counters stay"
+        );
         assert_eq!(remaining(&app2, &bob).await, [4; 4]);
     });
     for name in NEIGHBOURS {

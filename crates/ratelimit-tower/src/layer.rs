@@ -224,6 +224,10 @@ impl Headers for HttpHeaders<'_> {
             .filter_map(|v| v.to_str().ok())
             .collect()
     }
+
+    fn get_all_bytes(&self, name: &str) -> Vec<&[u8]> {
+        self.0.get_all(name).iter().map(|v| v.as_bytes()).collect()
+    }
 }
 
 /// Sets the decision's rate-limit headers on `headers`.
