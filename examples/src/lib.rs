@@ -35,7 +35,10 @@ use ratelimit::{
 pub use prometheus::{
     CONTENT_TYPE as METRICS_CONTENT_TYPE, metrics_page, metrics_text, prometheus,
 };
-pub use seed_axum::{seed_axum_app, serve_axum, serve_axum_on_free_port};
+pub use seed_axum::{
+    BODY_TIMEOUT, HEADER_TIMEOUT, seed_axum_app, serve_axum, serve_axum_on_free_port,
+    serve_axum_on_free_port_with, serve_axum_with,
+};
 
 /// The seed tour's configuration, normally from the environment.
 #[derive(Clone, Default)]

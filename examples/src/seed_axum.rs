@@ -1,7 +1,7 @@
 //! The seed tour on axum: the same routes, bodies, limits and configuration as
 //! [`seed_app`](crate::seed_app), behind `ratelimit-tower`'s layer instead of the Tide middleware.
 
-use core::net::SocketAddr;
+use core::{net::SocketAddr, time::Duration};
 
 use axum::{
     Router,
@@ -118,25 +118,75 @@ async fn cap(State(max): State<u64>, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// How long a client has to send a request head, and how long an idle keep-alive connection
+/// stays open for the next one.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client has to send a request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `app` on `listener` on the current tokio runtime, as users should: Nagle off on every
-/// connection, client addresses from the socket (`ConnectInfo`).
+/// connection, client addresses from the socket (`ConnectInfo`), and deadlines on heads, idle
+/// keep-alives ([`HEADER_TIMEOUT`]) and bodies ([`BODY_TIMEOUT`]), which `axum::serve` does
+/// not set: without them a client that sends half a request holds its connection for ever.
 pub async fn serve_axum(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
+    serve_axum_with(listener, app, HEADER_TIMEOUT, BODY_TIMEOUT).await
+}
+
+/// [`serve_axum`] with deadlines of your choice.
+pub async fn serve_axum_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    body_timeout: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        service::TowerToHyperService,
+    };
+    use tower::Service;
+    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        body_timeout,
+    ));
+    let mut make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: wait instead of spinning.
+                tracing::error!("accept failed: {e}; pausing 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!("TCP_NODELAY: {e}");
         }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
+        let Ok(service) = make_service.call(peer).await;
+        tokio::spawn(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
+                .await;
+            if let Err(e) = served {
+                tracing::debug!("connection from {peer} ended: {e}");
+            }
+        });
+    }
 }
 
 /// Starts `app` on `127.0.0.1:0` on a tokio runtime of its own (in a background thread) and
 /// returns its base URL.
 pub fn serve_axum_on_free_port(app: Router) -> std::io::Result<String> {
+    serve_axum_on_free_port_with(app, HEADER_TIMEOUT, BODY_TIMEOUT)
+}
+
+/// [`serve_axum_on_free_port`] with deadlines of your choice.
+pub fn serve_axum_on_free_port_with(
+    app: Router,
+    header_timeout: Duration,
+    body_timeout: Duration,
+) -> std::io::Result<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("seed-axum".into())
@@ -157,7 +207,9 @@ pub fn serve_axum_on_free_port(app: Router) -> std::io::Result<String> {
                     Ok(listener) => {
                         let addr = listener.local_addr();
                         let _ = tx.send(addr.map(|a| format!("http://{a}")));
-                        if let Err(e) = serve_axum(listener, app).await {
+                        let served =
+                            serve_axum_with(listener, app, header_timeout, body_timeout).await;
+                        if let Err(e) = served {
                             tracing::error!("server stopped: {e}");
                         }
                     }
