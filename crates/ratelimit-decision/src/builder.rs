@@ -731,6 +731,24 @@ impl LimiterBuilder {
             &application_all,
             &defaults_all,
         );
+        // Every limit known now, against the store's own bounds: a limit it cannot count
+        // fails here, not on every request.
+        let compiled = routes
+            .values()
+            .chain(method_routes.values().flatten().map(|(_, c)| c))
+            .chain(prefix_groups.iter().map(|(_, c)| c));
+        for limit in application_all
+            .iter()
+            .chain(&defaults_all)
+            .chain(meta.iter())
+            .copied()
+            .chain(limits_of(&keyed.meta))
+            .chain(compiled.flat_map(Compiled::static_limits).copied())
+        {
+            storage
+                .check_limit(&limit, strategy)
+                .map_err(ConfigError::Storage)?;
+        }
         Ok(Limiter {
             inner: Arc::new(Inner {
                 defaults,

@@ -186,6 +186,18 @@ pub(crate) struct Compiled {
 }
 
 impl Compiled {
+    /// The limits this route charges that are known before any request: its own (unless they
+    /// are dynamic), its keyed groups' and its guard's.
+    pub(crate) fn static_limits(&self) -> impl Iterator<Item = &Limit> {
+        let own: &[Limit] = match &self.limits {
+            Some(RouteLimits::Set(set)) => set,
+            _ => &[],
+        };
+        own.iter()
+            .chain(self.keyed.iter().flat_map(|k| k.limits.iter()))
+            .chain(self.guard.iter())
+    }
+
     pub(crate) fn new(
         limits: Option<RouteLimits>,
         keyed: Vec<Keyed>,

@@ -267,3 +267,51 @@ fn every_documented_key_is_read() {
         assert!(b.is_ok(), "{key}");
     }
 }
+
+/// A limit the store cannot count fails `build()`, with a message that names the limit and the
+/// store's bound, instead of a 503 on every request.
+#[test]
+fn limits_past_the_stores_bounds_fail_the_build() {
+    use ratelimit_core::StrategyKind;
+    let error = |builder: LimiterBuilder| builder.build().unwrap_err().to_string();
+    let moving = |uri: &str, limits: &str| {
+        Limiter::builder()
+            .storage_uri(uri)
+            .strategy(StrategyKind::MovingWindow)
+            .default_limits("10 per minute")
+            .route("/big", ratelimit_decision::RoutePolicy::new().limit(limits))
+    };
+    let memory = error(moving("memory://", "1000001 per hour"));
+    assert!(
+        memory.contains("1000001 per 1 hour") && memory.contains("max_log_entries (1000000)"),
+        "{memory}"
+    );
+    assert!(moving("memory://", "1000000 per hour").build().is_ok());
+    #[cfg(feature = "redis")]
+    {
+        // Built without connecting: the bound is the store's, not the server's.
+        let redis = error(
+            Limiter::builder()
+                .storage_uri("redis://127.0.0.1:1")
+                .default_limits("18446744073709551615 per second"),
+        );
+        assert!(
+            redis.contains("18446744073709551615 per 1 second") && redis.contains("2^53"),
+            "{redis}"
+        );
+        let meta = error(
+            Limiter::builder()
+                .storage_uri("redis://127.0.0.1:1")
+                .meta_limits("9007199254740993 per hour"),
+        );
+        assert!(meta.contains("2^53"), "{meta}");
+    }
+    #[cfg(feature = "memcached")]
+    {
+        let memcached = error(moving("memcached://127.0.0.1:1", "60001 per hour"));
+        assert!(
+            memcached.contains("60001 per 1 hour") && memcached.contains("at most 60000"),
+            "{memcached}"
+        );
+    }
+}

@@ -525,6 +525,12 @@ impl Shared {
 }
 
 impl Storage for FallbackStorage {
+    /// Both stores must count `limit`: the primary, and memory, which counts while it is down.
+    fn check_limit(&self, limit: &Limit, strategy: StrategyKind) -> Result<(), StorageError> {
+        self.shared.config.primary.check_limit(limit, strategy)?;
+        self.shared.secondary.check_limit(limit, strategy)
+    }
+
     fn apply<'a>(&'a self, op: Op, batch: &'a [Charge]) -> StorageFuture<'a, Verdict> {
         Box::pin(async move {
             let s = &self.shared;

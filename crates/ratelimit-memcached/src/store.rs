@@ -35,6 +35,20 @@ const ABSOLUTE_EXPIRY_MAX: u64 = i32::MAX as u64;
 /// [`ABSOLUTE_EXPIRY_MAX`] is kept until evicted instead.
 const NO_EXPIRY: u32 = 0;
 
+/// Whether one item can hold `limit`'s state: a moving window logs every hit in its item.
+fn check_limit(limit: &Limit, strategy: StrategyKind) -> Result<(), StorageError> {
+    if strategy == StrategyKind::MovingWindow && limit.amount() > MAX_MOVING_WINDOW {
+        return Err(StorageError::configuration(
+            "memcached",
+            format!(
+                "a moving window of {limit} holds up to {} entries in one item; at most {MAX_MOVING_WINDOW}",
+                limit.amount()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// memcached's `exptime` for an item that may expire `secs` from now, `unix` seconds after the
 /// epoch: relative up to 30 days, absolute up to 2038-01-19, and never after that.
 fn exptime(secs: u64, unix: u64) -> u32 {
@@ -394,17 +408,8 @@ impl MemcachedStorage {
 
     async fn apply_batch(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
         let now = self.inner.clock.now();
-        if let Some(c) = batch.iter().find(|c| {
-            c.strategy == StrategyKind::MovingWindow && c.limit.amount() > MAX_MOVING_WINDOW
-        }) {
-            return Err(StorageError::configuration(
-                "memcached",
-                format!(
-                    "memcached: a moving window of {} holds up to {} entries in one item; at most {MAX_MOVING_WINDOW}",
-                    c.limit,
-                    c.limit.amount()
-                ),
-            ));
+        for c in batch {
+            check_limit(&c.limit, c.strategy)?;
         }
         let mut items = self.items(batch).await?;
         let mut allowed = vec![true; batch.len()];
@@ -631,6 +636,10 @@ fn contention() -> StorageError {
 }
 
 impl Storage for MemcachedStorage {
+    fn check_limit(&self, limit: &Limit, strategy: StrategyKind) -> Result<(), StorageError> {
+        check_limit(limit, strategy)
+    }
+
     fn apply<'a>(&'a self, op: Op, batch: &'a [Charge]) -> StorageFuture<'a, Verdict> {
         Box::pin(async move {
             if batch.is_empty() {

@@ -317,15 +317,7 @@ impl MemoryStorage {
         {
             return Ok(Arc::clone(t));
         }
-        if strategy == StrategyKind::MovingWindow && limit.amount() > self.inner.max_log_entries {
-            return Err(StorageError::configuration(
-                "memory",
-                format!(
-                    "moving window of {limit}: the amount is above max_log_entries ({})",
-                    self.inner.max_log_entries
-                ),
-            ));
-        }
+        self.check_limit(limit, strategy)?;
         let mut tables = tables.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(table) = tables.get(&(strategy, *limit)) {
             return Ok(Arc::clone(table));
@@ -551,6 +543,19 @@ impl MemoryStorage {
 }
 
 impl Storage for MemoryStorage {
+    fn check_limit(&self, limit: &Limit, strategy: StrategyKind) -> Result<(), StorageError> {
+        if strategy == StrategyKind::MovingWindow && limit.amount() > self.inner.max_log_entries {
+            return Err(StorageError::configuration(
+                "memory",
+                format!(
+                    "moving window of {limit}: the amount is above max_log_entries ({})",
+                    self.inner.max_log_entries
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn apply<'a>(&'a self, op: Op, batch: &'a [Charge]) -> StorageFuture<'a, Verdict> {
         Box::pin(async move { self.apply_sync(op, batch) })
     }

@@ -1,6 +1,6 @@
 //! The batch script: its source, the arguments a batch becomes, the reply it gives.
 
-use ratelimit_core::{Duration, RetryAfter, StrategyKind, Timestamp};
+use ratelimit_core::{Duration, Limit, RetryAfter, StrategyKind, Timestamp};
 use ratelimit_storage::{Charge, LimitStatus, Op, Statuses, StorageError, Verdict};
 use redis::{Cmd, Script, ScriptInvocation, Value};
 
@@ -71,10 +71,14 @@ const fn op_code(call: Call) -> &'static str {
 
 /// Checks that the script can compute `charge` exactly.
 pub(crate) fn check(charge: &Charge) -> Result<(), StorageError> {
-    if keys::code(charge.strategy) == keys::UNKNOWN {
+    check_limit(&charge.limit, charge.strategy)
+}
+
+/// Whether the script counts `limit` with `strategy` exactly.
+pub(crate) fn check_limit(limit: &Limit, strategy: StrategyKind) -> Result<(), StorageError> {
+    if keys::code(strategy) == keys::UNKNOWN {
         return Err(StorageError::unsupported(BACKEND, "this strategy"));
     }
-    let limit = &charge.limit;
     if limit.amount() > MAX_AMOUNT {
         return Err(StorageError::configuration(
             BACKEND,

@@ -9,7 +9,7 @@ use core::{
 use std::sync::Arc;
 
 use futures::future::{Either, select};
-use ratelimit_core::{Clock, Timestamp};
+use ratelimit_core::{Clock, Limit, StrategyKind, Timestamp};
 use ratelimit_storage::{
     Charge, Key, LimitStatus, Op, Statuses, Storage, StorageError, StorageFuture, Verdict,
 };
@@ -111,12 +111,7 @@ impl RedisStorage {
 
     /// The Redis name of the counter of `key` under `limit` and `strategy` (for a moving window,
     /// its log; the log's total is this name followed by `#`).
-    pub fn counter_key(
-        &self,
-        key: &Key,
-        limit: &ratelimit_core::Limit,
-        strategy: ratelimit_core::StrategyKind,
-    ) -> String {
+    pub fn counter_key(&self, key: &Key, limit: &Limit, strategy: StrategyKind) -> String {
         keys::counter(&self.inner.prefix, key, limit, strategy)
     }
 
@@ -412,6 +407,10 @@ impl Storage for RedisStorage {
                 self.bounded(self.run(Call::Op(op), now, batch)).await
             }
         })
+    }
+
+    fn check_limit(&self, limit: &Limit, strategy: StrategyKind) -> Result<(), StorageError> {
+        script::check_limit(limit, strategy)
     }
 
     /// Deletes every counter of `key` (under every limit and strategy): the node that holds

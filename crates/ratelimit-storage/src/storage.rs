@@ -2,6 +2,8 @@
 
 use core::{fmt, future::Future, pin::Pin};
 
+use ratelimit_core::{Limit, StrategyKind};
+
 use crate::{
     batch::{Charge, Op, Verdict},
     error::StorageError,
@@ -67,6 +69,16 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn apply_now(&self, op: Op, batch: &[Charge]) -> Option<Result<Verdict, StorageError>> {
         let _ = (op, batch);
         None
+    }
+
+    /// Whether this store can count `limit` with `strategy` at all: an error names the limit
+    /// and the store's own bound (an amount past what it counts exactly, a moving window past
+    /// what it can log). A limiter checks every limit it is configured with when it is built,
+    /// so that such a limit fails at start-up rather than on every request. Every limit by
+    /// default.
+    fn check_limit(&self, limit: &Limit, strategy: StrategyKind) -> Result<(), StorageError> {
+        let _ = (limit, strategy);
+        Ok(())
     }
 
     /// Forgets every counter of `key` (under every limit and strategy). Scoped keys are keys
