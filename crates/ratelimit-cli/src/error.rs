@@ -53,6 +53,23 @@ impl CliError {
     }
 }
 
+/// Text from outside (a store's error reply) with its control characters escaped (`\u{1b}`),
+/// so that a hostile or broken server cannot drive the terminal that prints it.
+struct Escaped<'a>(&'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -75,7 +92,7 @@ impl fmt::Display for CliError {
                 message,
             } => write!(f, "{path}, line {line}: {message}"),
             Self::Io { path, error } => write!(f, "{path}: {error}"),
-            Self::Storage(message) => write!(f, "storage: {message}"),
+            Self::Storage(message) => write!(f, "storage: {}", Escaped(message)),
             Self::Plot(message) => write!(f, "plot: {message}"),
         }
     }

@@ -385,6 +385,39 @@ fn live_commands_refuse_what_they_cannot_do() {
     assert!(r.stderr.starts_with("error: storage: "), "{}", r.stderr);
 }
 
+/// A store's error text reaches the terminal with its control characters escaped: a fake
+/// memcached that answers every request with an escape sequence cannot retitle the terminal.
+#[test]
+fn a_stores_control_characters_are_escaped() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_ok() {
+                let mut stream = stream;
+                let _ = stream.write_all(b"SERVER_ERROR \x1b]0;pwned\x07 \x1b[2J\r\n");
+            }
+        }
+    });
+    let r = ratelimit(&[
+        "clear",
+        "--storage",
+        &format!("memcached://127.0.0.1:{port}"),
+        "--key",
+        "ip:1.2.3.4",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        !r.stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "{:?}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("\\u{1b}]0;pwned\\u{7}"), "{:?}", r.stderr);
+}
+
 #[test]
 fn bench_runs_against_a_live_redis_for_a_second() {
     let server = RedisServer::start();
