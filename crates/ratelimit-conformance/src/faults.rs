@@ -136,7 +136,11 @@ fn under_load(store: &FallbackStorage, limit: &str, scenario: impl FnOnce()) -> 
 fn wait(what: &str, limit: Duration, check: impl Fn() -> bool) -> Duration {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "waited {:?} for {what}, the bound",
+            start.elapsed()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     start.elapsed()
@@ -144,6 +148,32 @@ fn wait(what: &str, limit: Duration, check: impl Fn() -> bool) -> Duration {
 
 fn errors(samples: &[Sample]) -> Vec<&Sample> {
     samples.iter().filter(|s| s.outcome.is_err()).collect()
+}
+
+/// The slowest of `samples`, said for a failure message: when it was sent, relative to the
+/// last of `events` (a name and an instant) before it, how long it waited and what it got.
+fn slowest(samples: &[Sample], events: &[(&str, Instant)]) -> (Duration, String) {
+    let Some(s) = samples.iter().max_by_key(|s| s.latency) else {
+        return (Duration::ZERO, "no request was sent".into());
+    };
+    let since = events
+        .iter()
+        .filter(|(_, at)| *at <= s.at)
+        .max_by_key(|(_, at)| *at)
+        .map_or_else(
+            || match events.first() {
+                Some((name, at)) => format!("{:?} before {name}", *at - s.at),
+                None => "with no fault".to_owned(),
+            },
+            |(name, at)| format!("{:?} after {name}", s.at - *at),
+        );
+    let told = format!(
+        "the slowest of {} requests, sent {since}, waited {:?} and got {:?}",
+        samples.len(),
+        s.latency,
+        s.outcome
+    );
+    (s.latency, told)
 }
 
 /// SIGKILL under load: the fallback answers every request, the restarted server takes the
@@ -173,7 +203,11 @@ pub fn sigkill_then_restart(server: &mut dyn Server, primary: Primary<'_>) {
         println!("back on the primary {took:?} after the restart");
         // Designed: within the probe backoff's ceiling plus one probe (itself bounded by the
         // timeout); a backoff stuck at its 30 s default would miss by far.
-        assert!(took <= MAX_BACKOFF + TIMEOUT + MARGIN, "{took:?}");
+        assert!(
+            took <= MAX_BACKOFF + TIMEOUT + MARGIN,
+            "back on the primary {took:?} after the restart: over the backoff's ceiling \
+             ({MAX_BACKOFF:?}), one probe ({TIMEOUT:?}) and the margin ({MARGIN:?})"
+        );
         std::thread::sleep(Duration::from_millis(300));
     });
     let (killed, back) = (killed.unwrap(), back.unwrap());
@@ -202,12 +236,22 @@ pub fn sigkill_then_restart(server: &mut dyn Server, primary: Primary<'_>) {
         after.len(),
         rejected(&after)
     );
-    assert!(!before.is_empty() && !during.is_empty() && !after.is_empty());
+    assert!(
+        !before.is_empty() && !during.is_empty() && !after.is_empty(),
+        "requests before the kill, during the outage, after the return: {}, {}, {}",
+        before.len(),
+        during.len(),
+        after.len()
+    );
     assert_eq!(rejected(&before), 0);
     // The fallback limits decided: 4 clients x 30 admitted at most during the outage.
     let admitted_during = during.iter().filter(|s| s.outcome == Ok(true)).count();
     assert!(admitted_during <= 4 * 30, "{admitted_during}");
-    assert!(rejected(&during) > 0);
+    assert!(
+        rejected(&during) > 0,
+        "none of the {} requests of the outage was rejected: the fallback limit never bit",
+        during.len()
+    );
     assert_eq!(
         rejected(&after),
         0,
@@ -233,7 +277,7 @@ pub fn sigkill_then_restart(server: &mut dyn Server, primary: Primary<'_>) {
 pub fn sigstop_then_resume(server: &mut dyn Server, primary: Primary<'_>) {
     let _one = serial();
     let r = rig(primary, fallback_mode());
-    let mut paused_at = None;
+    let (mut paused_at, mut resumed_at) = (None, None);
     let samples = under_load(&r.store, "1000000 per minute", || {
         std::thread::sleep(Duration::from_millis(300));
         server.pause();
@@ -243,11 +287,16 @@ pub fn sigstop_then_resume(server: &mut dyn Server, primary: Primary<'_>) {
         });
         std::thread::sleep(Duration::from_millis(500));
         server.resume();
+        resumed_at = Some(Instant::now());
         let took = wait("the return to the primary", Duration::from_secs(10), || {
             r.store.is_primary_up()
         });
         println!("back on the primary {took:?} after SIGCONT");
-        assert!(took <= MAX_BACKOFF + TIMEOUT + MARGIN, "{took:?}");
+        assert!(
+            took <= MAX_BACKOFF + TIMEOUT + MARGIN,
+            "back on the primary {took:?} after SIGCONT: over the backoff's ceiling \
+             ({MAX_BACKOFF:?}), one probe ({TIMEOUT:?}) and the margin ({MARGIN:?})"
+        );
         std::thread::sleep(Duration::from_millis(200));
     });
     assert!(
@@ -255,20 +304,18 @@ pub fn sigstop_then_resume(server: &mut dyn Server, primary: Primary<'_>) {
         "failed requests: {:?}",
         errors(&samples)
     );
-    let worst = samples.iter().map(|s| s.latency).max().unwrap();
-    let worst_hung = samples
-        .iter()
-        .filter(|s| s.at >= paused_at.unwrap())
-        .map(|s| s.latency)
-        .max()
-        .unwrap();
-    println!(
-        "{} requests; slowest {worst:?}, slowest after SIGSTOP {worst_hung:?} (timeout {TIMEOUT:?})",
-        samples.len()
-    );
+    let events = [
+        ("SIGSTOP", paused_at.unwrap()),
+        ("SIGCONT", resumed_at.unwrap()),
+    ];
+    let (worst, told) = slowest(&samples, &events);
+    println!("{told} (timeout {TIMEOUT:?})");
     // The promise: no request waits on the hung server longer than the timeout. Without it a
     // request would wait for the store's own 5 s deadline.
-    assert!(worst <= TIMEOUT + MARGIN, "{worst:?}");
+    assert!(
+        worst <= TIMEOUT + MARGIN,
+        "{told}: over the timeout ({TIMEOUT:?}) and the margin for a loaded machine ({MARGIN:?})"
+    );
     assert!(TIMEOUT + MARGIN < Duration::from_secs(5));
     let t = r.transitions.lock().unwrap();
     assert_eq!(
@@ -344,10 +391,10 @@ pub fn fail_open_and_fail_closed(server: &mut dyn Server, primary: Primary<'_>) 
     });
     // The server is dead: fail-closed answers every request with an error, at once.
     assert!(closed_samples.iter().all(|s| s.outcome.is_err()));
-    let slowest = closed_samples.iter().map(|s| s.latency).max().unwrap();
-    assert!(slowest <= TIMEOUT + MARGIN, "{slowest:?}");
-    println!(
-        "fail-closed: {} requests, all errors, the slowest in {slowest:?}",
-        closed_samples.len()
+    let (worst, told) = slowest(&closed_samples, &[("the kill", killed.unwrap())]);
+    assert!(
+        worst <= TIMEOUT + MARGIN,
+        "fail-closed: {told}: over the timeout ({TIMEOUT:?}) and the margin ({MARGIN:?})"
     );
+    println!("fail-closed, all errors: {told}");
 }
