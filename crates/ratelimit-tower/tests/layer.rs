@@ -57,6 +57,10 @@ async fn send(app: &Router, method: &str, path: &str, peer: Option<&str>) -> Rep
     }
 }
 
+/// The 429's body for the `2 per minute` route, as the Tide middleware sends it too.
+const EXPECTED_429: &str =
+    "{\"error\": \"rate limit exceeded\", \"limit\": \"2 per 1 minute\", \"retry_after\": 60}";
+
 const A: Option<&str> = Some("203.0.113.7");
 const B: Option<&str> = Some("198.51.100.4");
 
@@ -82,12 +86,12 @@ async fn routes_come_from_matched_path_and_nested_routers() {
     }
     let r = send(&app, "GET", "/users/3", A).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.header("retry-after").is_some());
-    assert!(
-        r.body.contains("Rate limit exceeded") || r.body.contains("2 per 1 minute"),
-        "{}",
-        r.body
-    );
+    assert_eq!(r.body, EXPECTED_429);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("retry-after"), Some("60"));
+    assert_eq!(r.header("x-ratelimit-limit"), Some("2"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(r.header("x-ratelimit-reset"), Some("1700000060"));
     // Another client has its own counter.
     assert_eq!(
         send(&app, "GET", "/users/3", B).await.status,
@@ -177,11 +181,21 @@ async fn clients_come_from_connect_info_and_a_missing_peer_follows_the_policy() 
     let app = Router::new()
         .route("/", get(|| async { "hi" }))
         .layer(custom);
-    let mut req = Request::builder().uri("/").body(Body::empty()).unwrap();
-    req.extensions_mut()
-        .insert("192.0.2.1".parse::<core::net::IpAddr>().unwrap());
-    let res = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let from = |ip: &str| {
+        let mut req = Request::builder().uri("/").body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ip.parse::<core::net::IpAddr>().unwrap());
+        app.clone().oneshot(req)
+    };
+    // The extractor's address is the client: its second request is refused, and another
+    // address has a counter of its own (a layer that ignored the extractor would put both in
+    // one shared identity).
+    assert_eq!(from("192.0.2.1").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        from("192.0.2.1").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(from("192.0.2.2").await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -279,4 +293,103 @@ async fn key_functions_read_what_an_outer_layer_put_in_the_extensions() {
     for _ in 0..3 {
         assert_eq!(as_user(None, "10.0.0.1").await, StatusCode::OK);
     }
+}
+
+/// A bare tower service (no axum router, so no `MatchedPath`): the layer names requests by the
+/// patterns registered with [`RateLimitLayer::route`], so `/u/1` and `/u/2` share `/u/{id}`'s
+/// limit, and a path no pattern matches falls to the catch-all and the defaults.
+#[tokio::test]
+async fn without_matched_path_routes_come_from_the_registered_patterns() {
+    let limits = layer(
+        LimiterBuilder::default()
+            .default_limits("5 per minute")
+            .route("/u/{id}", RoutePolicy::new().limit("2 per minute")),
+    )
+    .route("/u/{id}");
+    let service = tower::ServiceBuilder::new()
+        .layer(limits)
+        .service(tower::service_fn(
+            |_req: Request<ratelimit_tower::CountedBody<Body>>| async {
+                Ok::<_, core::convert::Infallible>(axum::response::Response::new(Body::from("ok")))
+            },
+        ));
+    let call = |path: &str| {
+        let mut req = Request::builder().uri(path).body(Body::empty()).unwrap();
+        req.extensions_mut().insert(ConnectInfo(
+            "203.0.113.7:40000".parse::<SocketAddr>().unwrap(),
+        ));
+        service.clone().oneshot(req)
+    };
+    let limit_of = |res: &axum::http::Response<ratelimit_tower::LimitedBody<Body>>| {
+        res.headers()
+            .get("x-ratelimit-limit")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let first = call("/u/1").await.unwrap();
+    assert_eq!(limit_of(&first).as_deref(), Some("2"));
+    assert_eq!(call("/u/2").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        call("/u/3").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "one counter for the pattern"
+    );
+    let other = call("/elsewhere").await.unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+    assert_eq!(
+        limit_of(&other).as_deref(),
+        Some("5"),
+        "the catch-all's defaults"
+    );
+}
+
+/// A store that fails every call: the layer answers 503 with its JSON body and never calls
+/// the service.
+#[tokio::test]
+async fn a_failing_store_is_a_503_and_the_service_is_not_called() {
+    #[derive(Debug)]
+    struct Broken;
+    fn down() -> ratelimit_storage::StorageError {
+        ratelimit_storage::StorageError::unreachable("test", "down")
+    }
+    impl ratelimit_storage::Storage for Broken {
+        fn apply<'a>(
+            &'a self,
+            _: ratelimit_storage::Op,
+            _: &'a [ratelimit_storage::Charge],
+        ) -> ratelimit_storage::StorageFuture<'a, ratelimit_storage::Verdict> {
+            Box::pin(async { Err(down()) })
+        }
+        fn clear<'a>(
+            &'a self,
+            _: &'a ratelimit_storage::Key,
+        ) -> ratelimit_storage::StorageFuture<'a, ()> {
+            Box::pin(async { Err(down()) })
+        }
+        fn reset(&self) -> ratelimit_storage::StorageFuture<'_, ()> {
+            Box::pin(async { Err(down()) })
+        }
+        fn health(&self) -> ratelimit_storage::StorageFuture<'_, ()> {
+            Box::pin(async { Err(down()) })
+        }
+    }
+    let called = Arc::new(core::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&called);
+    let limits = layer(
+        LimiterBuilder::default()
+            .default_limits("5 per minute")
+            .storage(Arc::new(Broken)),
+    );
+    let app = Router::new()
+        .route(
+            "/",
+            get(move || {
+                seen.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                async { "hi" }
+            }),
+        )
+        .layer(limits);
+    let r = send(&app, "GET", "/", A).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body, "{\"error\": \"rate limiting unavailable\"}");
+    assert_eq!(called.load(core::sync::atomic::Ordering::Relaxed), 0);
 }
