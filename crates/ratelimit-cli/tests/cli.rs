@@ -259,11 +259,18 @@ fn simulate_writes_a_plot_with_a_panel_per_strategy() {
 /// Three requests from `ip` on `/api/data`, counted by a limiter on `url` as the seed counts
 /// its defaults.
 fn charge(url: &str, ip: &str, n: usize) {
-    let limiter = Limiter::builder()
+    charge_under(url, None, ip, n);
+}
+
+/// [`charge`] by a limiter with key prefix `prefix` (`LIMITER` when `None`).
+fn charge_under(url: &str, prefix: Option<&str>, ip: &str, n: usize) {
+    let mut builder = Limiter::builder()
         .storage_uri(url)
-        .default_limits("10 per minute; 100 per day")
-        .build()
-        .unwrap();
+        .default_limits("10 per minute; 100 per day");
+    if let Some(prefix) = prefix {
+        builder = builder.key_prefix(prefix);
+    }
+    let limiter = builder.build().unwrap();
     let peer: IpAddr = ip.parse().unwrap();
     for _ in 0..n {
         let req = RequestView::new("GET", "/api/data").with_peer(peer);
@@ -272,8 +279,13 @@ fn charge(url: &str, ip: &str, n: usize) {
 }
 
 fn remaining(url: &str, ip: &str) -> Vec<u64> {
+    remaining_under(url, None, ip)
+}
+
+/// [`remaining`] as `inspect --prefix` reads it for a limiter with key prefix `prefix`.
+fn remaining_under(url: &str, prefix: Option<&str>, ip: &str) -> Vec<u64> {
     let key = format!("ip:{ip}");
-    let r = ratelimit(&[
+    let mut args = vec![
         "inspect",
         "--storage",
         url,
@@ -284,7 +296,11 @@ fn remaining(url: &str, ip: &str) -> Vec<u64> {
         "--route",
         "/api/data",
         "--json",
-    ]);
+    ];
+    if let Some(prefix) = prefix {
+        args.extend(["--prefix", prefix]);
+    }
+    let r = ratelimit(&args);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     v.as_array()
@@ -328,9 +344,30 @@ fn inspect_and_clear(url: &str) {
         "another client is untouched"
     );
 
+    // A limiter with a key prefix of its own: `inspect --prefix` reads its counters, which
+    // the default prefix does not see.
+    charge_under(url, Some("APP"), "192.0.2.5", 2);
+    assert_eq!(remaining_under(url, Some("APP"), "192.0.2.5"), [8, 98]);
+    assert_eq!(remaining(url, "192.0.2.5"), [10, 100]);
+    // Another store on the same server, under a store prefix of its own (`?prefix=`): `clear
+    // --all` on the first leaves its counters, and `clear --key` on it reaches them.
+    let other = format!("{url}?prefix=other");
+    charge(&other, "198.51.100.4", 2);
+    assert_eq!(remaining(&other, "198.51.100.4"), [8, 98]);
+
     let r = ratelimit(&["clear", "--storage", url, "--all"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "cleared every counter under the store's prefix\n");
     assert_eq!(remaining(url, "198.51.100.4"), [10, 100]);
+    assert_eq!(remaining_under(url, Some("APP"), "192.0.2.5"), [10, 100]);
+    assert_eq!(
+        remaining(&other, "198.51.100.4"),
+        [8, 98],
+        "the other store's counters survive --all"
+    );
+    let r = ratelimit(&["clear", "--storage", &other, "--key", "ip:198.51.100.4"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(remaining(&other, "198.51.100.4"), [10, 100]);
 }
 
 #[test]
