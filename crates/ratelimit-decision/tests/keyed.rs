@@ -298,6 +298,17 @@ fn keyed_groups_follow_the_routes_exemptions_and_the_defaults_rule() {
                 .unwrap();
             assert!(d.is_allowed());
         }
+        // The control: without the header the keyed group counts, 1 per minute for everyone.
+        let none: [(&str, &str); 0] = [];
+        let mut control = Vec::new();
+        for ip in ["10.0.0.1", "10.0.0.2"] {
+            let d = limiter
+                .check(&request("/internal", ip, &none))
+                .await
+                .unwrap();
+            control.push(d.is_allowed());
+        }
+        assert_eq!(control, [true, false], "one counter for everyone");
     });
 }
 

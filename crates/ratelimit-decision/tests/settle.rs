@@ -72,3 +72,15 @@ fn a_status_that_does_not_count_refunds_everything_and_application_limits_are_no
         "application limit: 3 per minute"
     );
 }
+
+/// A reservation for a body of unknown length whose size the adapter never learned
+/// (`finish(_, None)`) keeps all it reserved: nothing is refunded as if the body were empty.
+#[test]
+fn an_unread_body_of_unknown_length_keeps_its_whole_reservation() {
+    let (limiter, _) = build(Limiter::builder().route("/upload", upload()));
+    let d = check(&limiter, &post(None));
+    assert_eq!(d.remaining(), 5, "10 - 5 reserved");
+    assert_eq!(smol::block_on(d.finish(200, None)).unwrap(), 0);
+    let after = check(&limiter, &post(Some(1)));
+    assert_eq!(after.remaining(), 4, "the 5 stayed charged, and 1 more");
+}
