@@ -358,14 +358,14 @@ pub fn restart_that_empties(server: &mut dyn Server, primary: Primary<'_>) {
     });
 }
 
-/// Fail-open allows everything while the server is dead; fail-closed refuses at once.
+/// Fail-open allows everything while the server is dead; fail-closed refuses at once, without
+/// calling a hung primary on every request.
 ///
 /// # Panics
 /// When a promise breaks.
 pub fn fail_open_and_fail_closed(server: &mut dyn Server, primary: Primary<'_>) {
     let _one = serial();
     let open = rig(primary, Mode::FailOpen);
-    let closed = rig(primary, Mode::FailClosed);
     let mut killed = None;
     let open_samples = under_load(&open.store, "1 per minute", || {
         std::thread::sleep(Duration::from_millis(100));
@@ -386,15 +386,88 @@ pub fn fail_open_and_fail_closed(server: &mut dyn Server, primary: Primary<'_>) 
         "fail-open: {after_kill} requests allowed after the kill (limit: 1 per minute per client)"
     );
     assert!(after_kill > 4, "{after_kill}");
+
+    // Fail-closed against a hung (SIGSTOPped) primary: once a call has timed out, requests are
+    // refused at once, and the primary sees the probes only, not every request (each of which
+    // would then wait out the timeout).
+    server.restart();
+    let calls = Arc::new(core::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let counting = move || -> Arc<dyn Storage> {
+        Arc::new(Counting {
+            inner: primary(),
+            calls: Arc::clone(&counted),
+        })
+    };
+    let closed = rig(&counting, Mode::FailClosed);
+    let (mut paused, mut down) = (None, None);
     let closed_samples = under_load(&closed.store, "1000000 per minute", || {
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(100));
+        server.pause();
+        paused = Some(Instant::now());
+        wait("the switch to fail-closed", Duration::from_secs(5), || {
+            !closed.store.is_primary_up()
+        });
+        down = Some((Instant::now(), calls.load(Ordering::Relaxed)));
+        std::thread::sleep(Duration::from_millis(500));
     });
-    // The server is dead: fail-closed answers every request with an error, at once.
-    assert!(closed_samples.iter().all(|s| s.outcome.is_err()));
-    let (worst, told) = slowest(&closed_samples, &[("the kill", killed.unwrap())]);
+    let calls_while_down = calls.load(Ordering::Relaxed) - down.unwrap().1;
+    server.resume();
+    let refused: Vec<Sample> = closed_samples
+        .iter()
+        .filter(|s| s.at > down.unwrap().0)
+        .cloned()
+        .collect();
+    assert!(
+        refused.iter().all(|s| s.outcome.is_err()),
+        "fail-closed admitted a request while the primary was down"
+    );
+    println!(
+        "fail-closed: {} requests refused while down; the primary saw {calls_while_down} calls then",
+        refused.len()
+    );
+    // Probes back off from 100 ms: a handful in half a second, against hundreds of requests.
+    assert!(
+        refused.len() > 50 && calls_while_down <= 10,
+        "fail-closed called the hung primary {calls_while_down} times for {} requests",
+        refused.len()
+    );
+    let events = [
+        ("SIGSTOP", paused.unwrap()),
+        ("the switch", down.unwrap().0),
+    ];
+    let (worst, told) = slowest(&refused, &events);
     assert!(
         worst <= TIMEOUT + MARGIN,
         "fail-closed: {told}: over the timeout ({TIMEOUT:?}) and the margin ({MARGIN:?})"
     );
     println!("fail-closed, all errors: {told}");
+}
+
+/// A primary that counts the calls made to it.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn Storage>,
+    calls: Arc<core::sync::atomic::AtomicUsize>,
+}
+
+impl Storage for Counting {
+    fn apply<'a>(
+        &'a self,
+        op: ratelimit_storage::Op,
+        batch: &'a [Charge],
+    ) -> ratelimit_storage::StorageFuture<'a, ratelimit_storage::Verdict> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.apply(op, batch)
+    }
+    fn clear<'a>(&'a self, key: &'a Key) -> ratelimit_storage::StorageFuture<'a, ()> {
+        self.inner.clear(key)
+    }
+    fn reset(&self) -> ratelimit_storage::StorageFuture<'_, ()> {
+        self.inner.reset()
+    }
+    fn health(&self) -> ratelimit_storage::StorageFuture<'_, ()> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.health()
+    }
 }
