@@ -33,9 +33,9 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
-/// Waits (at most 5 s) until every thread of `pid` has stopped: `kill -STOP` returns before the
-/// signal takes effect, and a request sent at once could still be served.
-fn wait_stopped(pid: u32) {
+/// Waits (at most `within`, then panics) until every thread of `pid` has stopped: `kill -STOP`
+/// returns before the signal takes effect, and a request sent at once could still be served.
+fn wait_stopped(pid: u32, within: Duration) {
     let stopped = || {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return true; // no /proc: nothing to wait on
@@ -50,8 +50,13 @@ fn wait_stopped(pid: u32) {
             })
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !stopped() && Instant::now() < deadline {
+    let deadline = Instant::now() + within;
+    while !stopped() {
+        // A pause that never took effect would be reported later as the store's fault.
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} was sent SIGSTOP but is still running after {within:?}"
+        );
         thread::sleep(Duration::from_millis(1));
     }
 }
@@ -164,7 +169,7 @@ impl MemcachedServer {
     pub fn pause(&self) {
         if let Some(pid) = self.pid() {
             signal(pid, "STOP");
-            wait_stopped(pid);
+            wait_stopped(pid, Duration::from_secs(5));
         }
     }
 
@@ -188,5 +193,28 @@ impl Drop for MemcachedServer {
     fn drop(&mut self) {
         self.resume();
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process that was never stopped fails the wait once its deadline passes, instead of
+    /// letting a test go on against a server that still answers.
+    #[test]
+    fn waiting_on_a_pause_that_never_happens_fails() {
+        let mut running = Command::new("sleep").arg("10").spawn().unwrap();
+        let pid = running.id();
+        let waited = std::panic::catch_unwind(|| wait_stopped(pid, Duration::from_millis(50)));
+        let message = waited.map_err(|e| e.downcast_ref::<String>().cloned());
+        assert!(
+            matches!(&message, Err(Some(m)) if m.contains("still running after 50ms")),
+            "{message:?}"
+        );
+        signal(pid, "STOP");
+        wait_stopped(pid, Duration::from_secs(5));
+        let _ = running.kill();
+        let _ = running.wait();
     }
 }

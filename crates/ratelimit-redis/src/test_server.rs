@@ -109,9 +109,9 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
-/// Waits (at most 5 s) until every thread of `pid` has stopped: `kill -STOP` returns before the
-/// signal takes effect, and a request sent at once could still be served.
-fn wait_stopped(pid: u32) {
+/// Waits (at most `within`, then panics) until every thread of `pid` has stopped: `kill -STOP`
+/// returns before the signal takes effect, and a request sent at once could still be served.
+fn wait_stopped(pid: u32, within: Duration) {
     let stopped = || {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return true; // no /proc: nothing to wait on
@@ -126,8 +126,13 @@ fn wait_stopped(pid: u32) {
             })
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !stopped() && Instant::now() < deadline {
+    let deadline = Instant::now() + within;
+    while !stopped() {
+        // A pause that never took effect would be reported later as the store's fault.
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} was sent SIGSTOP but is still running after {within:?}"
+        );
         thread::sleep(Duration::from_millis(1));
     }
 }
@@ -306,7 +311,7 @@ impl RedisServer {
     pub fn pause(&self) {
         if let Some(pid) = self.pid() {
             signal(pid, "STOP");
-            wait_stopped(pid);
+            wait_stopped(pid, Duration::from_secs(5));
         }
     }
 
