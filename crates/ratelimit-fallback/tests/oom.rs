@@ -58,8 +58,11 @@ fn a_limited_client_stays_limited_through_an_out_of_memory_redis() {
         assert!(!store.hit(&login("10.0.0.1")).await.unwrap().allowed);
 
         // Redis is full: writes refused, pings and reads answered.
-        server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
-        server.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+        assert_eq!(
+            server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]),
+            "OK"
+        );
+        assert_eq!(server.cli(&["CONFIG", "SET", "maxmemory", "1"]), "OK");
         for i in 0..30 {
             let v = store.hit(&login("10.0.0.1")).await.unwrap();
             assert!(!v.allowed, "the limited client stays limited ({i})");
@@ -83,7 +86,7 @@ fn a_limited_client_stays_limited_through_an_out_of_memory_redis() {
 
         // Room again: the next probe's write succeeds and calls go back to Redis, where the
         // limited client is still limited.
-        server.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+        assert_eq!(server.cli(&["CONFIG", "SET", "maxmemory", "0"]), "OK");
         wait_until("back on Redis", Duration::from_secs(20), || {
             store.is_primary_up()
         });

@@ -459,13 +459,12 @@ fn a_flood_under_volatile_ttl_evicts_instead_of_failing() {
         )];
         store.hit(&warm).await.unwrap();
         let used = info(&server, "memory", "used_memory");
-        server.cli(&["CONFIG", "SET", "maxmemory-policy", "volatile-ttl"]);
-        server.cli(&[
-            "CONFIG",
-            "SET",
-            "maxmemory",
-            &(used + (512 << 10)).to_string(),
-        ]);
+        assert_eq!(
+            server.cli(&["CONFIG", "SET", "maxmemory-policy", "volatile-ttl"]),
+            "OK"
+        );
+        let room = (used + (512 << 10)).to_string();
+        assert_eq!(server.cli(&["CONFIG", "SET", "maxmemory", &room]), "OK");
         for i in 0..12_000 {
             let minted = Key::new("apikey", &format!("minted-{i:05}"));
             let batch = [charge(
