@@ -45,6 +45,7 @@ pub struct MemcachedStorageBuilder {
     response_timeout: Duration,
     ttl_grace: Duration,
     clock: Arc<dyn Clock + Send + Sync>,
+    faults: Faults,
 }
 
 impl fmt::Debug for MemcachedStorageBuilder {
@@ -56,6 +57,24 @@ impl fmt::Debug for MemcachedStorageBuilder {
             .field("response_timeout", &self.response_timeout)
             .field("ttl_grace", &self.ttl_grace)
             .finish_non_exhaustive()
+    }
+}
+
+/// What tests can make a store do (nothing unless the `test-server` feature's setters are used).
+#[derive(Clone)]
+pub(crate) struct Faults {
+    /// The most conflicting writes a batch retries.
+    pub(crate) max_conflicts: usize,
+    /// Called before each write.
+    pub(crate) before_write: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            max_conflicts: crate::store::MAX_CONFLICTS,
+            before_write: None,
+        }
     }
 }
 
@@ -77,6 +96,7 @@ impl MemcachedStorageBuilder {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             ttl_grace: DEFAULT_TTL_GRACE,
             clock: Arc::new(SystemClock),
+            faults: Faults::default(),
         }
     }
 
@@ -180,6 +200,24 @@ impl MemcachedStorageBuilder {
         self
     }
 
+    /// Tests only: the most conflicting writes a batch retries before it fails (default
+    /// 10,000), so that contention can be forced.
+    #[cfg(feature = "test-server")]
+    #[doc(hidden)]
+    pub fn max_conflicts(mut self, conflicts: usize) -> Self {
+        self.faults.max_conflicts = conflicts;
+        self
+    }
+
+    /// Tests only: called before each write a batch sends (to break a server, or to change an
+    /// item under the batch, between its reads and its writes).
+    #[cfg(feature = "test-server")]
+    #[doc(hidden)]
+    pub fn before_write(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.faults.before_write = Some(Arc::new(hook));
+        self
+    }
+
     /// The store; fails on a bad prefix or no server. Connects lazily.
     pub fn build(self) -> Result<MemcachedStorage, StorageError> {
         keys::check_prefix(&self.prefix)?;
@@ -200,6 +238,7 @@ impl MemcachedStorageBuilder {
             clock: self.clock,
             deadline: self.connect_timeout + self.response_timeout,
             generations: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            faults: self.faults,
         }))
     }
 }

@@ -10,7 +10,7 @@ use ratelimit_storage::{
 };
 
 use crate::{
-    builder::MemcachedStorageBuilder,
+    builder::{Faults, MemcachedStorageBuilder},
     connection::{BACKEND, Server},
     keys,
     protocol::{self, Reply, Value},
@@ -20,7 +20,7 @@ use crate::{
 /// The most conflicting writes a batch retries before it gives up. Every conflict is another
 /// request's write that succeeded, and a full counter is not written to, so a batch meets at
 /// most about a limit's amount of them.
-const MAX_CONFLICTS: usize = 10_000;
+pub(crate) const MAX_CONFLICTS: usize = 10_000;
 /// The largest moving-window limit an item can hold (16 bytes per entry; memcached items are
 /// at most 1 MiB by default).
 pub const MAX_MOVING_WINDOW: u64 = 60_000;
@@ -72,6 +72,7 @@ pub(crate) struct Inner {
     /// The generations last read that are not 0, by item name: a batch names its counters
     /// after them and reads them with the counters, in one round trip.
     pub(crate) generations: parking_lot::Mutex<HashMap<String, u64>>,
+    pub(crate) faults: Faults,
 }
 
 /// `memcached://` storage: every counter is one item holding the strategy's state, updated by
@@ -323,12 +324,13 @@ impl MemcachedStorage {
     }
 
     /// Writes each `(item, new state)` if the item is as it was read; returns, per write,
-    /// whether it was stored. Writes to one server go in one round trip.
-    async fn write(
-        &self,
-        writes: &[(&Item, &State)],
-        now: Timestamp,
-    ) -> Result<Vec<bool>, StorageError> {
+    /// whether it was stored, and the first error of a server that failed (its writes count
+    /// as not stored; those stored on the other servers stand, and the caller must know them
+    /// to give them back). Writes to one server go in one round trip.
+    async fn write(&self, writes: &[(&Item, &State)], now: Timestamp) -> Written {
+        if let Some(hook) = &self.inner.faults.before_write {
+            hook();
+        }
         let mut by_server: Vec<Vec<usize>> = vec![Vec::new(); self.inner.servers.len()];
         for (w, (item, _)) in writes.iter().enumerate() {
             by_server[item.server].push(w);
@@ -353,16 +355,26 @@ impl MemcachedStorage {
                 Ok::<_, StorageError>(ws.iter().copied().zip(replies).collect::<Vec<_>>())
             });
         let mut stored = vec![false; writes.len()];
+        let mut failed = None;
         for result in join_all(calls).await {
-            for (w, reply) in result? {
-                stored[w] = match reply {
-                    Reply::Stored => true,
-                    Reply::NotStored | Reply::Exists | Reply::NotFound => false,
-                    other => return Err(protocol_error(format!("a write answered {other:?}"))),
-                };
+            let replies = match result {
+                Ok(replies) => replies,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
+            for (w, reply) in replies {
+                match reply {
+                    Reply::Stored => stored[w] = true,
+                    Reply::NotStored | Reply::Exists | Reply::NotFound => {}
+                    other => {
+                        failed.get_or_insert(protocol_error(format!("a write answered {other:?}")));
+                    }
+                }
             }
         }
-        Ok(stored)
+        Written { stored, failed }
     }
 
     /// Changes `item` by `change` until the change is stored (reading it again after each
@@ -373,7 +385,7 @@ impl MemcachedStorage {
         now: Timestamp,
         mut change: impl FnMut(&mut State) -> bool,
     ) -> Result<(), StorageError> {
-        for _ in 0..MAX_CONFLICTS {
+        for _ in 0..self.inner.faults.max_conflicts.max(1) {
             if item.token == Token::Stale {
                 self.load(&mut [&mut *item]).await?;
             }
@@ -381,8 +393,11 @@ impl MemcachedStorage {
             if !change(&mut next) {
                 return Ok(());
             }
-            let stored = self.write(&[(&*item, &next)], now).await?;
-            if stored[0] {
+            let written = self.write(&[(&*item, &next)], now).await;
+            if let Some(e) = written.failed {
+                return Err(e);
+            }
+            if written.stored[0] {
                 item.state = next;
                 item.token = Token::Stale;
                 return Ok(());
@@ -501,13 +516,7 @@ impl MemcachedStorage {
                 .collect();
             let writes: Vec<(&Item, &State)> =
                 pending.iter().map(|&p| &items[p]).zip(&next).collect();
-            let stored = match self.write(&writes, now).await {
-                Ok(s) => s,
-                Err(e) => {
-                    self.refund_reserved(items, &reserved, batch, now).await;
-                    return Err(e);
-                }
-            };
+            let Written { stored, failed } = self.write(&writes, now).await;
             let mut conflicted = Vec::new();
             for ((p, state), ok) in pending.iter().copied().zip(next).zip(stored) {
                 if ok {
@@ -518,8 +527,13 @@ impl MemcachedStorage {
                     conflicted.push(p);
                 }
             }
+            if let Some(e) = failed {
+                // What was stored on the servers that answered is given back.
+                self.refund_reserved(items, &reserved, batch, now).await;
+                return Err(e);
+            }
             conflicts += conflicted.len();
-            if conflicts > MAX_CONFLICTS {
+            if conflicts > self.inner.faults.max_conflicts {
                 self.refund_reserved(items, &reserved, batch, now).await;
                 return Err(contention());
             }
@@ -629,6 +643,12 @@ impl MemcachedStorage {
         }
         Err(contention())
     }
+}
+
+/// What a write came to: per write, whether it was stored, and the first failure.
+struct Written {
+    stored: Vec<bool>,
+    failed: Option<StorageError>,
 }
 
 fn contention() -> StorageError {
