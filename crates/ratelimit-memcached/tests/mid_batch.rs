@@ -11,50 +11,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use common::T0;
+use common::{T0, names_on};
 use ratelimit_core::{Limit, ManualClock, StrategyKind};
 use ratelimit_memcached::{
     MemcachedStorage, MemcachedStorageBuilder, test_server::MemcachedServer,
 };
 use ratelimit_storage::{Charge, Key, Storage, StorageError};
-
-/// `text` with its `%XX` escapes decoded (metadump escapes key names).
-fn decoded(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        if let Some(b) = hex {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Every key name on the server at `port` (`lru_crawler metadump all`).
-fn names_on(port: u16) -> Vec<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.write_all(b"lru_crawler metadump all\r\n").unwrap();
-    let mut names = Vec::new();
-    for line in BufReader::new(stream).lines() {
-        let line = line.unwrap();
-        if line == "END" || line.starts_with("ERROR") {
-            break;
-        }
-        if let Some(name) = line.strip_prefix("key=").and_then(|l| l.split(' ').next()) {
-            names.push(decoded(name));
-        }
-    }
-    names
-}
 
 fn charge(client: &str) -> Charge {
     Charge::new(

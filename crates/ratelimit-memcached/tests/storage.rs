@@ -4,11 +4,7 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader, Write},
-    net::TcpStream,
-    time::Instant,
-};
+use std::time::Instant;
 
 use common::manual_store;
 use ratelimit_core::{Limit, StrategyKind};
@@ -19,45 +15,9 @@ fn charge(key: &Key, limit: &str, kind: StrategyKind) -> Charge {
     Charge::new(key.clone(), limit.parse::<Limit>().unwrap(), kind, 1)
 }
 
-/// `text` with its `%XX` escapes decoded (metadump escapes keys).
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Every key the server holds (`lru_crawler metadump all`).
+/// Every key the server holds.
 fn keys_on(server: &MemcachedServer) -> Vec<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
-    stream.write_all(b"lru_crawler metadump all\r\n").unwrap();
-    let mut keys = Vec::new();
-    for line in BufReader::new(stream).lines() {
-        let line = line.unwrap();
-        if line == "END" || line.starts_with("ERROR") {
-            break;
-        }
-        if let Some(key) = line.strip_prefix("key=").and_then(|l| l.split(' ').next()) {
-            keys.push(percent_decoded(key));
-        }
-    }
-    keys
+    common::names_on(server.port())
 }
 
 /// Batches over two servers, under contention: each reserves its roomy item and its tight

@@ -342,6 +342,19 @@ impl RedisStorage {
 }
 
 impl RedisStorage {
+    /// Deletes the counters of `key`'s client under exactly `scopes` (every one of the
+    /// client's for `None`), on the node that holds the client's slot.
+    async fn clear_under(&self, key: &Key, scopes: Option<&str>) -> Result<(), StorageError> {
+        let tagged = keys::tagged(&self.inner.prefix, key);
+        let pattern = match scopes {
+            Some(scopes) => format!("{tagged}{scopes}:*"),
+            None => format!("{tagged}*"),
+        };
+        let (conn, prefix) = (&self.inner.connection, &self.inner.prefix);
+        self.delete(clear::on_node_of(conn, prefix, &tagged, &pattern))
+            .await
+    }
+
     /// Runs a deletion, its errors as storage errors. Not under the store's deadline: it pages
     /// through a node's keyspace, each call bounded by the connection's own response timeout.
     async fn delete(
@@ -417,32 +430,12 @@ impl Storage for RedisStorage {
     /// the key's slot is paged through with `SCAN`, so the time it takes grows with that
     /// node's key count, but no command holds Redis for longer than one page.
     fn clear<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
-        Box::pin(async move {
-            let tagged = keys::tagged(&self.inner.prefix, key);
-            let pattern = format!("{tagged}{}:*", keys::scopes(key));
-            self.delete(clear::on_node_of(
-                &self.inner.connection,
-                &self.inner.prefix,
-                &tagged,
-                &pattern,
-            ))
-            .await
-        })
+        Box::pin(self.clear_under(key, Some(keys::scopes(key))))
     }
 
     /// Deletes every counter of the client `key.identity()` (they share its slot).
     fn clear_client<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
-        Box::pin(async move {
-            let tagged = keys::tagged(&self.inner.prefix, key);
-            let pattern = format!("{tagged}*");
-            self.delete(clear::on_node_of(
-                &self.inner.connection,
-                &self.inner.prefix,
-                &tagged,
-                &pattern,
-            ))
-            .await
-        })
+        Box::pin(self.clear_under(key, None))
     }
 
     /// Deletes every counter of this store, on every master; other keys under the prefix (an
