@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use ratelimit::core::{Duration, ManualClock, StrategyKind, Timestamp};
-use ratelimit::{ForwardedHeader, HeaderOptions, KeyFunction, Limiter, RequestView};
+use ratekeeper::core::{Duration, ManualClock, StrategyKind, Timestamp};
+use ratekeeper::{ForwardedHeader, HeaderOptions, KeyFunction, Limiter, RequestView};
 
 fn main() -> Result<(), Box<dyn core::error::Error>> {
     async_std::task::block_on(async {

@@ -3,8 +3,8 @@
 //! Usage: `http_bench_axum bare|headers|limited PORT`.
 
 use axum::{Router, http::HeaderValue, routing::get};
-use ratelimit::Limiter;
-use ratelimit::tower::RateLimitLayer;
+use ratekeeper::Limiter;
+use ratekeeper::tower::RateLimitLayer;
 
 fn main() -> Result<(), Box<dyn core::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
         .build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        ratelimit_examples::serve_axum(listener, app).await
+        ratekeeper_examples::serve_axum(listener, app).await
     })?;
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! A hello-world Tide server, bare or behind the rate limiter (memory store), for
 //! `scripts/bench-http.sh`. Usage: `http_bench_server bare|noop|headers|limited PORT`.
 
-use ratelimit::Limiter;
-use ratelimit::tide::{HttpListener, RateLimit};
+use ratekeeper::Limiter;
+use ratekeeper::tide::{HttpListener, RateLimit};
 
 /// Calls the next middleware, nothing else.
 #[derive(Debug)]
@@ -54,7 +54,9 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
             // storage call (isolates the store's share).
             let limiter = Limiter::builder()
                 .default_limits("4000000000 per hour")
-                .key_function(ratelimit::KeyFunction::custom("none", |_, _| String::new()))
+                .key_function(ratekeeper::KeyFunction::custom("none", |_, _| {
+                    String::new()
+                }))
                 .build()?;
             let limits = RateLimit::new(limiter);
             app.with(limits.clone());

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use ratelimit::core::{ManualClock, Timestamp};
-use ratelimit::{BreachResponse, Decision, LimiterBuilder, RequestView, RoutePolicy};
+use ratekeeper::core::{ManualClock, Timestamp};
+use ratekeeper::{BreachResponse, Decision, LimiterBuilder, RequestView, RoutePolicy};
 
 fn show(what: &str, d: &Decision) {
     let retry = d

@@ -3,7 +3,7 @@
 //!
 //! Run with `cargo run --example quickstart`. No Redis, no configuration, exits when done.
 
-use ratelimit_examples::{SeedConfig, seed_app, serve_on_free_port};
+use ratekeeper_examples::{SeedConfig, seed_app, serve_on_free_port};
 
 struct Row {
     request: String,

@@ -1,10 +1,10 @@
 //! The seed tour on axum: the same routes, bodies, headers and environment variables as
 //! `seed_tour` (`PORT`, `REDIS_URL`/`RATELIMIT_STORAGE_URI`, `RATELIMIT_STRATEGY`,
 //! `TRUSTED_PROXY_HOPS`, `TRUSTED_PROXIES`, `RATELIMIT_FALLBACK`, `SEED_API_KEYS`,
-//! `MAX_BODY_BYTES` and the `RATELIMIT_*` configuration), behind `ratelimit-tower`'s layer, on
+//! `MAX_BODY_BYTES` and the `RATELIMIT_*` configuration), behind `ratekeeper-tower`'s layer, on
 //! tokio. Run with `cargo run --release --example seed_tour_axum`.
 
-use ratelimit_examples::{SeedConfig, seed_axum_app, serve_axum};
+use ratekeeper_examples::{SeedConfig, seed_axum_app, serve_axum};
 
 fn main() -> Result<(), Box<dyn core::error::Error>> {
     let config = SeedConfig::from_env()?;

@@ -16,7 +16,7 @@ read -r -a modes <<<"${modes[*]}"
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update >/dev/null && apt-get install -y wrk >/dev/null
 fi
-cargo build -q --release -p ratelimit-examples --example http_bench_server
+cargo build -q --release -p ratekeeper-examples --example http_bench_server
 server=target/release/examples/http_bench_server
 port=18777
 ticks=$(getconf CLK_TCK)

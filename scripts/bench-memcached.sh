@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 export MEMCACHED_BENCH_SECS=${2:-3}
-cargo bench -p ratelimit-benches --bench memcached --no-run -q 2>/dev/null
+cargo bench -p ratekeeper-benches --bench memcached --no-run -q 2>/dev/null
 bench=$(ls -t target/release/deps/memcached-* | grep -v '\.d$' | head -1)
 port=21299
 user=()

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 export REDIS_COST_CALLS=${2:-20000}
-cargo bench -p ratelimit-benches --bench redis_cost --no-run -q
+cargo bench -p ratekeeper-benches --bench redis_cost --no-run -q
 bench=$(ls -t target/release/deps/redis_cost-* | grep -v '\.d$' | head -1)
 port=26998
 dir=$(mktemp -d)

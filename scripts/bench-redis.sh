@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 export REDIS_BENCH_SECS=${2:-3}
-cargo bench -p ratelimit-benches --bench redis --no-run -q 2>/dev/null
+cargo bench -p ratekeeper-benches --bench redis --no-run -q 2>/dev/null
 bench=$(ls -t target/release/deps/redis-* | grep -v '\.d$' | head -1)
 port=26999
 dir=$(mktemp -d)

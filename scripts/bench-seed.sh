@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Throughput of the seed tour as users run it (`cargo run --release --example seed_tour`, memory
-# storage, served by ratelimit_tide::HttpListener): `wrk -t1 -c32` keep-alive on GET /api/status
+# storage, served by ratekeeper_tide::HttpListener): `wrk -t1 -c32` keep-alive on GET /api/status
 # with a new X-API-Key per request, the default limits raised so that every request is allowed
 # (two default limits and a meta gate charged). In each round the seed tour on axum
 # (`seed_tour_axum`, same configuration) and, for scale, a bare hello-world Tide app served like
@@ -16,7 +16,7 @@ secs=${2:-5}
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update >/dev/null && apt-get install -y wrk >/dev/null
 fi
-cargo build -q --release -p ratelimit-examples --example seed_tour --example seed_tour_axum --example http_bench_server
+cargo build -q --release -p ratekeeper-examples --example seed_tour --example seed_tour_axum --example http_bench_server
 port=18778
 # The seed's two default limits, large enough that every request is allowed (made-up API keys
 # all count as the one client they come from).

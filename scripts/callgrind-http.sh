@@ -7,7 +7,7 @@
 #   [ROUNDS=3] [SERVER=http_bench_axum] scripts/callgrind-http.sh [MODES...]
 #
 # SERVER picks the example (default http_bench_server, the Tide one; http_bench_axum is the same
-# hello world on axum behind ratelimit-tower, with modes bare, headers and limited).
+# hello world on axum behind ratekeeper-tower, with modes bare, headers and limited).
 #
 # With ROUNDS > 1 the modes alternate within each round and each figure is the median (the
 # difference of two runs still moves by a few hundred instructions between rounds).
@@ -19,7 +19,7 @@ for tool in valgrind wrk; do
   command -v "$tool" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$tool" >/dev/null; }
 done
 example=${SERVER:-http_bench_server}
-cargo build -q --release -p ratelimit-examples --example "$example"
+cargo build -q --release -p ratekeeper-examples --example "$example"
 server=target/release/examples/$example
 dir=$(mktemp -d)
 port=18830

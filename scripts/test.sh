@@ -33,7 +33,7 @@ trap 'rm -f "$log"' EXIT
 # Every target of every package (benches run once each, in test mode), then the doc examples.
 cargo test --workspace --all-targets 2>&1 | tee -a "$log"
 # The bench of the decision crate's `metrics` feature needs the benches' feature of that name.
-cargo test -p ratelimit-benches --features metrics --bench metrics 2>&1 | tee -a "$log"
+cargo test -p ratekeeper-benches --features metrics --bench metrics 2>&1 | tee -a "$log"
 cargo test --workspace --doc 2>&1 | tee -a "$log"
 
 # One total over all test binaries ("test result: ok. N passed; M failed; ..."), counting the

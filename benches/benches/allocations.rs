@@ -6,16 +6,16 @@
 //! the async `Storage::apply` adds the boxed future its signature returns), 1 for a decision
 //! (the text its storage keys share).
 //!
-//! `cargo bench -p ratelimit-benches --bench allocations` (or, as the test command runs it,
+//! `cargo bench -p ratekeeper-benches --bench allocations` (or, as the test command runs it,
 //! once in test mode).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::{alloc::System, sync::Arc};
 
-use ratelimit_core::{Limit, ManualClock, StrategyKind, Timestamp};
-use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
-use ratelimit_memory::MemoryStorage;
-use ratelimit_storage::{Charge, Key, Op, Storage};
+use ratekeeper_core::{Limit, ManualClock, StrategyKind, Timestamp};
+use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_memory::MemoryStorage;
+use ratekeeper_storage::{Charge, Key, Op, Storage};
 
 /// Counts every allocation (and reallocation) made through it.
 struct Counting;

@@ -2,13 +2,13 @@
 //!
 //! Time is handed in (no clock read): our machines take `now` as an argument, and governor runs
 //! on its `FakeRelativeClock`, which is one atomic load. Run with
-//! `cargo bench -p ratelimit-benches --bench core`.
+//! `cargo bench -p ratekeeper-benches --bench core`.
 
 use core::{hint::black_box, num::NonZeroU32, time::Duration as StdDuration};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter, clock::FakeRelativeClock};
-use ratelimit_core::{
+use ratekeeper_core::{
     BoundedMovingWindow, Duration, FixedWindow, Gcra, Limit, SlidingWindow, Strategy, Timestamp,
     Unit,
 };

@@ -1,6 +1,6 @@
 //! One full decision (request view -> `Decision` with both header families) on the memory
 //! store, beside the storage call it makes, in the same run: the difference is what the
-//! Decision API adds. Run with `cargo bench -p ratelimit-benches --bench decision`.
+//! Decision API adds. Run with `cargo bench -p ratekeeper-benches --bench decision`.
 //!
 //! Configuration as in the seed: two default limits, one meta limit (a gate in the batch),
 //! `X-RateLimit-*` and IETF headers. The limits are large enough that every request is
@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::FutureExt;
-use ratelimit_core::{Limit, StrategyKind, Unit};
-use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
-use ratelimit_memory::MemoryStorage;
-use ratelimit_storage::{Charge, Key, Op, Storage};
+use ratekeeper_core::{Limit, StrategyKind, Unit};
+use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_memory::MemoryStorage;
+use ratekeeper_storage::{Charge, Key, Op, Storage};
 
 fn decision(c: &mut Criterion) {
     let mut group = c.benchmark_group("decision");

@@ -4,7 +4,7 @@
 //! p50/p99 beside a raw `gets`.
 //!
 //!     taskset -c 0 memcached -l 127.0.0.1 -p 21211 -U 0 -u root &
-//!     MEMCACHED_BENCH_PORT=21211 taskset -c 1 cargo bench -p ratelimit-benches --bench memcached
+//!     MEMCACHED_BENCH_PORT=21211 taskset -c 1 cargo bench -p ratekeeper-benches --bench memcached
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run on a
 //! server of its own. Environment: `MEMCACHED_BENCH_PORT` (a server to use; default: start
@@ -15,11 +15,11 @@ use std::net::TcpStream;
 
 use async_io::Async;
 use futures::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
-use ratelimit_benches::{latency, throughput};
-use ratelimit_core::{Limit, StrategyKind};
-use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
-use ratelimit_memcached::{MemcachedStorage, test_server::MemcachedServer};
-use ratelimit_storage::{Charge, Key, Storage};
+use ratekeeper_benches::{latency, throughput};
+use ratekeeper_core::{Limit, StrategyKind};
+use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_memcached::{MemcachedStorage, test_server::MemcachedServer};
+use ratekeeper_storage::{Charge, Key, Storage};
 
 fn env_or<T: core::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -1,6 +1,6 @@
 //! One keyed check, clock read included, on the memory store beside governor's keyed limiter
 //! (`DefaultKeyedRateLimiter`: DashMap + quanta clock), at 1 to 1,000,000 keys, on 1 and 2
-//! threads. Run with `cargo bench -p ratelimit-benches --bench memory`.
+//! threads. Run with `cargo bench -p ratekeeper-benches --bench memory`.
 //!
 //! Both sides use `u32::MAX per hour` (a burst that does not run out during the run), so every
 //! check is an allowed hit on a key that already exists: the steady state of a busy server.
@@ -11,8 +11,8 @@ use std::{sync::Barrier, thread, time::Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use ratelimit_core::{Limit, StrategyKind, Unit};
-use ratelimit_memory::{KeyedLimiter, MemoryStorage};
+use ratekeeper_core::{Limit, StrategyKind, Unit};
+use ratekeeper_memory::{KeyedLimiter, MemoryStorage};
 
 /// Key counts; `cargo test --benches` (no `--bench` argument) runs the small ones only.
 fn sizes() -> &'static [usize] {

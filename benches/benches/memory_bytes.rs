@@ -1,6 +1,6 @@
 //! Bytes per key at 1,000,000 keys, all overhead included (map, shards, fingerprints, states,
 //! moving-window logs), counted by a global allocator wrapper; governor's keyed limiter beside.
-//! Run with `cargo bench -p ratelimit-benches --bench memory_bytes`.
+//! Run with `cargo bench -p ratekeeper-benches --bench memory_bytes`.
 //!
 //! In test mode (`cargo test --benches`) it runs with 10,000 keys and checks nothing leaks;
 //! `BYTES_KEYS=N` sets another count.
@@ -16,8 +16,8 @@ use core::{
 use std::alloc::System;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use ratelimit_core::{Limit, StrategyKind, Unit};
-use ratelimit_memory::MemoryStorage;
+use ratekeeper_core::{Limit, StrategyKind, Unit};
+use ratekeeper_memory::MemoryStorage;
 
 struct Counting;
 

@@ -4,8 +4,8 @@
 //! `--bench decision`'s `full_check_with_headers`; run both in one session:
 //!
 //! ```text
-//! taskset -c 1 cargo bench -p ratelimit-benches --bench decision -- full_check_with_headers
-//! taskset -c 1 cargo bench -p ratelimit-benches --features metrics --bench metrics
+//! taskset -c 1 cargo bench -p ratekeeper-benches --bench decision -- full_check_with_headers
+//! taskset -c 1 cargo bench -p ratekeeper-benches --features metrics --bench metrics
 //! ```
 
 use core::time::Duration;
@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::FutureExt;
-use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
-use ratelimit_memory::MemoryStorage;
+use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_memory::MemoryStorage;
 
 fn seed_limiter() -> Limiter {
     Limiter::builder()

@@ -17,11 +17,11 @@
 
 use std::{process::Command, sync::Arc};
 
-use ratelimit_benches::{latency, throughput};
-use ratelimit_core::{Limit, StrategyKind};
-use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
-use ratelimit_redis::{BATCH_LUA, RedisStorage};
-use ratelimit_storage::{Charge, Key, Storage};
+use ratekeeper_benches::{latency, throughput};
+use ratekeeper_core::{Limit, StrategyKind};
+use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_redis::{BATCH_LUA, RedisStorage};
+use ratekeeper_storage::{Charge, Key, Storage};
 use redis::{AsyncCommands as _, Cmd};
 
 fn env_or<T: core::str::FromStr>(name: &str, default: T) -> T {
@@ -70,7 +70,7 @@ fn commandstats(port: u16) -> String {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (_own_server, port) = ratelimit_benches::redis_server();
+    let (_own_server, port) = ratekeeper_benches::redis_server();
     let secs = if full {
         env_or("REDIS_BENCH_SECS", 3.0)
     } else {

@@ -13,10 +13,10 @@
 use core::{future::Future, sync::atomic::AtomicU64, sync::atomic::Ordering};
 use std::{process::Command, sync::Arc};
 
-use ratelimit_core::{Limit, StrategyKind};
-use ratelimit_decision::{HeaderOptions, Limiter, RequestView};
-use ratelimit_redis::RedisStorage;
-use ratelimit_storage::{Charge, Key, Storage};
+use ratekeeper_core::{Limit, StrategyKind};
+use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_redis::RedisStorage;
+use ratekeeper_storage::{Charge, Key, Storage};
 
 /// In-flight requests: enough to keep the server busy, so that its per-call figures are steady.
 const CONCURRENCY: usize = 32;
@@ -135,7 +135,7 @@ return { 1, 1, amount - used, now_s + q, n, 0 }
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (_own_server, port) = ratelimit_benches::redis_server();
+    let (_own_server, port) = ratekeeper_benches::redis_server();
     let n: u64 = std::env::var("REDIS_COST_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())

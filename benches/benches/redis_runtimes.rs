@@ -3,7 +3,7 @@
 //! from a tokio worker crosses runtimes. Sequential calls of one charge, p50 and p99.
 //!
 //!     taskset -c 0 redis-server --port 26998 --save '' --appendonly no --daemonize yes
-//!     REDIS_BENCH_PORT=26998 taskset -c 1 cargo bench -p ratelimit-benches --bench redis_runtimes
+//!     REDIS_BENCH_PORT=26998 taskset -c 1 cargo bench -p ratekeeper-benches --bench redis_runtimes
 //!
 //! With `--features redis-tokio` it also measures a store whose connection tokio drives (the
 //! Redis backend's `tokio` feature). Without `--bench` it does a short smoke run on a server
@@ -12,9 +12,9 @@
 use core::time::Duration;
 use std::{sync::Arc, time::Instant};
 
-use ratelimit_core::{Limit, StrategyKind};
-use ratelimit_redis::RedisStorage;
-use ratelimit_storage::{Charge, Key, Storage};
+use ratekeeper_core::{Limit, StrategyKind};
+use ratekeeper_redis::RedisStorage;
+use ratekeeper_storage::{Charge, Key, Storage};
 
 /// `samples` sequential hits; (p50, p99) in microseconds.
 async fn latencies(store: &RedisStorage, samples: usize) -> (f64, f64) {
@@ -37,7 +37,7 @@ async fn latencies(store: &RedisStorage, samples: usize) -> (f64, f64) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (_own, port) = ratelimit_benches::redis_server();
+    let (_own, port) = ratekeeper_benches::redis_server();
     let samples = if full { 20_000 } else { 200 };
     let store = Arc::new(
         RedisStorage::from_uri(&format!("redis://127.0.0.1:{port}?prefix=runtimes")).unwrap(),

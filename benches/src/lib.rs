@@ -1,9 +1,9 @@
-//! Benchmarks live in `benches/`; run them with `cargo bench -p ratelimit-benches`.
+//! Benchmarks live in `benches/`; run them with `cargo bench -p ratekeeper-benches`.
 
 use core::{future::Future, time::Duration};
 use std::time::Instant;
 
-use ratelimit_redis::test_server::RedisServer;
+use ratekeeper_redis::test_server::RedisServer;
 
 /// The Redis server a Redis benchmark uses: the one on `REDIS_BENCH_PORT` (started pinned by
 /// the `scripts/bench-redis*.sh` wrappers), or a fresh one of its own (a smoke run), which

@@ -25,9 +25,9 @@ mod seed_axum;
 
 use std::sync::Arc;
 
-use ratelimit::core::{Clock, StrategyKind};
-use ratelimit::tide::{HttpListener, RateLimit};
-use ratelimit::{
+use ratekeeper::core::{Clock, StrategyKind};
+use ratekeeper::tide::{HttpListener, RateLimit};
+use ratekeeper::{
     ConfigError, ForwardedHeader, HeaderOptions, KeyFunction, Limiter, Outage, RoutePolicy,
     limit_set,
 };
@@ -67,7 +67,7 @@ pub struct SeedConfig {
     /// the tour's own: `RATELIMIT_DEFAULT="3 per minute"` replaces its defaults,
     /// `RATELIMIT_ENABLED=false` turns limiting off.
     ///
-    /// [`LimiterBuilder::with_config`]: ratelimit::LimiterBuilder::with_config
+    /// [`LimiterBuilder::with_config`]: ratekeeper::LimiterBuilder::with_config
     pub ratelimit: Vec<(String, String)>,
 }
 
@@ -79,7 +79,7 @@ impl core::fmt::Debug for SeedConfig {
                 &self
                     .redis_url
                     .as_deref()
-                    .map(ratelimit::storage::redact_uri),
+                    .map(ratekeeper::storage::redact_uri),
             )
             .field("strategy", &self.strategy)
             .field("trusted_hops", &self.trusted_hops)
@@ -92,7 +92,7 @@ impl core::fmt::Debug for SeedConfig {
                 &self
                     .ratelimit
                     .iter()
-                    .map(|(k, v)| (k, ratelimit::storage::redact_uri(v)))
+                    .map(|(k, v)| (k, ratekeeper::storage::redact_uri(v)))
                     .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
@@ -172,7 +172,7 @@ impl SeedConfig {
 }
 
 /// The seed's 429 body, for every route without its own.
-fn breach_body(b: &ratelimit::Breach<'_>) -> String {
+fn breach_body(b: &ratekeeper::Breach<'_>) -> String {
     let retry = b
         .retry_after
         .map_or_else(|| "null".to_owned(), |s| s.to_string());
@@ -260,7 +260,7 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
         }
     } else if let Some(fallback) = &config.fallback {
         limit_set(fallback)?;
-        tracing::warn!(target: "ratelimit", "RATELIMIT_FALLBACK only applies with REDIS_URL: the memory store cannot go down");
+        tracing::warn!(target: "ratekeeper", "RATELIMIT_FALLBACK only applies with REDIS_URL: the memory store cannot go down");
     }
     if let Some(clock) = &config.clock {
         builder = builder.clock(Arc::clone(clock));

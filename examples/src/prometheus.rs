@@ -6,7 +6,7 @@ use core::time::Duration;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use ratelimit::metrics::{STORAGE_SECONDS, STORAGE_SECONDS_BUCKETS, describe};
+use ratekeeper::metrics::{STORAGE_SECONDS, STORAGE_SECONDS_BUCKETS, describe};
 
 /// The content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

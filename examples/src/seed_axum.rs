@@ -1,5 +1,5 @@
 //! The seed tour on axum: the same routes, bodies, limits and configuration as
-//! [`seed_app`](crate::seed_app), behind `ratelimit-tower`'s layer instead of the Tide middleware.
+//! [`seed_app`](crate::seed_app), behind `ratekeeper-tower`'s layer instead of the Tide middleware.
 
 use core::{net::SocketAddr, time::Duration};
 
@@ -12,8 +12,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use ratelimit::ConfigError;
-use ratelimit::tower::RateLimitLayer;
+use ratekeeper::ConfigError;
+use ratekeeper::tower::RateLimitLayer;
 
 use crate::{METRICS_CONTENT_TYPE, SeedConfig, metrics_text, prometheus, seed_limiter};
 

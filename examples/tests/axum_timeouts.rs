@@ -8,7 +8,7 @@ use std::{
     time::Instant,
 };
 
-use ratelimit_examples::{SeedConfig, seed_axum_app, serve_axum_on_free_port_with};
+use ratekeeper_examples::{SeedConfig, seed_axum_app, serve_axum_on_free_port_with};
 
 /// The deadlines the server runs with here.
 const DEADLINE: Duration = Duration::from_millis(300);

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use ratelimit::core::{ManualClock, Timestamp};
-use ratelimit_examples::{SeedConfig, seed_app, serve_on_free_port};
+use ratekeeper::core::{ManualClock, Timestamp};
+use ratekeeper_examples::{SeedConfig, seed_app, serve_on_free_port};
 
 struct Reply {
     status: u16,
@@ -46,8 +46,8 @@ fn on_axum(test: fn()) {
 /// Serves the seed tour for `config`: on Tide, or on axum on this thread's choice.
 async fn serve(config: &SeedConfig) -> String {
     if AXUM.with(core::cell::Cell::get) {
-        ratelimit_examples::serve_axum_on_free_port(
-            ratelimit_examples::seed_axum_app(config).unwrap(),
+        ratekeeper_examples::serve_axum_on_free_port(
+            ratekeeper_examples::seed_axum_app(config).unwrap(),
         )
         .unwrap()
     } else {
@@ -65,7 +65,7 @@ fn on_axum_memcached(test: fn()) {
 /// its own, stopped when the test ends (a process-wide one in a static would outlive the test
 /// binary: statics are never dropped).
 fn on_memcached(test: fn()) {
-    let server = ratelimit_memcached::test_server::MemcachedServer::start();
+    let server = ratekeeper_memcached::test_server::MemcachedServer::start();
     STORE.with(|s| *s.borrow_mut() = Some(server.url()));
     test();
     drop(server);
@@ -270,7 +270,7 @@ fn the_seed_tours_own_variables_and_their_flask_limiter_aliases() {
     .unwrap();
     assert_eq!(config.redis_url.as_deref(), Some("redis://10.0.0.1:6379"));
     assert_eq!(config.fallback.as_deref(), Some("3 per minute"));
-    assert_eq!(config.strategy, Some(ratelimit::core::StrategyKind::Gcra));
+    assert_eq!(config.strategy, Some(ratekeeper::core::StrategyKind::Gcra));
     // The rest is passed on to the limiter; empty values count as unset.
     assert_eq!(
         config.ratelimit,
@@ -608,7 +608,7 @@ fn sixty_four_concurrent_clients_get_exactly_five_logins() {
 /// Redis server's clock, and a dead Redis answers 503 (until the fallback store is set up).
 #[test]
 fn two_workers_share_one_redis() {
-    let mut redis = ratelimit_redis::test_server::RedisServer::start();
+    let mut redis = ratekeeper_redis::test_server::RedisServer::start();
     async_std::task::block_on(async {
         let config = SeedConfig {
             redis_url: Some(format!("{}?prefix=seed", redis.url())),
@@ -638,7 +638,7 @@ fn two_workers_share_one_redis() {
 /// restart the server goes back to Redis by itself.
 #[test]
 fn seed_tour_survives_redis_dying_with_a_fallback() {
-    let mut redis = ratelimit_redis::test_server::RedisServer::start();
+    let mut redis = ratekeeper_redis::test_server::RedisServer::start();
     async_std::task::block_on(async {
         let config = SeedConfig {
             redis_url: Some(format!(
@@ -716,7 +716,7 @@ mod on_memcached {
 }
 
 /// Every test above again with the seed tour on axum (`seed_tour_axum`, through
-/// `ratelimit-tower`): memory, Redis and the fallback.
+/// `ratekeeper-tower`): memory, Redis and the fallback.
 mod on_axum {
     again!(on_axum;
         every_route_answers_with_its_limit,

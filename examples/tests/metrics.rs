@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use ratelimit::core::{ManualClock, Timestamp};
-use ratelimit_examples::{SeedConfig, seed_app, serve_on_free_port};
+use ratekeeper::core::{ManualClock, Timestamp};
+use ratekeeper_examples::{SeedConfig, seed_app, serve_on_free_port};
 
 async fn get(client: &surf::Client, url: String, method: &str) -> (u16, Vec<String>, String) {
     let req = match method {
@@ -41,8 +41,8 @@ fn check_metrics(round: f64, axum: bool) {
             ..SeedConfig::default()
         };
         let base = if axum {
-            ratelimit_examples::serve_axum_on_free_port(
-                ratelimit_examples::seed_axum_app(&config).unwrap(),
+            ratekeeper_examples::serve_axum_on_free_port(
+                ratekeeper_examples::seed_axum_app(&config).unwrap(),
             )
             .unwrap()
         } else {

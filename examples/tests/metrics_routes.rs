@@ -2,8 +2,8 @@
 //! routers: `/users/1` and `/users/2` are one series under the pattern, every path no route
 //! matches is one series under `*`. (Its own test binary: the recorder is the process's.)
 
-use ratelimit::{Limiter, tide::RateLimit};
-use ratelimit_examples::{metrics_text, serve_on_free_port};
+use ratekeeper::{Limiter, tide::RateLimit};
+use ratekeeper_examples::{metrics_text, serve_on_free_port};
 
 /// The `route` labels of the decision series on the page.
 fn routes_on(page: &str) -> Vec<String> {
@@ -24,7 +24,9 @@ fn routes_on(page: &str) -> Vec<String> {
 async fn get_all(base: &str) {
     let paths = ["/users/1", "/users/2", "/nope-1", "/nope-2", "/nope-3"];
     for path in paths {
-        let status = surf::get(format!("{base}{path}")).await.unwrap().status();
+        // A fresh client per request: async-h1's pooled client misreads a reused connection.
+        let client = surf::Client::new();
+        let status = client.get(format!("{base}{path}")).await.unwrap().status();
         assert!(matches!(u16::from(status), 200 | 404), "{path}: {status}");
     }
 }
@@ -52,8 +54,8 @@ fn a_route_is_one_series_whatever_its_paths() {
         // axum: the layer reads the `MatchedPath`.
         let app = axum::Router::new()
             .route("/users/{id}", axum::routing::get(|| async { "a user" }))
-            .layer(ratelimit::tower::RateLimitLayer::new(limiter()));
-        let base = ratelimit_examples::serve_axum_on_free_port(app).unwrap();
+            .layer(ratekeeper::tower::RateLimitLayer::new(limiter()));
+        let base = ratekeeper_examples::serve_axum_on_free_port(app).unwrap();
         get_all(&base).await;
     });
     let page = metrics_text().unwrap();

@@ -1,5 +1,5 @@
 //! The fuzz checks, shared by the cargo-fuzz targets (nightly) and by the corpus replay test of
-//! `ratelimit-core` (stable), so that both run exactly the same code on the same bytes.
+//! `ratekeeper-core` (stable), so that both run exactly the same code on the same bytes.
 //!
 //! Each strategy is run against a deliberately simple reference model: a plain list of hits,
 //! a map of buckets, a `u128` GCRA. The models are slow and obvious; the state machines must
@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use arbitrary::{Arbitrary, Unstructured};
-use ratelimit_core::{
+use ratekeeper_core::{
     BoundedMovingWindow, FixedWindow, Gcra, Limit, Limits, RetryAfter, SlidingWindow, Strategy,
     StrategyKind, Timestamp, Unit,
 };
@@ -23,7 +23,7 @@ pub fn parse(data: &[u8]) -> usize {
     let Ok(input) = core::str::from_utf8(data) else {
         return 0;
     };
-    let all: Result<Vec<Limit>, _> = ratelimit_core::parse_limits(input).collect();
+    let all: Result<Vec<Limit>, _> = ratekeeper_core::parse_limits(input).collect();
     match &all {
         Ok(limits) => {
             for limit in limits {

@@ -5,5 +5,5 @@
 mod checks;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    checks::strategy(ratelimit_core::StrategyKind::FixedWindow, data);
+    checks::strategy(ratekeeper_core::StrategyKind::FixedWindow, data);
 });

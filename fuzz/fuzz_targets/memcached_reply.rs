@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ratelimit_memcached::fuzz_reply(data);
+    ratekeeper_memcached::fuzz_reply(data);
 });

@@ -4,7 +4,7 @@
 
 use core::panic::PanicInfo;
 
-use ratelimit_core::{
+use ratekeeper_core::{
     BoundedMovingWindow, FixedWindow, Gcra, Limit, Limits, SlidingWindow, Strategy, Timestamp,
 };
 

@@ -1,0 +1,497 @@
+//! The `ratekeeper` binary, run as a user runs it: exit codes, output, files, and live stores
+//! (`redis-server` processes of its own, single node and cluster).
+
+use core::net::IpAddr;
+use std::process::Command;
+
+use ratekeeper_decision::{Limiter, RequestView};
+use ratekeeper_redis::test_server::{RedisCluster, RedisServer};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn ratekeeper(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_ratekeeper"))
+        .args(args)
+        .output()
+        .expect("run the binary");
+    Run {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn explain_prints_each_strategy_and_exits_0() {
+    let r = ratekeeper(&["explain", "10/minute; 1000 per day"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("10 per 1 minute"), "{}", r.stdout);
+    assert!(r.stdout.contains("1000 per 1 day"), "{}", r.stdout);
+    assert!(r.stdout.contains("one every 6 s"), "{}", r.stdout);
+    let fixed = r
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("fixed-window"))
+        .unwrap();
+    assert_eq!(
+        fixed.split_whitespace().collect::<Vec<_>>(),
+        ["fixed-window", "10", "19", "16", "B"]
+    );
+
+    let r = ratekeeper(&["explain", "--json", "10 per minute"]);
+    assert_eq!(r.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let strategies = v[0]["strategies"].as_array().unwrap();
+    let most: Vec<_> = strategies
+        .iter()
+        .map(|s| {
+            (
+                s["strategy"].as_str().unwrap(),
+                s["max_in_any_window"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        most,
+        [
+            ("fixed-window", 19),
+            ("moving-window", 10),
+            ("sliding-window-counter", 20),
+            ("gcra", 19)
+        ]
+    );
+}
+
+#[test]
+fn explain_shows_the_parsers_message_with_a_caret_and_exits_non_zero() {
+    let r = ratekeeper(&["explain", "5 per minute; 10 per huor"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stdout, "");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("error: malformed limit string: "),
+        "{}",
+        r.stderr
+    );
+    assert!(lines[0].contains("huor"), "{}", r.stderr);
+    assert!(lines[0].contains("byte 21"), "{}", r.stderr);
+    assert_eq!(lines[1], "  5 per minute; 10 per huor");
+    // The caret under byte 21, the `h`.
+    assert_eq!(lines[2], format!("  {}^", " ".repeat(21)));
+
+    let r = ratekeeper(&["explain", ""]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("empty limit string"), "{}", r.stderr);
+    // Usage errors are clap's: exit 2.
+    assert_eq!(ratekeeper(&["explain"]).code, 2);
+}
+
+#[test]
+fn simulate_boundary_shows_the_fixed_window_letting_through_twice() {
+    let r = ratekeeper(&[
+        "simulate",
+        "--traffic",
+        "boundary",
+        "--limits",
+        "10 per minute",
+        "--strategy",
+        "all",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let reports = json_lines(&r.stdout);
+    assert_eq!(reports.len(), 4);
+    let most = |name: &str| {
+        let r = reports.iter().find(|r| r["strategy"] == name).unwrap();
+        assert_eq!(
+            r["offered"].as_u64().unwrap(),
+            r["admitted"].as_u64().unwrap() + r["rejected"].as_u64().unwrap()
+        );
+        r["max_in_any_window"].as_u64().unwrap()
+    };
+    // Within one minute: 9 just before a window closes and 10 as the next opens (the window
+    // opens at its first request, so one of the 20 is spent opening it).
+    assert_eq!(most("fixed-window"), 19);
+    assert!(most("moving-window") <= 10);
+    assert!(most("sliding-window-counter") <= 20);
+    assert!(most("gcra") <= 19);
+}
+
+#[test]
+fn simulate_reads_a_trace_and_prints_a_table() {
+    let dir = std::env::temp_dir().join(format!("ratekeeper-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("trace.csv");
+    // Three clients, one of them sending 5 within a second and one of cost 3.
+    std::fs::write(
+        &trace,
+        "time,key,cost\n0,a\n0.1,a\n0.2,a\n0.3,a\n0.4,a\n0.5,b,3\n{\"time\": 0.6, \"key\": \"c\"}\n",
+    )
+    .unwrap();
+    let path = trace.to_str().unwrap();
+    let r = ratekeeper(&[
+        "simulate",
+        "--trace",
+        path,
+        "--limits",
+        "2 per second",
+        "--strategy",
+        "moving-window,gcra",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", r.stdout);
+    for row in rows {
+        // 7 offered; a: 2 of 5, b: its cost of 3 never fits, c: 1.
+        assert_eq!(row[1..5], ["7", "3", "4", "2"], "{}", r.stdout);
+        assert_eq!(row[5], "never", "{}", r.stdout);
+    }
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "0,a\nsoon,b\n").unwrap();
+    let r = ratekeeper(&[
+        "simulate",
+        "--trace",
+        bad.to_str().unwrap(),
+        "--limits",
+        "1/second",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("bad.csv, line 2: time \"soon\""),
+        "{}",
+        r.stderr
+    );
+    let r = ratekeeper(&[
+        "simulate",
+        "--trace",
+        "/nonexistent/trace.csv",
+        "--limits",
+        "1/second",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("/nonexistent/trace.csv"), "{}", r.stderr);
+    let r = ratekeeper(&["simulate", "--traffic", "steady", "--limits", "1/second"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("unknown generator"), "{}", r.stderr);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Well-formed XML, as far as an SVG viewer needs: every element closed in order.
+fn balanced(svg: &str) -> bool {
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = svg;
+    while let Some(start) = rest.find('<') {
+        let Some(len) = rest[start..].find('>') else {
+            return false;
+        };
+        let tag = &rest[start + 1..start + len];
+        rest = &rest[start + len + 1..];
+        if tag.starts_with('?') || tag.starts_with('!') || tag.ends_with('/') {
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            if open.pop() != Some(name.trim()) {
+                return false;
+            }
+        } else {
+            open.push(tag.split_whitespace().next().unwrap_or(""));
+        }
+    }
+    open.is_empty()
+}
+
+#[test]
+fn simulate_writes_a_plot_with_a_panel_per_strategy() {
+    let path = std::env::temp_dir().join(format!("ratekeeper-cli-plot-{}.svg", std::process::id()));
+    let file = path.to_str().unwrap();
+    let r = ratekeeper(&[
+        "simulate",
+        "--traffic",
+        "poisson:rate=2,seed=3",
+        "--keys",
+        "5",
+        "--duration",
+        "10m",
+        "--limits",
+        "10 per minute",
+        "--plot",
+        file,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("plot written to {file}")),
+        "{}",
+        r.stdout
+    );
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.starts_with("<svg "), "{}", &svg[..100]);
+    assert!(svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert!(balanced(&svg), "unbalanced SVG");
+    for name in [
+        "fixed-window:",
+        "moving-window:",
+        "sliding-window-counter:",
+        "gcra:",
+    ] {
+        assert!(svg.contains(name), "no panel for {name}");
+    }
+    assert!(svg.contains("<polyline"), "no series drawn");
+    std::fs::remove_file(&path).ok();
+    assert!(!balanced("<svg><g></svg>"));
+}
+
+/// Three requests from `ip` on `/api/data`, counted by a limiter on `url` as the seed counts
+/// its defaults.
+fn charge(url: &str, ip: &str, n: usize) {
+    charge_under(url, None, ip, n);
+}
+
+/// [`charge`] by a limiter with key prefix `prefix` (`LIMITER` when `None`).
+fn charge_under(url: &str, prefix: Option<&str>, ip: &str, n: usize) {
+    let mut builder = Limiter::builder()
+        .storage_uri(url)
+        .default_limits("10 per minute; 100 per day");
+    if let Some(prefix) = prefix {
+        builder = builder.key_prefix(prefix);
+    }
+    let limiter = builder.build().unwrap();
+    let peer: IpAddr = ip.parse().unwrap();
+    for _ in 0..n {
+        let req = RequestView::new("GET", "/api/data").with_peer(peer);
+        assert!(smol::block_on(limiter.check(&req)).unwrap().is_allowed());
+    }
+}
+
+fn remaining(url: &str, ip: &str) -> Vec<u64> {
+    remaining_under(url, None, ip)
+}
+
+/// [`remaining`] as `inspect --prefix` reads it for a limiter with key prefix `prefix`.
+fn remaining_under(url: &str, prefix: Option<&str>, ip: &str) -> Vec<u64> {
+    let key = format!("ip:{ip}");
+    let mut args = vec![
+        "inspect",
+        "--storage",
+        url,
+        "--limits",
+        "10 per minute; 100 per day",
+        "--key",
+        &key,
+        "--route",
+        "/api/data",
+        "--json",
+    ];
+    if let Some(prefix) = prefix {
+        args.extend(["--prefix", prefix]);
+    }
+    let r = ratekeeper(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["scope"], "default");
+            l["remaining"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+fn inspect_and_clear(url: &str) {
+    charge(url, "203.0.113.7", 3);
+    charge(url, "198.51.100.4", 1);
+    assert_eq!(remaining(url, "203.0.113.7"), [7, 97]);
+    // Looking charged nothing.
+    assert_eq!(remaining(url, "203.0.113.7"), [7, 97]);
+    assert_eq!(remaining(url, "198.51.100.4"), [9, 99]);
+    let table = ratekeeper(&[
+        "inspect",
+        "--storage",
+        url,
+        "--limits",
+        "10 per minute; 100 per day",
+        "--key",
+        "ip:203.0.113.7",
+        "--route",
+        "/api/data",
+    ]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(table.stdout.contains("10 per 1 minute"), "{}", table.stdout);
+
+    let r = ratekeeper(&["clear", "--storage", url, "--key", "ip:203.0.113.7"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "cleared every counter of ip:203.0.113.7\n");
+    assert_eq!(remaining(url, "203.0.113.7"), [10, 100]);
+    assert_eq!(
+        remaining(url, "198.51.100.4"),
+        [9, 99],
+        "another client is untouched"
+    );
+
+    // A limiter with a key prefix of its own: `inspect --prefix` reads its counters, which
+    // the default prefix does not see.
+    charge_under(url, Some("APP"), "192.0.2.5", 2);
+    assert_eq!(remaining_under(url, Some("APP"), "192.0.2.5"), [8, 98]);
+    assert_eq!(remaining(url, "192.0.2.5"), [10, 100]);
+    // Another store on the same server, under a store prefix of its own (`?prefix=`): `clear
+    // --all` on the first leaves its counters, and `clear --key` on it reaches them.
+    let other = format!("{url}?prefix=other");
+    charge(&other, "198.51.100.4", 2);
+    assert_eq!(remaining(&other, "198.51.100.4"), [8, 98]);
+
+    let r = ratekeeper(&["clear", "--storage", url, "--all"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "cleared every counter under the store's prefix\n");
+    assert_eq!(remaining(url, "198.51.100.4"), [10, 100]);
+    assert_eq!(remaining_under(url, Some("APP"), "192.0.2.5"), [10, 100]);
+    assert_eq!(
+        remaining(&other, "198.51.100.4"),
+        [8, 98],
+        "the other store's counters survive --all"
+    );
+    let r = ratekeeper(&["clear", "--storage", &other, "--key", "ip:198.51.100.4"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(remaining(&other, "198.51.100.4"), [10, 100]);
+}
+
+#[test]
+fn inspect_and_clear_a_redis_node() {
+    let server = RedisServer::start();
+    inspect_and_clear(&server.url());
+}
+
+#[test]
+fn inspect_and_clear_a_redis_cluster() {
+    let cluster = RedisCluster::start(3);
+    inspect_and_clear(&cluster.url());
+}
+
+#[test]
+fn inspect_and_clear_memcached() {
+    let server = ratekeeper_memcached::test_server::MemcachedServer::start();
+    inspect_and_clear(&server.url());
+}
+
+#[test]
+fn live_commands_refuse_what_they_cannot_do() {
+    let r = ratekeeper(&[
+        "inspect",
+        "--storage",
+        "memory://",
+        "--limits",
+        "1/second",
+        "--key",
+        "ip:1.2.3.4",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("memory:// lives inside one process"),
+        "{}",
+        r.stderr
+    );
+    let r = ratekeeper(&["clear", "--storage", "redis://127.0.0.1:6379"]);
+    assert_eq!(r.code, 2, "--key or --all is required: {}", r.stderr);
+    let r = ratekeeper(&[
+        "clear",
+        "--storage",
+        "redis://127.0.0.1:6379",
+        "--key",
+        "nocolon",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("namespace:value"), "{}", r.stderr);
+    // Nothing listens on port 1: an error, promptly, not a hang or a panic.
+    let r = ratekeeper(&["clear", "--storage", "redis://127.0.0.1:1", "--all"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.starts_with("error: storage: "), "{}", r.stderr);
+}
+
+/// A store's error text reaches the terminal with its control characters escaped: a fake
+/// memcached that answers every request with an escape sequence cannot retitle the terminal.
+#[test]
+fn a_stores_control_characters_are_escaped() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_ok() {
+                let mut stream = stream;
+                let _ = stream.write_all(b"SERVER_ERROR \x1b]0;pwned\x07 \x1b[2J\r\n");
+            }
+        }
+    });
+    let r = ratekeeper(&[
+        "clear",
+        "--storage",
+        &format!("memcached://127.0.0.1:{port}"),
+        "--key",
+        "ip:1.2.3.4",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        !r.stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "{:?}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("\\u{1b}]0;pwned\\u{7}"), "{:?}", r.stderr);
+}
+
+#[test]
+fn bench_runs_against_a_live_redis_for_a_second() {
+    let server = RedisServer::start();
+    let r = ratekeeper(&[
+        "bench",
+        "--storage",
+        &server.url(),
+        "--duration",
+        "1s",
+        "--concurrency",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let decisions = v["decisions"].as_u64().unwrap();
+    assert!(decisions > 100, "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["allowed"].as_u64().unwrap(), decisions, "{v}");
+    let (p50, p99) = (v["p50_us"].as_f64().unwrap(), v["p99_us"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p50 <= p99, "{v}");
+    let elapsed = v["elapsed_secs"].as_f64().unwrap();
+    assert!((0.9..5.0).contains(&elapsed), "{v}");
+    // The bench's counters are its own: under its prefix, not the application's.
+    assert!(
+        !server
+            .cli(&["--scan", "--pattern", "*RATELIMIT-BENCH*"])
+            .is_empty()
+    );
+
+    let r = ratekeeper(&[
+        "bench",
+        "--storage",
+        "redis://127.0.0.1:1",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("storage"), "{}", r.stderr);
+}

@@ -1,0 +1,163 @@
+//! Long random sequences of batches on a backend and on the memory backend (itself tested
+//! against the core state machines), on the same explicit clock, compared verdict by verdict.
+
+use std::sync::Arc;
+
+use ratekeeper_core::{Clock, Duration, Limit, ManualClock, StrategyKind, Timestamp, Unit};
+use ratekeeper_memory::MemoryStorage;
+use ratekeeper_storage::{Charge, Key, Op, Storage};
+
+/// Minute-aligned and realistic (2023), so that nanosecond arithmetic runs on full-size times.
+pub const T0: Timestamp = Timestamp::from_secs(1_700_000_040);
+
+/// xorshift64*: deterministic, seedable, good enough to draw test operations.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `p` percent.
+    pub fn percent(&mut self, p: u64) -> bool {
+        self.below(100) < p
+    }
+}
+
+/// A random limit: small amounts mostly, now and then one below `large`; windows of one to
+/// three seconds, minutes, hours or days.
+pub fn random_limit(rng: &mut Rng, large: u64) -> Limit {
+    let unit = [Unit::Second, Unit::Minute, Unit::Hour, Unit::Day][rng.below(4) as usize];
+    let amount = if rng.percent(10) {
+        rng.below(large)
+    } else {
+        rng.below(13)
+    };
+    Limit::new(amount, 1 + rng.below(3), unit).unwrap_or(Limit::per(1, Unit::Second))
+}
+
+/// What [`against_memory`] draws from.
+#[derive(Clone, Copy, Debug)]
+pub struct Sequences<'a> {
+    /// The strategies the limits use.
+    pub kinds: &'a [StrategyKind],
+    /// The first seed (each run adds its number).
+    pub seed: u64,
+    /// How many sequences, each on a fresh store.
+    pub runs: u64,
+    /// Batches per sequence.
+    pub steps: u64,
+    /// The bound of the occasional large amount (a backend may hold fewer moving-window
+    /// entries than the memory one).
+    pub large: u64,
+}
+
+/// Runs random sequences of hits, tests and refunds (costs, gates, charges on rejection,
+/// refunds naming their hit's instant) on a fresh store from `fresh(prefix)` and on the memory
+/// backend, on one explicit clock, and panics at the first verdict that differs, naming the
+/// seed, run and step. Returns the number of operations compared.
+pub async fn against_memory<S: Storage>(
+    mut fresh: impl FnMut(&str) -> (S, Arc<ManualClock>),
+    s: Sequences<'_>,
+) -> u64 {
+    let mut ops = 0;
+    for run in 0..s.runs {
+        let mut rng = Rng::new(s.seed * 1_000 + run);
+        let (store, clock) = fresh(&format!("d{}-{run}", s.seed));
+        let memory = MemoryStorage::builder().clock(clock.clone()).build();
+        let limits: Vec<(Limit, StrategyKind)> = (0..3)
+            .map(|_| {
+                (
+                    random_limit(&mut rng, s.large),
+                    s.kinds[rng.below(s.kinds.len() as u64) as usize],
+                )
+            })
+            .collect();
+        let keys: Vec<Key> = (0..3).map(|i| Key::new("k", &i.to_string())).collect();
+        // Start anywhere within a second of a realistic time, to nanosecond precision.
+        clock.set(T0.saturating_add(Duration::from_nanos(rng.below(1_000_000_000))));
+        // Admitted hits, with the instant the store gave them: refunds name them.
+        let mut admitted: Vec<(Vec<Charge>, Timestamp)> = Vec::new();
+        for step in 0..s.steps {
+            let advance = match rng.below(10) {
+                0..=2 => 0,
+                3..=6 => rng.below(3_000) * 1_000_000,
+                7 => rng.below(1_000_000_000),
+                8 => rng.below(120) * 1_000_000_000 + rng.below(1_000),
+                _ => rng.below(3) * 3_600_000_000_000 + rng.below(86_400) * 1_000_000_000,
+            };
+            clock.advance(Duration::from_nanos(advance));
+            let now = clock.now();
+            let op = match rng.below(9) {
+                0..=5 => Op::Hit,
+                6 | 7 => Op::Test,
+                _ => Op::Refund,
+            };
+            let mut batch: Vec<Charge> = (0..1 + rng.below(3))
+                .map(|_| {
+                    let key = keys[rng.below(3) as usize].clone();
+                    let (limit, kind) = limits[rng.below(3) as usize];
+                    let cost = if rng.percent(85) {
+                        rng.below(4)
+                    } else {
+                        rng.below(15)
+                    };
+                    let mut c = Charge::new(key, limit, kind, cost);
+                    if rng.percent(15) {
+                        c.need = cost + rng.below(5);
+                    }
+                    if rng.percent(15) {
+                        c.on_reject = 1 + rng.below(3);
+                    }
+                    c
+                })
+                .collect();
+            if op == Op::Refund && !admitted.is_empty() && rng.percent(70) {
+                // The refund of an earlier hit, naming its instant (some or all of its cost).
+                let (charges, at) = &admitted[rng.below(admitted.len() as u64) as usize];
+                batch = charges
+                    .iter()
+                    .map(|c| {
+                        let mut c = c.clone().charged_at(*at);
+                        c.cost = rng.below(c.cost + 1);
+                        c
+                    })
+                    .collect();
+            }
+            let want = memory
+                .apply_at(op, &batch, now)
+                .unwrap_or_else(|e| panic!("the memory backend failed: {e}"));
+            let got = store
+                .apply(op, &batch)
+                .await
+                .unwrap_or_else(|e| panic!("seed {} run {run} step {step}: {e}", s.seed));
+            if op == Op::Hit && want.allowed {
+                admitted.push((batch.clone(), want.at));
+            }
+            assert_eq!(
+                got, want,
+                "seed {} run {run} step {step} at {now:?}: {op:?} {batch:#?}",
+                s.seed
+            );
+            ops += 1;
+        }
+    }
+    ops
+}

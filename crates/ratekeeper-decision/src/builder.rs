@@ -1,0 +1,787 @@
+//! `LimiterBuilder`: every setting of a [`Limiter`], validated by `build()`; and the stores a
+//! storage URI names.
+
+use core::{
+    fmt,
+    sync::atomic::{AtomicBool, AtomicU64},
+};
+use std::{collections::HashMap, sync::Arc};
+
+use ratekeeper_core::{Clock, StrategyKind, SystemClock};
+use ratekeeper_fallback::{FallbackStorage, Mode};
+use ratekeeper_memory::MemoryStorage;
+use ratekeeper_storage::{Storage, StorageError, StorageUri, UriError};
+
+use crate::{
+    client_ip::{ForwardedHeader, ProxyConfig},
+    decision::StatusPredicate,
+    error::ConfigError,
+    headers::HeaderOptions,
+    key::{Addressing, KeyFunction, UnknownClient},
+    keyed::{limits_of, parse_keyed},
+    limiter::{Compiled, Inner, KeyedScopes, Limiter, RouteLimits, ScopePaths},
+    network::Network,
+    outage::{Mode as OutageMode, Outage},
+    policy::{
+        Breach, BreachHook, CostFn, LimitSet, LimitSource, RequestPredicate, ResponseHook,
+        RoutePolicy, parse_set,
+    },
+    request::RequestView,
+    response::BreachResponse,
+};
+
+/// The storage URI schemes the limiter can build a backend for (with the `redis` and
+/// `memcached` features, theirs).
+pub const KNOWN_SCHEMES: &[&str] = &[
+    "memory",
+    #[cfg(feature = "redis")]
+    "redis",
+    #[cfg(feature = "redis")]
+    "rediss",
+    #[cfg(feature = "redis")]
+    "redis+unix",
+    #[cfg(feature = "redis")]
+    "redis+cluster",
+    #[cfg(feature = "redis")]
+    "redis+sentinel",
+    #[cfg(feature = "redis")]
+    "valkey",
+    #[cfg(feature = "redis")]
+    "valkeys",
+    #[cfg(feature = "redis")]
+    "valkey+unix",
+    #[cfg(feature = "redis")]
+    "valkey+cluster",
+    #[cfg(feature = "redis")]
+    "valkey+sentinel",
+    #[cfg(feature = "memcached")]
+    "memcached",
+];
+
+/// Builds the store named by `uri`. `clock` is the memory store's clock; a Redis store reads
+/// the Redis server's clock unless the URI says `time=client`, and then uses `clock`.
+pub fn storage_from_uri(
+    uri: &str,
+    clock: Arc<dyn Clock + Send + Sync>,
+) -> Result<Arc<dyn Storage>, ConfigError> {
+    let uri_error = |e: UriError| ConfigError::Storage(StorageError::InvalidUri(e));
+    let parsed: StorageUri = uri.parse().map_err(uri_error)?;
+    parsed.expect_scheme(KNOWN_SCHEMES).map_err(uri_error)?;
+    #[cfg(feature = "memcached")]
+    if parsed.scheme == "memcached" {
+        // memcached has no clock: the strategies read `clock`.
+        let builder = ratekeeper_memcached::MemcachedStorage::builder_from_uri(uri)
+            .map_err(ConfigError::Storage)?
+            .clock(clock);
+        return Ok(Arc::new(builder.build().map_err(ConfigError::Storage)?));
+    }
+    #[cfg(feature = "redis")]
+    if parsed.scheme != "memory" {
+        let mut builder =
+            ratekeeper_redis::RedisStorage::builder_from_uri(uri).map_err(ConfigError::Storage)?;
+        if parsed.option("time") == Some("client") {
+            builder = builder.clock(clock);
+        }
+        return Ok(Arc::new(builder.build().map_err(ConfigError::Storage)?));
+    }
+    let builder = MemoryStorage::builder_from_uri(uri)
+        .map_err(ConfigError::Storage)?
+        .clock(clock);
+    Ok(Arc::new(builder.build()))
+}
+
+/// How a route group finds its routes.
+enum Members {
+    /// Every route whose id starts with this.
+    Prefix(String),
+    /// These routes.
+    Routes(Vec<String>),
+}
+
+/// The default and application limits' own options.
+#[derive(Clone, Default)]
+pub(crate) struct ScopeOptions {
+    pub(crate) defaults_cost: Option<Arc<CostFn>>,
+    pub(crate) defaults_deduct_when: Option<Arc<StatusPredicate>>,
+    pub(crate) application_per_method: bool,
+    pub(crate) application_cost: Option<Arc<CostFn>>,
+    pub(crate) application_deduct_when: Option<Arc<StatusPredicate>>,
+}
+
+/// Configures a [`Limiter`]; [`LimiterBuilder::build`] validates everything.
+#[derive(Default)]
+#[must_use = "a builder does nothing until it is used"]
+pub struct LimiterBuilder {
+    defaults: Option<String>,
+    application: Option<String>,
+    meta: Option<String>,
+    /// Default, application and meta limits counted by key functions of their own.
+    defaults_by: Vec<(String, KeyFunction)>,
+    application_by: Vec<(String, KeyFunction)>,
+    meta_by: Vec<(String, KeyFunction)>,
+    strategy: Option<StrategyKind>,
+    storage: Option<Arc<dyn Storage>>,
+    storage_uri: Option<String>,
+    prefix: Option<String>,
+    key: Option<KeyFunction>,
+    proxy: ProxyConfig,
+    trusted_networks: Option<String>,
+    ipv6_prefix: Option<u8>,
+    unknown_client: UnknownClient,
+    headers: Option<HeaderOptions>,
+    clock: Option<Arc<dyn Clock + Send + Sync>>,
+    routes: Vec<(Option<String>, String, RoutePolicy)>,
+    groups: Vec<(Members, RoutePolicy)>,
+    on_breach: Option<BreachHook>,
+    outage: Option<Outage>,
+    on_breach_response: Option<ResponseHook>,
+    on_meta_breach: Option<ResponseHook>,
+    scope_options: ScopeOptions,
+    defaults_exempt_when: Option<RequestPredicate>,
+    application_exempt_when: Option<RequestPredicate>,
+    request_filters: Vec<RequestPredicate>,
+    disabled: bool,
+    defaults_per_method: bool,
+    shadow: bool,
+}
+
+impl fmt::Debug for LimiterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimiterBuilder")
+            .field("defaults", &self.defaults)
+            .field("application", &self.application)
+            .field("meta", &self.meta)
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LimiterBuilder {
+    /// Limits for every route without its own (counted per route): `"200 per day; 50 per hour"`.
+    pub fn default_limits(mut self, limits: &str) -> Self {
+        self.defaults = Some(limits.to_owned());
+        self
+    }
+
+    /// More default limits, counted by `key` instead of the limiter's key function, in the
+    /// same atomic batch as the others (see [`RoutePolicy::limit_by`]); they apply wherever the
+    /// default limits do, per route.
+    pub fn default_limits_by(mut self, limits: &str, key: KeyFunction) -> Self {
+        self.defaults_by.push((limits.to_owned(), key));
+        self
+    }
+
+    /// More application limits, counted by `key` instead of the limiter's key function: one
+    /// counter per identity `key` gives, across every route (for instance a tenant's quota
+    /// beside each address's).
+    ///
+    /// ```
+    /// use ratekeeper_decision::{KeyFunction, Limiter, RequestView};
+    ///
+    /// # smol::block_on(async {
+    /// let tenant = KeyFunction::custom("tenant", |req, _| {
+    ///     req.header("X-Tenant").unwrap_or("none").to_owned()
+    /// });
+    /// let limiter = Limiter::builder()
+    ///     .application_limits("10 per minute")
+    ///     .application_limits_by("2 per minute", tenant)
+    ///     .build()?;
+    /// let acme = [("X-Tenant", "acme")];
+    /// let from = |ip: &str| RequestView::new("GET", "/").with_peer(ip.parse().unwrap()).with_headers(&acme);
+    /// assert!(limiter.check(&from("10.0.0.1")).await?.is_allowed());
+    /// assert!(limiter.check(&from("10.0.0.2")).await?.is_allowed());
+    /// assert!(!limiter.check(&from("10.0.0.3")).await?.is_allowed(), "acme's 2 are spent");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn application_limits_by(mut self, limits: &str, key: KeyFunction) -> Self {
+        self.application_by.push((limits.to_owned(), key));
+        self
+    }
+
+    /// More meta limits, counting breaches by `key` instead of the limiter's key function:
+    /// while one is exhausted, every request `key` gives that identity to is rejected.
+    pub fn meta_limits_by(mut self, limits: &str, key: KeyFunction) -> Self {
+        self.meta_by.push((limits.to_owned(), key));
+        self
+    }
+
+    /// The kill switch (default on): `false` makes every decision [`Kind::Unlimited`](crate::Kind::Unlimited) without a
+    /// storage call (Flask-Limiter's `RATELIMIT_ENABLED`).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.disabled = !enabled;
+        self
+    }
+
+    /// Shadow mode for every route: requests are decided and counted as usual and carry their
+    /// rate-limit headers, and a breach is logged and counted
+    /// ([`Limiter::shadow_rejections`]), but no request is rejected: one that would have been is
+    /// served as [`Kind::ShadowRejected`](crate::Kind::ShadowRejected). For trying new limits
+    /// in production; [`RoutePolicy::shadow`] does it for one route.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// The default limits count each HTTP method apart, on every route (Flask-Limiter's
+    /// `default_limits_per_method`; a route's own limits do with
+    /// [`RoutePolicy::per_method`]).
+    pub fn default_limits_per_method(mut self, per_method: bool) -> Self {
+        self.defaults_per_method = per_method;
+        self
+    }
+
+    /// What a request costs under the default limits, when its route sets no cost of its own
+    /// (Flask-Limiter's `default_limits_cost`; default 1).
+    pub fn default_limits_cost(
+        mut self,
+        cost: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.scope_options.defaults_cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// Conditional deduction for the default limits (Flask-Limiter's
+    /// `default_limits_deduct_when`): their charge is refunded when `counts(status)` is false
+    /// ([`Decision::complete`](crate::Decision::complete)). A route's own [`RoutePolicy::deduct_when`] covers all its
+    /// charges and wins.
+    pub fn default_limits_deduct_when(
+        mut self,
+        counts: impl Fn(u16) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.scope_options.defaults_deduct_when = Some(Arc::new(counts));
+        self
+    }
+
+    /// The application limits count each HTTP method apart (Flask-Limiter's
+    /// `application_limits_per_method`).
+    pub fn application_limits_per_method(mut self, per_method: bool) -> Self {
+        self.scope_options.application_per_method = per_method;
+        self
+    }
+
+    /// What a request costs under the application limits (Flask-Limiter's
+    /// `application_limits_cost`; default 1, whatever the route's cost).
+    pub fn application_limits_cost(
+        mut self,
+        cost: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.scope_options.application_cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// Conditional deduction for the application limits (Flask-Limiter's
+    /// `application_limits_deduct_when`); a route's own [`RoutePolicy::deduct_when`] wins.
+    pub fn application_limits_deduct_when(
+        mut self,
+        counts: impl Fn(u16) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.scope_options.application_deduct_when = Some(Arc::new(counts));
+        self
+    }
+
+    /// The header options being configured (the defaults until set).
+    pub(crate) fn headers_mut(&mut self) -> &mut HeaderOptions {
+        self.headers.get_or_insert_with(HeaderOptions::default)
+    }
+
+    /// Skip the default limits for the requests `when` holds for (Flask-Limiter's
+    /// `default_limits_exempt_when`).
+    pub fn default_limits_exempt_when(
+        mut self,
+        when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.defaults_exempt_when = Some(Arc::new(when));
+        self
+    }
+
+    /// Skip the application limits for the requests `when` holds for (Flask-Limiter's
+    /// `application_limits_exempt_when`).
+    pub fn application_limits_exempt_when(
+        mut self,
+        when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.application_exempt_when = Some(Arc::new(when));
+        self
+    }
+
+    /// A request `filter` holds for is not limited at all: no limit is checked or counted, no
+    /// storage call is made, and the decision is [`Kind::Exempt`](crate::Kind::Exempt) (Flask-Limiter's
+    /// `request_filter`). Several filters: any one exempts.
+    ///
+    /// ```
+    /// use ratekeeper_decision::{Kind, Limiter, RequestView};
+    ///
+    /// # smol::block_on(async {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per hour")
+    ///     .request_filter(|req| req.header("X-Load-Test") == Some("yes"))
+    ///     .build()?;
+    /// let headers = [("X-Load-Test", "yes")];
+    /// let req = RequestView::new("GET", "/").with_peer("10.0.0.1".parse()?).with_headers(&headers);
+    /// for _ in 0..3 {
+    ///     assert_eq!(limiter.check(&req).await?.kind(), Kind::Exempt);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn request_filter(
+        mut self,
+        filter: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.request_filters.push(Arc::new(filter));
+        self
+    }
+
+    /// Limits shared by every route (one counter per client across the application).
+    pub fn application_limits(mut self, limits: &str) -> Self {
+        self.application = Some(limits.to_owned());
+        self
+    }
+
+    /// Meta limits: how many breaches a client may make; while one is exhausted, every
+    /// non-exempt request of that client is rejected.
+    pub fn meta_limits(mut self, limits: &str) -> Self {
+        self.meta = Some(limits.to_owned());
+        self
+    }
+
+    /// The strategy for every limit (default fixed window).
+    pub fn strategy(mut self, strategy: StrategyKind) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// The store (default: a `memory://` store on the limiter's clock).
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// The store, by URI (`memory://`; unknown schemes fail `build()` with the known ones).
+    pub fn storage_uri(mut self, uri: &str) -> Self {
+        self.storage_uri = Some(uri.to_owned());
+        self
+    }
+
+    /// The prefix of every storage key (default `LIMITER`).
+    pub fn key_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Some(prefix.to_owned());
+        self
+    }
+
+    /// Who requests count against (default: the client address).
+    pub fn key_function(mut self, key: KeyFunction) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// How many proxies in front of the application to trust (default 0: forwarded headers are
+    /// ignored), and which header they set.
+    ///
+    /// Forwarded headers count only from a peer in the trusted proxy networks (default
+    /// [`DEFAULT_TRUSTED_PROXIES`](crate::DEFAULT_TRUSTED_PROXIES): loopback and private
+    /// ranges; see [`LimiterBuilder::trusted_proxy_networks`]), and every hop walked before
+    /// the client must be in them too; [`ProxyConfig::client_ip`](crate::ProxyConfig::client_ip)
+    /// says how the list is read, malformed entries included.
+    pub fn trusted_proxies(mut self, hops: usize, header: ForwardedHeader) -> Self {
+        self.proxy.trusted_hops = hops;
+        self.proxy.header = header;
+        self
+    }
+
+    /// The networks whose peers are trusted proxies, comma-separated CIDRs
+    /// (`"10.0.0.0/8, 2001:db8::/32"`, a bare address for one host), replacing the default;
+    /// `build()` refuses one that does not parse.
+    pub fn trusted_proxy_networks(mut self, networks: &str) -> Self {
+        self.trusted_networks = Some(networks.to_owned());
+        self
+    }
+
+    /// IPv6 clients are counted by the first `bits` of their address (default 64: a host
+    /// usually holds a whole /64, and would otherwise have unlimited identities); 128 counts
+    /// every address apart. `build()` refuses more than 128.
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = Some(bits);
+        self
+    }
+
+    /// What to do with requests whose client address is unknown (default
+    /// [`UnknownClient::Shared`]: one identity for all of them; the first is logged as a
+    /// warning).
+    pub fn unknown_client(mut self, policy: UnknownClient) -> Self {
+        self.unknown_client = policy;
+        self
+    }
+
+    /// Which headers decisions carry, and their names.
+    pub fn headers(mut self, headers: HeaderOptions) -> Self {
+        self.headers = Some(headers);
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock + Send + Sync>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The policy of `route` (every method).
+    pub fn route(mut self, route: &str, policy: RoutePolicy) -> Self {
+        self.routes.push((None, route.to_owned(), policy));
+        self
+    }
+
+    /// A route group (Flask's Blueprint): `policy` for every route whose id starts with
+    /// `prefix` (`"/admin/"`), unless the route has a policy of its own ([`Self::route`]),
+    /// which replaces the group's as a decorator's limits replace a Blueprint's. Each route
+    /// counts apart under the group's limits, or all of them together with
+    /// [`RoutePolicy::shared`]. Where prefixes overlap, the longest wins.
+    ///
+    /// ```
+    /// use ratekeeper_decision::{Limiter, RequestView, RoutePolicy};
+    ///
+    /// # smol::block_on(async {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("100 per minute")
+    ///     .group_prefix("/admin/", RoutePolicy::new().limit("2 per minute").shared("admin"))
+    ///     .route("/admin/login", RoutePolicy::new().limit("5 per minute"))
+    ///     .build()?;
+    /// let peer = "10.0.0.1".parse()?;
+    /// let users = RequestView::new("GET", "/admin/users").with_peer(peer);
+    /// let audit = RequestView::new("GET", "/admin/audit").with_peer(peer);
+    /// assert!(limiter.check(&users).await?.is_allowed());
+    /// assert!(limiter.check(&audit).await?.is_allowed());
+    /// assert!(!limiter.check(&users).await?.is_allowed(), "two for the whole group");
+    /// let login = RequestView::new("POST", "/admin/login").with_peer(peer);
+    /// assert!(limiter.check(&login).await?.is_allowed(), "its own policy");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn group_prefix(mut self, prefix: &str, policy: RoutePolicy) -> Self {
+        self.groups
+            .push((Members::Prefix(prefix.to_owned()), policy));
+        self
+    }
+
+    /// A route group by explicit membership: `policy` for each of `routes` that has no policy
+    /// of its own (see [`Self::group_prefix`]). A route in two such groups takes the first's.
+    pub fn group(mut self, routes: &[&str], policy: RoutePolicy) -> Self {
+        let members = routes.iter().map(|r| (*r).to_owned()).collect();
+        self.groups.push((Members::Routes(members), policy));
+        self
+    }
+
+    /// The policy of `route` for one `method` only (it takes precedence over [`Self::route`]).
+    pub fn route_method(mut self, method: &str, route: &str, policy: RoutePolicy) -> Self {
+        self.routes
+            .push((Some(method.to_ascii_uppercase()), route.to_owned(), policy));
+        self
+    }
+
+    /// What the limiter does while its storage is unavailable, and how long it waits for it
+    /// (see [`Outage`]; none by default: storage errors reach the application).
+    pub fn on_outage(mut self, outage: Outage) -> Self {
+        self.outage = Some(outage);
+        self
+    }
+
+    /// The response body of every rejection whose route has no hook of its own.
+    pub fn on_breach(
+        mut self,
+        body: impl Fn(&Breach<'_>) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.on_breach = Some(Arc::new(body));
+        self
+    }
+
+    /// The whole response of every rejection whose route has no hook of its own (status,
+    /// content type, headers, body: Flask-Limiter's `on_breach` returning a response); it wins
+    /// over [`on_breach`](Self::on_breach).
+    ///
+    /// ```
+    /// use ratekeeper_decision::{BreachResponse, Limiter, RequestView};
+    ///
+    /// # smol::block_on(async {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per minute")
+    ///     .on_breach_response(|b| {
+    ///         BreachResponse::new(format!("over {}", b.limit))
+    ///             .status(503)
+    ///             .content_type("text/plain")
+    ///     })
+    ///     .build()?;
+    /// let req = RequestView::new("GET", "/").with_peer("10.0.0.1".parse()?);
+    /// limiter.check(&req).await?;
+    /// let rejected = limiter.check(&req).await?;
+    /// assert_eq!(rejected.status(), 503);
+    /// assert_eq!(rejected.content_type(), "text/plain");
+    /// assert_eq!(rejected.body(), Some("over 1 per 1 minute"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn on_breach_response(
+        mut self,
+        response: impl Fn(&Breach<'_>) -> BreachResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.on_breach_response = Some(Arc::new(response));
+        self
+    }
+
+    /// The response when a meta limit rejects a request (too many breaches), instead of the
+    /// route's or the limiter's breach hooks.
+    pub fn on_meta_breach(
+        mut self,
+        response: impl Fn(&Breach<'_>) -> BreachResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.on_meta_breach = Some(Arc::new(response));
+        self
+    }
+
+    /// Validates the configuration: every limit string parses (errors name the string and the
+    /// byte), the storage can be built, names make sense.
+    pub fn build(self) -> Result<Limiter, ConfigError> {
+        let set = |context: &str, s: &Option<String>| -> Result<LimitSet, ConfigError> {
+            match s {
+                None => Ok(Vec::new().into()),
+                Some(text) => parse_set(context, text),
+            }
+        };
+        let defaults = set("default limits", &self.defaults)?;
+        let application = set("application limits", &self.application)?;
+        let meta = set("meta limits", &self.meta)?;
+        let keyed = KeyedScopes {
+            application: parse_keyed("application limits", &self.application_by)?,
+            defaults: parse_keyed("default limits", &self.defaults_by)?,
+            meta: parse_keyed("meta limits", &self.meta_by)?,
+        };
+        // The limits each scope charges, its keyed groups after its own (the plan's order).
+        let application_all: Vec<_> = application
+            .iter()
+            .copied()
+            .chain(limits_of(&keyed.application))
+            .collect();
+        let defaults_all: Vec<_> = defaults
+            .iter()
+            .copied()
+            .chain(limits_of(&keyed.defaults))
+            .collect();
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let storage = match (self.storage, self.storage_uri) {
+            (Some(storage), _) => storage,
+            (None, Some(uri)) => storage_from_uri(&uri, Arc::clone(&clock))?,
+            (None, None) => storage_from_uri("memory://", Arc::clone(&clock))?,
+        };
+        let strategy = self.strategy.unwrap_or(StrategyKind::FixedWindow);
+        let fallback_scope = match &self.outage {
+            Some(Outage {
+                mode: OutageMode::Memory(Some(_)),
+                scope,
+                ..
+            }) => Some(*scope),
+            _ => None,
+        };
+        let storage: Arc<dyn Storage> = match self.outage {
+            None => storage,
+            Some(outage) => {
+                let mode = match outage.mode {
+                    OutageMode::FailOpen => Mode::FailOpen,
+                    OutageMode::FailClosed => Mode::FailClosed,
+                    OutageMode::Memory(None) => Mode::same_limits_in_memory(),
+                    OutageMode::Memory(Some(text)) => Mode::Fallback {
+                        limits: parse_set("in-memory fallback", &text)?.to_vec(),
+                        strategy,
+                    },
+                };
+                let mut b = FallbackStorage::builder(storage)
+                    .mode(mode)
+                    .clock(Arc::clone(&clock))
+                    .secondary(MemoryStorage::builder().clock(Arc::clone(&clock)).build());
+                if let Some(t) = outage.timeout {
+                    b = b.timeout(t);
+                }
+                if let Some(backoff) = outage.backoff {
+                    b = b.backoff(backoff);
+                }
+                if let Some(hook) = outage.on_transition {
+                    b = b.on_transition(move |t| hook(t));
+                }
+                Arc::new(b.build())
+            }
+        };
+        let mut proxy = self.proxy;
+        if let Some(list) = &self.trusted_networks {
+            proxy.trusted_networks = Network::parse_list(list)
+                .map_err(|e| ConfigError::Invalid(format!("trusted proxy networks: {e}")))?;
+        }
+        let ipv6_prefix = self.ipv6_prefix.unwrap_or(64);
+        if ipv6_prefix > 128 {
+            return Err(ConfigError::Invalid(format!(
+                "ipv6 prefix {ipv6_prefix}: at most 128 bits"
+            )));
+        }
+        let addressing = Addressing {
+            ipv6_prefix,
+            unknown: self.unknown_client,
+        };
+        let headers = self.headers.unwrap_or_default();
+        headers.names.check().map_err(ConfigError::Invalid)?;
+        let key = self.key.unwrap_or_default();
+        let policies = || {
+            self.routes
+                .iter()
+                .map(|(_, _, p)| p)
+                .chain(self.groups.iter().map(|(_, p)| p))
+        };
+        for k in core::iter::once(&key)
+            .chain(policies().filter_map(|p| p.key.as_ref()))
+            .chain(policies().flat_map(|p| &p.keyed).map(|(_, k)| k))
+            .chain(
+                [&self.defaults_by, &self.application_by, &self.meta_by]
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, k)| k),
+            )
+        {
+            if k.namespace().is_some_and(|ns| ns.is_empty() || ns == "ip") {
+                return Err(ConfigError::Invalid(format!(
+                    "key function {k:?}: the namespace must be non-empty and not \"ip\" (reserved for client addresses)"
+                )));
+            }
+        }
+        let compile = |context: &str, policy: RoutePolicy| -> Result<Compiled, ConfigError> {
+            let limits = match &policy.limits {
+                None => None,
+                Some(LimitSource::Text(text)) => Some(RouteLimits::Set(parse_set(context, text)?)),
+                Some(LimitSource::Set(s)) => Some(RouteLimits::Set(s.clone())),
+                Some(LimitSource::Dynamic(f)) => Some(RouteLimits::Dynamic(f.clone())),
+            };
+            if policy.shared.as_deref() == Some("") {
+                return Err(ConfigError::Invalid(format!(
+                    "{context}: an empty shared scope name"
+                )));
+            }
+            let guard = match &policy.guard {
+                None => Vec::new().into(),
+                Some(text) => parse_set(&format!("{context} guard"), text)?,
+            };
+            let keyed = parse_keyed(context, &policy.keyed)?;
+            Ok(Compiled::new(
+                limits,
+                keyed,
+                guard,
+                policy,
+                &application_all,
+                &defaults_all,
+            ))
+        };
+        let mut routes = HashMap::new();
+        let mut method_routes = HashMap::new();
+        for (method, route, policy) in self.routes {
+            if route.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "a route policy needs a route id".into(),
+                ));
+            }
+            let context = match &method {
+                Some(m) => format!("route {m} {route}"),
+                None => format!("route {route}"),
+            };
+            let compiled = compile(&context, policy)?;
+            match method {
+                Some(m) => {
+                    let methods: &mut Vec<(String, Compiled)> =
+                        method_routes.entry(route).or_default();
+                    methods.retain(|(other, _)| *other != m);
+                    methods.push((m, compiled));
+                }
+                None => {
+                    routes.insert(route, compiled);
+                }
+            }
+        }
+        // Groups: a member with a policy of its own keeps it; among prefixes the longest wins.
+        let mut prefix_groups = Vec::new();
+        for (members, policy) in self.groups {
+            match members {
+                Members::Prefix(prefix) => {
+                    if prefix.is_empty() {
+                        return Err(ConfigError::Invalid(
+                            "a route group needs a non-empty prefix".into(),
+                        ));
+                    }
+                    let compiled = compile(&format!("group {prefix}*"), policy)?;
+                    prefix_groups.push((prefix, compiled));
+                }
+                Members::Routes(members) => {
+                    let compiled = compile(&format!("group {members:?}"), policy)?;
+                    for route in members {
+                        routes.entry(route).or_insert_with(|| compiled.clone());
+                    }
+                }
+            }
+        }
+        prefix_groups
+            .sort_by_key(|(prefix, _): &(String, Compiled)| core::cmp::Reverse(prefix.len()));
+        let fallback = Compiled::new(
+            None,
+            Vec::new(),
+            Vec::new().into(),
+            RoutePolicy::new(),
+            &application_all,
+            &defaults_all,
+        );
+        // Every limit known now, against the store's own bounds: a limit it cannot count
+        // fails here, not on every request.
+        let compiled = routes
+            .values()
+            .chain(method_routes.values().flatten().map(|(_, c)| c))
+            .chain(prefix_groups.iter().map(|(_, c)| c));
+        for limit in application_all
+            .iter()
+            .chain(&defaults_all)
+            .chain(meta.iter())
+            .copied()
+            .chain(limits_of(&keyed.meta))
+            .chain(compiled.flat_map(Compiled::static_limits).copied())
+        {
+            storage
+                .check_limit(&limit, strategy)
+                .map_err(ConfigError::Storage)?;
+        }
+        Ok(Limiter {
+            inner: Arc::new(Inner {
+                defaults,
+                application,
+                meta,
+                keyed,
+                strategy,
+                storage,
+                paths: ScopePaths::new(self.prefix.as_deref().unwrap_or("LIMITER")),
+                fallback_scope,
+                key,
+                proxy,
+                addressing,
+                warned_unknown_client: AtomicBool::new(false),
+                headers,
+                clock,
+                routes,
+                method_routes,
+                prefix_groups,
+                fallback,
+                on_breach: self.on_breach,
+                on_breach_response: self.on_breach_response,
+                on_meta_breach: self.on_meta_breach,
+                scope_options: self.scope_options,
+                defaults_exempt_when: self.defaults_exempt_when,
+                application_exempt_when: self.application_exempt_when,
+                request_filters: self.request_filters,
+                disabled: self.disabled,
+                defaults_per_method: self.defaults_per_method,
+                shadow: self.shadow,
+                shadow_rejections: AtomicU64::new(0),
+                metrics: Default::default(),
+            }),
+        })
+    }
+}

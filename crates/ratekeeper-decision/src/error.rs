@@ -1,0 +1,81 @@
+//! Configuration and decision errors.
+
+use core::fmt;
+
+use ratekeeper_core::ParseError;
+use ratekeeper_storage::StorageError;
+
+/// A configuration the builder refused; `build()` reports it before any request is served.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A limit string did not parse.
+    Limit {
+        /// Where it was configured (`default limits`, `route GET /login`...).
+        context: String,
+        /// The string.
+        input: String,
+        /// What is wrong, and at which byte.
+        error: ParseError,
+    },
+    /// The storage could not be set up (an unknown URI scheme, a bad option).
+    Storage(StorageError),
+    /// Anything else that cannot work (an empty namespace, a policy for no route).
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Limit {
+                context,
+                input,
+                error,
+            } => {
+                write!(f, "{context}: invalid limit {input:?}: {error}")
+            }
+            Self::Storage(e) => e.fmt(f),
+            Self::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Limit { error, .. } => Some(error),
+            Self::Storage(e) => Some(e),
+            Self::Invalid(_) => None,
+        }
+    }
+}
+
+/// A decision that could not be made.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum DecisionError {
+    /// The storage failed; nothing was charged.
+    Storage(StorageError),
+}
+
+impl fmt::Display for DecisionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Storage(e) => write!(f, "rate-limit storage failed: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for DecisionError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Storage(e) => Some(e),
+        }
+    }
+}
+
+impl From<StorageError> for DecisionError {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
+    }
+}

@@ -1,0 +1,70 @@
+//! Fault injection against a real `redis-server` under continuous load, behind the fallback
+//! store: the scenarios of `ratekeeper_conformance::faults` (SIGKILL and restart, SIGSTOP and
+//! SIGCONT, a restart that empties Redis, fail-open and fail-closed).
+
+use std::sync::Arc;
+
+use ratekeeper_conformance::faults::{self, Server};
+use ratekeeper_redis::{RedisStorage, test_server::RedisServer};
+use ratekeeper_storage::Storage;
+
+struct Redis(RedisServer);
+
+impl Server for Redis {
+    fn kill(&mut self) {
+        self.0.kill();
+    }
+    fn restart(&mut self) {
+        self.0.restart();
+    }
+    fn pause(&self) {
+        self.0.pause();
+    }
+    fn resume(&self) {
+        self.0.resume();
+    }
+}
+
+/// A fresh Redis, and a way to build stores on it whose own deadline (5 s) is far above the
+/// fallback's timeout.
+fn redis() -> (Redis, impl Fn() -> Arc<dyn Storage>) {
+    let server = RedisServer::start();
+    let uri = format!(
+        "{}?prefix=faults&socket_timeout=5&socket_connect_timeout=0.2",
+        server.url()
+    );
+    (Redis(server), move || {
+        Arc::new(RedisStorage::from_uri(&uri).unwrap()) as Arc<dyn Storage>
+    })
+}
+
+#[test]
+fn sigkill_falls_back_without_a_failed_request_and_restart_returns_to_redis() {
+    let (mut server, primary) = redis();
+    faults::sigkill_then_restart(&mut server, &primary);
+    assert!(
+        !server
+            .0
+            .cli(&["--scan", "--pattern", "faults:*"])
+            .is_empty(),
+        "counting resumed in Redis"
+    );
+}
+
+#[test]
+fn sigstop_never_holds_a_request_past_the_timeout() {
+    let (mut server, primary) = redis();
+    faults::sigstop_then_resume(&mut server, &primary);
+}
+
+#[test]
+fn a_restart_that_empties_redis_resumes_counting_from_zero() {
+    let (mut server, primary) = redis();
+    faults::restart_that_empties(&mut server, &primary);
+}
+
+#[test]
+fn fail_open_and_fail_closed_behave_as_named() {
+    let (mut server, primary) = redis();
+    faults::fail_open_and_fail_closed(&mut server, &primary);
+}

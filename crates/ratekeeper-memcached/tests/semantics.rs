@@ -1,0 +1,54 @@
+//! memcached against the reference: the shared vectors, and long random sequences of batches
+//! compared decision by decision with the memory backend (itself tested against the core state
+//! machines), on explicit times, on one server and spread over two.
+
+mod common;
+
+use common::manual_store;
+use ratekeeper_conformance::differential::{Sequences, against_memory};
+use ratekeeper_core::StrategyKind;
+use ratekeeper_memcached::test_server::MemcachedServer;
+
+#[test]
+fn shared_vectors_pass_on_memcached() {
+    let server = MemcachedServer::start();
+    let seen = smol::block_on(ratekeeper_conformance::strategy_vectors(|n| {
+        manual_store(&server.url(), &format!("v{n}"))
+    }));
+    println!(
+        "memcached backend: {} sequences, {} events",
+        seen.sequences, seen.events
+    );
+}
+
+/// Random sequences on `url` against the memory backend (see `ratekeeper_conformance`).
+fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) -> u64 {
+    smol::block_on(against_memory(
+        |prefix| manual_store(url, prefix),
+        Sequences {
+            kinds,
+            seed,
+            runs,
+            steps,
+            large: 50_000,
+        },
+    ))
+}
+
+#[test]
+fn memcached_agrees_with_the_core_for_each_strategy() {
+    let server = MemcachedServer::start();
+    for (i, &kind) in StrategyKind::ALL.iter().enumerate() {
+        let ops = compare(&server.url(), &[kind], i as u64, 30, 200);
+        assert!(ops >= 6_000);
+        println!("{kind}: {ops} operations agree");
+    }
+}
+
+#[test]
+fn two_servers_agree_with_the_core_on_mixed_batches() {
+    let (a, b) = (MemcachedServer::start(), MemcachedServer::start());
+    let url = format!("memcached://{},{}", a.host_port(), b.host_port());
+    let ops = compare(&url, StrategyKind::ALL, 99, 20, 200);
+    println!("mixed strategies over two servers: {ops} operations agree");
+}

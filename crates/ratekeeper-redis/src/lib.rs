@@ -1,0 +1,94 @@
+//! Redis storage for the `ratekeeper-*` crates: the counters many workers and machines share.
+//!
+//! [`RedisStorage`] implements the async [`Storage`](ratekeeper_storage::Storage) trait with one
+//! Lua program that evaluates every charge of a batch (every limit of a request, any mix of
+//! the four strategies, and a rejected request's breach count) atomically and in one round
+//! trip, with exactly the semantics of the `ratekeeper-core` state machines (the test suite
+//! compares the two with explicit times). On Redis 7 and later it runs as a function
+//! (`FUNCTION LOAD` once per server, `FCALL` per call, so its definitions are not rebuilt on
+//! every call); on older servers as a script, [`BATCH_LUA`], with `EVALSHA`.
+//!
+//! - **Time**: by default the script reads the Redis server's clock (`TIME`), so app servers
+//!   with skewed clocks agree; [`RedisStorageBuilder::clock`] sends this process's time instead.
+//! - **Keys**: `<prefix>:{<identity>}:<scopes>:<strategy><format>:<amount>/<window>`, e.g.
+//!   `ratelimit:{ip:203.0.113.7}::f2:100/60`. The client's identity is the cluster hash tag,
+//!   so one client's counters share a slot; client text is escaped or hashed by
+//!   [`Key`](ratekeeper_storage::Key), so it can never move the tag, and names stay bounded.
+//!   Every key carries a TTL that ends when its state is idle.
+//! - **Values** are small binary records (little-endian doubles, whole numbers below 2^53),
+//!   which the script reads and writes far more cheaply than decimal text; `<format>` in the
+//!   key's name is their version, so that versions of this crate with different formats never
+//!   read each other's values.
+//! - **Deployments**: one node (`redis://`, `rediss://` with the `tls` feature,
+//!   `redis+unix://`), a cluster (`redis+cluster://`) or a master behind sentinels
+//!   (`redis+sentinel://`), on multiplexed connections that reconnect by themselves; Valkey
+//!   under the same schemes spelled `valkey` (`valkey://`, `valkeys://`, `valkey+unix://`,
+//!   `valkey+cluster://`, `valkey+sentinel://`), which configure exactly what their Redis
+//!   twins do; the
+//!   function is loaded on every master the first time and again whenever a server lacks it
+//!   (a restart, a failover, a new node, `FUNCTION FLUSH`), the script again after `NOSCRIPT`.
+//!   The function's name carries a digest of its source: two versions of this crate that
+//!   share a server each call their own.
+//! - **Limits**: no call waits longer than [`RedisStorage::deadline`] (connect plus response
+//!   timeout); failures are [`StorageError`](ratekeeper_storage::StorageError)s, never panics.
+//! - **Memory**: bound it with `maxmemory` and `maxmemory-policy volatile-ttl` (or
+//!   `volatile-lru`): every key this crate writes has a TTL, so a full Redis evicts counters
+//!   nearest their end instead of refusing, and a flood of new clients costs no errors. Under
+//!   `noeviction` a full Redis refuses writes (`OOM`), which this crate reports as
+//!   [`StorageError::Refused`](ratekeeper_storage::StorageError::Refused): not an outage a ping
+//!   would see. The fallback store treats it as one all the same (probing with a write), and
+//!   keeps rejecting what Redis, which still answers reads, would reject: tests run on a
+//!   `no-writes` function that Redis serves when full.
+//!
+//! A batch whose charges belong to different identities (limits keyed by different key
+//! functions) spans cluster slots, which no single call may touch. On a cluster it is then
+//! run as one call per identity, in batch order: a hit reserves identity by identity and,
+//! when one rejects, refunds those already charged. That never admits more than the limits
+//! allow; the price is one round trip per identity and a moment in which a reservation that
+//! ends up refunded is held (a concurrent request may be rejected by it). On a single node or
+//! behind sentinels every batch is one call, whatever its keys.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use ratekeeper_core::StrategyKind;
+//! use ratekeeper_redis::RedisStorage;
+//! use ratekeeper_storage::{Charge, Key, Storage};
+//!
+//! # smol::block_on(async {
+//! let store = RedisStorage::from_uri("redis://127.0.0.1:6379?prefix=myapp&socket_timeout=0.2")?;
+//! let key = Key::new("ip", "203.0.113.7");
+//! let batch = [
+//!     Charge::new(key.clone(), "100 per minute".parse()?, StrategyKind::SlidingWindowCounter, 1),
+//!     Charge::new(key, "5 per second".parse()?, StrategyKind::Gcra, 1),
+//! ];
+//! let verdict = store.hit(&batch).await?;
+//! println!("allowed: {}, remaining: {}", verdict.allowed, verdict.statuses[0].remaining);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `tls`: `rediss://` through rustls.
+//! - `test-server`: [`test_server`], real `redis-server` processes for tests.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod builder;
+mod clear;
+mod connection;
+mod error;
+mod keys;
+mod script;
+mod store;
+#[cfg(feature = "test-server")]
+pub mod test_server;
+
+pub use builder::{
+    DEFAULT_CLIENT_TTL_GRACE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
+    OPTIONS, RedisStorageBuilder, SCHEMES,
+};
+pub use keys::MAX_PREFIX;
+pub use script::{BATCH_LUA, MAX_AMOUNT};
+pub use store::RedisStorage;

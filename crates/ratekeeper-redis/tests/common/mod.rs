@@ -1,0 +1,37 @@
+//! Test helpers: stores on a manual clock against a real server.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+
+use ratekeeper_core::ManualClock;
+use ratekeeper_redis::RedisStorage;
+
+pub use ratekeeper_conformance::differential::T0;
+
+/// A store on `url` with a manual clock at `T0` and its own prefix.
+pub fn manual_store(url: &str, prefix: &str) -> (RedisStorage, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = RedisStorage::builder_from_uri(url)
+        .unwrap()
+        .prefix(prefix)
+        .clock(clock.clone())
+        // The manual clock stands still while real time passes: keys must not time out.
+        .ttl_grace(core::time::Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    (store, clock)
+}
+
+/// A server without functions, as before Redis 7 (`FUNCTION` and `FCALL` renamed away): the
+/// store must run its batch as a script there.
+pub fn server_without_functions() -> ratekeeper_redis::test_server::RedisServer {
+    ratekeeper_redis::test_server::RedisServer::start_with(&[
+        "--rename-command",
+        "FCALL",
+        "",
+        "--rename-command",
+        "FUNCTION",
+        "",
+    ])
+}

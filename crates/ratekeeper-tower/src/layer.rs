@@ -1,0 +1,357 @@
+//! The layer and its service.
+
+use core::{
+    any::Any,
+    fmt,
+    future::Future,
+    net::IpAddr,
+    pin::Pin,
+    sync::atomic::AtomicU64,
+    task::{Context, Poll},
+};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use ratekeeper_decision::{Decision, Headers, Limiter, RequestView};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    body::{CountedBody, LimitedBody},
+    routes::{CATCH_ALL, Routes},
+};
+
+/// Finds a request's client address in its extensions.
+pub type PeerFn = Arc<dyn Fn(&http::Extensions) -> Option<IpAddr> + Send + Sync>;
+
+/// Finds a value of one type in a request's extensions, for the limiter's key functions.
+type ExtensionFn = fn(&http::Extensions) -> Option<&(dyn Any + Send + Sync)>;
+
+fn extension_of<T: Any + Send + Sync>(ext: &http::Extensions) -> Option<&(dyn Any + Send + Sync)> {
+    ext.get::<T>().map(|t| t as &(dyn Any + Send + Sync))
+}
+
+struct Shared {
+    limiter: Limiter,
+    routes: RwLock<Routes>,
+    peer: PeerFn,
+    extensions: Vec<ExtensionFn>,
+}
+
+/// The rate-limiting layer. Cheap to clone: clones share the limiter and the route registry.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use ratekeeper_decision::{Limiter, RoutePolicy};
+/// use ratekeeper_tower::RateLimitLayer;
+///
+/// let limits = RateLimitLayer::new(
+///     Limiter::builder()
+///         .default_limits("200 per day; 50 per hour")
+///         .route("/auth/login", RoutePolicy::new().limit("5 per minute"))
+///         .build()?,
+/// );
+/// let app: Router = Router::new()
+///     .route("/auth/login", get(|| async { "welcome" }))
+///     .route("/users/{id}", get(|| async { "a user" }))
+///     // Inside the router: each request carries its `MatchedPath`.
+///     .layer(limits);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("limiter", &self.shared.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// axum's `ConnectInfo<SocketAddr>`, when the app is served with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+fn default_peer(ext: &http::Extensions) -> Option<IpAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) =
+        ext.get::<axum::extract::ConnectInfo<core::net::SocketAddr>>()
+    {
+        return Some(addr.ip());
+    }
+    ext.get::<core::net::SocketAddr>().map(|a| a.ip())
+}
+
+impl RateLimitLayer {
+    /// A layer deciding with `limiter`.
+    pub fn new(limiter: Limiter) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                limiter,
+                routes: RwLock::new(Routes::default()),
+                peer: Arc::new(default_peer),
+                extensions: Vec::new(),
+            }),
+        }
+    }
+
+    /// Where the client address comes from (default: axum's `ConnectInfo<SocketAddr>`, or a
+    /// `SocketAddr` extension). A request without one is counted as the limiter's
+    /// [`UnknownClient`](ratekeeper_decision::UnknownClient) policy says.
+    #[must_use]
+    pub fn peer(
+        self,
+        peer: impl Fn(&http::Extensions) -> Option<IpAddr> + Send + Sync + 'static,
+    ) -> Self {
+        let mut shared = self.unshared();
+        shared.peer = Arc::new(peer);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Passes the request extension of type `T` (an authenticated user that an outer layer
+    /// inserted, say) to the limiter, where key functions, dynamic limits and costs read it
+    /// with [`RequestView::extension`](ratekeeper_decision::RequestView::extension). Up to
+    /// [`MAX_EXTENSIONS`](ratekeeper_decision::MAX_EXTENSIONS) types.
+    ///
+    /// ```
+    /// use ratekeeper_decision::{KeyFunction, Limiter};
+    /// use ratekeeper_tower::RateLimitLayer;
+    ///
+    /// #[derive(Clone)]
+    /// struct User(String);
+    ///
+    /// let by_user = KeyFunction::custom("user", |req, _| {
+    ///     req.extension::<User>().map(|u| u.0.clone()).unwrap_or_default()
+    /// });
+    /// let limits = RateLimitLayer::new(
+    ///     Limiter::builder().default_limits("100 per minute").key_function(by_user).build()?,
+    /// )
+    /// .extension::<User>();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn extension<T: Any + Send + Sync>(self) -> Self {
+        let mut shared = self.unshared();
+        shared.extensions.push(extension_of::<T>);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The shared state, to change while configuring (a copy when a clone holds it too).
+    fn unshared(self) -> Shared {
+        Arc::try_unwrap(self.shared).unwrap_or_else(|s| Shared {
+            limiter: s.limiter.clone(),
+            routes: RwLock::new(
+                s.routes
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            ),
+            peer: Arc::clone(&s.peer),
+            extensions: s.extensions.clone(),
+        })
+    }
+
+    /// Registers a route pattern in axum's syntax (`/users/{id}`), for requests that arrive
+    /// without a `MatchedPath` (the layer around a whole router, or a plain hyper service).
+    #[must_use]
+    pub fn route(self, pattern: &str) -> Self {
+        self.shared
+            .routes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(pattern);
+        self
+    }
+
+    /// The limiter.
+    pub fn limiter(&self) -> &Limiter {
+        &self.shared.limiter
+    }
+
+    /// The route id of a request: its `MatchedPath` (axum), else the registered pattern that
+    /// serves `path`, else [`CATCH_ALL`].
+    pub fn route_of(&self, ext: &http::Extensions, path: &str) -> Arc<str> {
+        #[cfg(feature = "axum")]
+        if let Some(matched) = ext.get::<axum::extract::MatchedPath>() {
+            return matched.as_str().into();
+        }
+        #[cfg(not(feature = "axum"))]
+        let _ = ext;
+        self.shared
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .find(path)
+            .unwrap_or_else(|| CATCH_ALL.into())
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`RateLimitLayer`] wraps around another.
+#[derive(Clone, Debug)]
+pub struct RateLimitService<S> {
+    inner: S,
+    layer: RateLimitLayer,
+}
+
+struct HttpHeaders<'a>(&'a HeaderMap);
+
+impl Headers for HttpHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+
+    fn get_all_bytes(&self, name: &str) -> Vec<&[u8]> {
+        self.0.get_all(name).iter().map(|v| v.as_bytes()).collect()
+    }
+}
+
+/// Sets the decision's rate-limit headers on `headers`.
+fn set_headers(headers: &mut HeaderMap, decision: &Decision) {
+    for (name, value) in decision.headers() {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                headers.insert(n, v);
+            }
+            _ => {
+                tracing::error!(target: "ratekeeper", header = %name, "a rate-limit header that HTTP cannot carry: left out")
+            }
+        }
+    }
+}
+
+fn answer<B>(status: StatusCode, content_type: &str, body: String) -> Response<LimitedBody<B>> {
+    let mut res = Response::new(LimitedBody::Refused(Some(Bytes::from(body))));
+    *res.status_mut() = status;
+    let ct =
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(header::CONTENT_TYPE, ct);
+    res
+}
+
+/// The response to a request the decision does not serve.
+fn refusal<B>(decision: &Decision) -> Response<LimitedBody<B>> {
+    let status = StatusCode::from_u16(decision.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+    let mut res = answer(
+        status,
+        decision.content_type(),
+        decision.body().unwrap_or("{}").to_owned(),
+    );
+    for (name, value) in decision.response().into_iter().flat_map(|r| r.headers()) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            res.headers_mut().append(n, v);
+        }
+    }
+    set_headers(res.headers_mut(), decision);
+    res
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<S>
+where
+    S: Service<Request<CountedBody<ReqBody>>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<LimitedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The service polled ready is the one that serves; a fresh clone stays behind.
+        let clone = self.inner.clone();
+        let mut inner = core::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let route = layer.route_of(&parts.extensions, parts.uri.path());
+            let shared = &layer.shared;
+            let checked = {
+                let headers = HttpHeaders(&parts.headers);
+                let mut view =
+                    RequestView::new(parts.method.as_str(), &route).with_headers(&headers);
+                if let Some(ip) = (shared.peer)(&parts.extensions) {
+                    view = view.with_peer(ip);
+                }
+                for find in &shared.extensions {
+                    if let Some(value) = find(&parts.extensions) {
+                        view = view.with_extension(value);
+                    }
+                }
+                if let Some(len) = parts
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok())
+                {
+                    view = view.with_content_length(len);
+                }
+                shared.limiter.check(&view).await
+            };
+            let decision = match checked {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(target: "ratekeeper", route = %route, error = %e, "rate limiting unavailable");
+                    return Ok(answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "application/json",
+                        "{\"error\": \"rate limiting unavailable\"}".to_owned(),
+                    ));
+                }
+            };
+            if !decision.is_allowed() {
+                return Ok(refusal(&decision));
+            }
+            let read = Arc::new(AtomicU64::new(0));
+            let req = Request::from_parts(parts, CountedBody::new(body, Arc::clone(&read)));
+            let res = inner.call(req).await?;
+            let (mut parts, body) = res.into_parts();
+            set_headers(&mut parts.headers, &decision);
+            if decision.is_conditional() {
+                let bytes = read.load(core::sync::atomic::Ordering::Relaxed);
+                if let Err(e) = decision.finish(parts.status.as_u16(), Some(bytes)).await {
+                    tracing::error!(target: "ratekeeper", route = %route, error = %e, "could not refund a reserved charge");
+                }
+            }
+            Ok(Response::from_parts(parts, LimitedBody::Served(body)))
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! A [tower](https://docs.rs/tower) layer for the `ratekeeper-*` crates: the Decision API in
+//! front of any `http` service (axum, hyper, tonic), doing what the Tide middleware does.
+//!
+//! - **Route**: axum's `MatchedPath` when the request has one (the layer added with
+//!   `Router::layer`), else a pattern registered with [`RateLimitLayer::route`], else the
+//!   catch-all [`CATCH_ALL`].
+//! - **Client**: axum's `ConnectInfo<SocketAddr>` (serve with
+//!   `into_make_service_with_connect_info::<SocketAddr>()`), or [`RateLimitLayer::peer`];
+//!   forwarded headers as the limiter is configured to trust them.
+//! - **Answers**: a refused request gets the configured status, body, content type and
+//!   headers (429 with `Retry-After`); every response carries the rate-limit headers; a
+//!   storage error is a 503 (or what the limiter's outage mode decides).
+//! - **Conditional deduction and settled costs** are completed from the response's status and
+//!   the bytes the handler read from the request body.
+//!
+//! Policies, groups and configuration come from the same [`Limiter`](ratekeeper_decision::Limiter)
+//! as everywhere else. The layer is runtime-neutral; its examples and tests run on tokio.
+//!
+//! # Feature flags
+//!
+//! - `axum` (default): routes by axum's `MatchedPath`, peers by its `ConnectInfo`.
+//! - `redis` (default): `redis://` and the other Redis and Valkey storage URIs.
+//! - `tls`: `rediss://` through rustls.
+//! - `tokio`: Redis connections opened inside a tokio runtime are driven by it.
+//! - `memcached`: `memcached://` storage URIs.
+//! - `metrics`: decisions and storage errors through the `metrics` facade.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod body;
+mod layer;
+mod routes;
+
+pub use body::{CountedBody, LimitedBody};
+pub use layer::{PeerFn, RateLimitLayer, RateLimitService};
+pub use routes::CATCH_ALL;
