@@ -72,7 +72,8 @@ pub use ratekeeper_tide as tide;
 #[cfg(feature = "tower")]
 pub use ratekeeper_tower as tower;
 
-/// The README's examples, compiled and run as doctests.
+/// The README's examples, compiled and run as doctests (the package's copy of the family's
+/// README, which CI keeps equal to it).
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
