@@ -1,5 +1,5 @@
 //! Framework-agnostic rate-limit decisions: everything a Flask-Limiter `Limiter` configures,
-//! expressed once, for any web framework. An adapter (Tide today) fills a [`RequestView`],
+//! expressed once, for any web framework. An adapter (Tide, tower) fills a [`RequestView`],
 //! calls [`Limiter::check`], and turns the [`Decision`] into a response.
 //!
 //! # The seed configuration, section by section
@@ -22,7 +22,8 @@
 //!     .default_limits("200 per day; 50 per hour")
 //!     // Breaches: five per minute, then the client is shut out everywhere.
 //!     .meta_limits("5 per minute")
-//!     // Storage (memory:// is the default; Redis arrives with its backend) and strategy.
+//!     // Storage (memory:// is the default; redis://, memcached:// and the others with their
+//!     // features) and strategy.
 //!     .storage_uri("memory://")
 //!     .strategy(StrategyKind::FixedWindow)
 //!     // Keys: an API key the app knows, else the client address; one trusted proxy.
