@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod bounds;
 mod builder;
 mod connection;
 mod keys;
@@ -49,13 +50,14 @@ mod store;
 #[cfg(feature = "test-server")]
 pub mod test_server;
 
+pub use bounds::MAX_MOVING_WINDOW;
 pub use builder::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
     DEFAULT_TTL_GRACE, MemcachedStorageBuilder, OPTIONS, SCHEMES,
 };
 pub use connection::Address;
 pub use keys::MAX_PREFIX;
-pub use store::{MAX_MOVING_WINDOW, MemcachedStorage};
+pub use store::MemcachedStorage;
 
 /// The reply parser's check, for the fuzz target (`cargo +nightly fuzz run memcached_reply`).
 #[cfg(fuzzing)]

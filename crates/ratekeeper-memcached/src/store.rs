@@ -10,6 +10,7 @@ use ratekeeper_storage::{
 };
 
 use crate::{
+    bounds::{check_limit, exptime},
     builder::{Faults, MemcachedStorageBuilder},
     connection::{BACKEND, Server},
     keys,
@@ -21,45 +22,8 @@ use crate::{
 /// request's write that succeeded, and a full counter is not written to, so a batch meets at
 /// most about a limit's amount of them.
 pub(crate) const MAX_CONFLICTS: usize = 10_000;
-/// The largest moving-window limit an item can hold (16 bytes per entry; memcached items are
-/// at most 1 MiB by default).
-pub const MAX_MOVING_WINDOW: u64 = 60_000;
 /// Generations remembered before the memory starts over (they are read back on first use).
 const MAX_GENERATIONS_SEEN: usize = 100_000;
-/// memcached reads an expiry above 30 days as a Unix time.
-const RELATIVE_EXPIRY_MAX: u64 = 30 * 24 * 3600;
-/// The latest Unix time memcached takes as an expiry (it reads the field as a signed 32-bit
-/// number: anything above is a time long past, and the item is gone as soon as it is stored).
-const ABSOLUTE_EXPIRY_MAX: u64 = i32::MAX as u64;
-/// The expiry that means "never": an item whose idle time ends past
-/// [`ABSOLUTE_EXPIRY_MAX`] is kept until evicted instead.
-const NO_EXPIRY: u32 = 0;
-
-/// Whether one item can hold `limit`'s state: a moving window logs every hit in its item.
-fn check_limit(limit: &Limit, strategy: StrategyKind) -> Result<(), StorageError> {
-    if strategy == StrategyKind::MovingWindow && limit.amount() > MAX_MOVING_WINDOW {
-        return Err(StorageError::configuration(
-            "memcached",
-            format!(
-                "a moving window of {limit} holds up to {} entries in one item; at most {MAX_MOVING_WINDOW}",
-                limit.amount()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// memcached's `exptime` for an item that may expire `secs` from now, `unix` seconds after the
-/// epoch: relative up to 30 days, absolute up to 2038-01-19, and never after that.
-fn exptime(secs: u64, unix: u64) -> u32 {
-    if secs <= RELATIVE_EXPIRY_MAX {
-        return secs as u32;
-    }
-    match unix.saturating_add(secs) {
-        at if at <= ABSOLUTE_EXPIRY_MAX => at as u32,
-        _ => NO_EXPIRY,
-    }
-}
 
 pub(crate) struct Inner {
     pub(crate) servers: Vec<Server>,
@@ -89,7 +53,7 @@ pub(crate) struct Inner {
 ///   reads and writes of a batch go to each server in one round trip, in parallel.
 /// - **Forgetting** (`reset`, `clear_client`, `clear`) bumps a generation that every counter's
 ///   name carries: memcached cannot list keys, so old counters are left to expire.
-/// - **Moving windows** up to [`MAX_MOVING_WINDOW`] (one item holds the whole log).
+/// - **Moving windows** up to [`MAX_MOVING_WINDOW`](crate::MAX_MOVING_WINDOW) (one item holds the whole log).
 ///
 /// ```no_run
 /// use ratekeeper_memcached::MemcachedStorage;

@@ -36,6 +36,8 @@ struct Rig {
     clients: (String, String),
     /// The index in `servers` of the second client's server.
     second: usize,
+    /// The names of the second client's counters there.
+    second_names: Vec<String>,
 }
 
 fn rig(
@@ -57,7 +59,8 @@ fn rig(
         .clock(Arc::new(ManualClock::new(T0)))
         .ttl_grace(core::time::Duration::from_secs(3600));
     let store = configure(builder, servers.clone()).build().unwrap();
-    // Where a client's counter lives: hit it, then look.
+    // Where a client's counter lives: hit it, then look (metadump, which runs as a crawler
+    // job, can miss an item just stored: look until it shows).
     let server_of = |client: &str| {
         assert!(
             smol::block_on(store.hit(&[charge(client)]))
@@ -65,18 +68,32 @@ fn rig(
                 .allowed
         );
         let encoded = format!("ip:{client}:");
-        (0..2)
-            .find(|&i| names_on(ports[i]).iter().any(|n| n.contains(&encoded)))
-            .unwrap()
+        for _ in 0..200 {
+            for (i, port) in ports.iter().enumerate() {
+                let names: Vec<String> = names_on(*port)
+                    .into_iter()
+                    .filter(|n| n.contains(&encoded))
+                    .collect();
+                if !names.is_empty() {
+                    return (i, names);
+                }
+            }
+            std::thread::sleep(core::time::Duration::from_millis(10));
+        }
+        panic!("{client}'s counter is on neither server");
     };
     let first = "c0".to_owned();
-    let on = server_of(&first);
-    let second = (1..64)
+    let (on, _) = server_of(&first);
+    let (second, second_names) = (1..64)
         .map(|j| format!("c{j}"))
-        .find(|c| server_of(c) != on)
+        .find_map(|c| {
+            let (server, names) = server_of(&c);
+            (server != on).then_some((c, names))
+        })
         .expect("a client on the other server");
     Rig {
         second: 1 - on,
+        second_names,
         store,
         servers,
         clients: (first, second),
@@ -129,17 +146,19 @@ fn a_server_dying_mid_batch_leaves_the_other_as_it_was() {
 fn contention_past_the_limit_is_an_error_and_refunds_the_batch() {
     let armed = Arc::new(AtomicBool::new(false));
     let trigger = Arc::clone(&armed);
-    let port_of_second = Arc::new(Mutex::new(0u16));
-    let port = Arc::clone(&port_of_second);
+    let target: Arc<Mutex<(u16, Vec<String>)>> = Arc::default();
+    let touch = Arc::clone(&target);
     let r = rig("busy", |b, _| {
         b.max_conflicts(0).before_write(move || {
             if trigger.swap(false, Ordering::SeqCst) {
-                touch_counters(*port.lock().unwrap(), "busy:");
+                let (port, names) = &*touch.lock().unwrap();
+                touch_counters(*port, names);
             }
         })
     });
     let (a, b) = (&r.clients.0, &r.clients.1);
-    *port_of_second.lock().unwrap() = r.servers[r.second].lock().unwrap().port();
+    let port = r.servers[r.second].lock().unwrap().port();
+    *target.lock().unwrap() = (port, r.second_names.clone());
     armed.store(true, Ordering::SeqCst);
     let failed = smol::block_on(r.store.hit(&[charge(a), charge(b)]));
     match failed {
@@ -156,10 +175,11 @@ fn contention_past_the_limit_is_an_error_and_refunds_the_batch() {
     );
 }
 
-/// Rewrites every item of `prefix` on the server at `port` with its own value: the data stays,
+/// Rewrites the items `names` on the server at `port` with their own values: the data stays,
 /// the CAS tokens change, so a batch that read them before conflicts.
-fn touch_counters(port: u16, prefix: &str) {
-    for name in names_on(port).into_iter().filter(|n| n.starts_with(prefix)) {
+fn touch_counters(port: u16, names: &[String]) {
+    assert!(!names.is_empty(), "nothing to touch");
+    for name in names {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream
             .write_all(format!("get {name}\r\n").as_bytes())
@@ -167,13 +187,11 @@ fn touch_counters(port: u16, prefix: &str) {
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut head = String::new();
         reader.read_line(&mut head).unwrap();
-        let Some(len) = head
+        let len = head
             .strip_prefix("VALUE ")
             .and_then(|h| h.split_whitespace().nth(2))
             .and_then(|l| l.parse::<usize>().ok())
-        else {
-            continue;
-        };
+            .unwrap_or_else(|| panic!("get {name}: {head:?}"));
         let mut data = vec![0; len + 2];
         reader.read_exact(&mut data).unwrap();
         data.truncate(len);
