@@ -6,7 +6,7 @@ use core::{
     future::Future,
     net::IpAddr,
     pin::Pin,
-    sync::atomic::AtomicU64,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     task::{Context, Poll},
 };
 use std::sync::{Arc, PoisonError, RwLock};
@@ -37,7 +37,12 @@ struct Shared {
     routes: RwLock<Routes>,
     peer: PeerFn,
     extensions: Vec<ExtensionFn>,
+    /// Whether a request without a client address was reported (once per layer).
+    reported_peerless: AtomicBool,
 }
+
+/// What the layer logs, once, for the first request without a client address.
+const PEERLESS: &str = "a request reached the rate-limit layer without a client address, so every such request counts against one shared identity: serve the app with `into_make_service_with_connect_info::<SocketAddr>()`, or tell the layer where the address is with `RateLimitLayer::peer`";
 
 /// The rate-limiting layer. Cheap to clone: clones share the limiter and the route registry.
 ///
@@ -93,6 +98,7 @@ impl RateLimitLayer {
                 routes: RwLock::new(Routes::default()),
                 peer: Arc::new(default_peer),
                 extensions: Vec::new(),
+                reported_peerless: AtomicBool::new(false),
             }),
         }
     }
@@ -154,6 +160,7 @@ impl RateLimitLayer {
             ),
             peer: Arc::clone(&s.peer),
             extensions: s.extensions.clone(),
+            reported_peerless: AtomicBool::new(s.reported_peerless.load(Ordering::Relaxed)),
         })
     }
 
@@ -308,8 +315,12 @@ where
                 let headers = HttpHeaders(&parts.headers);
                 let mut view =
                     RequestView::new(parts.method.as_str(), &route).with_headers(&headers);
-                if let Some(ip) = (shared.peer)(&parts.extensions) {
-                    view = view.with_peer(ip);
+                match (shared.peer)(&parts.extensions) {
+                    Some(ip) => view = view.with_peer(ip),
+                    None if !shared.reported_peerless.swap(true, Ordering::Relaxed) => {
+                        tracing::error!(target: "ratekeeper", route = %route, "{PEERLESS}");
+                    }
+                    None => {}
                 }
                 for find in &shared.extensions {
                     if let Some(value) = find(&parts.extensions) {
@@ -346,7 +357,7 @@ where
             let (mut parts, body) = res.into_parts();
             set_headers(&mut parts.headers, &decision);
             if decision.is_conditional() {
-                let bytes = read.load(core::sync::atomic::Ordering::Relaxed);
+                let bytes = read.load(Ordering::Relaxed);
                 if let Err(e) = decision.finish(parts.status.as_u16(), Some(bytes)).await {
                     tracing::error!(target: "ratekeeper", route = %route, error = %e, "could not refund a reserved charge");
                 }
