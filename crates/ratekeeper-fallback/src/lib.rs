@@ -46,12 +46,12 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod backoff;
+mod health;
 pub mod metrics;
 mod mode;
 mod store;
 
 pub use backoff::Backoff;
+pub use health::{FallbackStats, Transition};
 pub use mode::Mode;
-pub use store::{
-    DEFAULT_TIMEOUT, FallbackStats, FallbackStorage, FallbackStorageBuilder, Transition,
-};
+pub use store::{DEFAULT_TIMEOUT, FallbackStorage, FallbackStorageBuilder};
