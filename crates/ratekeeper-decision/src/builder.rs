@@ -19,15 +19,16 @@ use crate::{
     headers::HeaderOptions,
     key::{Addressing, KeyFunction, UnknownClient},
     keyed::{limits_of, parse_keyed},
-    limiter::{Compiled, Inner, KeyedScopes, Limiter, RouteLimits, ScopePaths},
+    limiter::{Compiled, Inner, KeyedScopes, Limiter, ScopePaths},
     network::Network,
     outage::{Mode as OutageMode, Outage},
     policy::{
-        Breach, BreachHook, CostFn, LimitSet, LimitSource, RequestPredicate, ResponseHook,
-        RoutePolicy, parse_set,
+        Breach, BreachHook, CostFn, LimitSet, RequestPredicate, ResponseHook, RoutePolicy,
+        parse_set,
     },
     request::RequestView,
     response::BreachResponse,
+    route::{check_namespace, compile},
 };
 
 /// The storage URI schemes the limiter can build a backend for (with the `redis` and
@@ -643,37 +644,10 @@ impl LimiterBuilder {
                     .map(|(_, k)| k),
             )
         {
-            if k.namespace().is_some_and(|ns| ns.is_empty() || ns == "ip") {
-                return Err(ConfigError::Invalid(format!(
-                    "key function {k:?}: the namespace must be non-empty and not \"ip\" (reserved for client addresses)"
-                )));
-            }
+            check_namespace(k)?;
         }
-        let compile = |context: &str, policy: RoutePolicy| -> Result<Compiled, ConfigError> {
-            let limits = match &policy.limits {
-                None => None,
-                Some(LimitSource::Text(text)) => Some(RouteLimits::Set(parse_set(context, text)?)),
-                Some(LimitSource::Set(s)) => Some(RouteLimits::Set(s.clone())),
-                Some(LimitSource::Dynamic(f)) => Some(RouteLimits::Dynamic(f.clone())),
-            };
-            if policy.shared.as_deref() == Some("") {
-                return Err(ConfigError::Invalid(format!(
-                    "{context}: an empty shared scope name"
-                )));
-            }
-            let guard = match &policy.guard {
-                None => Vec::new().into(),
-                Some(text) => parse_set(&format!("{context} guard"), text)?,
-            };
-            let keyed = parse_keyed(context, &policy.keyed)?;
-            Ok(Compiled::new(
-                limits,
-                keyed,
-                guard,
-                policy,
-                &application_all,
-                &defaults_all,
-            ))
+        let compile = |context: &str, policy: RoutePolicy| {
+            compile(context, policy, &application_all, &defaults_all)
         };
         let mut routes = HashMap::new();
         let mut method_routes = HashMap::new();
@@ -769,6 +743,8 @@ impl LimiterBuilder {
                 method_routes,
                 prefix_groups,
                 fallback,
+                application_all,
+                defaults_all,
                 on_breach: self.on_breach,
                 on_breach_response: self.on_breach_response,
                 on_meta_breach: self.on_meta_breach,

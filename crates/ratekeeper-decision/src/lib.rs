@@ -173,6 +173,7 @@ mod outage;
 mod policy;
 mod request;
 mod response;
+mod route;
 
 pub use builder::{KNOWN_SCHEMES, LimiterBuilder, storage_from_uri};
 pub use client_ip::{ForwardedHeader, ProxyConfig};
@@ -190,3 +191,4 @@ pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
 pub use ratekeeper_fallback::Transition as StorageTransition;
 pub use request::{Headers, MAX_EXTENSIONS, NoHeaders, RequestView};
 pub use response::BreachResponse;
+pub use route::CompiledPolicy;

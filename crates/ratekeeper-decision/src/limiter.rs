@@ -279,6 +279,10 @@ pub(crate) struct Inner {
     /// Route groups by prefix, the longest first.
     pub(crate) prefix_groups: Vec<(String, Compiled)>,
     pub(crate) fallback: Compiled,
+    /// The application and default limits, each scope's keyed groups after its own: what a
+    /// route policy compiled later combines with.
+    pub(crate) application_all: Vec<Limit>,
+    pub(crate) defaults_all: Vec<Limit>,
     pub(crate) on_breach: Option<BreachHook>,
     pub(crate) on_breach_response: Option<ResponseHook>,
     pub(crate) on_meta_breach: Option<ResponseHook>,
@@ -409,8 +413,12 @@ impl Limiter {
         self.inner.shadow_rejections.load(Ordering::Relaxed)
     }
 
-    fn policy(&self, method: &str, route: &str) -> &Compiled {
+    fn policy<'a>(&'a self, req: &RequestView<'a>) -> &'a Compiled {
         let inner = &self.inner;
+        if let Some(p) = req.policy().and_then(|p| p.for_limiter(inner)) {
+            return p;
+        }
+        let (method, route) = (req.method(), req.route());
         if let Some(methods) = inner.method_routes.get(route)
             && let Some((_, p)) = methods.iter().find(|(m, _)| m.eq_ignore_ascii_case(method))
         {
@@ -483,7 +491,7 @@ impl Limiter {
         if self.inner.disabled {
             return Err(Early::Free(Kind::Unlimited));
         }
-        let compiled = self.policy(req.method(), req.route());
+        let compiled = self.policy(req);
         if compiled.policy.exempt.all || self.inner.request_filters.iter().any(|f| f(req)) {
             return Err(Early::Free(Kind::Exempt));
         }

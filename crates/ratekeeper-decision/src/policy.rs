@@ -125,6 +125,13 @@ impl fmt::Debug for RoutePolicy {
     }
 }
 
+/// A policy with these limits and nothing else: `"5 per minute".into()`.
+impl From<&str> for RoutePolicy {
+    fn from(limits: &str) -> Self {
+        Self::new().limit(limits)
+    }
+}
+
 impl RoutePolicy {
     /// A policy that uses the default limits.
     pub fn new() -> Self {

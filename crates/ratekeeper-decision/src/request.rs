@@ -2,6 +2,8 @@
 
 use core::{any::Any, fmt, net::IpAddr};
 
+use crate::route::CompiledPolicy;
+
 /// Header lookup, case-insensitive, over whatever the framework stores.
 pub trait Headers: Sync {
     /// The first value of header `name`.
@@ -97,6 +99,7 @@ pub struct RequestView<'a> {
     headers: &'a dyn Headers,
     content_length: Option<u64>,
     extensions: [Option<&'a (dyn Any + Send + Sync)>; MAX_EXTENSIONS],
+    policy: Option<&'a CompiledPolicy>,
 }
 
 impl fmt::Debug for RequestView<'_> {
@@ -124,6 +127,7 @@ impl<'a> RequestView<'a> {
             headers: &NoHeaders,
             content_length: None,
             extensions: [None; MAX_EXTENSIONS],
+            policy: None,
         }
     }
 
@@ -174,6 +178,20 @@ impl<'a> RequestView<'a> {
             .unwrap_or(MAX_EXTENSIONS - 1);
         self.extensions[slot] = Some(value);
         self
+    }
+
+    /// Decided under `policy` (compiled by the limiter with
+    /// [`Limiter::compile_route`](crate::Limiter::compile_route)) instead of the policy the
+    /// limiter's builder configured for the route.
+    #[must_use]
+    pub fn with_policy(mut self, policy: &'a CompiledPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The policy the request carries, if any ([`RequestView::with_policy`]).
+    pub fn policy(&self) -> Option<&'a CompiledPolicy> {
+        self.policy
     }
 
     /// The method, as sent.

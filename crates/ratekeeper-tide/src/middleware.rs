@@ -6,7 +6,7 @@ use core::{
     net::{IpAddr, SocketAddr},
     pin::Pin,
     str::FromStr,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     task::{Context, Poll},
 };
 use std::{
@@ -29,6 +29,8 @@ pub struct RateLimit {
     routes: Arc<RwLock<Routes>>,
     catch_all: Arc<str>,
     extensions: Arc<Vec<ExtensionFn>>,
+    /// Whether the first request compared the limiter's route policies with the registry.
+    checked_routes: Arc<AtomicBool>,
 }
 
 /// Finds a value of one type in a request's extensions, for the limiter's key functions.
@@ -80,6 +82,8 @@ impl Routes {
 struct Patterns {
     exact: HashMap<String, Arc<str>>,
     router: Router<Arc<str>>,
+    /// Every pattern added, in order.
+    all: Vec<Arc<str>>,
 }
 
 impl Patterns {
@@ -88,7 +92,8 @@ impl Patterns {
         if !pattern.split('/').any(|s| s.starts_with([':', '*'])) {
             self.exact.insert(pattern.to_owned(), Arc::clone(&id));
         }
-        self.router.add(pattern, id);
+        self.router.add(pattern, Arc::clone(&id));
+        self.all.push(id);
     }
 
     /// The pattern that serves `path`: a static pattern equal to it is the most specific match
@@ -121,6 +126,7 @@ impl RateLimit {
             routes: Arc::new(RwLock::new(Routes::default())),
             catch_all: CATCH_ALL.into(),
             extensions: Arc::new(Vec::new()),
+            checked_routes: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -200,6 +206,24 @@ impl RateLimit {
         routes
             .find(method, path)
             .unwrap_or_else(|| Arc::clone(&self.catch_all))
+    }
+
+    /// Once, at the first request (when the app's routes are registered): route policies of
+    /// the limiter that match no registered pattern are logged at `warn`, since their
+    /// requests would be counted under other routes' ids.
+    fn check_routes(&self) {
+        if self.checked_routes.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let routes = self
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let known: Vec<&str> = routes.every.all.iter().map(|p| &**p).collect();
+        self.limiter.warn_unmatched_routes(
+            &known,
+            "registered with the Tide middleware (add routes with `RateLimit::at`)",
+        );
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Routes> {
@@ -327,6 +351,7 @@ fn json(status: StatusCode, body: &str) -> Response {
 #[tide::utils::async_trait]
 impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
     async fn handle(&self, mut req: Request<State>, next: Next<'_, State>) -> tide::Result {
+        self.check_routes();
         let method = req.method();
         let route = self.route_for(method.as_ref(), req.url().path());
         let checked = {

@@ -9,11 +9,16 @@ use core::{
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
     task::{Context, Poll},
 };
-use std::sync::{Arc, PoisonError, RwLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, PoisonError, RwLock},
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use ratekeeper_decision::{Decision, Headers, Limiter, RequestView};
+use ratekeeper_decision::{
+    CompiledPolicy, ConfigError, Decision, Headers, Limiter, RequestView, RoutePolicy,
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -37,8 +42,14 @@ struct Shared {
     routes: RwLock<Routes>,
     peer: PeerFn,
     extensions: Vec<ExtensionFn>,
+    /// Policies declared where their routes are ([`RateLimitLayer::add_route_policy`]), by
+    /// route pattern; `has_local` says whether there are any (so that most apps take no lock).
+    local: RwLock<HashMap<Arc<str>, CompiledPolicy>>,
+    has_local: AtomicBool,
     /// Whether a request without a client address was reported (once per layer).
     reported_peerless: AtomicBool,
+    /// Whether the first request compared the configured policies with the known routes.
+    checked_routes: AtomicBool,
 }
 
 /// What the layer logs, once, for the first request without a client address.
@@ -98,7 +109,10 @@ impl RateLimitLayer {
                 routes: RwLock::new(Routes::default()),
                 peer: Arc::new(default_peer),
                 extensions: Vec::new(),
+                local: RwLock::default(),
+                has_local: AtomicBool::new(false),
                 reported_peerless: AtomicBool::new(false),
+                checked_routes: AtomicBool::new(false),
             }),
         }
     }
@@ -160,7 +174,15 @@ impl RateLimitLayer {
             ),
             peer: Arc::clone(&s.peer),
             extensions: s.extensions.clone(),
+            local: RwLock::new(
+                s.local
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            ),
+            has_local: AtomicBool::new(s.has_local.load(Ordering::Relaxed)),
             reported_peerless: AtomicBool::new(s.reported_peerless.load(Ordering::Relaxed)),
+            checked_routes: AtomicBool::new(s.checked_routes.load(Ordering::Relaxed)),
         })
     }
 
@@ -174,6 +196,62 @@ impl RateLimitLayer {
             .unwrap_or_else(PoisonError::into_inner)
             .add(pattern);
         self
+    }
+
+    /// Limits the route `pattern` (its id: axum's `MatchedPath`, or a registered pattern)
+    /// by `policy` instead of what the limiter's builder configured for it, checked now
+    /// against the limiter ([`Limiter::compile_route`]). With axum,
+    /// [`LimitedRoutes::limited_route`](crate::LimitedRoutes::limited_route) adds the route
+    /// and its policy in one call, so the path is written once.
+    pub fn add_route_policy(
+        &self,
+        pattern: &str,
+        policy: impl Into<RoutePolicy>,
+    ) -> Result<(), ConfigError> {
+        let compiled = self.shared.limiter.compile_route(pattern, policy.into())?;
+        self.shared
+            .local
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(pattern.into(), compiled);
+        self.shared.has_local.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The policy declared for `route` with [`RateLimitLayer::add_route_policy`], if any.
+    fn local_policy(&self, route: &str) -> Option<CompiledPolicy> {
+        if !self.shared.has_local.load(Ordering::Acquire) {
+            return None;
+        }
+        self.shared
+            .local
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+            .cloned()
+    }
+
+    /// Once, at the first request: the builder's route policies whose patterns match no
+    /// route this layer knows (registered patterns and routes with policies of their own) are
+    /// logged at `warn`. A layer that knows no routes (an axum router, whose routes it sees
+    /// only as requests arrive) checks nothing.
+    fn check_routes(&self) {
+        let shared = &self.shared;
+        if shared.checked_routes.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let routes = shared.routes.read().unwrap_or_else(PoisonError::into_inner);
+        let local = shared.local.read().unwrap_or_else(PoisonError::into_inner);
+        let known: Vec<&str> = routes
+            .patterns()
+            .chain(local.keys().map(|k| &**k))
+            .collect();
+        if !known.is_empty() {
+            shared.limiter.warn_unmatched_routes(
+                &known,
+                "the tower layer knows (its registered patterns and limited routes)",
+            );
+        }
     }
 
     /// The limiter.
@@ -309,12 +387,17 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
+            layer.check_routes();
             let route = layer.route_of(&parts.extensions, parts.uri.path());
+            let local = layer.local_policy(&route);
             let shared = &layer.shared;
             let checked = {
                 let headers = HttpHeaders(&parts.headers);
                 let mut view =
                     RequestView::new(parts.method.as_str(), &route).with_headers(&headers);
+                if let Some(policy) = &local {
+                    view = view.with_policy(policy);
+                }
                 match (shared.peer)(&parts.extensions) {
                     Some(ip) => view = view.with_peer(ip),
                     None if !shared.reported_peerless.swap(true, Ordering::Relaxed) => {

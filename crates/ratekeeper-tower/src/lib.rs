@@ -29,8 +29,12 @@
 
 mod body;
 mod layer;
+#[cfg(feature = "axum")]
+mod limited;
 mod routes;
 
 pub use body::{CountedBody, LimitedBody};
 pub use layer::{PeerFn, RateLimitLayer, RateLimitService};
+#[cfg(feature = "axum")]
+pub use limited::LimitedRoutes;
 pub use routes::CATCH_ALL;

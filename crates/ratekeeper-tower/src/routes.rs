@@ -73,6 +73,14 @@ impl Routes {
         }
     }
 
+    /// Every registered pattern.
+    pub(crate) fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.exact
+            .keys()
+            .map(String::as_str)
+            .chain(self.patterns.iter().map(|p| &*p.id))
+    }
+
     /// The pattern that serves `path`, if any.
     pub(crate) fn find(&self, path: &str) -> Option<Arc<str>> {
         if let Some(id) = self.exact.get(path) {

@@ -10,12 +10,12 @@ use axum::{
     body::Body,
     extract::ConnectInfo,
     http::{HeaderMap, Request, StatusCode},
-    routing::get,
+    routing::{get, post},
 };
 use http_body_util::BodyExt;
 use ratekeeper_core::{ManualClock, Timestamp};
 use ratekeeper_decision::{LimiterBuilder, RoutePolicy, UnknownClient};
-use ratekeeper_tower::RateLimitLayer;
+use ratekeeper_tower::{LimitedRoutes as _, RateLimitLayer};
 use tower::ServiceExt;
 
 struct Reply {
@@ -100,6 +100,70 @@ async fn routes_come_from_matched_path_and_nested_routers() {
     // A nested router's route is limited by its full pattern.
     let r = send(&app, "GET", "/api/items/9", A).await;
     assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
+}
+
+#[tokio::test]
+async fn a_limited_route_counts_under_its_own_limits_and_not_the_defaults() {
+    let limits = layer(
+        LimiterBuilder::default()
+            .default_limits("3 per minute")
+            .meta_limits("1 per hour"),
+    );
+    let app =
+        Router::new()
+            .route("/", get(|| async { "home" }))
+            .limited_route(
+                "/login",
+                post(|| async { "welcome" }),
+                &limits,
+                "2 per minute",
+            )
+            .unwrap()
+            .limited_route(
+                "/users/{id}",
+                get(|| async { "user" }),
+                &limits,
+                RoutePolicy::new().limit("4 per minute").key(
+                    ratekeeper_decision::KeyFunction::custom("all", |_, _| "everyone".to_owned()),
+                ),
+            )
+            .unwrap()
+            .layer(limits.clone());
+    // The route's own 2, not the defaults' 3; each client apart.
+    for _ in 0..2 {
+        assert_eq!(send(&app, "POST", "/login", A).await.status, StatusCode::OK);
+    }
+    let refused = send(&app, "POST", "/login", A).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.body, EXPECTED_429);
+    assert_eq!(send(&app, "POST", "/login", B).await.status, StatusCode::OK);
+    // Other routes keep the defaults, and the breach above counted toward A's meta limit.
+    assert_eq!(
+        send(&app, "GET", "/", B).await.header("x-ratelimit-limit"),
+        Some("3")
+    );
+    assert_eq!(
+        send(&app, "GET", "/", A).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A full policy: one counter for every user page, across clients (A is shut out by its
+    // meta limit, so others).
+    let c = Some("192.0.2.1");
+    for (i, peer) in [B, c, B, c].into_iter().enumerate() {
+        let path = format!("/users/{i}");
+        assert_eq!(
+            send(&app, "GET", &path, peer).await.status,
+            StatusCode::OK,
+            "{i}"
+        );
+    }
+    let shared = send(&app, "GET", "/users/9", B).await;
+    assert_eq!(shared.status, StatusCode::TOO_MANY_REQUESTS);
+    // A limit string that does not parse fails where the route is declared.
+    let err = Router::<()>::new()
+        .limited_route("/x", get(|| async { "x" }), &limits, "5 per fortnight")
+        .unwrap_err();
+    assert!(err.to_string().contains("fortnight"), "{err}");
 }
 
 #[tokio::test]
