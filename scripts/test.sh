@@ -35,6 +35,8 @@ cargo test --workspace --all-targets 2>&1 | tee -a "$log"
 # The bench of the decision crate's `metrics` feature needs the benches' feature of that name.
 cargo test -p ratekeeper-benches --features metrics --bench metrics 2>&1 | tee -a "$log"
 cargo test --workspace --doc 2>&1 | tee -a "$log"
+# Without the storage backends: a storage URI they serve names the feature to enable.
+cargo test -p ratekeeper-decision --no-default-features --test config 2>&1 | tee -a "$log"
 
 # One total over all test binaries ("test result: ok. N passed; M failed; ..."), counting the
 # vector runner (its own harness) as one test. A failing binary already stopped the script.

@@ -59,6 +59,19 @@ pub const KNOWN_SCHEMES: &[&str] = &[
     "memcached",
 ];
 
+/// The feature a known backend's `scheme` needs, when this build lacks it: the error then
+/// names the feature to enable rather than listing the schemes the build does know.
+fn missing_feature(scheme: &str) -> Option<&'static str> {
+    let (family, _) = scheme.split_once('+').unwrap_or((scheme, ""));
+    match family {
+        // `tls` brings `redis` with it.
+        "rediss" | "valkeys" if !cfg!(feature = "tls") => Some("tls"),
+        "redis" | "valkey" if !cfg!(feature = "redis") => Some("redis"),
+        "memcached" if !cfg!(feature = "memcached") => Some("memcached"),
+        _ => None,
+    }
+}
+
 /// Builds the store named by `uri`. `clock` is the memory store's clock; a Redis store reads
 /// the Redis server's clock unless the URI says `time=client`, and then uses `clock`.
 pub fn storage_from_uri(
@@ -67,6 +80,12 @@ pub fn storage_from_uri(
 ) -> Result<Arc<dyn Storage>, ConfigError> {
     let uri_error = |e: UriError| ConfigError::Storage(StorageError::InvalidUri(e));
     let parsed: StorageUri = uri.parse().map_err(uri_error)?;
+    if let Some(feature) = missing_feature(&parsed.scheme) {
+        return Err(ConfigError::Invalid(format!(
+            "storage URI {}://: this build has no {feature} support; enable the `{feature}` feature of the `ratekeeper` crate (or of the ratekeeper-* crate you depend on)",
+            parsed.scheme
+        )));
+    }
     parsed.expect_scheme(KNOWN_SCHEMES).map_err(uri_error)?;
     #[cfg(feature = "memcached")]
     if parsed.scheme == "memcached" {
@@ -141,6 +160,7 @@ pub struct LimiterBuilder {
     defaults_exempt_when: Option<RequestPredicate>,
     application_exempt_when: Option<RequestPredicate>,
     request_filters: Vec<RequestPredicate>,
+    exempt_clients: Vec<String>,
     disabled: bool,
     defaults_per_method: bool,
     shadow: bool,
@@ -331,6 +351,36 @@ impl LimiterBuilder {
         filter: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.request_filters.push(Arc::new(filter));
+        self
+    }
+
+    /// Clients in these networks (`"10.0.0.0/8, 192.0.2.7"`: addresses and CIDR networks,
+    /// comma-separated) are not limited at all, as a request filter would exempt them: an
+    /// allow-list (Flask-Limiter's whitelist filter). The address is the client's as resolved
+    /// behind trusted proxies ([`RequestView::client_ip`]). A list that does not parse fails
+    /// [`build`](Self::build). Several calls add up.
+    ///
+    /// ```
+    /// use ratekeeper_decision::{Kind, Limiter, RequestView};
+    ///
+    /// # smol::block_on(async {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per hour")
+    ///     .exempt_clients("10.0.0.0/8, 2001:db8::/32")
+    ///     .build()?;
+    /// let office = RequestView::new("GET", "/").with_peer("10.1.2.3".parse()?);
+    /// let stranger = RequestView::new("GET", "/").with_peer("203.0.113.7".parse()?);
+    /// for _ in 0..3 {
+    ///     assert_eq!(limiter.check(&office).await?.kind(), Kind::Exempt);
+    /// }
+    /// assert!(limiter.check(&stranger).await?.is_allowed());
+    /// assert!(!limiter.check(&stranger).await?.is_allowed());
+    /// assert!(Limiter::builder().exempt_clients("10.0.0.0/33").build().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn exempt_clients(mut self, networks: &str) -> Self {
+        self.exempt_clients.push(networks.to_owned());
         self
     }
 
@@ -615,6 +665,13 @@ impl LimiterBuilder {
             proxy.trusted_networks = Network::parse_list(list)
                 .map_err(|e| ConfigError::Invalid(format!("trusted proxy networks: {e}")))?;
         }
+        let mut exempt_clients = Vec::new();
+        for list in &self.exempt_clients {
+            exempt_clients.extend(
+                Network::parse_list(list)
+                    .map_err(|e| ConfigError::Invalid(format!("exempt clients: {e}")))?,
+            );
+        }
         let ipv6_prefix = self.ipv6_prefix.unwrap_or(64);
         if ipv6_prefix > 128 {
             return Err(ConfigError::Invalid(format!(
@@ -752,6 +809,7 @@ impl LimiterBuilder {
                 defaults_exempt_when: self.defaults_exempt_when,
                 application_exempt_when: self.application_exempt_when,
                 request_filters: self.request_filters,
+                exempt_clients,
                 disabled: self.disabled,
                 defaults_per_method: self.defaults_per_method,
                 shadow: self.shadow,

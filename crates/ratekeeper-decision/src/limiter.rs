@@ -24,6 +24,7 @@ use crate::{
     key::{Addressing, Identity, KeyFunction, Who},
     keyed::{Keyed, limits_of},
     metrics,
+    network::Network,
     outage::FallbackScope,
     policy::{Breach, BreachHook, LimitSet, RequestPredicate, ResponseHook, RoutePolicy},
     request::RequestView,
@@ -295,6 +296,8 @@ pub(crate) struct Inner {
     pub(crate) application_exempt_when: Option<RequestPredicate>,
     /// Requests that are not limited at all.
     pub(crate) request_filters: Vec<RequestPredicate>,
+    /// Client networks that are never limited.
+    pub(crate) exempt_clients: Vec<Network>,
     /// The kill switch: no request is limited.
     pub(crate) disabled: bool,
     /// The default limits count each method apart on every route.
@@ -441,6 +444,7 @@ impl Limiter {
     // charge (`plan`), the store's verdict (`apply`), and what it means (`deciding`,
     // `headers_for`, `outcome`).
     pub async fn check(&self, req: &RequestView<'_>) -> Result<Decision, DecisionError> {
+        let req = &self.resolved(req);
         // Bound before the await, so that only the boxed future lives across it: an
         // in-process store's decisions stay small and on the stack.
         let later = match self.check_now(req) {
@@ -492,10 +496,15 @@ impl Limiter {
             return Err(Early::Free(Kind::Unlimited));
         }
         let compiled = self.policy(req);
-        if compiled.policy.exempt.all || self.inner.request_filters.iter().any(|f| f(req)) {
+        if compiled.policy.exempt.all {
             return Err(Early::Free(Kind::Exempt));
         }
-        let ip = self.inner.proxy.client_ip(req);
+        let ip = req.client_ip();
+        if ip.is_some_and(|ip| self.inner.exempt_clients.iter().any(|n| n.contains(ip)))
+            || self.inner.request_filters.iter().any(|f| f(req))
+        {
+            return Err(Early::Free(Kind::Exempt));
+        }
         let key = compiled.policy.key.as_ref().unwrap_or(&self.inner.key);
         if ip.is_none()
             && !self
@@ -547,6 +556,7 @@ impl Limiter {
         req: &RequestView<'_>,
     ) -> Result<Vec<CurrentLimit>, DecisionError> {
         let mut plan = Plan::default();
+        let req = &self.resolved(req);
         if self.prepare(req, &mut plan).is_err() {
             return Ok(Vec::new());
         }
@@ -1017,6 +1027,11 @@ impl Limiter {
     /// The client address of `req` under the configured trusted proxies.
     pub fn client_ip(&self, req: &RequestView<'_>) -> Option<IpAddr> {
         self.inner.proxy.client_ip(req)
+    }
+
+    /// `req` with its client address resolved ([`RequestView::client_ip`]).
+    fn resolved<'a>(&self, req: &RequestView<'a>) -> RequestView<'a> {
+        req.with_client(self.inner.proxy.client_ip(req))
     }
 }
 

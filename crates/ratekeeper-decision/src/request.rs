@@ -100,6 +100,8 @@ pub struct RequestView<'a> {
     content_length: Option<u64>,
     extensions: [Option<&'a (dyn Any + Send + Sync)>; MAX_EXTENSIONS],
     policy: Option<&'a CompiledPolicy>,
+    /// The client address the limiter resolved (behind trusted proxies), once it has.
+    client: Option<IpAddr>,
 }
 
 impl fmt::Debug for RequestView<'_> {
@@ -128,6 +130,7 @@ impl<'a> RequestView<'a> {
             content_length: None,
             extensions: [None; MAX_EXTENSIONS],
             policy: None,
+            client: None,
         }
     }
 
@@ -192,6 +195,38 @@ impl<'a> RequestView<'a> {
     /// The policy the request carries, if any ([`RequestView::with_policy`]).
     pub fn policy(&self) -> Option<&'a CompiledPolicy> {
         self.policy
+    }
+
+    /// With the client address as the limiter resolved it.
+    pub(crate) fn with_client(mut self, client: Option<IpAddr>) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// The client's address as the limiter resolved it: the peer, or the address trusted
+    /// proxies forwarded (see [`LimiterBuilder::trusted_proxies`](crate::LimiterBuilder)).
+    /// The limiter sets it before it runs request filters, exemptions, key functions, dynamic
+    /// limits and costs, so those closures read it here; it is `None` in a view the limiter
+    /// has not seen, and for a request without a usable address.
+    ///
+    /// ```
+    /// use ratekeeper_decision::{ForwardedHeader, Kind, Limiter, RequestView};
+    ///
+    /// # smol::block_on(async {
+    /// let office: std::net::IpAddr = "198.51.100.4".parse()?;
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per hour")
+    ///     .trusted_proxies(1, ForwardedHeader::XForwardedFor)
+    ///     .request_filter(move |req| req.client_ip() == Some(office))
+    ///     .build()?;
+    /// let headers = [("X-Forwarded-For", "198.51.100.4")];
+    /// let req = RequestView::new("GET", "/").with_peer("10.0.0.1".parse()?).with_headers(&headers);
+    /// assert_eq!(limiter.check(&req).await?.kind(), Kind::Exempt);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client
     }
 
     /// The method, as sent.

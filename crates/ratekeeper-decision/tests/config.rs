@@ -318,3 +318,36 @@ fn limits_past_the_stores_bounds_fail_the_build() {
         );
     }
 }
+
+/// A storage URI whose backend this build leaves out names the facade's feature to enable;
+/// with the feature, the same URI builds (nothing connects before a request).
+#[test]
+fn a_scheme_left_out_of_the_build_names_the_feature_to_enable() {
+    let cases = [
+        ("redis://127.0.0.1:1", "redis", cfg!(feature = "redis")),
+        (
+            "valkey+cluster://127.0.0.1:1",
+            "redis",
+            cfg!(feature = "redis"),
+        ),
+        ("rediss://127.0.0.1:1", "tls", cfg!(feature = "tls")),
+        (
+            "memcached://127.0.0.1:1",
+            "memcached",
+            cfg!(feature = "memcached"),
+        ),
+    ];
+    for (uri, feature, built) in cases {
+        let result = Limiter::builder().storage_uri(uri).build();
+        match (built, result) {
+            (true, Ok(_)) => {}
+            (false, Err(e)) => {
+                let text = e.to_string();
+                let wanted = format!("enable the `{feature}` feature of the `ratekeeper` crate");
+                assert!(text.contains(&wanted), "{uri}: {text}");
+            }
+            (true, Err(e)) => panic!("{uri} with the `{feature}` feature: {e}"),
+            (false, Ok(_)) => panic!("{uri} built without the `{feature}` feature"),
+        }
+    }
+}

@@ -123,3 +123,45 @@ fn a_request_filter_exempts_from_everything_without_a_storage_call() {
     // Anything else goes to the store (and fails: it is down).
     assert!(smol::block_on(limiter.check(&get("/other"))).is_err());
 }
+
+/// The allow-list and request filters see the client as resolved behind trusted proxies: a
+/// listed client forwarded by the proxy is exempt; a stranger who sends the listed address in
+/// a header straight to the app is not, and neither is the proxy itself.
+#[test]
+fn the_allow_list_and_request_filters_see_the_resolved_client() {
+    use ratekeeper_decision::ForwardedHeader;
+    let (limiter, _) = build(
+        Limiter::builder()
+            .default_limits("1 per minute")
+            .trusted_proxies(1, ForwardedHeader::XForwardedFor)
+            .exempt_clients("198.51.100.0/24")
+            .request_filter(|req| req.client_ip() == Some("192.0.2.9".parse().unwrap())),
+    );
+    let via_proxy = |client: &'static str| {
+        let headers: &'static [(&str, &str); 1] =
+            Box::leak(Box::new([("X-Forwarded-For", client)]));
+        RequestView::new("GET", "/")
+            .with_peer("10.0.0.2".parse().unwrap())
+            .with_headers(headers)
+    };
+    for client in ["198.51.100.77", "192.0.2.9"] {
+        for _ in 0..3 {
+            assert_eq!(
+                check(&limiter, &via_proxy(client)).kind(),
+                Kind::Exempt,
+                "{client}"
+            );
+        }
+    }
+    // Straight from the internet, a forwarded header is the client's own claim.
+    let spoofed = [("X-Forwarded-For", "198.51.100.77")];
+    let direct = RequestView::new("GET", "/")
+        .with_peer("203.0.113.7".parse().unwrap())
+        .with_headers(&spoofed);
+    assert_eq!(check(&limiter, &direct).kind(), Kind::Allowed);
+    assert!(!check(&limiter, &direct).is_allowed());
+    // The proxy's own requests (no forwarded header) are not exempt either.
+    let proxy = RequestView::new("GET", "/").with_peer("10.0.0.2".parse().unwrap());
+    assert!(check(&limiter, &proxy).is_allowed());
+    assert!(!check(&limiter, &proxy).is_allowed());
+}

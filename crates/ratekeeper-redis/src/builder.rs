@@ -247,7 +247,7 @@ impl RedisStorageBuilder {
                 let tls = scheme == "rediss";
                 if tls && !cfg!(feature = "tls") {
                     return Err(config(
-                        "rediss:// needs the `tls` feature of ratekeeper-redis",
+                        "rediss:// needs TLS support: enable the `tls` feature of the `ratekeeper` crate (of ratekeeper-redis if you depend on it directly)",
                     ));
                 }
                 if !parsed.path.is_empty() {
@@ -416,7 +416,11 @@ impl RedisStorageBuilder {
                     )
                     .map_err(bad)?,
                     #[cfg(not(feature = "tls"))]
-                    Some(_) => return Err(config("a CA certificate needs the `tls` feature")),
+                    Some(_) => {
+                        return Err(config(
+                            "a CA certificate needs TLS support: enable the `tls` feature of the `ratekeeper` crate (of ratekeeper-redis if you depend on it directly)",
+                        ));
+                    }
                 };
                 let manager = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.connect_timeout))
