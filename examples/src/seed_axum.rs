@@ -1,7 +1,7 @@
 //! The seed tour on axum: the same routes, bodies, limits and configuration as
 //! [`seed_app`](crate::seed_app), behind `ratekeeper-tower`'s layer instead of the Tide middleware.
 
-use core::{net::SocketAddr, time::Duration};
+use core::time::Duration;
 
 use axum::{
     Router,
@@ -139,40 +139,10 @@ pub async fn serve_axum_with(
     header_timeout: Duration,
     body_timeout: Duration,
 ) -> std::io::Result<()> {
-    use hyper_util::{
-        rt::{TokioIo, TokioTimer},
-        service::TowerToHyperService,
-    };
-    use tower::Service;
-    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-        body_timeout,
-    ));
-    let mut make_service = app.into_make_service_with_connect_info::<SocketAddr>();
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, say: wait instead of spinning.
-                tracing::error!("accept failed: {e}; pausing 100 ms");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("TCP_NODELAY: {e}");
-        }
-        let Ok(service) = make_service.call(peer).await;
-        tokio::spawn(async move {
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
-                .await;
-            if let Err(e) = served {
-                tracing::debug!("connection from {peer} ended: {e}");
-            }
-        });
-    }
+    ratekeeper::tower::serve(listener, app)
+        .header_timeout(header_timeout)
+        .body_timeout(body_timeout)
+        .await
 }
 
 /// Starts `app` on `127.0.0.1:0` on a tokio runtime of its own (in a background thread) and

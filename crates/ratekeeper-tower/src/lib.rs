@@ -32,9 +32,13 @@ mod layer;
 #[cfg(feature = "axum")]
 mod limited;
 mod routes;
+#[cfg(feature = "axum")]
+mod serve;
 
 pub use body::{CountedBody, LimitedBody};
 pub use layer::{PeerFn, RateLimitLayer, RateLimitService};
 #[cfg(feature = "axum")]
 pub use limited::LimitedRoutes;
 pub use routes::CATCH_ALL;
+#[cfg(feature = "axum")]
+pub use serve::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, Serve, serve};
