@@ -14,7 +14,9 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use ratekeeper_decision::{Decision, Headers, Limiter, RequestView};
+use ratekeeper_decision::{
+    CompiledPolicy, ConfigError, Decision, Headers, Limiter, RequestView, RoutePolicy,
+};
 use route_recognizer::Router;
 use tide::{Middleware, Next, Request, Response, StatusCode, http::Mime};
 
@@ -31,6 +33,8 @@ pub struct RateLimit {
     extensions: Arc<Vec<ExtensionFn>>,
     /// Whether the first request compared the limiter's route policies with the registry.
     checked_routes: Arc<AtomicBool>,
+    /// Policies declared where their routes are ([`RateLimit::limited_at`]), by pattern.
+    local: Arc<RwLock<HashMap<Arc<str>, CompiledPolicy>>>,
 }
 
 /// Finds a value of one type in a request's extensions, for the limiter's key functions.
@@ -127,6 +131,7 @@ impl RateLimit {
             catch_all: CATCH_ALL.into(),
             extensions: Arc::new(Vec::new()),
             checked_routes: Arc::new(AtomicBool::new(false)),
+            local: Arc::default(),
         }
     }
 
@@ -154,6 +159,47 @@ impl RateLimit {
     ) -> tide::Route<'a, State> {
         self.register(pattern);
         app.at(pattern)
+    }
+
+    /// Like [`RateLimit::at`], and limits the route by `policy` (a limit string, or a full
+    /// [`RoutePolicy`]) instead of what the limiter's builder configured for it, so the
+    /// pattern is written once. The policy is checked now
+    /// ([`Limiter::compile_route`]): a limit string that does not parse is an error here.
+    ///
+    /// ```
+    /// use ratekeeper_decision::Limiter;
+    /// use ratekeeper_tide::RateLimit;
+    ///
+    /// let limits = RateLimit::new(Limiter::builder().default_limits("100 per minute").build()?);
+    /// let mut app = tide::new();
+    /// app.with(limits.clone());
+    /// limits.limited_at(&mut app, "/login", "5 per minute")?.post(|_| async { Ok("welcome") });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn limited_at<'a, State: Clone + Send + Sync + 'static>(
+        &self,
+        app: &'a mut tide::Server<State>,
+        pattern: &str,
+        policy: impl Into<RoutePolicy>,
+    ) -> Result<tide::Route<'a, State>, ConfigError> {
+        let compiled = self.limiter.compile_route(pattern, policy.into())?;
+        self.local
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(pattern.into(), compiled);
+        Ok(self.at(app, pattern))
+    }
+
+    /// The policy declared for `route` with [`RateLimit::limited_at`], if any.
+    fn local_policy(&self, route: &str) -> Option<CompiledPolicy> {
+        let local = self
+            .local
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if local.is_empty() {
+            return None;
+        }
+        local.get(route).cloned()
     }
 
     /// The registry as seen from an app nested under `prefix` (`app.at("/api").nest(api)`):
@@ -354,9 +400,13 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
         self.check_routes();
         let method = req.method();
         let route = self.route_for(method.as_ref(), req.url().path());
+        let local = self.local_policy(&route);
         let checked = {
             let headers = TideHeaders(req.as_ref());
             let mut view = RequestView::new(method.as_ref(), &route).with_headers(&headers);
+            if let Some(policy) = &local {
+                view = view.with_policy(policy);
+            }
             if let Some(ip) = req.peer_addr().and_then(peer_ip) {
                 view = view.with_peer(ip);
             }

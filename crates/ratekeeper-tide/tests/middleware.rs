@@ -474,3 +474,48 @@ fn key_functions_read_what_earlier_middleware_set() {
         }
     });
 }
+
+/// A route declared with its limits (`limited_at`) counts under them, not the defaults; other
+/// routes keep the defaults; a bad limit string fails where the route is declared.
+#[test]
+fn a_limited_route_counts_under_its_own_limits() {
+    use tide::http::{Method, Request as HttpRequest, Url};
+    async_std::task::block_on(async {
+        let (limits, _) = limiter(Limiter::builder().default_limits("3 per minute"));
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits
+            .limited_at(&mut app, "/login", "2 per minute")
+            .unwrap()
+            .post(|_| async { Ok("welcome") });
+        limits.at(&mut app, "/").get(|_| async { Ok("home") });
+        let send = |method: Method, path: &str, peer: &str| {
+            let mut req = HttpRequest::new(method, Url::parse(&format!("http://t{path}")).unwrap());
+            req.set_peer_addr(Some(format!("{peer}:4000")));
+            let app = app.clone();
+            async move {
+                let res: tide::http::Response = app.respond(req).await.unwrap();
+                let limit = res
+                    .header("X-RateLimit-Limit")
+                    .map(|v| v.as_str().to_owned());
+                (u16::from(res.status()), limit)
+            }
+        };
+        let mut logins = Vec::new();
+        for _ in 0..3 {
+            logins.push(send(Method::Post, "/login", "203.0.113.7").await);
+        }
+        let two = Some("2".to_owned());
+        assert_eq!(logins, [(200, two.clone()), (200, two.clone()), (429, two)]);
+        assert_eq!(send(Method::Post, "/login", "198.51.100.4").await.0, 200);
+        assert_eq!(
+            send(Method::Get, "/", "203.0.113.7").await,
+            (200, Some("3".to_owned()))
+        );
+        let err = limits
+            .limited_at(&mut app, "/x", "2 per fortnight")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("fortnight"), "{err}");
+    });
+}
