@@ -31,15 +31,24 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 # Every target of every package (benches run once each, in test mode), then the doc examples.
-cargo test --workspace --all-targets 2>&1 | tee -a "$log"
+# (The examples crate's `full` feature: the axum examples, Redis and memcached, test servers.)
+cargo test --workspace --all-targets --features ratekeeper-examples/full 2>&1 | tee -a "$log"
 # The bench of the decision crate's `metrics` feature needs the benches' feature of that name.
 cargo test -p ratekeeper-benches --features metrics --bench metrics 2>&1 | tee -a "$log"
 cargo test --workspace --doc 2>&1 | tee -a "$log"
 # Without the storage backends: a storage URI they serve names the feature to enable.
 cargo test -p ratekeeper-decision --no-default-features --test config 2>&1 | tee -a "$log"
 
+# The examples that run to completion, run as users run them (the servers' apps are exercised
+# by the examples crate's tests); each that exits 0 counts as a passed test.
+for example in quickstart core_tour customize porting; do
+  cargo run -q -p ratekeeper-examples --example "$example" >/dev/null
+  echo "example $example: ok" | tee -a "$log"
+done
+
 # One total over all test binaries ("test result: ok. N passed; M failed; ..."), counting the
 # vector runner (its own harness) as one test. A failing binary already stopped the script.
 awk '/^test result:/ { p += $4; f += $6 }
+     /^example [a-z_]+: ok$/ { p += 1 }
      /^vectors: .* parse cases/ { if ($NF == "failed" && $(NF-1) == 0) p += 1; else f += 1 }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

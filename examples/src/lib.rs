@@ -21,6 +21,7 @@
 //! up a new key per request is still one client.
 
 mod prometheus;
+#[cfg(feature = "axum")]
 mod seed_axum;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use ratekeeper::{
 pub use prometheus::{
     CONTENT_TYPE as METRICS_CONTENT_TYPE, metrics_page, metrics_text, prometheus,
 };
+#[cfg(feature = "axum")]
 pub use seed_axum::{
     BODY_TIMEOUT, HEADER_TIMEOUT, seed_axum_app, serve_axum, serve_axum_on_free_port,
     serve_axum_on_free_port_with, serve_axum_with,
