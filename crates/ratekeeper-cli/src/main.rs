@@ -414,11 +414,18 @@ fn simulate_command(args: SimulateArgs) -> Result<(), CliError> {
             ));
         }
     }
+    out.push_str(SIMULATE_NOTE);
     if let Some(path) = &args.plot {
         out.push_str(&format!("plot written to {path}\n"));
     }
     print(&out)
 }
+
+/// What `simulate`'s columns mean, in `explain`'s terms.
+const SIMULATE_NOTE: &str = "\n\"most in any\" is the most one client got within one window length \
+placed anywhere\n(what `explain` gives as each strategy's worst case); \"longest wait\" is the \
+longest Retry-After\ntold to a rejected request (\"never\": a cost above the limit, which no wait \
+makes fit; \"-\": none rejected).\n";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

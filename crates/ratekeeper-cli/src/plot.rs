@@ -1,13 +1,21 @@
 //! `simulate --plot`: admitted and rejected requests over time, one panel per strategy, as an
-//! SVG drawn with `plotters`.
+//! SVG drawn with `plotters`: per time bin a bar of admitted requests with the rejected ones
+//! stacked on it (so neither hides the other), and one legend beside the title, outside every
+//! panel (so it covers no data).
 
 use plotters::prelude::*;
 use ratekeeper_core::Duration;
 
 use crate::{error::CliError, simulate::Report, span::show_span};
 
-/// One series' count in a time bin of `(admitted, rejected)`.
-type Count = fn(&(u64, u64)) -> u64;
+/// One series' span in a time bin of `(admitted, rejected)`: from, to (stacked).
+type Span = fn(&(u64, u64)) -> (u64, u64);
+
+/// The two series: name, colour, and where each bin's bar spans.
+const SERIES: [(&str, RGBColor, Span); 2] = [
+    ("admitted", RGBColor(0x1b, 0x9e, 0x3e), |b| (0, b.0)),
+    ("rejected", RGBColor(0xd6, 0x27, 0x28), |b| (b.0, b.0 + b.1)),
+];
 
 /// Draws `reports` (timelines over `duration`) into the SVG file `path`.
 pub fn draw(
@@ -21,6 +29,14 @@ pub fn draw(
     let height = 80 + 220 * panels as u32;
     let root = SVGBackend::new(path, (960, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
+    // The legend, top right beside the title, once for every panel.
+    for (i, (label, color, _)) in SERIES.iter().enumerate() {
+        let x = 790 + 90 * i as i32;
+        root.draw(&Rectangle::new([(x, 10), (x + 14, 24)], color.filled()))
+            .map_err(|e| fail(&e))?;
+        root.draw(&Text::new(*label, (x + 20, 10), ("sans-serif", 14)))
+            .map_err(|e| fail(&e))?;
+    }
     let root = root
         .titled(title, ("sans-serif", 20))
         .map_err(|e| fail(&e))?;
@@ -39,7 +55,7 @@ pub fn draw(
         let top = report
             .timeline
             .iter()
-            .map(|&(a, r)| a.max(r))
+            .map(|&(a, r)| a + r)
             .max()
             .unwrap_or(0)
             .max(1) as f64;
@@ -77,32 +93,20 @@ pub fn draw(
             ))
             .draw()
             .map_err(|e| fail(&e))?;
-        let at = |i: usize| (i as f64 + 0.5) * bin_secs / scale;
-        let series: [(&str, RGBColor, Count); 2] = [
-            ("admitted", RGBColor(0x1b, 0x9e, 0x3e), |b| b.0),
-            ("rejected", RGBColor(0xd6, 0x27, 0x28), |b| b.1),
-        ];
-        for (label, color, count) in series {
-            let points = report
-                .timeline
-                .iter()
-                .enumerate()
-                .map(|(i, b)| (at(i), count(b) as f64));
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(|e| fail(&e))?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
+        let bin = |i: usize| {
+            (
+                i as f64 * bin_secs / scale,
+                (i + 1) as f64 * bin_secs / scale,
+            )
+        };
+        for (_, color, span) in SERIES {
+            let bars = report.timeline.iter().enumerate().filter_map(|(i, b)| {
+                let ((x0, x1), (y0, y1)) = (bin(i), span(b));
+                (y1 > y0)
+                    .then(|| Rectangle::new([(x0, y0 as f64), (x1, y1 as f64)], color.filled()))
+            });
+            chart.draw_series(bars).map_err(|e| fail(&e))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| fail(&e))?;
     }
     root.present().map_err(|e| fail(&e))?;
     Ok(())

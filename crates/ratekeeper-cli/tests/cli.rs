@@ -153,9 +153,14 @@ fn simulate_reads_a_trace_and_prints_a_table() {
         .stdout
         .lines()
         .skip(2)
+        .take_while(|l| !l.is_empty())
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(rows.len(), 2, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("\"longest wait\" is the longest Retry-After")
+    );
     for row in rows {
         // 7 offered; a: 2 of 5, b: its cost of 3 never fits, c: 1.
         assert_eq!(row[1..5], ["7", "3", "4", "2"], "{}", r.stdout);
@@ -251,7 +256,45 @@ fn simulate_writes_a_plot_with_a_panel_per_strategy() {
     ] {
         assert!(svg.contains(name), "no panel for {name}");
     }
-    assert!(svg.contains("<polyline"), "no series drawn");
+    // Bars of both colours; the legend once, beside the title, above every bar (it covers
+    // no data); where both series share a bin, the rejected bar sits on the admitted one.
+    let rects: Vec<(String, u32, u32, u32)> = svg
+        .split("<rect ")
+        .skip(1)
+        .filter_map(|r| {
+            let r = format!(" {r}");
+            let attr = |name: &str| {
+                let from = r.find(&format!(" {name}=\"")).map(|i| i + name.len() + 3)?;
+                let text = &r[from..];
+                Some(&text[..text.find('"')?])
+            };
+            let fill = attr("fill")?;
+            let num = |n: &str| attr(n).and_then(|v| v.parse().ok());
+            Some((fill.to_owned(), num("x")?, num("y")?, num("height")?))
+        })
+        .collect();
+    let bars = |fill: &'static str| rects.iter().filter(move |r| r.0 == fill);
+    let (green, red) = ("#1B9E3E", "#D62728");
+    for fill in [green, red] {
+        let legend: Vec<_> = bars(fill).filter(|r| r.2 < 30).collect();
+        assert_eq!(legend.len(), 1, "one legend key per series: {legend:?}");
+        assert!(bars(fill).count() > 4, "no {fill} bars drawn");
+    }
+    assert_eq!(svg.matches("admitted\n</text>").count(), 1);
+    assert_eq!(svg.matches("rejected\n</text>").count(), 1);
+    let data = |fill| bars(fill).filter(|r| r.2 >= 30);
+    let mut stacked = 0;
+    for r in data(red) {
+        for g in data(green).filter(|g| g.1 == r.1) {
+            assert!(
+                r.2 + r.3 <= g.2 || g.2 + g.3 <= r.2,
+                "bars overlap at x={}: {r:?} {g:?}",
+                r.1
+            );
+            stacked += usize::from(g.2.abs_diff(r.2 + r.3) <= 1);
+        }
+    }
+    assert!(stacked > 0, "no rejected bar stacked on an admitted one");
     std::fs::remove_file(&path).ok();
     assert!(!balanced("<svg><g></svg>"));
 }

@@ -409,7 +409,11 @@ impl LimiterBuilder {
         self
     }
 
-    /// The store, by URI (`memory://`; unknown schemes fail `build()` with the known ones).
+    /// The store, by URI: `memory://`, and with the `redis` feature `redis://`, `rediss://`
+    /// (`tls`), `redis+unix://`, `redis+cluster://`, `redis+sentinel://` and the `valkey`
+    /// schemes, with `memcached` `memcached://`; options in the query
+    /// (`redis://h:6379?prefix=app&socket_timeout=0.2`). A scheme this build leaves out fails
+    /// `build()` naming the feature to enable; an unknown one, listing the known ones.
     pub fn storage_uri(mut self, uri: &str) -> Self {
         self.storage_uri = Some(uri.to_owned());
         self

@@ -16,6 +16,28 @@
 //! Policies, groups and configuration come from the same [`Limiter`](ratekeeper_decision::Limiter)
 //! as everywhere else. The layer is runtime-neutral; its examples and tests run on tokio.
 //!
+//! ```no_run
+//! use axum::{Router, routing::{get, post}};
+//! use ratekeeper_decision::Limiter;
+//! use ratekeeper_tower::{LimitedRoutes as _, RateLimitLayer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let limits = RateLimitLayer::new(
+//!     Limiter::builder().default_limits("200 per day; 50 per hour").build()?,
+//! );
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .limited_route("/login", post(|| async { "welcome" }), &limits, "5 per minute")?
+//!     .layer(limits);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! // Clients known by address (`ConnectInfo`), deadlines on heads, bodies and idle
+//! // connections. With `axum::serve`, pass
+//! // `app.into_make_service_with_connect_info::<std::net::SocketAddr>()`.
+//! ratekeeper_tower::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Feature flags
 //!
 //! - `axum` (default): routes by axum's `MatchedPath`, peers by its `ConnectInfo`.
