@@ -16,7 +16,7 @@ secs=${2:-5}
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update >/dev/null && apt-get install -y wrk >/dev/null
 fi
-cargo build -q --release -p ratekeeper-examples --example seed_tour --example seed_tour_axum --example http_bench_server
+cargo build -q --release -p ratekeeper-examples --example seed_tour --example seed_tour_axum --example http_bench_server --features axum,redis
 port=18778
 # The seed's two default limits, large enough that every request is allowed (made-up API keys
 # all count as the one client they come from).

@@ -19,7 +19,7 @@ for tool in valgrind wrk; do
   command -v "$tool" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$tool" >/dev/null; }
 done
 example=${SERVER:-http_bench_server}
-cargo build -q --release -p ratekeeper-examples --example "$example"
+cargo build -q --release -p ratekeeper-examples --example "$example" --features axum
 server=target/release/examples/$example
 dir=$(mktemp -d)
 port=18830
