@@ -174,8 +174,9 @@ mod policy;
 mod request;
 mod response;
 mod route;
+mod stores;
 
-pub use builder::{KNOWN_SCHEMES, LimiterBuilder, storage_from_uri};
+pub use builder::LimiterBuilder;
 pub use client_ip::{ForwardedHeader, ProxyConfig};
 pub use config::CONFIG_KEYS;
 pub use decision::{Decision, Kind, Scope};
@@ -192,3 +193,4 @@ pub use ratekeeper_fallback::Transition as StorageTransition;
 pub use request::{Headers, MAX_EXTENSIONS, NoHeaders, RequestView};
 pub use response::BreachResponse;
 pub use route::CompiledPolicy;
+pub use stores::{KNOWN_SCHEMES, storage_from_uri};
