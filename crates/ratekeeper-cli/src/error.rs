@@ -98,11 +98,13 @@ impl fmt::Display for CliError {
     }
 }
 
+/// The message includes its cause's, so `source()` continues below it (each cause is
+/// printed once in an error report).
 impl core::error::Error for CliError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
-            Self::Limits { error, .. } => Some(error),
-            Self::Io { error, .. } => Some(error),
+            Self::Limits { error, .. } => error.source(),
+            Self::Io { error, .. } => error.source(),
             _ => None,
         }
     }

@@ -40,11 +40,13 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The message includes its cause's, so `source()` continues below it (each cause is
+/// printed once in an error report); the cause itself is the variant's field.
 impl core::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
-            Self::Limit { error, .. } => Some(error),
-            Self::Storage(e) => Some(e),
+            Self::Limit { error, .. } => error.source(),
+            Self::Storage(e) => e.source(),
             Self::Invalid(_) => None,
         }
     }
@@ -66,10 +68,12 @@ impl fmt::Display for DecisionError {
     }
 }
 
+/// As for [`ConfigError`]: the message includes the storage error's, `source()` continues
+/// below it.
 impl core::error::Error for DecisionError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
-            Self::Storage(e) => Some(e),
+            Self::Storage(e) => e.source(),
         }
     }
 }

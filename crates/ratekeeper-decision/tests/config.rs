@@ -351,3 +351,48 @@ fn a_scheme_left_out_of_the_build_names_the_feature_to_enable() {
         }
     }
 }
+
+/// An error report (each `source()` in turn) prints every cause once: a message that includes
+/// its cause's text does not hand the cause on as its source too.
+#[test]
+fn error_reports_print_each_cause_once() {
+    use ratekeeper_decision::DecisionError;
+    use ratekeeper_storage::StorageError;
+    fn chain(e: &dyn core::error::Error) -> Vec<String> {
+        let mut messages = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(cause) = next {
+            messages.push(cause.to_string());
+            next = cause.source();
+        }
+        messages
+    }
+    fn once(e: &dyn core::error::Error) {
+        let messages = chain(e);
+        for (i, outer) in messages.iter().enumerate() {
+            for inner in &messages[i + 1..] {
+                assert!(
+                    !outer.contains(inner.as_str()),
+                    "printed twice: {messages:?}"
+                );
+            }
+        }
+    }
+    let limit = Limiter::builder()
+        .default_limits("5 per fortnight")
+        .build()
+        .unwrap_err();
+    assert!(limit.to_string().contains("fortnight"), "{limit}");
+    once(&limit);
+    let uri = Limiter::builder().storage_uri("nope").build().unwrap_err();
+    assert!(uri.to_string().contains("no scheme"), "{uri}");
+    once(&uri);
+    let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+    let storage = StorageError::unreachable("redis", io.to_string()).with_source(io);
+    let decision = DecisionError::from(storage);
+    assert!(
+        decision.to_string().contains("connection refused"),
+        "{decision}"
+    );
+    once(&decision);
+}

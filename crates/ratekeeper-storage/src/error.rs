@@ -195,15 +195,16 @@ impl fmt::Display for StorageError {
     }
 }
 
+/// The message already says what the cause said (`detail` is its text, an `InvalidUri` is
+/// shown as is), so `source()` continues the chain below the cause: an error report prints
+/// each cause once. The client library's error itself is the variant's `source` field.
 impl core::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Unreachable { source, .. }
             | Self::Protocol { source, .. }
-            | Self::Refused { source, .. } => source
-                .as_deref()
-                .map(|e| e as &(dyn core::error::Error + 'static)),
-            Self::InvalidUri(e) => Some(e),
+            | Self::Refused { source, .. } => source.as_deref().and_then(|e| e.source()),
+            Self::InvalidUri(e) => e.source(),
             _ => None,
         }
     }
@@ -221,20 +222,56 @@ mod tests {
 
     use super::*;
 
+    /// A client library's error whose own cause is the transport's.
+    #[derive(Debug)]
+    struct Library(std::io::Error);
+
+    impl fmt::Display for Library {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("connection refused")
+        }
+    }
+
+    impl core::error::Error for Library {
+        fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// Every message of an error's chain, outermost first.
+    fn chain(e: &dyn core::error::Error) -> Vec<String> {
+        let mut messages = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(cause) = next {
+            messages.push(cause.to_string());
+            next = cause.source();
+        }
+        messages
+    }
+
     #[test]
-    fn errors_keep_their_cause() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let e = StorageError::unreachable("redis", "connection refused").with_source(io);
-        assert_eq!(e.to_string(), "redis is unreachable: connection refused");
+    fn errors_keep_their_cause_and_a_report_prints_it_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "os error 111");
+        let library = Library(io);
+        let e = StorageError::unreachable("redis", library.to_string()).with_source(library);
+        // The message carries the library's text; the chain goes on below it, once each.
         assert_eq!(
-            e.source().map(ToString::to_string).as_deref(),
-            Some("refused")
+            chain(&e),
+            ["redis is unreachable: connection refused", "os error 111"]
+        );
+        let StorageError::Unreachable { source, .. } = &e else {
+            panic!("{e:?}")
+        };
+        let kept = source.as_deref().map(ToString::to_string);
+        assert_eq!(
+            kept.as_deref(),
+            Some("connection refused"),
+            "the cause is kept"
         );
         assert!(e.is_unavailable());
         assert_eq!(e.backend(), Some("redis"));
         let clone = e.clone();
-        assert!(clone.source().is_some(), "a clone keeps the cause");
-        assert_eq!(clone.to_string(), e.to_string());
+        assert_eq!(chain(&clone), chain(&e), "a clone keeps the cause");
         // A timeout has no cause to keep.
         let t = StorageError::timeout("redis", Duration::from_millis(5))
             .with_source(std::io::Error::other("late"));
@@ -244,7 +281,7 @@ mod tests {
             uri,
             StorageError::InvalidUri(UriError::MissingScheme)
         ));
-        assert!(uri.source().is_some());
+        assert_eq!(chain(&uri).len(), 1, "the URI error is the message");
         assert_eq!(uri.backend(), None);
         assert_eq!(
             StorageError::configuration("memcached", "ttl_grace must be whole seconds").to_string(),
