@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use ratekeeper_core::{Clock, Duration, Limit, ManualClock, StrategyKind, Timestamp, Unit};
+use ratekeeper_core::{
+    Clock, Duration, Limit, ManualClock, RetryAfter, StrategyKind, Timestamp, Unit,
+};
 use ratekeeper_memory::MemoryStorage;
-use ratekeeper_storage::{Charge, Key, Op, Storage};
+use ratekeeper_storage::{Charge, Key, Op, Storage, Verdict};
 
 /// Minute-aligned and realistic (2023), so that nanosecond arithmetic runs on full-size times.
 pub const T0: Timestamp = Timestamp::from_secs(1_700_000_040);
@@ -69,15 +71,31 @@ pub struct Sequences<'a> {
     pub large: u64,
 }
 
+/// What [`against_memory`] compared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compared {
+    /// Operations compared.
+    pub ops: u64,
+    /// Of which the store answered from a cache of refusals ([`Verdict::from_cache`]).
+    pub from_cache: u64,
+}
+
 /// Runs random sequences of hits, tests and refunds (costs, gates, charges on rejection,
 /// refunds naming their hit's instant) on a fresh store from `fresh(prefix)` and on the memory
 /// backend, on one explicit clock, and panics at the first verdict that differs, naming the
-/// seed, run and step. Returns the number of operations compared.
+/// seed, run and step.
+///
+/// A verdict the store answers from a cache of refusals ([`Verdict::from_cache`], such as a
+/// `DenyCache`) must be a refusal the memory backend gives too (a cache may only refuse what
+/// the store would), with no status's wait longer than the memory backend's (a cached wait is
+/// counted down from the store's, and other charges can only lengthen the real one); its
+/// counts may be a moment old.
 pub async fn against_memory<S: Storage>(
     mut fresh: impl FnMut(&str) -> (S, Arc<ManualClock>),
     s: Sequences<'_>,
-) -> u64 {
+) -> Compared {
     let mut ops = 0;
+    let mut from_cache = 0;
     for run in 0..s.runs {
         let mut rng = Rng::new(s.seed * 1_000 + run);
         let (store, clock) = fresh(&format!("d{}-{run}", s.seed));
@@ -151,13 +169,36 @@ pub async fn against_memory<S: Storage>(
             if op == Op::Hit && want.allowed {
                 admitted.push((batch.clone(), want.at));
             }
-            assert_eq!(
-                got, want,
-                "seed {} run {run} step {step} at {now:?}: {op:?} {batch:#?}",
-                s.seed
-            );
+            if got.from_cache {
+                from_cache += 1;
+                assert!(
+                    !want.allowed && cached_waits_are_no_longer(&got, &want),
+                    "seed {} run {run} step {step} at {now:?}: cached {got:?}, store {want:?}: {batch:#?}",
+                    s.seed
+                );
+            } else {
+                assert_eq!(
+                    got, want,
+                    "seed {} run {run} step {step} at {now:?}: {op:?} {batch:#?}",
+                    s.seed
+                );
+            }
             ops += 1;
         }
     }
-    ops
+    Compared { ops, from_cache }
+}
+
+/// Whether no status of `cached` waits longer than its twin in `want`.
+fn cached_waits_are_no_longer(cached: &Verdict, want: &Verdict) -> bool {
+    cached.statuses.len() == want.statuses.len()
+        && cached
+            .statuses
+            .iter()
+            .zip(want.statuses.iter())
+            .all(|(c, w)| match (c.retry_after, w.retry_after) {
+                (_, RetryAfter::Never) => true,
+                (RetryAfter::Never, _) => false,
+                (RetryAfter::After(c), RetryAfter::After(w)) => c <= w,
+            })
 }

@@ -24,7 +24,7 @@
 //! assert!(covered.sequences > 0 && covered.events > 0);
 //!
 //! // Random batches compared verdict by verdict with the memory store.
-//! let ops = smol::block_on(differential::against_memory(
+//! let compared = smol::block_on(differential::against_memory(
 //!     |_prefix: &str| {
 //!         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
 //!         (MemoryStorage::builder().clock(clock.clone()).build(), clock)
@@ -37,7 +37,7 @@
 //!         large: 1_000,
 //!     },
 //! ));
-//! assert!(ops > 0);
+//! assert!(compared.ops > 0);
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]

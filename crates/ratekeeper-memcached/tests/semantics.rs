@@ -33,6 +33,7 @@ fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) 
             large: 50_000,
         },
     ))
+    .ops
 }
 
 #[test]

@@ -25,6 +25,8 @@
 -- Reply {all allowed (1/0), now (seconds and nanoseconds since the epoch: the instant the call
 --       ran at, what a refund names), then per charge: allowed (1/0), remaining, reset
 --       (seconds and nanoseconds), retry-after (ns, -1 for never)}
+-- Several batches may share one call (ARGV[1] 'M', see `many` at the end): concurrent
+-- decisions of one client process, coalesced into one call that answers each.
 --
 -- Stored values, little-endian doubles (`struct.pack`), every one an integer below 2^53; an
 -- instant is two of them, seconds and nanoseconds since the epoch. Fixed window: start, count
@@ -691,27 +693,29 @@ local function hit(o, n)
   dirty[o] = true
 end
 
--- The batch: the whole call. Defined once, whether loaded as a function library (FCALL) or
--- run as a script (EVALSHA); the entry point that calls it is added by the client.
-local function batch(KEYS, ARGV)
-  if not call then
-    bind()
-  end
-  op = ARGV[1]
-  grace = tonumber(ARGV[3])
-  if ARGV[2] == '' then
+-- The server's TIME as read once for a call of several batches (nil otherwise).
+local time_s, time_n
+
+-- One batch: its keys start after KEYS[k0] and its `na` arguments after ARGV[a0]. The reply is
+-- left in `out` (the first 3 + 5 * count values).
+local function run(KEYS, ARGV, k0, a0, na)
+  op = ARGV[a0 + 1]
+  grace = tonumber(ARGV[a0 + 3])
+  if ARGV[a0 + 2] ~= '' then
+    now_s, now_n = instant(ARGV[a0 + 2])
+  elseif time_s then
+    now_s, now_n = time_s, time_n
+  else
     local t = call('TIME')
     now_s = tonumber(t[1])
     now_n = tonumber(t[2]) * 1000
-  else
-    now_s, now_n = instant(ARGV[2])
   end
 
   -- The charges, their owners, and the costs that meet on each counter.
-  count = (#ARGV - 3) / 2
-  local ki = 1
+  count = (na - 3) / 2
+  local ki = k0 + 1
   for i = 1, count do
-    local a, c = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+    local a, c = ARGV[a0 + 2 + 2 * i], ARGV[a0 + 3 + 2 * i]
     local L, Q = parsed[a] or limit(a), parsed[c] or costs(c)
     local k = KEYS[ki]
     kind[i], amount[i], win[i], wsec[i], ival[i] = L[1], L[2], L[3], L[4], L[5]
@@ -812,6 +816,49 @@ local function batch(KEYS, ARGV)
       SAVE[kind[o]](o)
     end
   end
+end
 
+-- Several batches in one call (ARGV[1] 'M'): ARGV[2] their number n, then each one's key
+-- count and argument count, then their arguments one batch after another (KEYS likewise).
+-- They run one after another, exactly as n calls in that order would, and the reply holds
+-- each one's reply in order; a batch that fails gives {'E', its error} in its place and the
+-- others run on. The server's time is read once for all of them.
+local function many(KEYS, ARGV)
+  local n = tonumber(ARGV[2])
+  local replies = {}
+  local k0, a0 = 0, 2 + 2 * n
+  local t = call('TIME')
+  time_s, time_n = tonumber(t[1]), tonumber(t[2]) * 1000
+  for j = 1, n do
+    local nk, na = tonumber(ARGV[1 + 2 * j]), tonumber(ARGV[2 + 2 * j])
+    local done, err = pcall(run, KEYS, ARGV, k0, a0, na)
+    if done then
+      local reply = {}
+      for m = 1, 3 + 5 * count do
+        reply[m] = out[m]
+      end
+      replies[j] = reply
+    elseif type(err) == 'table' and err.err then
+      -- Not an error reply: a client reading the whole reply would fail all of it.
+      replies[j] = { 'E', err.err }
+    else
+      replies[j] = { 'E', 'ERR ' .. tostring(err) }
+    end
+    k0, a0 = k0 + nk, a0 + na
+  end
+  time_s = nil
+  return replies
+end
+
+-- The whole call. Defined once, whether loaded as a function library (FCALL) or run as a
+-- script (EVALSHA); the entry point that calls it is added by the client.
+local function batch(KEYS, ARGV)
+  if not call then
+    bind()
+  end
+  if ARGV[1] == 'M' then
+    return many(KEYS, ARGV)
+  end
+  run(KEYS, ARGV, 0, 0, #ARGV)
   return out
 end

@@ -4,7 +4,7 @@ use core::{fmt, time::Duration};
 use std::sync::Arc;
 
 use ratekeeper_core::Clock;
-use ratekeeper_storage::{StorageError, StorageUri};
+use ratekeeper_storage::{DEFAULT_DENY_CACHE_ENTRIES, StorageError, StorageUri, count_option};
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
     RedisConnectionInfo,
@@ -17,7 +17,7 @@ use crate::{
     connection::{Connection, Reconnecting},
     error::BACKEND,
     keys,
-    store::RedisStorage,
+    store::{RedisStorage, Sharing},
 };
 
 /// The URI schemes this crate serves: Redis's, and the same for Valkey (which speaks the Redis
@@ -59,6 +59,8 @@ pub const OPTIONS: &[&str] = &[
     "db",
     "service_name",
     "ssl_ca_certs",
+    "deny_cache",
+    "coalesce",
 ];
 
 /// The default key prefix.
@@ -67,6 +69,13 @@ pub const DEFAULT_PREFIX: &str = "ratelimit";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The default time allowed for an answer.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The default cap on the batches one call carries when concurrent decisions share calls
+/// (see [`RedisStorageBuilder::coalesce`]).
+pub const DEFAULT_COALESCE: usize = 64;
+/// The largest [`RedisStorageBuilder::coalesce`] a URI may ask for.
+pub const MAX_COALESCE: usize = 1024;
+/// The largest [`RedisStorageBuilder::deny_cache`] a URI may ask for.
+pub const MAX_DENY_CACHE: usize = 1 << 20;
 /// The default TTL grace when the time comes from a client clock (see
 /// [`RedisStorageBuilder::ttl_grace`]).
 pub const DEFAULT_CLIENT_TTL_GRACE: Duration = Duration::from_secs(5);
@@ -97,6 +106,7 @@ pub struct RedisStorageBuilder {
     clock: Option<Arc<dyn Clock + Send + Sync>>,
     ttl_grace: Option<Duration>,
     ca_certificate: Option<Vec<u8>>,
+    sharing: Sharing,
 }
 
 impl fmt::Debug for RedisStorageBuilder {
@@ -111,6 +121,7 @@ impl fmt::Debug for RedisStorageBuilder {
             .field("response_timeout", &self.response_timeout)
             .field("clock", &self.clock.as_ref().map(|_| "client"))
             .field("ttl_grace", &self.ttl_grace)
+            .field("sharing", &self.sharing)
             .field(
                 "ca_certificate",
                 &self.ca_certificate.as_ref().map(|_| "set"),
@@ -141,6 +152,10 @@ impl RedisStorageBuilder {
             clock: None,
             ttl_grace: None,
             ca_certificate: None,
+            sharing: Sharing {
+                deny_cache: DEFAULT_DENY_CACHE_ENTRIES,
+                coalesce: DEFAULT_COALESCE,
+            },
         }
     }
 
@@ -311,6 +326,12 @@ impl RedisStorageBuilder {
                 .map_err(|e| config(format!("option ssl_ca_certs: cannot read {path:?}: {e}")))?;
             b.ca_certificate = Some(pem);
         }
+        if let Some(n) = parsed.option("deny_cache") {
+            b = b.deny_cache(count_option("deny_cache", n, MAX_DENY_CACHE).map_err(config)?);
+        }
+        if let Some(n) = parsed.option("coalesce") {
+            b = b.coalesce(count_option("coalesce", n, MAX_COALESCE).map_err(config)?);
+        }
         match parsed.option("time") {
             None | Some("server") => {}
             Some("client") => b.clock = Some(Arc::new(ratekeeper_core::SystemClock)),
@@ -321,6 +342,30 @@ impl RedisStorageBuilder {
             }
         }
         Ok(b)
+    }
+
+    /// How many refusals to remember (default [`DEFAULT_DENY_CACHE_ENTRIES`]; 0 for none;
+    /// URI option `deny_cache`): a hit of a batch Redis has just refused is refused again
+    /// here, with Redis's statuses counted down and no call, until Redis could first admit it
+    /// (see [`DenyCache`](ratekeeper_storage::DenyCache)). A flood of refused requests then costs Redis one call per client
+    /// and retry instant. What it cannot see: a refund or a clear made by another process,
+    /// which could have admitted the batch earlier; refunds and clears through this store
+    /// drop the client's refusals.
+    pub fn deny_cache(mut self, entries: usize) -> Self {
+        self.sharing.deny_cache = entries;
+        self
+    }
+
+    /// At most how many concurrent batches share one call (default [`DEFAULT_COALESCE`]; 0:
+    /// every batch in a call of its own; URI option `coalesce`). A batch that finds no call on
+    /// the wire to its node (its slot, on a cluster) goes out at once; one that finds a call
+    /// there waits for it to return, then goes out with every batch that arrived meanwhile, in
+    /// one call that runs them one after another, exactly as separate calls in that order
+    /// would, and answers each (one batch's error is its own). The worst added wait of a
+    /// batch is the round trip of the call before its own.
+    pub fn coalesce(mut self, max_batches: usize) -> Self {
+        self.sharing.coalesce = max_batches;
+        self
     }
 
     /// The key prefix (default [`DEFAULT_PREFIX`]); checked by [`build`](Self::build).
@@ -500,8 +545,8 @@ impl RedisStorageBuilder {
             self.prefix,
             self.clock,
             self.connect_timeout,
-            self.response_timeout,
-            ttl_grace,
+            (self.response_timeout, ttl_grace),
+            self.sharing,
         ))
     }
 }

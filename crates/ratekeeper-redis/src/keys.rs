@@ -50,6 +50,33 @@ pub(crate) const fn code(strategy: StrategyKind) -> &'static str {
 /// [`code`] of a strategy the script does not know.
 pub(crate) const UNKNOWN: &str = "?";
 
+/// The cluster slot of a key name: CRC16 (XMODEM) of its hash tag (the text between the first
+/// `{` and the next `}`, when not empty) or else of the whole name, modulo 16384.
+pub(crate) fn slot(name: &str) -> u16 {
+    let bytes = name.as_bytes();
+    let tagged = bytes.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &bytes[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16(tagged.unwrap_or(bytes)) % 16384
+}
+
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
 /// `<prefix>:{<identity>}:`, the part of a name shared by every counter of `key` (scopes
 /// excluded); clear matches `<this><scopes>:*`.
 pub(crate) fn tagged(prefix: &str, key: &Key) -> String {
@@ -132,6 +159,16 @@ pub(crate) fn is_counter(prefix: &str, name: &[u8]) -> bool {
 mod tests {
     use super::*;
     use ratekeeper_core::Unit;
+
+    #[test]
+    fn slots_are_redis_cluster_slots() {
+        // Values from `CLUSTER KEYSLOT` and the CRC16 check value (0x31C3).
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("rl:{foo}:GET/:f2:5/60"), 12182);
+        assert_eq!(slot("123456789"), 0x31C3);
+        assert_eq!(slot("{}foo"), slot("{}foo"));
+        assert_ne!(slot("{}foo"), slot("foo"));
+    }
 
     #[test]
     fn names_carry_the_identity_as_the_only_tag() {

@@ -77,6 +77,7 @@
 
 mod builder;
 mod clear;
+mod coalesce;
 mod connection;
 mod error;
 mod keys;
@@ -86,9 +87,9 @@ mod store;
 pub mod test_server;
 
 pub use builder::{
-    DEFAULT_CLIENT_TTL_GRACE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
-    OPTIONS, RedisStorageBuilder, SCHEMES,
+    DEFAULT_CLIENT_TTL_GRACE, DEFAULT_COALESCE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,
+    DEFAULT_RESPONSE_TIMEOUT, MAX_COALESCE, MAX_DENY_CACHE, OPTIONS, RedisStorageBuilder, SCHEMES,
 };
 pub use keys::MAX_PREFIX;
 pub use script::{BATCH_LUA, MAX_AMOUNT};
-pub use store::RedisStorage;
+pub use store::{RedisStorage, SharedCalls};

@@ -6,22 +6,27 @@ use core::{
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use futures::future::{Either, select};
+use futures::{
+    FutureExt,
+    future::{Either, select},
+};
 use ratekeeper_core::{Clock, Limit, StrategyKind, Timestamp};
 use ratekeeper_storage::{
-    Charge, Key, LimitStatus, Op, Statuses, Storage, StorageError, StorageFuture, Verdict,
+    Charge, DenyCache, Key, LimitStatus, Lookup, Op, Statuses, Storage, StorageError,
+    StorageFuture, Verdict,
 };
-use redis::{RedisResult, Value, cmd};
+use redis::{ErrorKind, RedisError, RedisResult, Value, cmd};
 
 use crate::{
     builder::RedisStorageBuilder,
     clear,
+    coalesce::{self, Coalescer},
     connection::Connection,
     error::{self, BACKEND, from_redis},
     keys,
-    script::{self, Call, Scripts},
+    script::{self, Call, Encoded, Scripts},
 };
 
 /// Rate-limit counters in Redis: every charge of a batch evaluated by one Lua call (a function
@@ -44,6 +49,31 @@ struct Inner {
     response_timeout: Duration,
     deadline: Duration,
     ttl_grace_ms: u64,
+    /// Refusals remembered, when on.
+    deny: Option<DenyCache>,
+    /// Concurrent batches sharing calls, when on.
+    coalescer: Option<Coalescer>,
+    /// How the coalescer sends a call: through this store (held weakly: the store owns it).
+    send: coalesce::Sender,
+}
+
+/// Calls sent and the batches they carried ([`RedisStorage::shared_calls`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedCalls {
+    /// Calls sent (for hits and refunds).
+    pub calls: u64,
+    /// Batches they carried.
+    pub batches: u64,
+}
+
+/// What a store does besides its calls: remember refusals ([`DenyCache`], this many entries,
+/// 0 for none) and let concurrent batches share calls (at most this many per call, 0 for
+/// every batch in a call of its own).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sharing {
+    pub(crate) deny_cache: usize,
+    pub(crate) coalesce: usize,
 }
 
 impl fmt::Debug for RedisStorage {
@@ -60,6 +90,11 @@ impl fmt::Debug for RedisStorage {
                 },
             )
             .field("deadline", &self.inner.deadline)
+            .field(
+                "deny_cache",
+                &self.inner.deny.as_ref().map(DenyCache::capacity),
+            )
+            .field("coalesce", &self.inner.coalescer)
             .finish()
     }
 }
@@ -70,21 +105,23 @@ impl RedisStorage {
         prefix: String,
         clock: Option<Arc<dyn Clock + Send + Sync>>,
         connect_timeout: Duration,
-        response_timeout: Duration,
-        ttl_grace: Duration,
+        (response_timeout, ttl_grace): (Duration, Duration),
+        sharing: Sharing,
     ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                connection,
-                scripts: Scripts::new(),
-                functions: AtomicBool::new(true),
-                prefix,
-                clock,
-                response_timeout,
-                deadline: connect_timeout + response_timeout,
-                ttl_grace_ms: u64::try_from(ttl_grace.as_millis()).unwrap_or(u64::MAX),
-            }),
-        }
+        let inner = Arc::new_cyclic(|me: &Weak<Inner>| Inner {
+            connection,
+            scripts: Scripts::new(),
+            functions: AtomicBool::new(true),
+            prefix,
+            clock,
+            response_timeout,
+            deadline: connect_timeout + response_timeout,
+            ttl_grace_ms: u64::try_from(ttl_grace.as_millis()).unwrap_or(u64::MAX),
+            deny: (sharing.deny_cache > 0).then(|| DenyCache::new(sharing.deny_cache)),
+            coalescer: (sharing.coalesce > 0).then(|| Coalescer::new(sharing.coalesce)),
+            send: sender(me.clone()),
+        });
+        Self { inner }
     }
 
     /// A builder from a URI; see [`RedisStorageBuilder::from_uri`].
@@ -95,6 +132,17 @@ impl RedisStorage {
     /// A store from a URI with default settings.
     pub fn from_uri(uri: &str) -> Result<Self, StorageError> {
         RedisStorageBuilder::from_uri(uri)?.build()
+    }
+
+    /// Calls this store has sent for hits and refunds, and the batches they carried, since it
+    /// was made: with coalescing on ([`RedisStorageBuilder::coalesce`]), concurrent batches
+    /// share calls, and batches / calls is the mean number a call carried. `None` with
+    /// coalescing off.
+    pub fn shared_calls(&self) -> Option<SharedCalls> {
+        self.inner.coalescer.as_ref().map(|c| {
+            let (calls, batches) = c.tally();
+            SharedCalls { calls, batches }
+        })
     }
 
     /// The key prefix.
@@ -127,83 +175,54 @@ impl RedisStorage {
         }
     }
 
-    fn redis_error(&self, e: &redis::RedisError) -> StorageError {
+    fn redis_error(&self, e: &RedisError) -> StorageError {
         let error = from_redis(e, self.inner.response_timeout);
         tracing::debug!(target: "ratekeeper::redis", error = %error, "redis call failed");
         error
     }
 
-    /// One call: `batch` (all in one slot on a cluster) as one atomic step. Through the
-    /// function library (`FCALL`) where the server has functions (Redis 7 and later), loaded
-    /// on first use and again whenever a server lacks it (a restart, a failover, a new cluster
-    /// node); as a script (`EVALSHA`) on older servers.
+    /// One call: `batch` (all in one slot on a cluster) as one atomic step, sharing its call
+    /// with concurrent batches of the same node (or slot) when coalescing is on. Tests go
+    /// alone: they run as the `no-writes` function.
     async fn run(
         &self,
         call: Call,
         now: Option<Timestamp>,
         batch: &[Charge],
     ) -> Result<Verdict, StorageError> {
-        let encoded = script::encode(
-            &self.inner.prefix,
-            call,
-            now,
-            self.inner.ttl_grace_ms,
-            batch,
-        );
-        let reply = if self.inner.functions.load(Ordering::Relaxed) {
-            self.fcall(&encoded, call == Call::Op(Op::Test)).await
-        } else {
-            None
-        };
-        let reply: Value = match reply {
-            Some(reply) => reply,
-            None => {
-                self.inner
-                    .connection
-                    .invoke(&encoded.invocation(&self.inner.scripts.batch))
-                    .await
+        let inner = &self.inner;
+        let encoded = script::encode(&inner.prefix, call, now, inner.ttl_grace_ms, batch);
+        let reply = match &inner.coalescer {
+            Some(coalescer) if call != Call::Op(Op::Test) => {
+                let lane = match (inner.connection.is_cluster(), encoded.keys.first()) {
+                    (true, Some(first)) => keys::slot(first),
+                    _ => 0,
+                };
+                coalescer.call(lane, encoded, inner.send.clone()).await
             }
+            _ => inner.send(encoded, call == Call::Op(Op::Test)).await,
         }
         .map_err(|e| self.redis_error(&e))?;
         script::decode(&reply, batch.len())
     }
 
-    /// `FCALL` of the batch function (its `no-writes` twin for a test, which a server that
-    /// refuses writes still runs), loading the library when the server lacks it. `None` when
-    /// the server has no functions (this store then uses scripts from now on).
-    async fn fcall(&self, encoded: &script::Encoded, test: bool) -> Option<RedisResult<Value>> {
-        let scripts = &self.inner.scripts;
-        let function = if test {
-            &scripts.test_function
+    /// The batch's calls: one, or one per slot when its keys span cluster slots.
+    async fn call(
+        &self,
+        op: Op,
+        now: Option<Timestamp>,
+        batch: &[Charge],
+    ) -> Result<Verdict, StorageError> {
+        let spans = self.inner.connection.is_cluster()
+            && batch
+                .iter()
+                .any(|c| c.key.identity() != batch[0].key.identity());
+        if spans {
+            // Bounded call by call inside: a failed reservation must still be refunded.
+            self.run_spanning(op, now, batch).await
         } else {
-            &scripts.function
-        };
-        let cmd = encoded.fcall(function);
-        match self.inner.connection.query(&cmd).await {
-            Err(e) if error::function_missing(&e) => {}
-            Err(e) if error::functions_refused(&e) => return self.use_scripts(&e),
-            other => return Some(other),
+            self.bounded(self.run(Call::Op(op), now, batch)).await
         }
-        let mut load = redis::cmd("FUNCTION");
-        load.arg("LOAD").arg("REPLACE").arg(&scripts.library);
-        // A cluster answers for all its masters at once, with a node's error inside the value.
-        let loaded = match self.inner.connection.on_every_master(load).await {
-            Ok(Value::ServerError(e)) => Err(e.into()),
-            other => other,
-        };
-        match loaded {
-            Ok(_) => Some(self.inner.connection.query(&cmd).await),
-            Err(e) if error::functions_refused(&e) => self.use_scripts(&e),
-            Err(e) => Some(Err(e)),
-        }
-    }
-
-    /// The server has no functions or this user may not use them: scripts from now on.
-    fn use_scripts(&self, why: &redis::RedisError) -> Option<RedisResult<Value>> {
-        if self.inner.functions.swap(false, Ordering::Relaxed) {
-            tracing::info!(target: "ratekeeper::redis", reason = %why, "Redis functions unavailable: running the batch as a script (EVALSHA)");
-        }
-        None
     }
 
     /// A batch whose keys span cluster slots (different identities): one script call per
@@ -341,6 +360,77 @@ impl RedisStorage {
     }
 }
 
+/// The coalescer's way to send a call: through the store, while it exists.
+fn sender(store: Weak<Inner>) -> coalesce::Sender {
+    Arc::new(move |encoded| {
+        let store = store.clone();
+        async move {
+            match store.upgrade() {
+                Some(inner) => inner.send(encoded, false).await,
+                None => Err(RedisError::from((
+                    ErrorKind::Client,
+                    "the store was dropped",
+                ))),
+            }
+        }
+        .boxed()
+    })
+}
+
+impl Inner {
+    /// Sends one call: through the function library (`FCALL`) where the server has functions
+    /// (Redis 7 and later), loaded on first use and again whenever a server lacks it (a
+    /// restart, a failover, a new cluster node); as a script (`EVALSHA`) on older servers.
+    async fn send(&self, encoded: Encoded, test: bool) -> RedisResult<Value> {
+        if self.functions.load(Ordering::Relaxed)
+            && let Some(reply) = self.fcall(&encoded, test).await
+        {
+            return reply;
+        }
+        self.connection
+            .invoke(&encoded.invocation(&self.scripts.batch))
+            .await
+    }
+
+    /// `FCALL` of the batch function (its `no-writes` twin for a test, which a server that
+    /// refuses writes still runs), loading the library when the server lacks it. `None` when
+    /// the server has no functions (this store then uses scripts from now on).
+    async fn fcall(&self, encoded: &Encoded, test: bool) -> Option<RedisResult<Value>> {
+        let scripts = &self.scripts;
+        let function = if test {
+            &scripts.test_function
+        } else {
+            &scripts.function
+        };
+        let cmd = encoded.fcall(function);
+        match self.connection.query(&cmd).await {
+            Err(e) if error::function_missing(&e) => {}
+            Err(e) if error::functions_refused(&e) => return self.use_scripts(&e),
+            other => return Some(other),
+        }
+        let mut load = redis::cmd("FUNCTION");
+        load.arg("LOAD").arg("REPLACE").arg(&scripts.library);
+        // A cluster answers for all its masters at once, with a node's error inside the value.
+        let loaded = match self.connection.on_every_master(load).await {
+            Ok(Value::ServerError(e)) => Err(e.into()),
+            other => other,
+        };
+        match loaded {
+            Ok(_) => Some(self.connection.query(&cmd).await),
+            Err(e) if error::functions_refused(&e) => self.use_scripts(&e),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The server has no functions or this user may not use them: scripts from now on.
+    fn use_scripts(&self, why: &RedisError) -> Option<RedisResult<Value>> {
+        if self.functions.swap(false, Ordering::Relaxed) {
+            tracing::info!(target: "ratekeeper::redis", reason = %why, "Redis functions unavailable: running the batch as a script (EVALSHA)");
+        }
+        None
+    }
+}
+
 impl RedisStorage {
     /// Deletes the counters of `key`'s client under exactly `scopes` (every one of the
     /// client's for `None`), on the node that holds the client's slot.
@@ -353,6 +443,13 @@ impl RedisStorage {
         let (conn, prefix) = (&self.inner.connection, &self.inner.prefix);
         self.delete(clear::on_node_of(conn, prefix, &tagged, &pattern))
             .await
+    }
+
+    /// Forgets the refusals of `key`'s client, which a clear is about to give room to.
+    fn forget(&self, key: &Key) {
+        if let Some(deny) = &self.inner.deny {
+            deny.forget(key);
+        }
     }
 
     /// Runs a deletion, its errors as storage errors. Not under the store's deadline: it pages
@@ -409,16 +506,29 @@ impl Storage for RedisStorage {
                 script::check(c)?;
             }
             let now = self.inner.clock.as_ref().map(|c| c.now());
-            let spans = self.inner.connection.is_cluster()
-                && batch
-                    .iter()
-                    .any(|c| c.key.identity() != batch[0].key.identity());
-            if spans {
-                // Bounded call by call inside: a failed reservation must still be refunded.
-                self.run_spanning(op, now, batch).await
-            } else {
-                self.bounded(self.run(Call::Op(op), now, batch)).await
+            let deny = self.inner.deny.as_ref();
+            let ticket = match deny {
+                Some(deny) if op == Op::Hit => {
+                    // On the store's clock when it is given the time, else on ours.
+                    let at = now.unwrap_or_else(DenyCache::monotonic_now);
+                    match deny.lookup(batch, at, now.is_none()) {
+                        Lookup::Refused(verdict) => return Ok(verdict),
+                        Lookup::Miss(ticket) => Some(ticket),
+                    }
+                }
+                Some(deny) if op == Op::Refund => {
+                    for c in batch {
+                        deny.forget(&c.key);
+                    }
+                    None
+                }
+                _ => None,
+            };
+            let verdict = self.call(op, now, batch).await?;
+            if let (Some(deny), Some(ticket)) = (deny, ticket) {
+                deny.record(ticket, batch, &verdict);
             }
+            Ok(verdict)
         })
     }
 
@@ -430,17 +540,22 @@ impl Storage for RedisStorage {
     /// the key's slot is paged through with `SCAN`, so the time it takes grows with that
     /// node's key count, but no command holds Redis for longer than one page.
     fn clear<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        self.forget(key);
         Box::pin(self.clear_under(key, Some(keys::scopes(key))))
     }
 
     /// Deletes every counter of the client `key.identity()` (they share its slot).
     fn clear_client<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        self.forget(key);
         Box::pin(self.clear_under(key, None))
     }
 
     /// Deletes every counter of this store, on every master; other keys under the prefix (an
     /// application's own, another store's under a longer prefix) stay.
     fn reset(&self) -> StorageFuture<'_, ()> {
+        if let Some(deny) = &self.inner.deny {
+            deny.clear();
+        }
         Box::pin(async move {
             self.delete(clear::everywhere(
                 &self.inner.connection,

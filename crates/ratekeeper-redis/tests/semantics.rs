@@ -4,11 +4,14 @@
 
 mod common;
 
-use common::manual_store;
-use ratekeeper_conformance::differential::{Sequences, against_memory};
+use common::{manual_store, manual_store_with};
+use ratekeeper_conformance::differential::{Compared, Sequences, against_memory};
 use ratekeeper_core::{Clock, Duration, Limit, RetryAfter, StrategyKind};
 use ratekeeper_memory::MemoryStorage;
-use ratekeeper_redis::test_server::{RedisCluster, RedisServer};
+use ratekeeper_redis::{
+    RedisStorageBuilder,
+    test_server::{RedisCluster, RedisServer},
+};
 use ratekeeper_storage::{Charge, Key, Op, Storage};
 
 #[test]
@@ -23,10 +26,23 @@ fn shared_vectors_pass_on_redis() {
     );
 }
 
-/// Random sequences on `url` against the memory backend (see `ratekeeper_conformance`).
-fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) -> u64 {
+/// Random sequences on `url` against the memory backend (see `ratekeeper_conformance`), with
+/// the store's cache of refusals on (its default).
+fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) -> Compared {
+    compare_with(url, kinds, (seed, runs, steps), "", |b| b)
+}
+
+/// [`compare`] with the store's builder adjusted by `tune`, its keys under prefixes ending
+/// with `tag` (the same sequences run again on one server need keys of their own).
+fn compare_with(
+    url: &str,
+    kinds: &[StrategyKind],
+    (seed, runs, steps): (u64, u64, u64),
+    tag: &str,
+    tune: impl Fn(RedisStorageBuilder) -> RedisStorageBuilder,
+) -> Compared {
     smol::block_on(against_memory(
-        |prefix| manual_store(url, prefix),
+        |prefix| manual_store_with(url, &format!("{prefix}{tag}"), &tune),
         Sequences {
             kinds,
             seed,
@@ -41,17 +57,38 @@ fn compare(url: &str, kinds: &[StrategyKind], seed: u64, runs: u64, steps: u64) 
 fn redis_agrees_with_the_core_for_each_strategy() {
     let server = RedisServer::start();
     for (i, &kind) in StrategyKind::ALL.iter().enumerate() {
-        let ops = compare(&server.url(), &[kind], i as u64, 50, 200);
-        assert!(ops >= 10_000);
-        println!("{kind}: {ops} operations agree");
+        let cached = compare(&server.url(), &[kind], i as u64, 50, 200);
+        assert!(cached.ops >= 10_000);
+        // The same traffic with the cache of refusals off: every field agrees.
+        let plain = compare_with(&server.url(), &[kind], (i as u64, 50, 200), "p", |b| {
+            b.deny_cache(0)
+        });
+        assert_eq!((plain.ops, plain.from_cache), (cached.ops, 0));
+        println!(
+            "{kind}: {} operations agree, {} refused from the cache",
+            cached.ops, cached.from_cache
+        );
     }
+}
+
+/// The cache of refusals answers for real in these sequences (or the comparisons above would
+/// prove nothing about it), and coalescing off changes nothing.
+#[test]
+fn refusals_come_from_the_cache_and_coalescing_off_agrees() {
+    let server = RedisServer::start();
+    let cached = compare(&server.url(), StrategyKind::ALL, 5, 20, 200);
+    assert!(cached.from_cache >= 5, "{cached:?}");
+    let alone = compare_with(&server.url(), StrategyKind::ALL, (5, 20, 200), "a", |b| {
+        b.coalesce(0)
+    });
+    assert_eq!(alone, cached);
 }
 
 #[test]
 fn redis_agrees_with_the_core_on_mixed_batches() {
     let server = RedisServer::start();
     let ops = compare(&server.url(), StrategyKind::ALL, 99, 25, 200);
-    println!("mixed strategies: {ops} operations agree");
+    println!("mixed strategies: {ops:?} operations agree");
 }
 
 /// Servers without functions (before Redis 7; here renamed away) run the same batch as a
@@ -64,7 +101,7 @@ fn the_script_agrees_on_servers_without_functions() {
     }));
     let ops = compare(&server.url(), StrategyKind::ALL, 77, 10, 200);
     println!(
-        "script path: {} sequences, {} events, {ops} operations agree",
+        "script path: {} sequences, {} events, {ops:?} operations agree",
         seen.sequences, seen.events
     );
     assert!(
@@ -83,10 +120,10 @@ fn a_cluster_agrees_with_the_core_across_slots() {
     let url = cluster.url();
     for (i, &kind) in StrategyKind::ALL.iter().enumerate() {
         let ops = compare(&url, &[kind], 200 + i as u64, 6, 200);
-        println!("cluster, {kind}: {ops} operations agree");
+        println!("cluster, {kind}: {ops:?} operations agree");
     }
     let ops = compare(&url, StrategyKind::ALL, 299, 6, 200);
-    println!("cluster, mixed strategies: {ops} operations agree");
+    println!("cluster, mixed strategies: {ops:?} operations agree");
 }
 
 /// Windows longer than 2^52 ns (a year is 360 days here) are computed with Lua's double
@@ -94,7 +131,9 @@ fn a_cluster_agrees_with_the_core_across_slots() {
 #[test]
 fn long_windows_agree_to_a_few_nanoseconds() {
     let server = RedisServer::start();
-    let (redis, clock) = manual_store(&server.url(), "long");
+    // The script's statuses, field by field: without the cache of refusals, whose counts may
+    // be a moment old.
+    let (redis, clock) = manual_store_with(&server.url(), "long", |b| b.deny_cache(0));
     let memory = MemoryStorage::builder().clock(clock.clone()).build();
     let mut worst = 0;
     for &kind in StrategyKind::ALL {

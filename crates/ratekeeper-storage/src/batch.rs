@@ -276,8 +276,9 @@ impl<'a> IntoIterator for &'a Statuses {
 }
 
 /// The answer to a batch: one [`LimitStatus`] per charge, in the batch's order
-/// ([`Verdict::new`]; fields may be added).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// ([`Verdict::new`]; fields may be added). Two verdicts are equal when they say the same:
+/// whether the answer came from a cache ([`Verdict::from_cache`]) is not compared.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Verdict {
     /// Whether every charge fit (for [`Op::Hit`]: whether they were all charged).
@@ -287,6 +288,23 @@ pub struct Verdict {
     /// The instant the store applied the batch, on its clock (the Redis server's, by default):
     /// what a refund of these charges names ([`Charge::charged_at`]).
     pub at: Timestamp,
+    /// Whether the answer came from a [`DenyCache`](crate::DenyCache): a refusal the store
+    /// gave a moment ago and that still stands, repeated without a call.
+    pub from_cache: bool,
+}
+
+impl PartialEq for Verdict {
+    fn eq(&self, other: &Self) -> bool {
+        self.allowed == other.allowed && self.statuses == other.statuses && self.at == other.at
+    }
+}
+
+impl Eq for Verdict {}
+
+impl core::hash::Hash for Verdict {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        (self.allowed, &self.statuses, self.at).hash(state);
+    }
 }
 
 impl Verdict {
@@ -297,6 +315,7 @@ impl Verdict {
             allowed,
             statuses,
             at,
+            from_cache: false,
         }
     }
 
@@ -343,6 +362,7 @@ mod tests {
             ]
             .into(),
             at: Timestamp::EPOCH,
+            from_cache: false,
         };
         assert_eq!(v.retry_after(), secs(5));
         assert_eq!(v.rejected_by(), Some(1));
@@ -350,6 +370,7 @@ mod tests {
             allowed: false,
             statuses: [status(false, RetryAfter::Never), status(false, secs(1))].into(),
             at: Timestamp::EPOCH,
+            from_cache: false,
         };
         assert_eq!(never.retry_after(), RetryAfter::Never);
         assert_eq!(
@@ -357,6 +378,7 @@ mod tests {
                 allowed: true,
                 statuses: Statuses::new(),
                 at: Timestamp::EPOCH,
+                from_cache: false,
             }
             .retry_after(),
             RetryAfter::NOW

@@ -38,13 +38,17 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod batch;
+mod deny;
 mod error;
 mod key;
 mod storage;
 mod uri;
 
 pub use batch::{Charge, INLINE_STATUSES, LimitStatus, Op, Statuses, StatusesIntoIter, Verdict};
+pub use deny::{DEFAULT_DENY_CACHE_ENTRIES, DenyCache, Lookup, Ticket};
 pub use error::{Source, StorageError};
 pub use key::{Key, MAX_PART, ScopePath, UnderEach};
 pub use storage::{Storage, StorageFuture};
-pub use uri::{HostPort, StorageUri, UriError, duration_option, redact_in, redact_uri};
+pub use uri::{
+    HostPort, StorageUri, UriError, count_option, duration_option, redact_in, redact_uri,
+};

@@ -252,6 +252,26 @@ pub fn duration_option(name: &str, text: &str) -> Result<core::time::Duration, S
         })
 }
 
+/// Reads a count option of a storage URI (a table's entries, a batch's size): a whole number
+/// from 0 (off) to `max`; the error names the option.
+///
+/// ```
+/// use ratekeeper_storage::count_option;
+///
+/// assert_eq!(count_option("deny_cache", "0", 100), Ok(0));
+/// assert_eq!(count_option("deny_cache", "64", 100), Ok(64));
+/// assert!(count_option("deny_cache", "101", 100).unwrap_err().contains("deny_cache"));
+/// assert!(count_option("deny_cache", "-1", 100).is_err());
+/// ```
+pub fn count_option(name: &str, text: &str, max: usize) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| {
+            format!("option {name}={text:?}: expected a whole number from 0 (off) to {max}")
+        })
+}
+
 /// `text` (a message about `uri`) with everything of `uri`'s credentials in it replaced by
 /// `***`: the whole user-info part, and each of its pieces (split at `:`, `/` and `@`, raw and
 /// percent-decoded) of four bytes or more; a `text` that is a piece of the user-info part in
