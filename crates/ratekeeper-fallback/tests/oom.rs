@@ -39,7 +39,10 @@ fn refused_fcalls(server: &RedisServer) -> u64 {
 #[test]
 fn a_limited_client_stays_limited_through_an_out_of_memory_redis() {
     let server = RedisServer::start();
-    let redis = RedisStorage::from_uri(&format!("{}?prefix=oom", server.url())).unwrap();
+    // Without a cache of refusals: every request of the limited client must reach Redis (with
+    // one, its refusal would stand from the cache, and Redis would not be asked).
+    let redis =
+        RedisStorage::from_uri(&format!("{}?prefix=oom&deny_cache=0", server.url())).unwrap();
     let store = FallbackStorage::builder(Arc::new(redis))
         .mode(Mode::Fallback {
             limits: vec!["100 per minute".parse().unwrap()],

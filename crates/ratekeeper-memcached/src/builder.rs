@@ -4,7 +4,9 @@ use core::{fmt, time::Duration};
 use std::sync::Arc;
 
 use ratekeeper_core::{Clock, SystemClock};
-use ratekeeper_storage::{StorageError, StorageUri};
+use ratekeeper_storage::{
+    DEFAULT_DENY_CACHE_ENTRIES, DenyCache, StorageError, StorageUri, count_option,
+};
 
 use crate::{
     connection::{Address, Server},
@@ -22,9 +24,12 @@ pub const OPTIONS: &[&str] = &[
     "response_timeout",
     "timeout",
     "ttl_grace",
+    "deny_cache",
 ];
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "LIMITS";
+/// The largest [`MemcachedStorageBuilder::deny_cache`] a URI may ask for.
+pub const MAX_DENY_CACHE: usize = 1 << 20;
 /// The default port.
 pub const DEFAULT_PORT: u16 = 11211;
 /// The default time allowed to open a connection.
@@ -45,6 +50,7 @@ pub struct MemcachedStorageBuilder {
     response_timeout: Duration,
     ttl_grace: Duration,
     clock: Arc<dyn Clock + Send + Sync>,
+    deny_cache: usize,
     faults: Faults,
 }
 
@@ -96,6 +102,7 @@ impl MemcachedStorageBuilder {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             ttl_grace: DEFAULT_TTL_GRACE,
             clock: Arc::new(SystemClock),
+            deny_cache: DEFAULT_DENY_CACHE_ENTRIES,
             faults: Faults::default(),
         }
     }
@@ -165,7 +172,21 @@ impl MemcachedStorageBuilder {
         if let Some(t) = parsed.option("ttl_grace") {
             b.ttl_grace = duration("ttl_grace", t)?;
         }
+        if let Some(n) = parsed.option("deny_cache") {
+            b.deny_cache = count_option("deny_cache", n, MAX_DENY_CACHE).map_err(config)?;
+        }
         Ok(b)
+    }
+
+    /// How many refusals to remember (default [`DEFAULT_DENY_CACHE_ENTRIES`]; 0 for none; URI
+    /// option `deny_cache`): a hit of a batch memcached has just refused is refused again
+    /// here, with the same statuses counted down and no round trip, until it could first be
+    /// admitted (see [`DenyCache`](ratekeeper_storage::DenyCache)). What it cannot see: a
+    /// refund or a clear made by another process, which could have admitted the batch
+    /// earlier; refunds and clears through this store drop the client's refusals.
+    pub fn deny_cache(mut self, entries: usize) -> Self {
+        self.deny_cache = entries;
+        self
     }
 
     /// The key prefix (default [`DEFAULT_PREFIX`]); checked by [`build`](Self::build).
@@ -238,6 +259,7 @@ impl MemcachedStorageBuilder {
             clock: self.clock,
             deadline: self.connect_timeout + self.response_timeout,
             generations: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            deny: (self.deny_cache > 0).then(|| DenyCache::new(self.deny_cache)),
             faults: self.faults,
         }))
     }

@@ -53,7 +53,7 @@ pub mod test_server;
 pub use bounds::MAX_MOVING_WINDOW;
 pub use builder::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
-    DEFAULT_TTL_GRACE, MemcachedStorageBuilder, OPTIONS, SCHEMES,
+    DEFAULT_TTL_GRACE, MAX_DENY_CACHE, MemcachedStorageBuilder, OPTIONS, SCHEMES,
 };
 pub use connection::Address;
 pub use keys::MAX_PREFIX;

@@ -6,7 +6,8 @@ use std::{collections::HashMap, sync::Arc};
 use futures::future::join_all;
 use ratekeeper_core::{Clock, Limit, RetryAfter, StrategyKind, Timestamp};
 use ratekeeper_storage::{
-    Charge, Key, LimitStatus, Op, Statuses, Storage, StorageError, StorageFuture, Verdict,
+    Charge, DenyCache, Key, LimitStatus, Op, Statuses, Storage, StorageError, StorageFuture,
+    Verdict,
 };
 
 use crate::{
@@ -36,6 +37,8 @@ pub(crate) struct Inner {
     /// The generations last read that are not 0, by item name: a batch names its counters
     /// after them and reads them with the counters, in one round trip.
     pub(crate) generations: parking_lot::Mutex<HashMap<String, u64>>,
+    /// Refusals remembered, when on.
+    pub(crate) deny: Option<DenyCache>,
     pub(crate) faults: Faults,
 }
 
@@ -125,6 +128,16 @@ fn protocol_error(detail: impl fmt::Display) -> StorageError {
 }
 
 impl MemcachedStorage {
+    /// Forgets the refusals of `key`'s client (every refusal for `None`), which a clear is
+    /// about to give room to.
+    fn forget(&self, key: Option<&Key>) {
+        match (&self.inner.deny, key) {
+            (Some(deny), Some(key)) => deny.forget(key),
+            (Some(deny), None) => deny.clear(),
+            (None, _) => {}
+        }
+    }
+
     /// Configure a store from a URI (see [`MemcachedStorageBuilder::from_uri`]).
     pub fn builder_from_uri(uri: &str) -> Result<MemcachedStorageBuilder, StorageError> {
         MemcachedStorageBuilder::from_uri(uri)
@@ -626,15 +639,24 @@ impl Storage for MemcachedStorage {
 
     fn apply<'a>(&'a self, op: Op, batch: &'a [Charge]) -> StorageFuture<'a, Verdict> {
         Box::pin(async move {
+            let now = self.inner.clock.now();
             if batch.is_empty() {
-                return Ok(Verdict::new(true, Statuses::new(), self.inner.clock.now()));
+                return Ok(Verdict::new(true, Statuses::new(), now));
             }
-            self.apply_batch(op, batch).await
+            match &self.inner.deny {
+                // The store's own clock: a refusal stands exactly as long as it says.
+                Some(deny) => {
+                    let call = self.apply_batch(op, batch);
+                    deny.around(op, batch, (now, false), call).await
+                }
+                None => self.apply_batch(op, batch).await,
+            }
         })
     }
 
     /// Forgets every counter of `key`: its generation moves on.
     fn clear<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        self.forget(Some(key));
         Box::pin(async move {
             self.bump(&keys::key_generation(&self.inner.prefix, key))
                 .await
@@ -643,6 +665,7 @@ impl Storage for MemcachedStorage {
 
     /// Forgets every counter of the client `key.identity()`: its generation moves on.
     fn clear_client<'a>(&'a self, key: &'a Key) -> StorageFuture<'a, ()> {
+        self.forget(Some(key));
         Box::pin(async move {
             self.bump(&keys::client_generation(&self.inner.prefix, key))
                 .await
@@ -651,6 +674,7 @@ impl Storage for MemcachedStorage {
 
     /// Forgets every counter under this store's prefix: its generation moves on.
     fn reset(&self) -> StorageFuture<'_, ()> {
+        self.forget(None);
         Box::pin(async move { self.bump(&keys::store_generation(&self.inner.prefix)).await })
     }
 

@@ -26,11 +26,12 @@ impl Server for Memcached {
 }
 
 /// A fresh memcached, and a way to build stores on it whose own deadline (5 s) is far above
-/// the fallback's timeout.
+/// the fallback's timeout. Without a cache of refusals: the scenarios count on every request
+/// reaching the store (a refusal it gave stands through an outage, answered from the cache).
 fn memcached() -> (Memcached, impl Fn() -> Arc<dyn Storage>) {
     let server = MemcachedServer::start();
     let uri = format!(
-        "{}?prefix=faults&timeout=5&connect_timeout=0.2",
+        "{}?prefix=faults&timeout=5&connect_timeout=0.2&deny_cache=0",
         server.url()
     );
     (Memcached(server), move || {

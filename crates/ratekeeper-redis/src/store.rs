@@ -14,8 +14,8 @@ use futures::{
 };
 use ratekeeper_core::{Clock, Limit, StrategyKind, Timestamp};
 use ratekeeper_storage::{
-    Charge, DenyCache, Key, LimitStatus, Lookup, Op, Statuses, Storage, StorageError,
-    StorageFuture, Verdict,
+    Charge, DenyCache, Key, LimitStatus, Op, Statuses, Storage, StorageError, StorageFuture,
+    Verdict,
 };
 use redis::{ErrorKind, RedisError, RedisResult, Value, cmd};
 
@@ -506,29 +506,15 @@ impl Storage for RedisStorage {
                 script::check(c)?;
             }
             let now = self.inner.clock.as_ref().map(|c| c.now());
-            let deny = self.inner.deny.as_ref();
-            let ticket = match deny {
-                Some(deny) if op == Op::Hit => {
-                    // On the store's clock when it is given the time, else on ours.
+            match &self.inner.deny {
+                // On the store's clock when it is given the time, else on ours.
+                Some(deny) => {
                     let at = now.unwrap_or_else(DenyCache::monotonic_now);
-                    match deny.lookup(batch, at, now.is_none()) {
-                        Lookup::Refused(verdict) => return Ok(verdict),
-                        Lookup::Miss(ticket) => Some(ticket),
-                    }
+                    let call = self.call(op, now, batch);
+                    deny.around(op, batch, (at, now.is_none()), call).await
                 }
-                Some(deny) if op == Op::Refund => {
-                    for c in batch {
-                        deny.forget(&c.key);
-                    }
-                    None
-                }
-                _ => None,
-            };
-            let verdict = self.call(op, now, batch).await?;
-            if let (Some(deny), Some(ticket)) = (deny, ticket) {
-                deny.record(ticket, batch, &verdict);
+                None => self.call(op, now, batch).await,
             }
-            Ok(verdict)
         })
     }
 

@@ -1,7 +1,10 @@
 //! [`DenyCache`]: refusals a networked store remembers, so that a flood of requests it has just
 //! refused is refused again here, without a call, until the refusal could end.
 
-use core::hash::{Hash, Hasher};
+use core::{
+    future::Future,
+    hash::{Hash, Hasher},
+};
 use std::{
     collections::{HashMap, VecDeque, hash_map::DefaultHasher},
     sync::{Mutex, MutexGuard, OnceLock},
@@ -11,7 +14,8 @@ use std::{
 use ratekeeper_core::{Duration, Limit, RetryAfter, StrategyKind, Timestamp};
 
 use crate::{
-    batch::{Charge, Statuses, Verdict},
+    batch::{Charge, Op, Statuses, Verdict},
+    error::StorageError,
     key::Key,
 };
 
@@ -240,6 +244,35 @@ impl DenyCache {
         static START: OnceLock<Instant> = OnceLock::new();
         let start = *START.get_or_init(Instant::now);
         Timestamp::from_nanos(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// `op` on `batch` by `call` (the store's own work), through the table: a hit is looked up
+    /// first (at `now`, see [`DenyCache::lookup`]) and its refusal recorded after; a refund
+    /// drops its clients' refusals first. Other operations go straight to `call`.
+    pub async fn around(
+        &self,
+        op: Op,
+        batch: &[Charge],
+        (now, other_clock): (Timestamp, bool),
+        call: impl Future<Output = Result<Verdict, StorageError>>,
+    ) -> Result<Verdict, StorageError> {
+        match op {
+            Op::Hit => match self.lookup(batch, now, other_clock) {
+                Lookup::Refused(verdict) => Ok(verdict),
+                Lookup::Miss(ticket) => {
+                    let verdict = call.await?;
+                    self.record(ticket, batch, &verdict);
+                    Ok(verdict)
+                }
+            },
+            Op::Refund => {
+                for c in batch {
+                    self.forget(&c.key);
+                }
+                call.await
+            }
+            Op::Test => call.await,
+        }
     }
 
     /// Drops every refusal of a batch with a charge of `key`'s client ([`Key::identity`]): the
