@@ -476,7 +476,7 @@ impl Limiter {
         let started = self.inner.metrics.store_call();
         match self.inner.storage.apply_now(Op::Hit, &plan.charges) {
             Some(verdict) => {
-                self.inner.metrics.store_answered(started);
+                self.inner.metrics.store_answered(started, &verdict);
                 Checked::Done(self.interpret(compiled, &plan, verdict, req))
             }
             // The store answers asynchronously (over the network): the plan waits in a future
@@ -590,7 +590,7 @@ impl Limiter {
     ) -> Result<Decision, DecisionError> {
         let started = self.inner.metrics.store_call();
         let verdict = self.inner.storage.apply(Op::Hit, &plan.charges).await;
-        self.inner.metrics.store_answered(started);
+        self.inner.metrics.store_answered(started, &verdict);
         self.interpret(compiled, &plan, verdict, req)
     }
 

@@ -9,6 +9,7 @@
 //! | [`DECISIONS`] | counter | `route`, `scope`, `outcome` | every decision |
 //! | [`STORAGE_ERRORS`] | counter | `kind` | decisions that failed because the store did |
 //! | [`STORAGE_SECONDS`] | histogram | | time a decision waited for its store |
+//! | [`DENY_CACHE_HITS`] | counter | | refusals a store repeated from its cache of refusals, without a call |
 //! | [`TRANSITIONS`], [`PRIMARY_UP`], [`DEGRADED_CALLS`] | | | the fallback's, with [`LimiterBuilder::on_outage`](crate::LimiterBuilder::on_outage) |
 //!
 //! The labels of [`DECISIONS`]:
@@ -30,6 +31,9 @@ pub use ratekeeper_fallback::metrics::{DEGRADED_CALLS, PRIMARY_UP, TRANSITIONS};
 pub const DECISIONS: &str = "ratelimit_decisions_total";
 /// Counter: decisions that failed because the store did, labelled `kind`.
 pub const STORAGE_ERRORS: &str = "ratelimit_storage_errors_total";
+/// Counter: decisions refused from a store's cache of refusals (Redis's and memcached's
+/// `deny_cache`), without a call to the store.
+pub const DENY_CACHE_HITS: &str = "ratelimit_deny_cache_hits_total";
 /// Histogram: seconds a decision spent in its store (the batch's round trip, or the in-process
 /// store's work).
 pub const STORAGE_SECONDS: &str = "ratelimit_storage_duration_seconds";
@@ -53,6 +57,10 @@ pub fn describe() {
         STORAGE_ERRORS,
         "Rate-limit decisions that failed because the store did, by kind of error"
     );
+    metrics::describe_counter!(
+        DENY_CACHE_HITS,
+        "Rate-limit decisions refused from a store's cache of refusals, without a call"
+    );
     metrics::describe_histogram!(
         STORAGE_SECONDS,
         metrics::Unit::Seconds,
@@ -73,9 +81,9 @@ mod record {
     use quanta::Instant;
 
     use metrics::{Counter, Histogram};
-    use ratekeeper_storage::StorageError;
+    use ratekeeper_storage::{StorageError, Verdict};
 
-    use super::{DECISIONS, STORAGE_ERRORS, STORAGE_SECONDS};
+    use super::{DECISIONS, DENY_CACHE_HITS, STORAGE_ERRORS, STORAGE_SECONDS};
     use crate::{Decision, DecisionError, Kind, Scope};
 
     /// Label values, in the order of the slots below.
@@ -115,6 +123,7 @@ mod record {
     pub(crate) struct Recorded {
         decisions: RwLock<HashMap<Box<str>, Slots>>,
         store_seconds: OnceLock<Histogram>,
+        deny_cache_hits: OnceLock<Counter>,
     }
 
     impl core::fmt::Debug for Recorded {
@@ -134,10 +143,19 @@ mod record {
         }
 
         #[inline]
-        pub(crate) fn store_answered(&self, started: Started) {
+        pub(crate) fn store_answered(
+            &self,
+            started: Started,
+            answer: &Result<Verdict, StorageError>,
+        ) {
             self.store_seconds
                 .get_or_init(|| metrics::histogram!(STORAGE_SECONDS))
                 .record(started.0.elapsed().as_secs_f64());
+            if answer.as_ref().is_ok_and(|v| v.from_cache) {
+                self.deny_cache_hits
+                    .get_or_init(|| metrics::counter!(DENY_CACHE_HITS))
+                    .increment(1);
+            }
         }
 
         pub(crate) fn decided(&self, route: &str, decision: &Result<Decision, DecisionError>) {
@@ -238,7 +256,7 @@ mod record {
 
 #[cfg(not(feature = "metrics"))]
 mod record {
-    use ratekeeper_storage::StorageError;
+    use ratekeeper_storage::{StorageError, Verdict};
 
     use crate::{Decision, DecisionError};
 
@@ -256,7 +274,7 @@ mod record {
         }
 
         #[inline(always)]
-        pub(crate) fn store_answered(&self, _: Started) {}
+        pub(crate) fn store_answered(&self, _: Started, _: &Result<Verdict, StorageError>) {}
 
         #[inline(always)]
         pub(crate) fn decided(&self, _: &str, _: &Result<Decision, DecisionError>) {}

@@ -158,3 +158,65 @@ fn an_outage_records_its_transition_and_the_degraded_calls() {
         0
     );
 }
+
+/// A memory store behind a cache of refusals, as Redis and memcached have.
+#[derive(Debug)]
+struct CachedMemory {
+    memory: ratekeeper_memory::MemoryStorage,
+    deny: ratekeeper_storage::DenyCache,
+    clock: Arc<ratekeeper_core::ManualClock>,
+}
+
+impl ratekeeper_storage::Storage for CachedMemory {
+    fn apply<'a>(
+        &'a self,
+        op: ratekeeper_storage::Op,
+        batch: &'a [ratekeeper_storage::Charge],
+    ) -> ratekeeper_storage::StorageFuture<'a, ratekeeper_storage::Verdict> {
+        use ratekeeper_core::Clock;
+        let now = self.clock.now();
+        Box::pin(
+            self.deny
+                .around(op, batch, (now, false), self.memory.apply(op, batch)),
+        )
+    }
+    fn clear<'a>(
+        &'a self,
+        key: &'a ratekeeper_storage::Key,
+    ) -> ratekeeper_storage::StorageFuture<'a, ()> {
+        self.memory.clear(key)
+    }
+    fn reset(&self) -> ratekeeper_storage::StorageFuture<'_, ()> {
+        self.memory.reset()
+    }
+    fn health(&self) -> ratekeeper_storage::StorageFuture<'_, ()> {
+        self.memory.health()
+    }
+}
+
+#[test]
+fn refusals_from_a_stores_cache_are_counted() {
+    let clock = Arc::new(ratekeeper_core::ManualClock::new(common::T0));
+    let store = CachedMemory {
+        memory: ratekeeper_memory::MemoryStorage::builder()
+            .clock(clock.clone())
+            .build(),
+        deny: ratekeeper_storage::DenyCache::new(16),
+        clock: clock.clone(),
+    };
+    let snap = recorded(|| {
+        let limiter = Limiter::builder()
+            .storage(Arc::new(store))
+            .clock(clock)
+            .default_limits("2 per minute")
+            .build()
+            .unwrap();
+        for _ in 0..10 {
+            check(&limiter, &get("/a"));
+        }
+    });
+    assert_eq!(decisions(&snap, "/a", "default", "allowed"), 2);
+    assert_eq!(decisions(&snap, "/a", "default", "rejected"), 8);
+    // The first refusal came from the store; the other seven from its cache.
+    assert_eq!(counter(&snap, names::DENY_CACHE_HITS, &[]), 7);
+}
