@@ -41,7 +41,8 @@ pub const DEFAULT_DENY_CACHE_ENTRIES: usize = 4096;
 /// same number of refusals with the table as without it.
 ///
 /// Memory: at most `capacity` entries, oldest out; each holds its batch's keys, limits and
-/// statuses (about 200 bytes plus the keys' text for a batch of three charges).
+/// statuses: about 600 bytes for a batch of three charges, plus the keys' text (about 3 MB
+/// at the default of 4,096 entries).
 #[derive(Debug)]
 pub struct DenyCache {
     table: Mutex<Table>,
