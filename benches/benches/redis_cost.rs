@@ -221,6 +221,10 @@ fn main() {
         RedisStorage::builder_from_uri(&url)
             .unwrap()
             .prefix("cost")
+            // The server's cost of one call per request: no shared calls, no refusals
+            // answered from the cache.
+            .coalesce(0)
+            .deny_cache(0)
             .build()
             .unwrap(),
     );

@@ -69,9 +69,8 @@ pub const DEFAULT_PREFIX: &str = "ratelimit";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The default time allowed for an answer.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
-/// The default cap on the batches one call carries when concurrent decisions share calls
-/// (see [`RedisStorageBuilder::coalesce`]).
-pub const DEFAULT_COALESCE: usize = 64;
+/// The default of [`RedisStorageBuilder::coalesce`]: off (every batch in a call of its own).
+pub const DEFAULT_COALESCE: usize = 0;
 /// The largest [`RedisStorageBuilder::coalesce`] a URI may ask for.
 pub const MAX_COALESCE: usize = 1024;
 /// The largest [`RedisStorageBuilder::deny_cache`] a URI may ask for.
@@ -356,13 +355,19 @@ impl RedisStorageBuilder {
         self
     }
 
-    /// At most how many concurrent batches share one call (default [`DEFAULT_COALESCE`]; 0:
-    /// every batch in a call of its own; URI option `coalesce`). A batch that finds no call on
-    /// the wire to its node (its slot, on a cluster) goes out at once; one that finds a call
-    /// there waits for it to return, then goes out with every batch that arrived meanwhile, in
-    /// one call that runs them one after another, exactly as separate calls in that order
-    /// would, and answers each (one batch's error is its own). The worst added wait of a
-    /// batch is the round trip of the call before its own.
+    /// At most how many concurrent batches share one call (default [`DEFAULT_COALESCE`], off:
+    /// every batch in a call of its own; URI option `coalesce`; 64 is a good cap). A batch that
+    /// finds no call of this store on the wire to its node (its slot, on a cluster) goes out
+    /// at once; one that finds a call there waits for it to return, then goes out with every
+    /// batch that arrived meanwhile, in one call that runs them one after another, exactly as
+    /// separate calls in that order would, and answers each (one batch's error is its own).
+    /// The worst added wait of a batch is the round trip of the call before its own.
+    ///
+    /// It saves Redis the cost of each call (about a sixth of its CPU per decision for the
+    /// seed tour's requests), but one call at a time per node caps one process's decisions
+    /// per second, and splitting the shared answers costs this process CPU: with the server
+    /// not the bottleneck, 64 concurrent decisions of one process went from about 70,000 to
+    /// 45,000 per second (BENCHMARKS.md). Turn it on when Redis's CPU is what runs out.
     pub fn coalesce(mut self, max_batches: usize) -> Self {
         self.sharing.coalesce = max_batches;
         self

@@ -4,16 +4,18 @@
 //!
 //! No timer: a batch that finds its lane idle goes out at once, alone. A batch that finds a
 //! call on the wire waits for that call (the worst added wait: one call's round trip), then
-//! goes out with every batch that arrived meanwhile, up to a cap per call. Calls of a lane go
-//! out one after another, in the order their batches arrived.
+//! goes out with every batch that arrived meanwhile, up to a cap per call. A lane has one
+//! call on the wire at a time.
 //!
-//! Nothing here is spawned. A call is a shared future that every batch it carries awaits, so
-//! whichever of them is polled drives it: a caller that gives up (a timeout, a client gone)
-//! drops only its own wait, never its neighbours' call.
+//! Nothing here is spawned. A lone batch's call is its caller's own future. A shared call is
+//! a shared future that every batch it carries awaits, so whichever of them is polled drives
+//! it: a caller that gives up (a timeout, a client gone) drops only its own wait, never its
+//! neighbours' call; a call dropped by all frees its lane.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::{collections::HashMap, sync::Arc};
 
+use event_listener::Event;
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 
@@ -30,16 +32,24 @@ type Waiting = Arc<parking_lot::Mutex<Option<Vec<Encoded>>>>;
 pub(crate) type Sender =
     Arc<dyn Fn(Encoded) -> BoxFuture<'static, RedisResult<Value>> + Send + Sync>;
 
-/// The newest call of a lane: on the wire, or waiting for the one before it to return.
-struct Newest {
-    call: WeakCall,
-    /// Its batches while it waits (`None` for a batch sent alone).
-    waiting: Option<Waiting>,
+/// One lane: whether a call is on the wire, and the newest call waiting for it to return.
+#[derive(Default)]
+struct Lane {
+    busy: bool,
+    next: Option<(WeakCall, Waiting)>,
+}
+
+/// The lanes of one store.
+#[derive(Default)]
+struct Lanes {
+    lanes: parking_lot::Mutex<HashMap<u16, Lane>>,
+    /// Told whenever a lane's call returns.
+    freed: Event,
 }
 
 /// The lanes of one store and the cap on the batches of one call.
 pub(crate) struct Coalescer {
-    lanes: parking_lot::Mutex<HashMap<u16, Newest>>,
+    lanes: Arc<Lanes>,
     max_batches: usize,
     tally: Arc<Tally>,
 }
@@ -66,11 +76,35 @@ impl core::fmt::Debug for Coalescer {
     }
 }
 
+/// A lane's call on the wire: the lane is free again when this is dropped (the call returned,
+/// or its caller gave up on it).
+struct OnTheWire {
+    lanes: Arc<Lanes>,
+    lane: u16,
+}
+
+impl Drop for OnTheWire {
+    fn drop(&mut self) {
+        if let Some(lane) = self.lanes.lanes.lock().get_mut(&self.lane) {
+            lane.busy = false;
+        }
+        self.lanes.freed.notify(usize::MAX);
+    }
+}
+
+/// Where a batch goes.
+enum Joined {
+    /// Out at once, alone: the lane was free (and is now taken by this call).
+    Alone(OnTheWire, Encoded),
+    /// With others, as this place of this call.
+    Shared(Call, usize),
+}
+
 impl Coalescer {
     /// Lanes whose calls carry at most `max_batches` batches each (at least one).
     pub(crate) fn new(max_batches: usize) -> Self {
         Self {
-            lanes: parking_lot::Mutex::new(HashMap::new()),
+            lanes: Arc::default(),
             max_batches: max_batches.max(1),
             tally: Arc::default(),
         }
@@ -84,81 +118,114 @@ impl Coalescer {
         )
     }
 
-    /// Sends `batch` on `lane`, alone when the lane is idle, or else with the batches that
+    /// Sends `batch` on `lane`, alone when the lane is free, or else with the batches that
     /// wait for the lane's call on the wire; answers with this batch's own reply.
     pub(crate) async fn call(&self, lane: u16, batch: Encoded, send: Sender) -> RedisResult<Value> {
-        let (call, index) = self.join(lane, batch, send);
-        let answers = call.await;
-        answers.get(index).cloned().unwrap_or_else(|| {
-            Err(RedisError::from((
-                ErrorKind::UnexpectedReturnType,
-                "a coalesced call answered fewer batches than it carried",
-            )))
-        })
-    }
-
-    /// The call that will carry `batch`, and the batch's place in it.
-    fn join(&self, lane: u16, batch: Encoded, send: Sender) -> (Call, usize) {
-        let mut lanes = self.lanes.lock();
-        let newest = lanes
-            .get(&lane)
-            .and_then(|n| Some((n.call.upgrade()?, n.waiting.clone())));
-        let (call, waiting) = match newest {
-            Some((call, waiting)) if call.peek().is_none() => (call, waiting),
-            // Idle (nothing sent, or its answer is in): the batch goes out at once, alone.
-            _ => {
+        match self.join(lane, batch, &send) {
+            Joined::Alone(wire, batch) => {
                 self.tally.add(1);
-                let call = send(batch)
-                    .map(|reply| Arc::new(vec![reply]))
-                    .boxed()
-                    .shared();
-                remember(&mut lanes, lane, &call, None);
-                return (call, 0);
+                let reply = send(batch).await;
+                drop(wire);
+                reply
             }
-        };
-        if let Some(waiting) = &waiting {
+            Joined::Shared(call, index) => {
+                let answers = call.await;
+                answers.get(index).cloned().unwrap_or_else(|| {
+                    Err(RedisError::from((
+                        ErrorKind::UnexpectedReturnType,
+                        "a coalesced call answered fewer batches than it carried",
+                    )))
+                })
+            }
+        }
+    }
+}
+impl Coalescer {
+    /// Where `batch` goes: out alone when the lane is free; else into the newest call waiting
+    /// for the lane, or a new one when there is none or it is full.
+    fn join(&self, lane: u16, batch: Encoded, send: &Sender) -> Joined {
+        let mut lanes = self.lanes.lanes.lock();
+        let state = lanes.entry(lane).or_default();
+        let next = state
+            .next
+            .as_ref()
+            .and_then(|(call, waiting)| Some((call.upgrade()?, waiting.clone())));
+        if !state.busy && next.is_none() {
+            state.busy = true;
+            let wire = OnTheWire {
+                lanes: Arc::clone(&self.lanes),
+                lane,
+            };
+            return Joined::Alone(wire, batch);
+        }
+        if let Some((call, waiting)) = next {
             let mut batches = waiting.lock();
             if let Some(list) = batches.as_mut()
                 && list.len() < self.max_batches
             {
                 list.push(batch);
-                return (call, list.len() - 1);
+                return Joined::Shared(call, list.len() - 1);
             }
         }
-        // The newest call is on the wire, or full: a new call waits for it.
         let waiting: Waiting = Arc::new(parking_lot::Mutex::new(Some(vec![batch])));
-        let next = after(call, waiting.clone(), send, self.tally.clone())
-            .boxed()
-            .shared();
-        remember(&mut lanes, lane, &next, Some(waiting));
-        (next, 0)
-    }
-}
-
-/// Makes `call` the newest of `lane`.
-fn remember(lanes: &mut HashMap<u16, Newest>, lane: u16, call: &Call, waiting: Option<Waiting>) {
-    if let Some(weak) = call.downgrade() {
-        lanes.insert(
+        let call = when_free(
+            Arc::clone(&self.lanes),
             lane,
-            Newest {
-                call: weak,
-                waiting,
-            },
-        );
+            Arc::clone(&waiting),
+            Arc::clone(send),
+            Arc::clone(&self.tally),
+        )
+        .boxed()
+        .shared();
+        if let Some(weak) = call.downgrade() {
+            state.next = Some((weak, waiting));
+        }
+        Joined::Shared(call, 0)
     }
 }
 
-/// Waits for `previous` to return, then sends every batch in `waiting` as one call.
-async fn after(previous: Call, waiting: Waiting, send: Sender, tally: Arc<Tally>) -> Answers {
-    drop(previous.await);
+/// Waits until `lane` is free, takes it, and sends every batch in `waiting` as one call.
+async fn when_free(
+    lanes: Arc<Lanes>,
+    lane: u16,
+    waiting: Waiting,
+    send: Sender,
+    tally: Arc<Tally>,
+) -> Answers {
+    let wire = loop {
+        let listener = {
+            let mut all = lanes.lanes.lock();
+            let state = all.entry(lane).or_default();
+            if !state.busy {
+                state.busy = true;
+                // No more batches join this call; later ones start the next.
+                if state
+                    .next
+                    .as_ref()
+                    .is_some_and(|(_, w)| Arc::ptr_eq(w, &waiting))
+                {
+                    state.next = None;
+                }
+                break OnTheWire {
+                    lanes: Arc::clone(&lanes),
+                    lane,
+                };
+            }
+            lanes.freed.listen()
+        };
+        listener.await;
+    };
     let batches = waiting.lock().take().unwrap_or_default();
     let n = batches.len();
     tally.add(n);
-    if n == 1 {
+    let answers = if n == 1 {
         let batch = batches.into_iter().next().unwrap_or_default();
-        return Arc::new(vec![send(batch).await]);
-    }
-    Arc::new(split(send(many(batches)).await, n))
+        vec![send(batch).await]
+    } else {
+        split(send(many(batches)).await, n)
+    };
+    drop(wire);
+    Arc::new(answers)
 }
 
 /// Several batches as one call of the script's `'M'` form: `'M'`, their number, each one's key

@@ -40,19 +40,20 @@
 //!   keeps rejecting what Redis, which still answers reads, would reject: tests run on a
 //!   `no-writes` function that Redis serves when full.
 //!
-//! Two things keep Redis off most requests, both on by default:
+//! Two things keep Redis off requests:
 //!
 //! - **Concurrent decisions share one call** ([`RedisStorageBuilder::coalesce`], URI option
-//!   `coalesce`, default [`DEFAULT_COALESCE`] batches per call, `0` for off). A batch that
-//!   finds no call of this store on the wire to its node (its slot, on a cluster) goes out at
-//!   once: no timer, no added latency at low load. One that finds a call there waits for it,
+//!   `coalesce=64` for up to 64 batches per call; off by default, see the builder for when it
+//!   pays). A batch that finds no call of this store on the wire to its node (its slot, on a
+//!   cluster) goes out at once: no timer, no added latency at low load. One that finds a
+//!   call there waits for it,
 //!   then goes out with every batch that arrived meanwhile as one `FCALL` that runs them one
 //!   after another, exactly as separate calls in that order would, and answers each (one
 //!   batch's error, a counter of the wrong type say, is its own). The cost: a queued batch
 //!   waits up to one round trip of the call before its own (bounded by the response
 //!   timeout, within [`RedisStorage::deadline`]). Tests (no writes) always go alone.
 //! - **A refused batch is refused again here** ([`RedisStorageBuilder::deny_cache`], URI
-//!   option `deny_cache`, default 4096 entries, `0` for off): until the instant Redis said it
+//!   option `deny_cache`, on by default with 4096 entries, `0` for off): until the instant Redis said it
 //!   could first be admitted, a hit of the same batch gets Redis's statuses counted down and
 //!   no call, so a flood of refused requests costs Redis one call per client and retry
 //!   instant. Exact: only other requests' charges move a refused counter, and they can only

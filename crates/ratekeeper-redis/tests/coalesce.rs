@@ -81,13 +81,13 @@ fn concurrent(store: &RedisStorage, shared: bool) -> Vec<u64> {
 
 fn concurrent_decisions_admit_what_sequential_ones_do(url: &str) {
     // Each kind on its own: 7 each, exactly as one after another.
-    let (store, _clock) = manual_store_with(url, "own", |b| b.deny_cache(0));
+    let (store, _clock) = manual_store_with(url, "own", |b| b.deny_cache(0).coalesce(64));
     let want = sequential(false);
     assert_eq!(want, vec![7; 16]);
     assert_eq!(concurrent(&store, false), want);
     // With the shared limit, which binds: 100 in all, whatever the order, and no kind past
     // its own 7.
-    let (store, _clock) = manual_store_with(url, "co", |b| b.deny_cache(0));
+    let (store, _clock) = manual_store_with(url, "co", |b| b.deny_cache(0).coalesce(64));
     assert_eq!(sequential(true).iter().sum::<u64>(), 100);
     let admitted = concurrent(&store, true);
     assert_eq!(admitted.iter().sum::<u64>(), 100, "{admitted:?}");
@@ -117,7 +117,7 @@ fn on_a_cluster() {
 #[test]
 fn one_batch_failing_does_not_fail_its_neighbours() {
     let server = RedisServer::start();
-    let (store, _clock) = manual_store_with(&server.url(), "err", |b| b.deny_cache(0));
+    let (store, _clock) = manual_store_with(&server.url(), "err", |b| b.deny_cache(0).coalesce(64));
     let limit: ratekeeper_core::Limit = "5 per minute".parse().unwrap();
     let charge = |i: usize| {
         Charge::new(

@@ -32,6 +32,12 @@ fn four_processes_admit_exactly_the_limit_on_one_node() {
 }
 
 #[test]
+fn four_processes_sharing_calls_admit_exactly_the_limit() {
+    let server = RedisServer::start();
+    hammer(&format!("{}?coalesce=64", server.url()), "shared");
+}
+
+#[test]
 fn four_processes_admit_exactly_the_limit_on_a_cluster() {
     let cluster = RedisCluster::start(3);
     hammer(&cluster.url(), "cluster");
