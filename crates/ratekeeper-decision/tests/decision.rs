@@ -552,7 +552,7 @@ fn malformed_configuration_fails_build_with_where_and_what() {
         ),
         (
             Limiter::builder().storage_uri("redis://h:1?timeout=1"),
-            "redis storage configuration: unknown option \"timeout\" in the URI; known options: prefix, key_prefix, connect_timeout, socket_connect_timeout, response_timeout, socket_timeout, time, db, service_name, ssl_ca_certs",
+            "redis storage configuration: unknown option \"timeout\" in the URI; known options: prefix, key_prefix, connect_timeout, socket_connect_timeout, response_timeout, socket_timeout, time, db, service_name, ssl_ca_certs, deny_cache, coalesce",
         ),
         (
             Limiter::builder().key_function(KeyFunction::header_or_ip("X-API-Key", "ip")),
