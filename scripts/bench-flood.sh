@@ -2,16 +2,17 @@
 # A refused flood against the seed tour on Redis: one client sends REQUESTS (default 10,000)
 # `POST /auth/login` over one keep-alive connection (its limit is 5 per minute, and the meta
 # limit 5 refusals per minute), and the script counts what Redis served: FCALL (or EVALSHA)
-# calls in INFO commandstats, and the redis-server process's CPU time. For each binary given
-# (default target/release/examples/seed_tour, built with `--features redis`).
+# calls in INFO commandstats, and the redis-server process's CPU time. For each binary given,
+# optionally with storage URI options after a `?` (default: target/release/examples/seed_tour
+# with the deny cache off, then on; build it with `--features redis`).
 #
-#   scripts/bench-flood.sh [REQUESTS] [SEED_TOUR_BINARY...]
+#   scripts/bench-flood.sh [REQUESTS] [SEED_TOUR_BINARY[?OPTIONS]...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-10000}
 shift $(($# < 1 ? $# : 1))
 bins=("$@")
-[ ${#bins[@]} -eq 0 ] && bins=(target/release/examples/seed_tour)
+[ ${#bins[@]} -eq 0 ] && bins=("target/release/examples/seed_tour?deny_cache=0" target/release/examples/seed_tour)
 port=26996
 http=18096
 dir=$(mktemp -d)
@@ -26,9 +27,12 @@ taskset -c 0 redis-server --port $port --bind 127.0.0.1 --save '' --appendonly n
 for _ in $(seq 50); do redis-cli -p $port PING >/dev/null 2>&1 && break; sleep 0.1; done
 pid=$(cat "$dir/redis.pid")
 printf '%-45s %8s %8s %8s %10s %14s\n' binary requests 200s 429s redis_calls redis_cpu_ms
-for bin in "${bins[@]}"; do
+for target in "${bins[@]}"; do
+  bin=${target%%\?*}
+  options=""
+  [ "$target" != "$bin" ] && options="?${target#*\?}"
   redis-cli -p $port FLUSHALL >/dev/null
-  PORT=$http TRUSTED_PROXY_HOPS=1 REDIS_URL="redis://127.0.0.1:$port" taskset -c 1 "$bin" >/dev/null 2>&1 &
+  PORT=$http TRUSTED_PROXY_HOPS=1 REDIS_URL="redis://127.0.0.1:$port$options" taskset -c 1 "$bin" >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$http/health" && break; sleep 0.05; done
   redis-cli -p $port CONFIG RESETSTAT >/dev/null
@@ -50,7 +54,7 @@ PY
   calls=$(redis-cli -p $port INFO commandstats | awk -F'[=,:]' '/^cmdstat_(fcall|evalsha):/ {s += $3} END {print s + 0}')
   cpu_ms=$(( (t1 - t0) * 1000 / $(getconf CLK_TCK) ))
   read -r ok refused <<<"$counts"
-  printf '%-45s %8s %8s %8s %10s %14s\n' "$bin" "$requests" "$ok" "$refused" "$calls" "$cpu_ms"
+  printf '%-45s %8s %8s %8s %10s %14s\n' "$target" "$requests" "$ok" "$refused" "$calls" "$cpu_ms"
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   server=""

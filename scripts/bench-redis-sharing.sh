@@ -9,7 +9,7 @@
 #
 #   scripts/bench-redis-sharing.sh [SECONDS] [ROUNDS] [LABEL=BINARY[?OPTIONS]...]
 #
-# Default: on=target/release/ratekeeper and off=target/release/ratekeeper?coalesce=0&deny_cache=0
+# Default: default=target/release/ratekeeper and shared=target/release/ratekeeper?coalesce=64
 # (build it with `cargo build --release -p ratekeeper-cli`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ rounds=${2:-2}
 shift $(($# < 2 ? $# : 2))
 configs=("$@")
 if [ ${#configs[@]} -eq 0 ]; then
-  configs=("on=target/release/ratekeeper" "off=target/release/ratekeeper?coalesce=0&deny_cache=0")
+  configs=("default=target/release/ratekeeper" "shared=target/release/ratekeeper?coalesce=64")
 fi
 port=26997
 dir=$(mktemp -d)
