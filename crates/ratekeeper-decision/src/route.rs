@@ -130,8 +130,8 @@ impl Limiter {
         let compiled = compile(
             &format!("route {route}"),
             policy,
-            &inner.application_all,
-            &inner.defaults_all,
+            &inner.scopes.application_all,
+            &inner.scopes.defaults_all,
         )?;
         for limit in compiled.static_limits() {
             inner
@@ -165,18 +165,20 @@ impl Limiter {
         let inner = &self.inner;
         let mut unmatched: Vec<String> = inner
             .routes
+            .exact
             .keys()
             .filter(|route| !known.contains(&route.as_str()))
             .cloned()
             .collect();
-        for (route, methods) in &inner.method_routes {
+        for (route, methods) in &inner.routes.by_method {
             if !known.contains(&route.as_str()) {
                 unmatched.extend(methods.iter().map(|(m, _)| format!("{m} {route}")));
             }
         }
         unmatched.extend(
             inner
-                .prefix_groups
+                .routes
+                .prefixes
                 .iter()
                 .filter(|(prefix, _)| !known.iter().any(|k| k.starts_with(prefix.as_str())))
                 .map(|(prefix, _)| format!("{prefix}*")),

@@ -1,34 +1,22 @@
 //! `LimiterBuilder`: every setting of a [`Limiter`], validated by `build()`.
 
-use core::{
-    fmt,
-    sync::atomic::{AtomicBool, AtomicU64},
-};
-use std::{collections::HashMap, sync::Arc};
+mod build;
 
-use ratekeeper_core::{Clock, StrategyKind, SystemClock};
-use ratekeeper_fallback::{FallbackStorage, Mode};
-use ratekeeper_memory::MemoryStorage;
+use core::fmt;
+use std::sync::Arc;
+
+use ratekeeper_core::{Clock, StrategyKind};
 use ratekeeper_storage::Storage;
 
 use crate::{
     client_ip::{ForwardedHeader, ProxyConfig},
     decision::StatusPredicate,
-    error::ConfigError,
     headers::HeaderOptions,
-    key::{Addressing, KeyFunction, UnknownClient},
-    keyed::{limits_of, parse_keyed},
-    limiter::{Compiled, Inner, KeyedScopes, Limiter, ScopePaths},
-    network::Network,
-    outage::{Mode as OutageMode, Outage},
-    policy::{
-        Breach, BreachHook, CostFn, LimitSet, RequestPredicate, ResponseHook, RoutePolicy,
-        parse_set,
-    },
+    key::{KeyFunction, UnknownClient},
+    outage::Outage,
+    policy::{Breach, BreachHook, CostFn, RequestPredicate, ResponseHook, RoutePolicy},
     request::RequestView,
     response::BreachResponse,
-    route::{check_namespace, compile},
-    stores::storage_from_uri,
 };
 
 /// How a route group finds its routes.
@@ -512,235 +500,5 @@ impl LimiterBuilder {
     ) -> Self {
         self.on_meta_breach = Some(Arc::new(response));
         self
-    }
-
-    /// Validates the configuration: every limit string parses (errors name the string and the
-    /// byte), the storage can be built, names make sense.
-    pub fn build(self) -> Result<Limiter, ConfigError> {
-        let set = |context: &str, s: &Option<String>| -> Result<LimitSet, ConfigError> {
-            match s {
-                None => Ok(Vec::new().into()),
-                Some(text) => parse_set(context, text),
-            }
-        };
-        let defaults = set("default limits", &self.defaults)?;
-        let application = set("application limits", &self.application)?;
-        let meta = set("meta limits", &self.meta)?;
-        let keyed = KeyedScopes {
-            application: parse_keyed("application limits", &self.application_by)?,
-            defaults: parse_keyed("default limits", &self.defaults_by)?,
-            meta: parse_keyed("meta limits", &self.meta_by)?,
-        };
-        // The limits each scope charges, its keyed groups after its own (the plan's order).
-        let application_all: Vec<_> = application
-            .iter()
-            .copied()
-            .chain(limits_of(&keyed.application))
-            .collect();
-        let defaults_all: Vec<_> = defaults
-            .iter()
-            .copied()
-            .chain(limits_of(&keyed.defaults))
-            .collect();
-        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let storage = match (self.storage, self.storage_uri) {
-            (Some(storage), _) => storage,
-            (None, Some(uri)) => storage_from_uri(&uri, Arc::clone(&clock))?,
-            (None, None) => storage_from_uri("memory://", Arc::clone(&clock))?,
-        };
-        let strategy = self.strategy.unwrap_or(StrategyKind::FixedWindow);
-        let fallback_scope = match &self.outage {
-            Some(Outage {
-                mode: OutageMode::Memory(Some(_)),
-                scope,
-                ..
-            }) => Some(*scope),
-            _ => None,
-        };
-        let storage: Arc<dyn Storage> = match self.outage {
-            None => storage,
-            Some(outage) => {
-                let mode = match outage.mode {
-                    OutageMode::FailOpen => Mode::FailOpen,
-                    OutageMode::FailClosed => Mode::FailClosed,
-                    OutageMode::Memory(None) => Mode::same_limits_in_memory(),
-                    OutageMode::Memory(Some(text)) => Mode::Fallback {
-                        limits: parse_set("in-memory fallback", &text)?.to_vec(),
-                        strategy,
-                    },
-                };
-                let mut b = FallbackStorage::builder(storage)
-                    .mode(mode)
-                    .clock(Arc::clone(&clock))
-                    .secondary(MemoryStorage::builder().clock(Arc::clone(&clock)).build());
-                if let Some(t) = outage.timeout {
-                    b = b.timeout(t);
-                }
-                if let Some(backoff) = outage.backoff {
-                    b = b.backoff(backoff);
-                }
-                if let Some(hook) = outage.on_transition {
-                    b = b.on_transition(move |t| hook(t));
-                }
-                Arc::new(b.build())
-            }
-        };
-        let mut proxy = self.proxy;
-        if let Some(list) = &self.trusted_networks {
-            proxy.trusted_networks = Network::parse_list(list)
-                .map_err(|e| ConfigError::Invalid(format!("trusted proxy networks: {e}")))?;
-        }
-        let mut exempt_clients = Vec::new();
-        for list in &self.exempt_clients {
-            exempt_clients.extend(
-                Network::parse_list(list)
-                    .map_err(|e| ConfigError::Invalid(format!("exempt clients: {e}")))?,
-            );
-        }
-        let ipv6_prefix = self.ipv6_prefix.unwrap_or(64);
-        if ipv6_prefix > 128 {
-            return Err(ConfigError::Invalid(format!(
-                "ipv6 prefix {ipv6_prefix}: at most 128 bits"
-            )));
-        }
-        let addressing = Addressing {
-            ipv6_prefix,
-            unknown: self.unknown_client,
-        };
-        let headers = self.headers.unwrap_or_default();
-        headers.names.check().map_err(ConfigError::Invalid)?;
-        let key = self.key.unwrap_or_default();
-        let policies = || {
-            self.routes
-                .iter()
-                .map(|(_, _, p)| p)
-                .chain(self.groups.iter().map(|(_, p)| p))
-        };
-        for k in core::iter::once(&key)
-            .chain(policies().filter_map(|p| p.key.as_ref()))
-            .chain(policies().flat_map(|p| &p.keyed).map(|(_, k)| k))
-            .chain(
-                [&self.defaults_by, &self.application_by, &self.meta_by]
-                    .into_iter()
-                    .flatten()
-                    .map(|(_, k)| k),
-            )
-        {
-            check_namespace(k)?;
-        }
-        let compile = |context: &str, policy: RoutePolicy| {
-            compile(context, policy, &application_all, &defaults_all)
-        };
-        let mut routes = HashMap::new();
-        let mut method_routes = HashMap::new();
-        for (method, route, policy) in self.routes {
-            if route.is_empty() {
-                return Err(ConfigError::Invalid(
-                    "a route policy needs a route id".into(),
-                ));
-            }
-            let context = match &method {
-                Some(m) => format!("route {m} {route}"),
-                None => format!("route {route}"),
-            };
-            let compiled = compile(&context, policy)?;
-            match method {
-                Some(m) => {
-                    let methods: &mut Vec<(String, Compiled)> =
-                        method_routes.entry(route).or_default();
-                    methods.retain(|(other, _)| *other != m);
-                    methods.push((m, compiled));
-                }
-                None => {
-                    routes.insert(route, compiled);
-                }
-            }
-        }
-        // Groups: a member with a policy of its own keeps it; among prefixes the longest wins.
-        let mut prefix_groups = Vec::new();
-        for (members, policy) in self.groups {
-            match members {
-                Members::Prefix(prefix) => {
-                    if prefix.is_empty() {
-                        return Err(ConfigError::Invalid(
-                            "a route group needs a non-empty prefix".into(),
-                        ));
-                    }
-                    let compiled = compile(&format!("group {prefix}*"), policy)?;
-                    prefix_groups.push((prefix, compiled));
-                }
-                Members::Routes(members) => {
-                    let compiled = compile(&format!("group {members:?}"), policy)?;
-                    for route in members {
-                        routes.entry(route).or_insert_with(|| compiled.clone());
-                    }
-                }
-            }
-        }
-        prefix_groups
-            .sort_by_key(|(prefix, _): &(String, Compiled)| core::cmp::Reverse(prefix.len()));
-        let fallback = Compiled::new(
-            None,
-            Vec::new(),
-            Vec::new().into(),
-            RoutePolicy::new(),
-            &application_all,
-            &defaults_all,
-        );
-        // Every limit known now, against the store's own bounds: a limit it cannot count
-        // fails here, not on every request.
-        let compiled = routes
-            .values()
-            .chain(method_routes.values().flatten().map(|(_, c)| c))
-            .chain(prefix_groups.iter().map(|(_, c)| c));
-        for limit in application_all
-            .iter()
-            .chain(&defaults_all)
-            .chain(meta.iter())
-            .copied()
-            .chain(limits_of(&keyed.meta))
-            .chain(compiled.flat_map(Compiled::static_limits).copied())
-        {
-            storage
-                .check_limit(&limit, strategy)
-                .map_err(ConfigError::Storage)?;
-        }
-        Ok(Limiter {
-            inner: Arc::new(Inner {
-                defaults,
-                application,
-                meta,
-                keyed,
-                strategy,
-                storage,
-                paths: ScopePaths::new(self.prefix.as_deref().unwrap_or("LIMITER")),
-                fallback_scope,
-                key,
-                proxy,
-                addressing,
-                warned_unknown_client: AtomicBool::new(false),
-                headers,
-                clock,
-                routes,
-                method_routes,
-                prefix_groups,
-                fallback,
-                application_all,
-                defaults_all,
-                on_breach: self.on_breach,
-                on_breach_response: self.on_breach_response,
-                on_meta_breach: self.on_meta_breach,
-                scope_options: self.scope_options,
-                defaults_exempt_when: self.defaults_exempt_when,
-                application_exempt_when: self.application_exempt_when,
-                request_filters: self.request_filters,
-                exempt_clients,
-                disabled: self.disabled,
-                defaults_per_method: self.defaults_per_method,
-                shadow: self.shadow,
-                shadow_rejections: AtomicU64::new(0),
-                metrics: Default::default(),
-            }),
-        })
     }
 }
