@@ -43,6 +43,7 @@
 mod bounds;
 mod builder;
 mod connection;
+mod hit;
 mod keys;
 mod protocol;
 mod state;

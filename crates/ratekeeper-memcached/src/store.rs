@@ -66,7 +66,7 @@ pub(crate) struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct MemcachedStorage {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl fmt::Debug for MemcachedStorage {
@@ -80,7 +80,7 @@ impl fmt::Debug for MemcachedStorage {
 
 /// What a batch knows of an item's version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Token {
+pub(crate) enum Token {
     /// Not in memcached when read: created with `add`.
     Absent,
     /// Read with this CAS token.
@@ -90,14 +90,14 @@ enum Token {
 }
 
 /// One counter a batch touches, and the charges on it.
-struct Item {
-    name: String,
-    server: usize,
-    strategy: StrategyKind,
-    limit: Limit,
-    charges: Vec<usize>,
-    state: State,
-    token: Token,
+pub(crate) struct Item {
+    pub(crate) name: String,
+    pub(crate) server: usize,
+    pub(crate) strategy: StrategyKind,
+    pub(crate) limit: Limit,
+    pub(crate) charges: Vec<usize>,
+    pub(crate) state: State,
+    pub(crate) token: Token,
 }
 
 /// A fresh state of `kind`, or the error for a strategy this backend does not know.
@@ -280,7 +280,7 @@ impl MemcachedStorage {
     }
 
     /// Reads `items` again.
-    async fn load(&self, items: &mut [&mut Item]) -> Result<(), StorageError> {
+    pub(crate) async fn load(&self, items: &mut [&mut Item]) -> Result<(), StorageError> {
         let names: Vec<&str> = items.iter().map(|it| it.name.as_str()).collect();
         let mut values = self.read(&names).await?;
         for it in items.iter_mut() {
@@ -304,7 +304,7 @@ impl MemcachedStorage {
     /// whether it was stored, and the first error of a server that failed (its writes count
     /// as not stored; those stored on the other servers stand, and the caller must know them
     /// to give them back). Writes to one server go in one round trip.
-    async fn write(&self, writes: &[(&Item, &State)], now: Timestamp) -> Written {
+    pub(crate) async fn write(&self, writes: &[(&Item, &State)], now: Timestamp) -> Written {
         if let Some(hook) = &self.inner.faults.before_write {
             hook();
         }
@@ -356,7 +356,7 @@ impl MemcachedStorage {
 
     /// Changes `item` by `change` until the change is stored (reading it again after each
     /// conflict). `change` returns `false` when there is nothing to write.
-    async fn update(
+    pub(crate) async fn update(
         &self,
         item: &mut Item,
         now: Timestamp,
@@ -382,20 +382,6 @@ impl MemcachedStorage {
             item.token = Token::Stale;
         }
         Err(contention())
-    }
-
-    /// Whether each charge of `item` fits its state: alone, and with the item's other charges.
-    fn fits(item: &Item, batch: &[Charge], now: Timestamp, allowed: &mut [bool]) {
-        let together = item
-            .charges
-            .iter()
-            .map(|&i| batch[i].cost)
-            .fold(0, u64::saturating_add);
-        for &i in &item.charges {
-            let c = &batch[i];
-            allowed[i] = item.state.fits(&item.limit, now, c.room())
-                && (together <= c.room() || item.state.fits(&item.limit, now, together));
-        }
     }
 
     async fn apply_batch(&self, op: Op, batch: &[Charge]) -> Result<Verdict, StorageError> {
@@ -454,149 +440,6 @@ impl MemcachedStorage {
         ))
     }
 
-    /// A hit: every item with a cost is written at once when all charges fit; items that
-    /// changed meanwhile are read again and retried; when a charge no longer fits, what was
-    /// reserved is refunded and the rejection's own charges are made.
-    async fn hit(
-        &self,
-        items: &mut [Item],
-        batch: &[Charge],
-        now: Timestamp,
-        allowed: &mut [bool],
-    ) -> Result<bool, StorageError> {
-        let costs = |item: &Item| item.charges.iter().any(|&i| batch[i].cost > 0);
-        let mut pending: Vec<usize> = (0..items.len()).filter(|&i| costs(&items[i])).collect();
-        let mut reserved: Vec<usize> = Vec::new();
-        // Checked: every item first, then those read again after a conflict (a reserved item
-        // holds this batch's own charge and is not checked again).
-        let mut check: Vec<usize> = (0..items.len()).collect();
-        let mut conflicts = 0;
-        let fits = loop {
-            for &c in &check {
-                Self::fits(&items[c], batch, now, allowed);
-            }
-            let fits = allowed.iter().all(|a| *a);
-            if !fits || pending.is_empty() {
-                break fits;
-            }
-            let next: Vec<State> = pending
-                .iter()
-                .map(|&p| {
-                    let item = &items[p];
-                    let mut s = item.state.clone();
-                    for &i in &item.charges {
-                        let _charged = s.hit(&item.limit, now, batch[i].cost);
-                        debug_assert!(_charged || batch[i].cost == 0, "a tested charge fits");
-                    }
-                    s
-                })
-                .collect();
-            let writes: Vec<(&Item, &State)> =
-                pending.iter().map(|&p| &items[p]).zip(&next).collect();
-            let Written { stored, failed } = self.write(&writes, now).await;
-            let mut conflicted = Vec::new();
-            for ((p, state), ok) in pending.iter().copied().zip(next).zip(stored) {
-                if ok {
-                    items[p].state = state;
-                    items[p].token = Token::Stale;
-                    reserved.push(p);
-                } else {
-                    conflicted.push(p);
-                }
-            }
-            if let Some(e) = failed {
-                // What was stored on the servers that answered is given back.
-                self.refund_reserved(items, &reserved, batch, now).await;
-                return Err(e);
-            }
-            conflicts += conflicted.len();
-            if conflicts > self.inner.faults.max_conflicts {
-                self.refund_reserved(items, &reserved, batch, now).await;
-                return Err(contention());
-            }
-            // The items that changed under us are read again; the reserved ones keep the state
-            // this batch wrote (what it may refund is its own).
-            let mut again: Vec<&mut Item> = items
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| conflicted.contains(i))
-                .map(|(_, it)| it)
-                .collect();
-            if let Err(e) = self.load(&mut again).await {
-                self.refund_reserved(items, &reserved, batch, now).await;
-                return Err(e);
-            }
-            check.clone_from(&conflicted);
-            pending = conflicted;
-        };
-        if fits {
-            return Ok(true);
-        }
-        // Rejected: give back what was reserved, then charge what a rejection charges, each
-        // where it has room.
-        for &r in &reserved {
-            let item = &mut items[r];
-            let charges: Vec<u64> = item.charges.iter().map(|&i| batch[i].cost).collect();
-            let limit = item.limit;
-            self.update(item, now, |s| {
-                for &cost in &charges {
-                    s.refund(&limit, now, cost, Some(now));
-                }
-                true
-            })
-            .await?;
-        }
-        for item in items.iter_mut() {
-            let on_reject: Vec<u64> = item
-                .charges
-                .iter()
-                .map(|&i| batch[i].on_reject)
-                .filter(|&n| n > 0)
-                .collect();
-            if on_reject.is_empty() {
-                continue;
-            }
-            let limit = item.limit;
-            self.update(item, now, |s| {
-                let mut changed = false;
-                for &n in &on_reject {
-                    changed |= s.fits(&limit, now, n) && s.hit(&limit, now, n);
-                }
-                changed
-            })
-            .await?;
-        }
-        Ok(false)
-    }
-
-    /// Best effort after a failure: gives back what the batch reserved (logged when it
-    /// cannot: the reservation holds until its window passes).
-    async fn refund_reserved(
-        &self,
-        items: &mut [Item],
-        reserved: &[usize],
-        batch: &[Charge],
-        now: Timestamp,
-    ) {
-        for &r in reserved {
-            let item = &mut items[r];
-            let charges: Vec<u64> = item.charges.iter().map(|&i| batch[i].cost).collect();
-            let limit = item.limit;
-            if let Err(e) = self
-                .update(item, now, |s| {
-                    for &cost in &charges {
-                        s.refund(&limit, now, cost, Some(now));
-                    }
-                    true
-                })
-                .await
-            {
-                tracing::warn!(target: "ratekeeper::memcached", item = %item.name, error = %e,
-                    "a reservation could not be refunded: it holds quota until its window passes");
-            }
-        }
-    }
-
     /// Bumps the generation `name` (creating it at 1).
     async fn bump(&self, name: &str) -> Result<(), StorageError> {
         let server = &self.inner.servers[self.server_of(name)];
@@ -623,12 +466,12 @@ impl MemcachedStorage {
 }
 
 /// What a write came to: per write, whether it was stored, and the first failure.
-struct Written {
-    stored: Vec<bool>,
-    failed: Option<StorageError>,
+pub(crate) struct Written {
+    pub(crate) stored: Vec<bool>,
+    pub(crate) failed: Option<StorageError>,
 }
 
-fn contention() -> StorageError {
+pub(crate) fn contention() -> StorageError {
     StorageError::protocol(BACKEND, "gave up after too many conflicting writes")
 }
 
