@@ -4,17 +4,13 @@ use core::{fmt, time::Duration};
 use std::sync::Arc;
 
 use ratekeeper_core::Clock;
-use ratekeeper_storage::{DEFAULT_DENY_CACHE_ENTRIES, StorageError, StorageUri, count_option};
-use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
-    RedisConnectionInfo,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-    cluster::ClusterClientBuilder,
-    sentinel::{SentinelClientBuilder, SentinelServerType},
-};
+use ratekeeper_storage::{DEFAULT_DENY_CACHE_ENTRIES, StorageError};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+
+mod connect;
+mod uri;
 
 use crate::{
-    connection::{Connection, Reconnecting},
     error::BACKEND,
     keys,
     store::{RedisStorage, Sharing},
@@ -187,162 +183,6 @@ impl RedisStorageBuilder {
         })
     }
 
-    /// Reads a URI: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` (TLS, with the
-    /// `tls` feature), `redis+unix:///path/to.sock[?db=N]`,
-    /// `redis+cluster://[[user]:password@]host:port,host:port`,
-    /// `redis+sentinel://[[user]:password@]host:port,host:port/service`; options in the query:
-    /// `prefix` (or `key_prefix`), `connect_timeout` (or `socket_connect_timeout`),
-    /// `response_timeout` (or `socket_timeout`), durations in seconds (`0.5`) or with a unit
-    /// (`500ms`); `time=server` (the default: the Redis server's clock) or `time=client`
-    /// (this process's clock, see [`clock`](Self::clock)); `db`; `service_name`;
-    /// `ssl_ca_certs` (a PEM file of the CAs to trust for `rediss://` instead of the system's).
-    /// Unknown options are errors. No error quotes the URI's credentials.
-    pub fn from_uri(uri: &str) -> Result<Self, StorageError> {
-        Self::read_uri(uri).map_err(|e| match e {
-            StorageError::Configuration {
-                backend, detail, ..
-            } => StorageError::configuration(backend, ratekeeper_storage::redact_in(&detail, uri)),
-            other => other,
-        })
-    }
-
-    fn read_uri(original: &str) -> Result<Self, StorageError> {
-        let parsed: StorageUri = original.parse().map_err(config)?;
-        // Messages below quote the URI as `uri`: without its credentials.
-        let shown = ratekeeper_storage::redact_uri(original);
-        let uri = shown.as_str();
-        parsed.expect_scheme(SCHEMES).map_err(config)?;
-        if let Some((name, _)) = parsed
-            .query
-            .iter()
-            .find(|(k, _)| !OPTIONS.contains(&k.as_str()))
-        {
-            return Err(config(format!(
-                "unknown option {name:?} in the URI; known options: {}",
-                OPTIONS.join(", ")
-            )));
-        }
-        let tcp = |hp: &ratekeeper_storage::HostPort, tls: bool| {
-            let host = if hp.host.is_empty() {
-                "localhost".to_owned()
-            } else {
-                hp.host.clone()
-            };
-            let port = hp.port.unwrap_or(if tls { 6380 } else { 6379 });
-            if tls {
-                ConnectionAddr::TcpTls {
-                    host,
-                    port,
-                    insecure: false,
-                    tls_params: None,
-                }
-            } else {
-                ConnectionAddr::Tcp(host, port)
-            }
-        };
-        let all_hosts = |tls: bool| -> Result<Vec<ConnectionAddr>, StorageError> {
-            if parsed.hosts.is_empty() {
-                return Err(config(format!("{uri:?} names no host")));
-            }
-            Ok(parsed.hosts.iter().map(|h| tcp(h, tls)).collect())
-        };
-        let one_host = |tls: bool| -> Result<ConnectionAddr, StorageError> {
-            match all_hosts(tls)?.as_slice() {
-                [one] => Ok(one.clone()),
-                _ => Err(config(format!(
-                    "{uri:?} names several hosts; use redis+cluster:// or redis+sentinel://"
-                ))),
-            }
-        };
-        let mut db_text = parsed.option("db").map(str::to_owned);
-        let scheme = as_redis_scheme(&parsed.scheme);
-        let target = match scheme {
-            "redis" | "rediss" => {
-                let tls = scheme == "rediss";
-                if tls && !cfg!(feature = "tls") {
-                    return Err(config(
-                        "rediss:// needs TLS support: enable the `tls` feature of the `ratekeeper` crate (of ratekeeper-redis if you depend on it directly)",
-                    ));
-                }
-                if !parsed.path.is_empty() {
-                    db_text = Some(parsed.path.clone());
-                }
-                Target::Single(one_host(tls)?)
-            }
-            "redis+unix" => {
-                if parsed.path.is_empty() {
-                    return Err(config(format!("{uri:?} names no socket path")));
-                }
-                Target::Single(ConnectionAddr::Unix(format!("/{}", parsed.path).into()))
-            }
-            "redis+cluster" => Target::Cluster(all_hosts(false)?),
-            _ => {
-                let service = parsed
-                    .option("service_name")
-                    .map(str::to_owned)
-                    .or_else(|| (!parsed.path.is_empty()).then(|| parsed.path.clone()))
-                    .ok_or_else(|| {
-                        config(format!(
-                            "{uri:?} names no service: redis+sentinel://host:port/service"
-                        ))
-                    })?;
-                Target::Sentinel {
-                    sentinels: all_hosts(false)?,
-                    service,
-                }
-            }
-        };
-        let mut b = Self::new(target);
-        b.username = parsed.username.clone().filter(|u| !u.is_empty());
-        b.password = parsed.password.clone();
-        if let Some(db) = db_text {
-            b.db = db
-                .parse::<i64>()
-                .ok()
-                .filter(|d| *d >= 0)
-                .ok_or_else(|| config(format!("database {db:?} is not a number")))?;
-        }
-        if let Some(p) = parsed.option("prefix").or(parsed.option("key_prefix")) {
-            b = b.prefix(p);
-        }
-        for name in ["connect_timeout", "socket_connect_timeout"] {
-            if let Some(t) = parsed.option(name) {
-                b.connect_timeout = duration(name, t)?;
-            }
-        }
-        for name in ["response_timeout", "socket_timeout"] {
-            if let Some(t) = parsed.option(name) {
-                b.response_timeout = duration(name, t)?;
-            }
-        }
-        if let Some(path) = parsed.option("ssl_ca_certs") {
-            if scheme != "rediss" {
-                return Err(config(
-                    "option ssl_ca_certs: only for rediss:// (or valkeys://) URIs",
-                ));
-            }
-            let pem = std::fs::read(path)
-                .map_err(|e| config(format!("option ssl_ca_certs: cannot read {path:?}: {e}")))?;
-            b.ca_certificate = Some(pem);
-        }
-        if let Some(n) = parsed.option("deny_cache") {
-            b = b.deny_cache(count_option("deny_cache", n, MAX_DENY_CACHE).map_err(config)?);
-        }
-        if let Some(n) = parsed.option("coalesce") {
-            b = b.coalesce(count_option("coalesce", n, MAX_COALESCE).map_err(config)?);
-        }
-        match parsed.option("time") {
-            None | Some("server") => {}
-            Some("client") => b.clock = Some(Arc::new(ratekeeper_core::SystemClock)),
-            Some(other) => {
-                return Err(config(format!(
-                    "option time={other:?}: expected server or client"
-                )));
-            }
-        }
-        Ok(b)
-    }
-
     /// How many refusals to remember (default [`DEFAULT_DENY_CACHE_ENTRIES`]; 0 for none;
     /// URI option `deny_cache`): a hit of a batch Redis has just refused is refused again
     /// here, with Redis's statuses counted down and no call, until Redis could first admit it
@@ -450,94 +290,10 @@ impl RedisStorageBuilder {
     /// Checks the settings and makes the store. No connection is opened yet.
     pub fn build(self) -> Result<RedisStorage, StorageError> {
         keys::check_prefix(&self.prefix)?;
-        let bad = |e: redis::RedisError| config(e.to_string());
         let connection = match &self.target {
-            Target::Single(addr) => {
-                let info = self.connection_info(addr)?;
-                let client = match &self.ca_certificate {
-                    None => Client::open(info).map_err(bad)?,
-                    #[cfg(feature = "tls")]
-                    Some(pem) => Client::build_with_tls(
-                        info,
-                        redis::TlsCertificates {
-                            client_tls: None,
-                            root_cert: Some(pem.clone()),
-                        },
-                    )
-                    .map_err(bad)?,
-                    #[cfg(not(feature = "tls"))]
-                    Some(_) => {
-                        return Err(config(
-                            "a CA certificate needs TLS support: enable the `tls` feature of the `ratekeeper` crate (of ratekeeper-redis if you depend on it directly)",
-                        ));
-                    }
-                };
-                let manager = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.connect_timeout))
-                    .set_response_timeout(Some(self.response_timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_secs(2));
-                Connection::Single(
-                    ConnectionManager::new_lazy_with_config(client, manager).map_err(bad)?,
-                )
-            }
-            Target::Cluster(nodes) => {
-                if self.db != 0 {
-                    return Err(config("a cluster has only database 0"));
-                }
-                let infos = nodes
-                    .iter()
-                    .map(|a| self.connection_info(a))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut builder = ClusterClientBuilder::new(infos)
-                    .connection_timeout(self.connect_timeout)
-                    .response_timeout(self.response_timeout)
-                    .retries(2);
-                if let Some(p) = &self.password {
-                    builder = builder.password(p);
-                }
-                if let Some(u) = &self.username {
-                    builder = builder.username(u);
-                }
-                let client = builder.build().map_err(bad)?;
-                Connection::Cluster(Reconnecting::new(move || {
-                    let client = client.clone();
-                    Box::pin(async move { client.get_async_connection().await })
-                }))
-            }
-            Target::Sentinel { sentinels, service } => {
-                let mut builder = SentinelClientBuilder::new(
-                    sentinels.clone(),
-                    service,
-                    SentinelServerType::Master,
-                )
-                .map_err(bad)?
-                .set_client_to_redis_db(self.db);
-                if let Some(p) = &self.password {
-                    builder = builder
-                        .set_client_to_redis_password(p)
-                        .set_client_to_sentinel_password(p);
-                }
-                if let Some(u) = &self.username {
-                    builder = builder
-                        .set_client_to_redis_username(u)
-                        .set_client_to_sentinel_username(u);
-                }
-                let client = Arc::new(futures::lock::Mutex::new(builder.build().map_err(bad)?));
-                let cfg = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.connect_timeout))
-                    .set_response_timeout(Some(self.response_timeout));
-                Connection::Sentinel(Reconnecting::new(move || {
-                    let (client, cfg) = (Arc::clone(&client), cfg.clone());
-                    Box::pin(async move {
-                        client
-                            .lock()
-                            .await
-                            .get_async_connection_with_config(&cfg)
-                            .await
-                    })
-                }))
-            }
+            Target::Single(addr) => self.connect_single(addr)?,
+            Target::Cluster(nodes) => self.connect_cluster(nodes)?,
+            Target::Sentinel { sentinels, service } => self.connect_sentinel(sentinels, service)?,
         };
         let ttl_grace = self.ttl_grace.unwrap_or(if self.clock.is_some() {
             DEFAULT_CLIENT_TTL_GRACE
