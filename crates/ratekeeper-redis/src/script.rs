@@ -6,12 +6,32 @@ use redis::{Cmd, Script, ScriptInvocation, Value};
 
 use crate::{error::BACKEND, keys};
 
-/// The Lua definitions of the batch (`batch(KEYS, ARGV)`; see the comments at the top of the
-/// file for the calling convention), without an entry point.
-const BATCH_BODY: &str = include_str!("batch.lua");
+/// The batch script's parts, joined: the common definitions, one part per strategy (each the
+/// twin of its state machine in `ratekeeper-core`), then the batch itself.
+macro_rules! batch_source {
+    () => {
+        concat!(
+            include_str!("lua/common.lua"),
+            "\n",
+            include_str!("lua/fixed_window.lua"),
+            "\n",
+            include_str!("lua/gcra.lua"),
+            "\n",
+            include_str!("lua/sliding_window.lua"),
+            "\n",
+            include_str!("lua/moving_window.lua"),
+            "\n",
+            include_str!("lua/batch.lua"),
+        )
+    };
+}
+
+/// The Lua definitions of the batch (`batch(KEYS, ARGV)`; see the comments at the top of
+/// `lua/common.lua` for the calling convention), without an entry point.
+const BATCH_BODY: &str = batch_source!();
 
 /// The batch as a script for `EVAL`/`EVALSHA` (servers without functions, before Redis 7).
-pub const BATCH_LUA: &str = concat!(include_str!("batch.lua"), "\nreturn batch(KEYS, ARGV)\n");
+pub const BATCH_LUA: &str = concat!(batch_source!(), "\nreturn batch(KEYS, ARGV)\n");
 
 /// The largest amount, cost or need the script computes with exactly (Lua numbers are doubles).
 pub const MAX_AMOUNT: u64 = 1 << 53;

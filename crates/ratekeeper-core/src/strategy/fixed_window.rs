@@ -1,5 +1,9 @@
 //! Fixed window: one counter per window; a window opens at the first hit after the last one
 //! closed (not aligned to the epoch) and lasts exactly one window length.
+//!
+//! Its Lua twin, for Redis, is `ratekeeper-redis/src/lua/fixed_window.lua`; the differential tests in
+//! `ratekeeper-redis/tests/semantics.rs` run both on the same random operations and explicit
+//! times and require the same answers.
 
 use super::{Outcome, RetryAfter, Stats, Strategy};
 use crate::{limit::Limit, time::Timestamp};

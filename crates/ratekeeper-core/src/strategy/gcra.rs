@@ -1,4 +1,8 @@
 //! GCRA, the generic cell rate algorithm: one timestamp of state, no boundary bursts.
+//!
+//! Its Lua twin, for Redis, is `ratekeeper-redis/src/lua/gcra.lua`; the differential tests in
+//! `ratekeeper-redis/tests/semantics.rs` run both on the same random operations and explicit
+//! times and require the same answers.
 
 use super::{Outcome, RetryAfter, Stats, Strategy, mul_div};
 use crate::{limit::Limit, time::Timestamp};

@@ -1,4 +1,8 @@
 //! Moving window: an exact log of the hits inside the last window length.
+//!
+//! Its Lua twin, for Redis, is `ratekeeper-redis/src/lua/moving_window.lua`; the differential tests in
+//! `ratekeeper-redis/tests/semantics.rs` run both on the same random operations and explicit
+//! times and require the same answers.
 
 use heapless::Deque;
 

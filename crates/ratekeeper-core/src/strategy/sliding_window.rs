@@ -1,5 +1,9 @@
 //! Sliding window counter: two epoch-aligned buckets, the previous one weighted by how much of
 //! it the sliding window still covers.
+//!
+//! Its Lua twin, for Redis, is `ratekeeper-redis/src/lua/sliding_window.lua`; the differential tests in
+//! `ratekeeper-redis/tests/semantics.rs` run both on the same random operations and explicit
+//! times and require the same answers.
 
 use super::{Outcome, RetryAfter, Stats, Strategy, mul_div};
 use crate::{
