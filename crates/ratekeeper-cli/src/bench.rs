@@ -76,53 +76,94 @@ pub fn run(
     if args.concurrency == 0 || args.concurrency > 10_000 {
         return Err(CliError::usage("--concurrency must be from 1 to 10000"));
     }
-    crate::error::parse_limit_string(&args.limits)?;
-    let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
-    let storage = ratekeeper_decision::storage_from_uri(&args.storage, clock)
-        .map_err(|e| CliError::Storage(e.to_string()))?;
-    smol::block_on(reachable(&storage))?;
-    let limiter = Limiter::builder()
-        .storage(storage)
-        .strategy(args.strategy)
-        .default_limits(&args.limits)
-        .key_prefix("RATELIMIT-BENCH")
-        .build()
-        .map_err(|e| CliError::Storage(e.to_string()))?;
+    let limiter = limiter(args)?;
     let clients = args.clients.max(1);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(args.concurrency);
     let executor = smol::Executor::new();
-    let stop = AtomicBool::new(false);
     let started = Instant::now();
     let deadline = started + args.duration;
     let tasks: Vec<_> = (0..args.concurrency)
         .map(|task| {
-            let limiter = limiter.clone();
-            executor.spawn(async move {
-                let mut tally = TaskTally::default();
-                let mut client = task as u32 % clients;
-                while Instant::now() < deadline {
-                    // Clients by address: 10.x.y.z, one per client index.
-                    let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | client));
-                    let req = RequestView::new("GET", "/bench").with_peer(ip);
-                    let t = Instant::now();
-                    let decision = limiter.check(&req).await;
-                    tally.latencies.push(t.elapsed().as_nanos() as u64);
-                    match decision {
-                        Ok(d) if d.is_allowed() => tally.allowed += 1,
-                        Ok(_) => tally.rejected += 1,
-                        Err(_) => tally.errors += 1,
-                    }
-                    client = (client + 1) % clients;
-                    // An in-process store never yields: let the other tasks in.
-                    smol::future::yield_now().await;
-                }
-                tally
-            })
+            executor.spawn(decide_until(
+                limiter.clone(),
+                task as u32 % clients,
+                clients,
+                deadline,
+            ))
         })
         .collect();
-    let tallies: Vec<TaskTally> = std::thread::scope(|scope| {
+    let tallies = on_threads(&executor, threads, async {
+        let ticker = async {
+            loop {
+                smol::Timer::after(core::time::Duration::from_millis(100)).await;
+                tick(started.elapsed().min(args.duration));
+            }
+        };
+        let all = futures::future::join_all(tasks);
+        futures::pin_mut!(all);
+        futures::pin_mut!(ticker);
+        match futures::future::select(all, ticker).await {
+            futures::future::Either::Left((tallies, _)) => tallies,
+            futures::future::Either::Right(((), _)) => unreachable!("the ticker never ends"),
+        }
+    });
+    Ok(report(tallies, started.elapsed()))
+}
+
+/// The limiter under test: the store `--storage` names (checked reachable), the limits and
+/// strategy asked for, under a key prefix of its own.
+fn limiter(args: &Bench) -> Result<Limiter, CliError> {
+    crate::error::parse_limit_string(&args.limits)?;
+    let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
+    let storage = ratekeeper_decision::storage_from_uri(&args.storage, clock)
+        .map_err(|e| CliError::Storage(e.to_string()))?;
+    smol::block_on(reachable(&storage))?;
+    Limiter::builder()
+        .storage(storage)
+        .strategy(args.strategy)
+        .default_limits(&args.limits)
+        .key_prefix("RATELIMIT-BENCH")
+        .build()
+        .map_err(|e| CliError::Storage(e.to_string()))
+}
+
+/// One task's decisions until `deadline`, for clients `client`, `client + 1`, ... in turn
+/// (modulo `clients`), each by its address 10.x.y.z.
+async fn decide_until(
+    limiter: Limiter,
+    mut client: u32,
+    clients: u32,
+    deadline: Instant,
+) -> TaskTally {
+    let mut tally = TaskTally::default();
+    while Instant::now() < deadline {
+        let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | client));
+        let req = RequestView::new("GET", "/bench").with_peer(ip);
+        let t = Instant::now();
+        let decision = limiter.check(&req).await;
+        tally.latencies.push(t.elapsed().as_nanos() as u64);
+        match decision {
+            Ok(d) if d.is_allowed() => tally.allowed += 1,
+            Ok(_) => tally.rejected += 1,
+            Err(_) => tally.errors += 1,
+        }
+        client = (client + 1) % clients;
+        // An in-process store never yields: let the other tasks in.
+        smol::future::yield_now().await;
+    }
+    tally
+}
+
+/// Runs `main` on `executor` with `threads` threads driving it (this one included).
+fn on_threads<T>(
+    executor: &smol::Executor<'_>,
+    threads: usize,
+    main: impl Future<Output = T>,
+) -> T {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
         for _ in 1..threads {
             scope.spawn(|| {
                 smol::block_on(executor.run(async {
@@ -132,25 +173,14 @@ pub fn run(
                 }))
             });
         }
-        let tallies = smol::block_on(executor.run(async {
-            let ticker = async {
-                loop {
-                    smol::Timer::after(core::time::Duration::from_millis(100)).await;
-                    tick(started.elapsed().min(args.duration));
-                }
-            };
-            let all = futures::future::join_all(tasks);
-            futures::pin_mut!(all);
-            futures::pin_mut!(ticker);
-            match futures::future::select(all, ticker).await {
-                futures::future::Either::Left((tallies, _)) => tallies,
-                futures::future::Either::Right(((), _)) => unreachable!("the ticker never ends"),
-            }
-        }));
+        let out = smol::block_on(executor.run(main));
         stop.store(true, Ordering::Relaxed);
-        tallies
-    });
-    let elapsed = started.elapsed();
+        out
+    })
+}
+
+/// The tasks' tallies summed, with the latency quantiles.
+fn report(tallies: Vec<TaskTally>, elapsed: core::time::Duration) -> BenchReport {
     let mut latencies: Vec<u64> = Vec::new();
     let (mut allowed, mut rejected, mut errors) = (0, 0, 0);
     for t in tallies {
@@ -164,7 +194,7 @@ pub fn run(
         let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
         core::time::Duration::from_nanos(latencies.get(i).copied().unwrap_or(0))
     };
-    Ok(BenchReport {
+    BenchReport {
         decisions: allowed + rejected + errors,
         allowed,
         rejected,
@@ -173,7 +203,7 @@ pub fn run(
         p50: at(0.50),
         p99: at(0.99),
         max: core::time::Duration::from_nanos(latencies.last().copied().unwrap_or(0)),
-    })
+    }
 }
 
 /// A latency for people.

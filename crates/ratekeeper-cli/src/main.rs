@@ -11,9 +11,9 @@ use ratekeeper_cli::{
     explain, live, plot,
     simulate::{self, Simulation},
     span::{parse_span, show_span},
-    traffic::{Generator, Trace},
+    traffic::{Generator, Request, Trace},
 };
-use ratekeeper_core::{Duration, StrategyKind};
+use ratekeeper_core::{Duration, Limit, StrategyKind};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -288,58 +288,12 @@ fn simulate_command(args: SimulateArgs) -> Result<(), CliError> {
     if args.bins == 0 || args.bins > 100_000 {
         return Err(CliError::Usage("--bins must be from 1 to 100000".into()));
     }
-    let longest = limits
-        .iter()
-        .map(|l| l.window())
-        .max()
-        .unwrap_or(Duration::from_secs(60));
-    let (requests, clients, duration, source): (
-        Box<dyn Iterator<Item = _>>,
-        u32,
-        Duration,
-        String,
-    ) = match (&args.trace, &args.traffic) {
-        (Some(path), _) => {
-            let file = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
-            let trace = Trace::read(path, std::io::BufReader::new(file))?;
-            let last = trace.requests.last().map_or(Duration::ZERO, |r| r.at);
-            let duration = match &args.duration {
-                Some(d) => parse_span(d)?,
-                // A bin past the last request, so that it is drawn.
-                None => last.saturating_add(Duration::from_nanos(1)),
-            };
-            let clients = u32::try_from(trace.clients.len()).unwrap_or(u32::MAX);
-            let end = duration;
-            let requests = trace.requests.into_iter().take_while(move |r| r.at < end);
-            (
-                Box::new(requests),
-                clients,
-                duration,
-                format!("trace {path}"),
-            )
-        }
-        (None, Some(spec)) => {
-            let generator: Generator = spec.parse()?;
-            if args.keys == 0 {
-                return Err(CliError::Usage("--keys must be at least 1".into()));
-            }
-            let duration = match &args.duration {
-                Some(d) => parse_span(d)?,
-                None => longest.saturating_mul(10),
-            };
-            (
-                generator.requests(args.keys, duration, &limits),
-                args.keys,
-                duration,
-                format!("traffic {spec}"),
-            )
-        }
-        (None, None) => {
-            return Err(CliError::Usage(
-                "give --trace FILE or --traffic SPEC".into(),
-            ));
-        }
-    };
+    let Traffic {
+        requests,
+        clients,
+        duration,
+        source,
+    } = traffic(&args, &limits)?;
     let sim = Simulation {
         limits: limits.clone(),
         strategies,
@@ -365,10 +319,92 @@ fn simulate_command(args: SimulateArgs) -> Result<(), CliError> {
             .collect();
         return print(&lines);
     }
+    let mut out = render_simulation(
+        &args.limits,
+        &limits,
+        &reports,
+        (clients, duration, &source),
+    );
+    out.push_str(SIMULATE_NOTE);
+    if let Some(path) = &args.plot {
+        out.push_str(&format!("plot written to {path}\n"));
+    }
+    print(&out)
+}
+
+/// The requests `simulate` runs, from a trace or a traffic generator, with how many clients
+/// send them, over how long, and a line saying where they come from.
+struct Traffic {
+    requests: Box<dyn Iterator<Item = Request>>,
+    clients: u32,
+    duration: Duration,
+    source: String,
+}
+
+/// The traffic `simulate`'s arguments ask for (a generator's default duration is ten of the
+/// longest window).
+fn traffic(args: &SimulateArgs, limits: &[Limit]) -> Result<Traffic, CliError> {
+    let longest = limits
+        .iter()
+        .map(|l| l.window())
+        .max()
+        .unwrap_or(Duration::from_secs(60));
+    Ok(match (&args.trace, &args.traffic) {
+        (Some(path), _) => {
+            let file = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
+            let trace = Trace::read(path, std::io::BufReader::new(file))?;
+            let last = trace.requests.last().map_or(Duration::ZERO, |r| r.at);
+            let duration = match &args.duration {
+                Some(d) => parse_span(d)?,
+                // A bin past the last request, so that it is drawn.
+                None => last.saturating_add(Duration::from_nanos(1)),
+            };
+            let clients = u32::try_from(trace.clients.len()).unwrap_or(u32::MAX);
+            let end = duration;
+            let requests = trace.requests.into_iter().take_while(move |r| r.at < end);
+            Traffic {
+                requests: Box::new(requests),
+                clients,
+                duration,
+                source: format!("trace {path}"),
+            }
+        }
+        (None, Some(spec)) => {
+            let generator: Generator = spec.parse()?;
+            if args.keys == 0 {
+                return Err(CliError::Usage("--keys must be at least 1".into()));
+            }
+            let duration = match &args.duration {
+                Some(d) => parse_span(d)?,
+                None => longest.saturating_mul(10),
+            };
+            Traffic {
+                requests: generator.requests(args.keys, duration, limits),
+                clients: args.keys,
+                duration,
+                source: format!("traffic {spec}"),
+            }
+        }
+        (None, None) => {
+            return Err(CliError::Usage(
+                "give --trace FILE or --traffic SPEC".into(),
+            ));
+        }
+    })
+}
+
+/// `simulate`'s table: a row per strategy, and with several limits the most admitted within
+/// each limit's window.
+fn render_simulation(
+    text: &str,
+    limits: &[Limit],
+    reports: &[simulate::Report],
+    (clients, duration, source): (u32, Duration, &str),
+) -> String {
     let first = &limits[0];
     let mut out = format!(
         "{} | {source} | {clients} client(s) | {}\n{:<24} {:>10} {:>10} {:>10} {:>18} {:>14}\n",
-        args.limits,
+        text,
         show_span(duration),
         "strategy",
         "offered",
@@ -377,7 +413,7 @@ fn simulate_command(args: SimulateArgs) -> Result<(), CliError> {
         format!("most in any {}", show_span(first.window())),
         "longest wait"
     );
-    for r in &reports {
+    for r in reports {
         let wait = match r.longest_wait {
             None => "-".to_owned(),
             Some(None) => "never".to_owned(),
@@ -395,7 +431,7 @@ fn simulate_command(args: SimulateArgs) -> Result<(), CliError> {
     }
     if limits.len() > 1 {
         out.push_str("most in any window, per limit:\n");
-        for r in &reports {
+        for r in reports {
             let each: Vec<String> = r
                 .limits
                 .iter()
@@ -414,11 +450,7 @@ fn simulate_command(args: SimulateArgs) -> Result<(), CliError> {
             ));
         }
     }
-    out.push_str(SIMULATE_NOTE);
-    if let Some(path) = &args.plot {
-        out.push_str(&format!("plot written to {path}\n"));
-    }
-    print(&out)
+    out
 }
 
 /// What `simulate`'s columns mean, in `explain`'s terms.

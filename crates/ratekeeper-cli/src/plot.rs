@@ -50,64 +50,73 @@ pub fn draw(
         ("hours", 3_600.0)
     };
     for (area, report) in root.split_evenly((panels, 1)).iter().zip(reports) {
-        let bins = report.timeline.len().max(1);
-        let bin_secs = secs / bins as f64;
-        let top = report
-            .timeline
-            .iter()
-            .map(|&(a, r)| a + r)
-            .max()
-            .unwrap_or(0)
-            .max(1) as f64;
-        let window = report
-            .limits
-            .first()
-            .map(|l| {
-                format!(
-                    ", at most {} in any {}",
-                    l.max_in_any_window,
-                    show_span(l.limit.window())
-                )
-            })
-            .unwrap_or_default();
-        let caption = format!(
-            "{}: {} admitted, {} rejected{window}",
-            report.strategy.name(),
-            report.admitted,
-            report.rejected
-        );
-        let mut chart = ChartBuilder::on(area)
-            .caption(caption, ("sans-serif", 16))
-            .margin(10)
-            .margin_right(28)
-            .x_label_area_size(32)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..secs / scale, 0f64..top * 1.1)
-            .map_err(|e| fail(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc(unit)
-            .y_desc(format!(
-                "requests per {}",
-                show_span(Duration::from_nanos((bin_secs * 1e9) as u64))
-            ))
-            .draw()
-            .map_err(|e| fail(&e))?;
-        let bin = |i: usize| {
-            (
-                i as f64 * bin_secs / scale,
-                (i + 1) as f64 * bin_secs / scale,
-            )
-        };
-        for (_, color, span) in SERIES {
-            let bars = report.timeline.iter().enumerate().filter_map(|(i, b)| {
-                let ((x0, x1), (y0, y1)) = (bin(i), span(b));
-                (y1 > y0)
-                    .then(|| Rectangle::new([(x0, y0 as f64), (x1, y1 as f64)], color.filled()))
-            });
-            chart.draw_series(bars).map_err(|e| fail(&e))?;
-        }
+        panel(area, report, secs, (unit, scale)).map_err(|e| fail(&e))?;
     }
     root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}
+
+/// One strategy's panel: its caption, then per time bin its admitted requests with the
+/// rejected ones stacked on them; the time axis in `unit`s of `scale` seconds.
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    report: &Report,
+    secs: f64,
+    (unit, scale): (&str, f64),
+) -> Result<(), Box<dyn core::error::Error>> {
+    let bins = report.timeline.len().max(1);
+    let bin_secs = secs / bins as f64;
+    let top = report
+        .timeline
+        .iter()
+        .map(|&(a, r)| a + r)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let window = report
+        .limits
+        .first()
+        .map(|l| {
+            format!(
+                ", at most {} in any {}",
+                l.max_in_any_window,
+                show_span(l.limit.window())
+            )
+        })
+        .unwrap_or_default();
+    let caption = format!(
+        "{}: {} admitted, {} rejected{window}",
+        report.strategy.name(),
+        report.admitted,
+        report.rejected
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(10)
+        .margin_right(28)
+        .x_label_area_size(32)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..secs / scale, 0f64..top * 1.1)?;
+    chart
+        .configure_mesh()
+        .x_desc(unit)
+        .y_desc(format!(
+            "requests per {}",
+            show_span(Duration::from_nanos((bin_secs * 1e9) as u64))
+        ))
+        .draw()?;
+    let bin = |i: usize| {
+        (
+            i as f64 * bin_secs / scale,
+            (i + 1) as f64 * bin_secs / scale,
+        )
+    };
+    for (_, color, span) in SERIES {
+        let bars = report.timeline.iter().enumerate().filter_map(|(i, b)| {
+            let ((x0, x1), (y0, y1)) = (bin(i), span(b));
+            (y1 > y0).then(|| Rectangle::new([(x0, y0 as f64), (x1, y1 as f64)], color.filled()))
+        });
+        chart.draw_series(bars)?;
+    }
     Ok(())
 }

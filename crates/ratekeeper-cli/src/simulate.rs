@@ -146,78 +146,16 @@ impl Simulation {
             .iter()
             // Strategies this command line does not know are left out (`strategies` refuses
             // them by name).
-            .filter(|&&kind| State::new(kind).is_some())
-            .map(|&kind| Run {
-                kind,
-                states: (0..clients * per_client)
-                    .filter_map(|_| State::new(kind))
-                    .collect(),
-                windows: (0..clients * per_client)
-                    .map(|_| Window::default())
-                    .collect(),
-                report: Report {
-                    strategy: kind,
-                    offered: 0,
-                    admitted: 0,
-                    rejected: 0,
-                    limits: self
-                        .limits
-                        .iter()
-                        .map(|&limit| LimitReport {
-                            limit,
-                            max_in_any_window: 0,
-                        })
-                        .collect(),
-                    longest_wait: None,
-                    timeline: vec![(0, 0); bins],
-                },
-            })
+            .filter_map(|&kind| self.start(kind, clients * per_client, bins))
             .collect();
         let span = self.duration.as_nanos().max(1);
         let mut done = 0u64;
         for request in requests {
             let at = request.at.as_nanos();
-            let now = START.saturating_add(request.at);
             let bin = ((u128::from(at) * bins as u128 / u128::from(span)) as usize).min(bins - 1);
             let first = (request.client as usize).min(clients - 1) * per_client;
             for run in &mut runs {
-                let states = &mut run.states[first..first + per_client];
-                let report = &mut run.report;
-                report.offered += 1;
-                let fits = states
-                    .iter_mut()
-                    .zip(&self.limits)
-                    .all(|(s, l)| s.strategy().test(l, now, request.cost).is_allowed());
-                if fits {
-                    let windows = &mut run.windows[first..first + per_client];
-                    for ((state, limit), (window, seen)) in states
-                        .iter_mut()
-                        .zip(&self.limits)
-                        .zip(windows.iter_mut().zip(&mut report.limits))
-                    {
-                        // Tested above: the hit is admitted.
-                        let _ = state.strategy().hit(limit, now, request.cost);
-                        let sum = window.admit(at, request.cost, limit.window().as_nanos());
-                        seen.max_in_any_window = seen.max_in_any_window.max(sum);
-                    }
-                    report.admitted += 1;
-                    report.timeline[bin].0 += 1;
-                } else {
-                    let wait = states
-                        .iter_mut()
-                        .zip(&self.limits)
-                        .map(|(s, l)| s.strategy().retry_after(l, now, request.cost))
-                        .try_fold(Duration::ZERO, |longest, w| {
-                            w.duration().map(|b| longest.max(b))
-                        });
-                    report.longest_wait = Some(match report.longest_wait {
-                        None => wait,
-                        Some(None) => None,
-                        Some(Some(before)) => wait.map(|w| w.max(before)),
-                    });
-                    report.rejected += 1;
-                    report.timeline[bin].1 += 1;
-                }
+                run.offer(&self.limits, first, &request, bin);
             }
             done += 1;
             if done.is_multiple_of(PROGRESS_EVERY) {
@@ -231,6 +169,79 @@ impl Simulation {
                 run.report
             })
             .collect()
+    }
+
+    /// A run of strategy `kind` with `counters` fresh states (one per client and limit), or
+    /// `None` for a strategy this command line does not know.
+    fn start(&self, kind: StrategyKind, counters: usize, bins: usize) -> Option<Run> {
+        State::new(kind)?;
+        Some(Run {
+            kind,
+            states: (0..counters).filter_map(|_| State::new(kind)).collect(),
+            windows: (0..counters).map(|_| Window::default()).collect(),
+            report: Report {
+                strategy: kind,
+                offered: 0,
+                admitted: 0,
+                rejected: 0,
+                limits: self
+                    .limits
+                    .iter()
+                    .map(|&limit| LimitReport {
+                        limit,
+                        max_in_any_window: 0,
+                    })
+                    .collect(),
+                longest_wait: None,
+                timeline: vec![(0, 0); bins],
+            },
+        })
+    }
+}
+
+impl Run {
+    /// One request offered to this strategy: admitted when it fits every limit of its client
+    /// (whose counters start at `first`), counted in time bin `bin`.
+    fn offer(&mut self, limits: &[Limit], first: usize, request: &Request, bin: usize) {
+        let (at, cost) = (request.at.as_nanos(), request.cost);
+        let now = START.saturating_add(request.at);
+        let states = &mut self.states[first..first + limits.len()];
+        let report = &mut self.report;
+        report.offered += 1;
+        let fits = states
+            .iter_mut()
+            .zip(limits)
+            .all(|(s, l)| s.strategy().test(l, now, cost).is_allowed());
+        if fits {
+            let windows = &mut self.windows[first..first + limits.len()];
+            for ((state, limit), (window, seen)) in states
+                .iter_mut()
+                .zip(limits)
+                .zip(windows.iter_mut().zip(&mut report.limits))
+            {
+                // Tested above: the hit is admitted.
+                let _ = state.strategy().hit(limit, now, cost);
+                let sum = window.admit(at, cost, limit.window().as_nanos());
+                seen.max_in_any_window = seen.max_in_any_window.max(sum);
+            }
+            report.admitted += 1;
+            report.timeline[bin].0 += 1;
+            return;
+        }
+        let wait = states
+            .iter_mut()
+            .zip(limits)
+            .map(|(s, l)| s.strategy().retry_after(l, now, cost))
+            .try_fold(Duration::ZERO, |longest, w| {
+                w.duration().map(|b| longest.max(b))
+            });
+        report.longest_wait = Some(match report.longest_wait {
+            None => wait,
+            Some(None) => None,
+            Some(Some(before)) => wait.map(|w| w.max(before)),
+        });
+        report.rejected += 1;
+        report.timeline[bin].1 += 1;
     }
 }
 
