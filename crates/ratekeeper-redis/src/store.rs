@@ -238,13 +238,7 @@ impl RedisStorage {
         now: Option<Timestamp>,
         batch: &[Charge],
     ) -> Result<Verdict, StorageError> {
-        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (i, c) in batch.iter().enumerate() {
-            match groups.iter_mut().find(|(id, _)| *id == c.key.identity()) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((c.key.identity(), vec![i])),
-            }
-        }
+        let groups = by_identity(batch);
         let mut statuses: Vec<Option<LimitStatus>> = vec![None; batch.len()];
         let mut allowed = true;
         // The instant of the first slot's call stands for the batch (each node reads its own
@@ -282,41 +276,8 @@ impl RedisStorage {
             }
         }
         if op == Op::Hit && !allowed {
-            let (refunded, unrefunded) = self.refund_groups(&groups, &charged, now, batch).await;
-            if let Some((held, refund)) = unrefunded {
-                let rejected = StorageError::unreachable(
-                    BACKEND,
-                    "the batch was rejected on one cluster slot".to_owned(),
-                );
-                return Err(still_reserved(rejected, held, &refund));
-            }
-            for (i, s) in refunded {
-                // The refunded charges did fit: they keep `allowed`, with the counts after the
-                // refund.
-                statuses[i] = Some(LimitStatus::new(true, s.remaining, s.reset, s.retry_after));
-            }
-            // The refunded slots were reserved before another slot rejected: what their
-            // charges ask for on a rejection is charged now.
-            for &g in &charged {
-                let members = &groups[g].1;
-                if members.iter().all(|&i| batch[i].on_reject == 0) {
-                    continue;
-                }
-                let part = pick(batch, members);
-                match self
-                    .bounded(self.run(Call::RejectedElsewhere, now, &part))
-                    .await
-                {
-                    Ok(v) => {
-                        for (&i, s) in members.iter().zip(v.statuses) {
-                            statuses[i] = Some(s);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(target: "ratekeeper::redis", error = %e, "charging on rejection failed");
-                    }
-                }
-            }
+            self.undo_reserved(&groups, &charged, now, batch, &mut statuses)
+                .await?;
         }
         Ok(Verdict::new(
             allowed,
@@ -326,6 +287,55 @@ impl RedisStorage {
                 .collect(),
             at.unwrap_or(Timestamp::EPOCH),
         ))
+    }
+
+    /// After another slot rejected a hit: refunds the groups this batch `charged` (their
+    /// statuses stay allowed, with the counts after the refund), then charges what their
+    /// charges ask for on a rejection. An error when a refund failed (the reservation held).
+    async fn undo_reserved(
+        &self,
+        groups: &[(&str, Vec<usize>)],
+        charged: &[usize],
+        now: Option<Timestamp>,
+        batch: &[Charge],
+        statuses: &mut [Option<LimitStatus>],
+    ) -> Result<(), StorageError> {
+        let (refunded, unrefunded) = self.refund_groups(groups, charged, now, batch).await;
+        if let Some((held, refund)) = unrefunded {
+            let rejected = StorageError::unreachable(
+                BACKEND,
+                "the batch was rejected on one cluster slot".to_owned(),
+            );
+            return Err(still_reserved(rejected, held, &refund));
+        }
+        for (i, s) in refunded {
+            // The refunded charges did fit: they keep `allowed`, with the counts after the
+            // refund.
+            statuses[i] = Some(LimitStatus::new(true, s.remaining, s.reset, s.retry_after));
+        }
+        // The refunded slots were reserved before another slot rejected: what their
+        // charges ask for on a rejection is charged now.
+        for &g in charged {
+            let members = &groups[g].1;
+            if members.iter().all(|&i| batch[i].on_reject == 0) {
+                continue;
+            }
+            let part = pick(batch, members);
+            match self
+                .bounded(self.run(Call::RejectedElsewhere, now, &part))
+                .await
+            {
+                Ok(v) => {
+                    for (&i, s) in members.iter().zip(v.statuses) {
+                        statuses[i] = Some(s);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(target: "ratekeeper::redis", error = %e, "charging on rejection failed");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Refunds every charged group (each call within the deadline; one failure does not stop
@@ -565,4 +575,17 @@ impl Storage for RedisStorage {
             .await
         })
     }
+}
+
+/// The batch's charges grouped by identity (one cluster slot each), in order of first
+/// appearance.
+fn by_identity(batch: &[Charge]) -> Vec<(&str, Vec<usize>)> {
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, c) in batch.iter().enumerate() {
+        match groups.iter_mut().find(|(id, _)| *id == c.key.identity()) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((c.key.identity(), vec![i])),
+        }
+    }
+    groups
 }
