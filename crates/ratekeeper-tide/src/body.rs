@@ -144,67 +144,76 @@ impl Chunked {
                     };
                     continue;
                 }
-                State::Size { size, digits, ext } => match b {
-                    b'\r' if digits => State::SizeLf { size },
-                    b'\n' if digits => after_size(size),
-                    _ if ext => State::Size { size, digits, ext },
-                    b';' if digits => State::Size {
-                        size,
-                        digits,
-                        ext: true,
-                    },
-                    _ => match (b as char).to_digit(16) {
-                        Some(d) => match size.checked_mul(16) {
-                            Some(s) => State::Size {
-                                size: s + u64::from(d),
-                                digits: true,
-                                ext,
-                            },
-                            None => State::Lost,
-                        },
-                        None => State::Lost,
-                    },
-                },
-                State::SizeLf { size } => match b {
-                    b'\n' => after_size(size),
-                    _ => State::Lost,
-                },
-                State::DataCr => match b {
-                    b'\r' => State::DataLf,
-                    b'\n' => State::Size {
-                        size: 0,
-                        digits: false,
-                        ext: false,
-                    },
-                    _ => State::Lost,
-                },
-                State::DataLf => match b {
-                    b'\n' => State::Size {
-                        size: 0,
-                        digits: false,
-                        ext: false,
-                    },
-                    _ => State::Lost,
-                },
-                State::TrailerStart => match b {
-                    b'\r' => State::TrailerLf { end: true },
-                    b'\n' => State::Done,
-                    _ => State::Trailer,
-                },
-                State::Trailer => match b {
-                    b'\r' => State::TrailerLf { end: false },
-                    b'\n' => State::TrailerStart,
-                    _ => State::Trailer,
-                },
-                State::TrailerLf { end } => match (b, end) {
-                    (b'\n', true) => State::Done,
-                    (b'\n', false) => State::TrailerStart,
-                    _ => State::Lost,
-                },
+                state => step(state, b),
             };
             i += 1;
         }
         i
+    }
+}
+
+/// The state after byte `b` in `state` (not `Data`, `Done` or `Lost`, which `take_while`
+/// handles: data is taken in runs, and the end states take nothing).
+fn step(state: State, b: u8) -> State {
+    match state {
+        State::Size { size, digits, ext } => match b {
+            b'\r' if digits => State::SizeLf { size },
+            b'\n' if digits => after_size(size),
+            _ if ext => State::Size { size, digits, ext },
+            b';' if digits => State::Size {
+                size,
+                digits,
+                ext: true,
+            },
+            _ => match (b as char).to_digit(16) {
+                Some(d) => match size.checked_mul(16) {
+                    Some(s) => State::Size {
+                        size: s + u64::from(d),
+                        digits: true,
+                        ext,
+                    },
+                    None => State::Lost,
+                },
+                None => State::Lost,
+            },
+        },
+        State::SizeLf { size } => match b {
+            b'\n' => after_size(size),
+            _ => State::Lost,
+        },
+        State::DataCr => match b {
+            b'\r' => State::DataLf,
+            b'\n' => State::Size {
+                size: 0,
+                digits: false,
+                ext: false,
+            },
+            _ => State::Lost,
+        },
+        State::DataLf => match b {
+            b'\n' => State::Size {
+                size: 0,
+                digits: false,
+                ext: false,
+            },
+            _ => State::Lost,
+        },
+        State::TrailerStart => match b {
+            b'\r' => State::TrailerLf { end: true },
+            b'\n' => State::Done,
+            _ => State::Trailer,
+        },
+        State::Trailer => match b {
+            b'\r' => State::TrailerLf { end: false },
+            b'\n' => State::TrailerStart,
+            _ => State::Trailer,
+        },
+        State::TrailerLf { end } => match (b, end) {
+            (b'\n', true) => State::Done,
+            (b'\n', false) => State::TrailerStart,
+            _ => State::Lost,
+        },
+        State::Done | State::Lost | State::Data(_) => state,
     }
 }
 

@@ -200,34 +200,15 @@ impl Read for Conn {
         loop {
             // The body: never past its end (what follows is the next request's, and stays
             // here for it), nor past the limit.
-            if ahead.framing.is_done() {
-                return Poll::Ready(Ok(0));
-            }
-            if ahead.framing.is_lost() {
-                return Poll::Ready(Err(bad_framing()));
-            }
-            if ahead.body_read >= ahead.max_body {
-                ahead.over = true;
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "request body over the listener's limit",
-                )));
+            if let Some(end) = ahead.body_end() {
+                return Poll::Ready(end);
             }
             let room = buf
                 .len()
                 .min(usize::try_from(ahead.max_body - ahead.body_read).unwrap_or(usize::MAX));
             if ahead.framing.in_trailers() {
-                // The trailer section goes on whole, or not at all.
-                let mut framing = ahead.framing;
-                let n = framing.take(&ahead.bytes[ahead.pos..]);
-                if framing.is_done() {
-                    if n > room {
-                        return Poll::Ready(Err(bad_framing()));
-                    }
-                    return Poll::Ready(Ok(ahead.hand_on(buf, n, framing)));
-                }
-                if framing.is_lost() {
-                    return Poll::Ready(Err(bad_framing()));
+                if let Some(section) = ahead.trailers(buf, room) {
+                    return Poll::Ready(section);
                 }
                 ready!(this.poll_fill(cx, ahead))?;
                 continue;
@@ -265,6 +246,42 @@ impl Read for Conn {
 }
 
 impl ReadAhead {
+    /// Why the body can give no more, if it cannot: its end (`Ok(0)`), framing that cannot be
+    /// followed, or the listener's limit reached.
+    fn body_end(&mut self) -> Option<io::Result<usize>> {
+        if self.framing.is_done() {
+            return Some(Ok(0));
+        }
+        if self.framing.is_lost() {
+            return Some(Err(bad_framing()));
+        }
+        if self.body_read >= self.max_body {
+            self.over = true;
+            return Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request body over the listener's limit",
+            )));
+        }
+        None
+    }
+
+    /// The trailer section, handed on whole (into `buf`, at most `room` bytes) or refused;
+    /// `None` while it is not whole yet.
+    fn trailers(&mut self, buf: &mut [u8], room: usize) -> Option<io::Result<usize>> {
+        let mut framing = self.framing;
+        let n = framing.take(&self.bytes[self.pos..]);
+        if framing.is_done() {
+            if n > room {
+                return Some(Err(bad_framing()));
+            }
+            return Some(Ok(self.hand_on(buf, n, framing)));
+        }
+        if framing.is_lost() {
+            return Some(Err(bad_framing()));
+        }
+        None
+    }
+
     /// Copies the next `n` read-ahead bytes into `buf` and moves past them, the framing now at
     /// `framing`.
     fn hand_on(&mut self, buf: &mut [u8], n: usize, framing: Framing) -> usize {
