@@ -114,51 +114,14 @@ pub async fn against_memory<S: Storage>(
         // Admitted hits, with the instant the store gave them: refunds name them.
         let mut admitted: Vec<(Vec<Charge>, Timestamp)> = Vec::new();
         for step in 0..s.steps {
-            let advance = match rng.below(10) {
-                0..=2 => 0,
-                3..=6 => rng.below(3_000) * 1_000_000,
-                7 => rng.below(1_000_000_000),
-                8 => rng.below(120) * 1_000_000_000 + rng.below(1_000),
-                _ => rng.below(3) * 3_600_000_000_000 + rng.below(86_400) * 1_000_000_000,
-            };
-            clock.advance(Duration::from_nanos(advance));
+            clock.advance(Duration::from_nanos(random_advance(&mut rng)));
             let now = clock.now();
             let op = match rng.below(9) {
                 0..=5 => Op::Hit,
                 6 | 7 => Op::Test,
                 _ => Op::Refund,
             };
-            let mut batch: Vec<Charge> = (0..1 + rng.below(3))
-                .map(|_| {
-                    let key = keys[rng.below(3) as usize].clone();
-                    let (limit, kind) = limits[rng.below(3) as usize];
-                    let cost = if rng.percent(85) {
-                        rng.below(4)
-                    } else {
-                        rng.below(15)
-                    };
-                    let mut c = Charge::new(key, limit, kind, cost);
-                    if rng.percent(15) {
-                        c.need = cost + rng.below(5);
-                    }
-                    if rng.percent(15) {
-                        c.on_reject = 1 + rng.below(3);
-                    }
-                    c
-                })
-                .collect();
-            if op == Op::Refund && !admitted.is_empty() && rng.percent(70) {
-                // The refund of an earlier hit, naming its instant (some or all of its cost).
-                let (charges, at) = &admitted[rng.below(admitted.len() as u64) as usize];
-                batch = charges
-                    .iter()
-                    .map(|c| {
-                        let mut c = c.clone().charged_at(*at);
-                        c.cost = rng.below(c.cost + 1);
-                        c
-                    })
-                    .collect();
-            }
+            let batch = random_batch(&mut rng, op, (&keys, &limits), &admitted);
             let want = memory
                 .apply_at(op, &batch, now)
                 .unwrap_or_else(|e| panic!("the memory backend failed: {e}"));
@@ -187,6 +150,60 @@ pub async fn against_memory<S: Storage>(
         }
     }
     Compared { ops, from_cache }
+}
+
+/// How far the clock moves before a step: often not at all or by milliseconds, sometimes by
+/// seconds, minutes or hours.
+fn random_advance(rng: &mut Rng) -> u64 {
+    match rng.below(10) {
+        0..=2 => 0,
+        3..=6 => rng.below(3_000) * 1_000_000,
+        7 => rng.below(1_000_000_000),
+        8 => rng.below(120) * 1_000_000_000 + rng.below(1_000),
+        _ => rng.below(3) * 3_600_000_000_000 + rng.below(86_400) * 1_000_000_000,
+    }
+}
+
+/// A step's batch: one to three random charges on the run's keys and limits, some with a
+/// need above their cost or a cost on rejection; for most refunds, (part of) an earlier
+/// admitted hit, naming its instant.
+fn random_batch(
+    rng: &mut Rng,
+    op: Op,
+    (keys, limits): (&[Key], &[(Limit, StrategyKind)]),
+    admitted: &[(Vec<Charge>, Timestamp)],
+) -> Vec<Charge> {
+    let batch: Vec<Charge> = (0..1 + rng.below(3))
+        .map(|_| {
+            let key = keys[rng.below(3) as usize].clone();
+            let (limit, kind) = limits[rng.below(3) as usize];
+            let cost = if rng.percent(85) {
+                rng.below(4)
+            } else {
+                rng.below(15)
+            };
+            let mut c = Charge::new(key, limit, kind, cost);
+            if rng.percent(15) {
+                c.need = cost + rng.below(5);
+            }
+            if rng.percent(15) {
+                c.on_reject = 1 + rng.below(3);
+            }
+            c
+        })
+        .collect();
+    if op == Op::Refund && !admitted.is_empty() && rng.percent(70) {
+        let (charges, at) = &admitted[rng.below(admitted.len() as u64) as usize];
+        return charges
+            .iter()
+            .map(|c| {
+                let mut c = c.clone().charged_at(*at);
+                c.cost = rng.below(c.cost + 1);
+                c
+            })
+            .collect();
+    }
+    batch
 }
 
 /// Whether no status of `cached` waits longer than its twin in `want`.

@@ -198,33 +198,7 @@ fn slowest(samples: &[Sample], events: &[(&str, Instant)]) -> (Duration, String)
 pub fn sigkill_then_restart(server: &mut dyn Server, primary: Primary<'_>) {
     let _one = serial();
     let r = rig(primary, fallback_mode());
-    let (mut killed, mut restarted, mut back) = (None, None, None);
-    let samples = under_load(&r.store, "1000000 per minute", || {
-        std::thread::sleep(Duration::from_millis(300));
-        server.kill();
-        killed = Some(Instant::now());
-        wait("the switch to the fallback", Duration::from_secs(5), || {
-            !r.store.is_primary_up()
-        });
-        // Long enough for the fallback limit (30 per minute per client) to bite.
-        std::thread::sleep(Duration::from_millis(800));
-        server.restart();
-        restarted = Some(Instant::now());
-        let took = wait("the return to the primary", Duration::from_secs(10), || {
-            r.store.is_primary_up()
-        });
-        back = Some(Instant::now());
-        println!("back on the primary {took:?} after the restart");
-        // Designed: within the probe backoff's ceiling plus one probe (itself bounded by the
-        // timeout); a backoff stuck at its 30 s default would miss by far.
-        assert!(
-            took <= MAX_BACKOFF + TIMEOUT + MARGIN,
-            "back on the primary {took:?} after the restart: over the backoff's ceiling \
-             ({MAX_BACKOFF:?}), one probe ({TIMEOUT:?}) and the margin ({MARGIN:?})"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    });
-    let (killed, back) = (killed.unwrap(), back.unwrap());
+    let (samples, [killed, restarted, back]) = kill_and_restart(&r, server);
     assert!(
         errors(&samples).is_empty(),
         "failed requests: {:?}",
@@ -241,19 +215,7 @@ pub fn sigkill_then_restart(server: &mut dyn Server, primary: Primary<'_>) {
             .iter()
             .any(|&(down, up)| end >= down && up.is_none_or(|up| s.at <= up))
     };
-    let spurious: Vec<Instant> = downs
-        .iter()
-        .map(|&(down, _)| down)
-        .filter(|&down| down < killed)
-        .collect();
-    if let Some(&first) = spurious.first() {
-        let early: Vec<Sample> = samples.iter().filter(|s| s.at < first).cloned().collect();
-        let (_, told) = slowest(&early, &[]);
-        println!(
-            "the healthy primary was left {} time(s) before the kill (a call over the {TIMEOUT:?} timeout); before the first, {told}",
-            spurious.len()
-        );
-    }
+    say_spurious(&samples, &downs, killed);
     let before: Vec<_> = samples
         .iter()
         .filter(|s| s.at < killed)
@@ -261,7 +223,7 @@ pub fn sigkill_then_restart(server: &mut dyn Server, primary: Primary<'_>) {
         .collect();
     let during: Vec<_> = samples
         .iter()
-        .filter(|s| s.at > killed && s.at < restarted.unwrap())
+        .filter(|s| s.at > killed && s.at < restarted)
         .collect();
     let after: Vec<_> = samples
         .iter()
@@ -311,6 +273,60 @@ pub fn sigkill_then_restart(server: &mut dyn Server, primary: Primary<'_>) {
         [false, true]
     );
     assert!(t[1].1.degraded_calls > 0);
+}
+
+/// The SIGKILL scenario's load: the kill, the switch to the fallback, the restart and the
+/// return to the primary (checked within the backoff's ceiling). Returns the samples and the
+/// instants of the kill, the restart and the return.
+fn kill_and_restart(r: &Rig, server: &mut dyn Server) -> (Vec<Sample>, [Instant; 3]) {
+    let (mut killed, mut restarted, mut back) = (None, None, None);
+    let samples = under_load(&r.store, "1000000 per minute", || {
+        std::thread::sleep(Duration::from_millis(300));
+        server.kill();
+        killed = Some(Instant::now());
+        wait("the switch to the fallback", Duration::from_secs(5), || {
+            !r.store.is_primary_up()
+        });
+        // Long enough for the fallback limit (30 per minute per client) to bite.
+        std::thread::sleep(Duration::from_millis(800));
+        server.restart();
+        restarted = Some(Instant::now());
+        let took = wait("the return to the primary", Duration::from_secs(10), || {
+            r.store.is_primary_up()
+        });
+        back = Some(Instant::now());
+        println!("back on the primary {took:?} after the restart");
+        // Designed: within the probe backoff's ceiling plus one probe (itself bounded by the
+        // timeout); a backoff stuck at its 30 s default would miss by far.
+        assert!(
+            took <= MAX_BACKOFF + TIMEOUT + MARGIN,
+            "back on the primary {took:?} after the restart: over the backoff's ceiling \
+             ({MAX_BACKOFF:?}), one probe ({TIMEOUT:?}) and the margin ({MARGIN:?})"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    (
+        samples,
+        [killed.unwrap(), restarted.unwrap(), back.unwrap()],
+    )
+}
+
+/// Says how often the store left the healthy primary before the kill (a call over the
+/// timeout on a loaded machine), with the slowest request before the first time.
+fn say_spurious(samples: &[Sample], downs: &[(Instant, Option<Instant>)], killed: Instant) {
+    let spurious: Vec<Instant> = downs
+        .iter()
+        .map(|&(down, _)| down)
+        .filter(|&down| down < killed)
+        .collect();
+    if let Some(&first) = spurious.first() {
+        let early: Vec<Sample> = samples.iter().filter(|s| s.at < first).cloned().collect();
+        let (_, told) = slowest(&early, &[]);
+        println!(
+            "the healthy primary was left {} time(s) before the kill (a call over the {TIMEOUT:?} timeout); before the first, {told}",
+            spurious.len()
+        );
+    }
 }
 
 /// SIGSTOP under load: no request waits on the hung server longer than the timeout.
