@@ -226,16 +226,18 @@ struct Planner<'a, 'm> {
     route_limits: Option<LimitSet>,
     /// Whether the route's limits (and its keyed groups) are skipped by `exempt_when`.
     route_exempt: bool,
-    /// The key scopes of each scope the request is charged in (`None`: not charged there).
-    application: Option<ScopeParts<'m>>,
-    route: (ScopeParts<'m>, Scope),
-    defaults: Option<ScopeParts<'m>>,
-    meta: Option<ScopeParts<'m>>,
-    fallback: Option<ScopeParts<'m>>,
-    guard: ScopeParts<'m>,
+    /// Whether the request is charged in each scope.
+    application: bool,
+    defaults: bool,
+    meta: bool,
+    /// The request's method, upper case (when some scope counts methods apart).
+    method: &'m str,
+    /// The key parts of the route's scopes (the method, when the route counts it apart).
+    parts: KeyParts<'m>,
 }
 
 impl<'a: 'm, 'm> Planner<'a, 'm> {
+    #[inline(always)]
     fn new(
         inner: &'a Inner,
         compiled: &'a Compiled,
@@ -245,12 +247,8 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
     ) -> Self {
         let policy = &compiled.policy;
         let options = &inner.scopes.options;
-        let paths = &inner.paths;
         let parts = KeyParts {
             method: policy.per_method.then_some(method),
-        };
-        let default_parts = KeyParts {
-            method: (policy.per_method || inner.scopes.defaults_per_method).then_some(method),
         };
         let route_cost = policy.cost.as_ref().map_or(1, |f| f(req));
         let costs = Costs {
@@ -278,10 +276,6 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
             && !route_exempt
             && !holds(&inner.scopes.defaults_exempt_when);
         let meta = !policy.exempt.meta && any(&inner.scopes.meta, &inner.scopes.keyed.meta);
-        let route = match &policy.shared {
-            Some(name) => (parts.of(&paths.shared, Some(name)), Scope::Shared),
-            None => (parts.of_route(&paths.route, req.route()), Scope::Route),
-        };
         Self {
             inner,
             compiled,
@@ -290,49 +284,85 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
             costs,
             route_limits: own.filter(|l| !route_exempt && !l.is_empty()),
             route_exempt,
-            application: application
-                .then(|| parts.of(&paths.app, options.application_per_method.then_some(method))),
-            route,
-            defaults: defaults.then(|| default_parts.of_route(&paths.default, req.route())),
-            meta: meta.then(|| parts.of(&paths.meta, None)),
-            fallback: inner.fallback_scope.map(|scope| match scope {
-                FallbackScope::Route => parts.of(&paths.fallback, Some(req.route())),
-                FallbackScope::Client => parts.of(&paths.fallback, None),
-            }),
-            guard: parts.of_route(&paths.guard, req.route()),
+            application,
+            defaults,
+            meta,
+            method,
+            parts,
         }
+    }
+
+    /// The key scopes of the application limits.
+    fn application_parts(&self) -> ScopeParts<'m> {
+        let per_method = self.inner.scopes.options.application_per_method;
+        self.parts
+            .of(&self.inner.paths.app, per_method.then_some(self.method))
+    }
+
+    /// The key scopes of the route's limits (or its shared scope's), and which scope that is.
+    fn route_parts(&self) -> (ScopeParts<'m>, Scope) {
+        let paths = &self.inner.paths;
+        match &self.compiled.policy.shared {
+            Some(name) => (self.parts.of(&paths.shared, Some(name)), Scope::Shared),
+            None => (
+                self.parts.of_route(&paths.route, self.req.route()),
+                Scope::Route,
+            ),
+        }
+    }
+
+    /// The key scopes of the default limits: per route, and per method when they count
+    /// methods apart.
+    fn default_parts(&self) -> ScopeParts<'m> {
+        let per_method = self.compiled.policy.per_method || self.inner.scopes.defaults_per_method;
+        let parts = KeyParts {
+            method: per_method.then_some(self.method),
+        };
+        parts.of_route(&self.inner.paths.default, self.req.route())
+    }
+
+    /// The key scopes of whom in-memory fallback limits count the request against.
+    fn fallback_parts(&self) -> Option<ScopeParts<'m>> {
+        let path = &self.inner.paths.fallback;
+        self.inner.fallback_scope.map(|scope| match scope {
+            FallbackScope::Route => self.parts.of(path, Some(self.req.route())),
+            FallbackScope::Client => self.parts.of(path, None),
+        })
     }
 
     /// Every key of the identity the request is charged under, built in one allocation and
     /// handed out by scope.
+    #[inline(always)]
     fn keys(&self, identity: &Who<'_>) -> ScopeKeys {
-        let route = self.route_limits.as_ref().map(|_| self.route.0);
+        // The order keys are built in, and handed out in below.
         let scopes = [
-            self.application,
-            route,
-            self.defaults,
-            self.meta,
-            self.fallback,
+            self.application.then(|| self.application_parts()),
+            self.route_limits.as_ref().map(|_| self.route_parts().0),
+            self.defaults.then(|| self.default_parts()),
+            self.meta
+                .then(|| self.parts.of(&self.inner.paths.meta, None)),
+            self.fallback_parts(),
         ];
         let lists: SmallVec<[(&ScopePath, &[&str]); 5]> =
             scopes.iter().flatten().map(ScopeParts::as_list).collect();
         let mut built = identity.keys_under(&lists);
-        let [application, route, defaults, meta, fallback] =
-            scopes.map(|scope| scope.and_then(|_| built.next()));
+        let mut next = |i: usize| scopes[i].and_then(|_| built.next());
         ScopeKeys {
-            application,
-            route,
-            defaults,
-            meta,
-            fallback,
+            application: next(0),
+            route: next(1),
+            defaults: next(2),
+            meta: next(3),
+            fallback: next(4),
         }
     }
 
     /// The application limits, then their keyed groups.
+    #[inline(always)]
     fn application(&self, plan: &mut Plan, key: Option<Key>) -> Result<(), Early<'a>> {
-        let Some(parts) = self.application else {
+        if !self.application {
             return Ok(());
-        };
+        }
+        let parts = self.application_parts();
         let (inner, cost) = (self.inner, self.costs.application);
         if let Some(key) = key {
             plan.push(
@@ -353,8 +383,9 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
     }
 
     /// The route's own limits (or its shared scope's), then its keyed groups.
+    #[inline(always)]
     fn route(&self, plan: &mut Plan, key: Option<Key>) -> Result<(), Early<'a>> {
-        let (parts, scope) = self.route;
+        let (parts, scope) = self.route_parts();
         if let (Some(limits), Some(key)) = (&self.route_limits, key) {
             plan.push(key, limits, self.inner.strategy, self.costs.route, scope);
         }
@@ -365,10 +396,12 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
     }
 
     /// The default limits, then their keyed groups.
+    #[inline(always)]
     fn defaults(&self, plan: &mut Plan, key: Option<Key>) -> Result<(), Early<'a>> {
-        let Some(parts) = self.defaults else {
+        if !self.defaults {
             return Ok(());
-        };
+        }
+        let parts = self.default_parts();
         let (inner, cost) = (self.inner, self.costs.defaults);
         if let Some(key) = key {
             plan.push(
@@ -389,11 +422,17 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
     }
 
     /// The route's guard limits, by client address whatever the key function.
+    #[inline(always)]
     fn guard(&self, plan: &mut Plan) {
         let guard = &self.compiled.guard;
         if !guard.is_empty()
             && let Identity::Key(address) = self.inner.clients.addressing.identity(self.ip)
-            && let Some(key) = address.keys_under(&[self.guard.as_list()]).next()
+            && let Some(key) = address
+                .keys_under(&[self
+                    .parts
+                    .of_route(&self.inner.paths.guard, self.req.route())
+                    .as_list()])
+                .next()
         {
             plan.push(
                 key,
@@ -408,10 +447,12 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
     /// A gate per meta limit (the request needs room under each; when it is rejected all the
     /// same, by its own limits, the gate counts the breach in this call), then the keyed
     /// groups' gates.
+    #[inline(always)]
     fn meta(&self, plan: &mut Plan, key: Option<Key>) -> Result<(), Early<'a>> {
-        let Some(parts) = self.meta else {
+        if !self.meta {
             return Ok(());
-        };
+        }
+        let parts = self.parts.of(&self.inner.paths.meta, None);
         if let Some(key) = key {
             plan.gates(key, &self.inner.scopes.meta, self.inner.strategy);
         }
@@ -421,8 +462,23 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
     /// A charge per limit of each of a scope's groups with key functions of their own, under
     /// the key the group's function gives (under `parts` and the group's tag); a group that
     /// gives no identity is skipped. Out of line: most limiters have none.
-    #[inline(never)]
+    #[inline(always)]
     fn keyed(
+        &self,
+        plan: &mut Plan,
+        groups: &'a [Keyed],
+        parts: ScopeParts<'_>,
+        cost: u64,
+        scope: Scope,
+    ) -> Result<(), Early<'a>> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        self.keyed_groups(plan, groups, parts, cost, scope)
+    }
+
+    #[inline(never)]
+    fn keyed_groups(
         &self,
         plan: &mut Plan,
         groups: &'a [Keyed],
