@@ -157,6 +157,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod admission;
 mod builder;
 mod client_ip;
 mod config;
@@ -176,6 +177,7 @@ mod response;
 mod route;
 mod stores;
 
+pub use admission::{Admission, Refusal, UNAVAILABLE_BODY};
 pub use builder::LimiterBuilder;
 pub use client_ip::{ForwardedHeader, ProxyConfig};
 pub use config::CONFIG_KEYS;

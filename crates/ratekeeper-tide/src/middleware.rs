@@ -15,7 +15,7 @@ use std::{
 };
 
 use ratekeeper_decision::{
-    CompiledPolicy, ConfigError, Decision, Headers, Limiter, RequestView, RoutePolicy,
+    Admission, CompiledPolicy, ConfigError, Headers, Limiter, Refusal, RequestView, RoutePolicy,
 };
 use route_recognizer::Router;
 use tide::{Middleware, Next, Request, Response, StatusCode, http::Mime};
@@ -363,34 +363,24 @@ fn peer_ip(peer: &str) -> Option<IpAddr> {
     fast.or_else(|| peer.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
-/// The response to a request the decision does not serve: its status, content type and body
-/// (a breach hook's, or the defaults), the hook's headers and the rate-limit headers.
-fn refusal(decision: &Decision) -> Response {
-    let status = StatusCode::try_from(decision.status()).unwrap_or(StatusCode::TooManyRequests);
+/// The response to a request that is not served: the refusal's status, content type and
+/// body, a breach hook's headers, then the rate-limit headers.
+fn refusal(refusal: &Refusal) -> Response {
+    let status = StatusCode::try_from(refusal.status()).unwrap_or(StatusCode::TooManyRequests);
     let mut res = Response::new(status);
-    res.set_body(decision.body().unwrap_or("{}").to_owned());
+    res.set_body(refusal.body().to_owned());
     // A content type Tide cannot parse would panic in `set_content_type`: JSON instead.
-    match Mime::from_str(decision.content_type()) {
+    match Mime::from_str(refusal.content_type()) {
         Ok(mime) => res.set_content_type(mime),
         Err(_) => {
-            tracing::error!(target: "ratekeeper", content_type = decision.content_type(),
+            tracing::error!(target: "ratekeeper", content_type = refusal.content_type(),
                 "a breach response's content type does not parse: sent as JSON");
             res.set_content_type(tide::http::mime::JSON);
         }
     }
-    for (name, value) in decision.response().into_iter().flat_map(|r| r.headers()) {
+    for (name, value) in refusal.extra_headers().chain(refusal.rate_limit_headers()) {
         res.insert_header(name, value);
     }
-    for (name, value) in decision.headers() {
-        res.insert_header(name, value);
-    }
-    res
-}
-
-fn json(status: StatusCode, body: &str) -> Response {
-    let mut res = Response::new(status);
-    res.set_body(body.to_owned());
-    res.set_content_type(tide::http::mime::JSON);
     res
 }
 
@@ -401,7 +391,7 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
         let method = req.method();
         let route = self.route_for(method.as_ref(), req.url().path());
         let local = self.local_policy(&route);
-        let checked = {
+        let admission = {
             let headers = TideHeaders(req.as_ref());
             let mut view = RequestView::new(method.as_ref(), &route).with_headers(&headers);
             if let Some(policy) = &local {
@@ -421,21 +411,12 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             }) {
                 view = view.with_content_length(len);
             }
-            self.limiter.check(&view).await
+            self.limiter.admit(&view).await
         };
-        let decision = match checked {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(target: "ratekeeper", route = %route, error = %e, "rate limiting unavailable");
-                return Ok(json(
-                    StatusCode::ServiceUnavailable,
-                    "{\"error\": \"rate limiting unavailable\"}",
-                ));
-            }
+        let decision = match admission {
+            Admission::Serve(decision) => decision,
+            Admission::Refuse(refused) => return Ok(refusal(&refused)),
         };
-        if !decision.is_allowed() {
-            return Ok(refusal(&decision));
-        }
         // A decision to complete after the response learns its status and, for a settled cost,
         // how much body the handler read.
         let read = decision.is_conditional().then(|| {
@@ -453,13 +434,10 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
         for (name, value) in decision.headers() {
             res.insert_header(name, value);
         }
-        if let Some(read) = read {
-            let status = u16::from(res.status());
-            let bytes = read.load(Ordering::Relaxed);
-            if let Err(e) = decision.finish(status, Some(bytes)).await {
-                tracing::error!(target: "ratekeeper", route = %route, error = %e, "could not refund a reserved charge");
-            }
-        }
+        let bytes = read.map(|read| read.load(Ordering::Relaxed));
+        decision
+            .settle(&route, u16::from(res.status()), bytes)
+            .await;
         Ok(res)
     }
 }

@@ -17,7 +17,7 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use ratekeeper_decision::{
-    CompiledPolicy, ConfigError, Decision, Headers, Limiter, RequestView, RoutePolicy,
+    Admission, CompiledPolicy, ConfigError, Headers, Limiter, Refusal, RequestView, RoutePolicy,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -295,6 +295,48 @@ pub struct RateLimitService<S> {
     layer: RateLimitLayer,
 }
 
+impl<S> RateLimitService<S> {
+    /// The service it wraps.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The service it wraps, to change.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The service it wraps, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The layer it was made by.
+    pub fn layer(&self) -> &RateLimitLayer {
+        &self.layer
+    }
+}
+
+/// The response future of [`RateLimitService`]: the decision, then (when the request is
+/// served) the wrapped service's response with the rate-limit headers.
+pub struct ResponseFuture<R, E> {
+    inner: Pin<Box<dyn Future<Output = Result<R, E>> + Send>>,
+}
+
+impl<R, E> fmt::Debug for ResponseFuture<R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<R, E> Future for ResponseFuture<R, E> {
+    type Output = Result<R, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
 struct HttpHeaders<'a>(&'a HeaderMap);
 
 impl Headers for HttpHeaders<'_> {
@@ -315,9 +357,9 @@ impl Headers for HttpHeaders<'_> {
     }
 }
 
-/// Sets the decision's rate-limit headers on `headers`.
-fn set_headers(headers: &mut HeaderMap, decision: &Decision) {
-    for (name, value) in decision.headers() {
+/// Sets rate-limit headers on `headers`.
+fn set_headers<'a>(headers: &mut HeaderMap, rate_limit: impl Iterator<Item = (&'a str, &'a str)>) {
+    for (name, value) in rate_limit {
         match (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
@@ -332,24 +374,17 @@ fn set_headers(headers: &mut HeaderMap, decision: &Decision) {
     }
 }
 
-fn answer<B>(status: StatusCode, content_type: &str, body: String) -> Response<LimitedBody<B>> {
-    let mut res = Response::new(LimitedBody::Refused(Some(Bytes::from(body))));
-    *res.status_mut() = status;
-    let ct =
-        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json"));
+/// The response to a request that is not served: the refusal's status, content type and
+/// body, a breach hook's headers, then the rate-limit headers.
+fn refusal<B>(refusal: &Refusal) -> Response<LimitedBody<B>> {
+    let body = Bytes::from(refusal.body().to_owned());
+    let mut res = Response::new(LimitedBody::Refused(Some(body)));
+    *res.status_mut() =
+        StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+    let ct = HeaderValue::from_str(refusal.content_type())
+        .unwrap_or(HeaderValue::from_static("application/json"));
     res.headers_mut().insert(header::CONTENT_TYPE, ct);
-    res
-}
-
-/// The response to a request the decision does not serve.
-fn refusal<B>(decision: &Decision) -> Response<LimitedBody<B>> {
-    let status = StatusCode::from_u16(decision.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
-    let mut res = answer(
-        status,
-        decision.content_type(),
-        decision.body().unwrap_or("{}").to_owned(),
-    );
-    for (name, value) in decision.response().into_iter().flat_map(|r| r.headers()) {
+    for (name, value) in refusal.extra_headers() {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
@@ -357,7 +392,7 @@ fn refusal<B>(decision: &Decision) -> Response<LimitedBody<B>> {
             res.headers_mut().append(n, v);
         }
     }
-    set_headers(res.headers_mut(), decision);
+    set_headers(res.headers_mut(), refusal.rate_limit_headers());
     res
 }
 
@@ -374,7 +409,7 @@ where
 {
     type Response = Response<LimitedBody<ResBody>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Future = ResponseFuture<Self::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -385,13 +420,13 @@ where
         let clone = self.inner.clone();
         let mut inner = core::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        Box::pin(async move {
+        let inner = Box::pin(async move {
             let (parts, body) = req.into_parts();
             layer.check_routes();
             let route = layer.route_of(&parts.extensions, parts.uri.path());
             let local = layer.local_policy(&route);
             let shared = &layer.shared;
-            let checked = {
+            let admission = {
                 let headers = HttpHeaders(&parts.headers);
                 let mut view =
                     RequestView::new(parts.method.as_str(), &route).with_headers(&headers);
@@ -418,34 +453,23 @@ where
                 {
                     view = view.with_content_length(len);
                 }
-                shared.limiter.check(&view).await
+                shared.limiter.admit(&view).await
             };
-            let decision = match checked {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(target: "ratekeeper", route = %route, error = %e, "rate limiting unavailable");
-                    return Ok(answer(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "application/json",
-                        "{\"error\": \"rate limiting unavailable\"}".to_owned(),
-                    ));
-                }
+            let decision = match admission {
+                Admission::Serve(decision) => decision,
+                Admission::Refuse(refused) => return Ok(refusal(&refused)),
             };
-            if !decision.is_allowed() {
-                return Ok(refusal(&decision));
-            }
             let read = Arc::new(AtomicU64::new(0));
             let req = Request::from_parts(parts, CountedBody::new(body, Arc::clone(&read)));
             let res = inner.call(req).await?;
             let (mut parts, body) = res.into_parts();
-            set_headers(&mut parts.headers, &decision);
-            if decision.is_conditional() {
-                let bytes = read.load(Ordering::Relaxed);
-                if let Err(e) = decision.finish(parts.status.as_u16(), Some(bytes)).await {
-                    tracing::error!(target: "ratekeeper", route = %route, error = %e, "could not refund a reserved charge");
-                }
-            }
+            set_headers(&mut parts.headers, decision.headers());
+            let bytes = read.load(Ordering::Relaxed);
+            decision
+                .settle(&route, parts.status.as_u16(), Some(bytes))
+                .await;
             Ok(Response::from_parts(parts, LimitedBody::Served(body)))
-        })
+        });
+        ResponseFuture { inner }
     }
 }

@@ -58,7 +58,7 @@ mod routes;
 mod serve;
 
 pub use body::{CountedBody, LimitedBody};
-pub use layer::{PeerFn, RateLimitLayer, RateLimitService};
+pub use layer::{PeerFn, RateLimitLayer, RateLimitService, ResponseFuture};
 #[cfg(feature = "axum")]
 pub use limited::LimitedRoutes;
 pub use routes::CATCH_ALL;
