@@ -124,3 +124,68 @@ fn application_deduct_when_and_a_routes_own_deduct_when_wins() {
         assert_eq!(full.scope(), Some(Scope::Application));
     });
 }
+
+#[test]
+fn the_defaults_and_the_application_limits_take_a_policy_as_a_route_does() {
+    // The same limiter written twice: with the Flask-Limiter setters and as two policies.
+    let setters = Limiter::builder()
+        .default_limits("2 per minute")
+        .default_limits_deduct_when(|status| status < 500)
+        .application_limits("3 per minute")
+        .application_limits_per_method(true)
+        .application_limits_cost(|_| 1);
+    let policies = Limiter::builder()
+        .defaults(
+            RoutePolicy::new()
+                .limit("2 per minute")
+                .deduct_when(|status| status < 500),
+        )
+        .application(
+            RoutePolicy::new()
+                .limit("3 per minute")
+                .per_method()
+                .cost(|_| 1),
+        );
+    for builder in [setters, policies] {
+        let (limiter, _) = build(builder);
+        // Failed requests are refunded under the defaults, not under the application limits.
+        for _ in 0..3 {
+            let d = check(&limiter, &get("/a"));
+            assert!(d.is_allowed());
+            assert!(smol::block_on(d.complete(503)).unwrap(), "refunded");
+        }
+        let d = check(&limiter, &get("/a"));
+        assert!(!d.is_allowed(), "the application's 3 GETs are spent");
+        assert_eq!(d.scope(), Some(Scope::Application));
+        assert!(
+            check(&limiter, &post("/a")).is_allowed(),
+            "POST counts apart"
+        );
+    }
+}
+
+#[test]
+fn a_route_option_that_does_not_apply_to_a_scope_fails_build() {
+    let cases = [
+        (
+            Limiter::builder().defaults(RoutePolicy::new().limit("1 per minute").shared("s")),
+            "default limits: the route option `shared` does not apply to them",
+        ),
+        (
+            Limiter::builder().application(RoutePolicy::new().guard("1 per minute")),
+            "application limits: the route option `guard` does not apply to them",
+        ),
+        (
+            Limiter::builder().defaults(RoutePolicy::new().exempt_from_meta()),
+            "default limits: the route option `exempt` does not apply to them",
+        ),
+        (
+            Limiter::builder().defaults(RoutePolicy::new().limit("five per minute")),
+            "default limits: invalid limit \"five per minute\"",
+        ),
+    ];
+    for (builder, start) in cases {
+        let err = builder.build().unwrap_err().to_string();
+        assert!(err.starts_with(start), "{err}");
+    }
+}

@@ -15,11 +15,12 @@ use crate::{
     key::{Addressing, KeyFunction},
     keyed::{limits_of, parse_keyed},
     limiter::{
-        Answers, Clients, Compiled, Inner, KeyedScopes, Limiter, Routes, ScopePaths, Scopes,
+        Answers, Clients, Compiled, Inner, KeyedScopes, Limiter, Routes, ScopeOptions, ScopePaths,
+        Scopes,
     },
     network::Network,
     outage::{FallbackScope, Mode as OutageMode, Outage},
-    policy::{LimitSet, RoutePolicy, parse_set},
+    policy::{Exemptions, LimitSet, LimitSource, RoutePolicy, parse_set},
     route::{check_namespace, compile},
     stores::storage_from_uri,
 };
@@ -64,33 +65,46 @@ impl LimiterBuilder {
 
     /// The default, application and meta limits parsed, with their keyed groups and options.
     fn scopes(&mut self) -> Result<Scopes, ConfigError> {
-        let set = |context: &str, s: &Option<String>| -> Result<LimitSet, ConfigError> {
-            match s {
-                None => Ok(Vec::new().into()),
-                Some(text) => parse_set(context, text),
-            }
+        let defaults_policy = core::mem::take(&mut self.defaults);
+        let application_policy = core::mem::take(&mut self.application);
+        let defaults = scope_limits("default limits", &defaults_policy)?;
+        let application = scope_limits("application limits", &application_policy)?;
+        let meta = match &self.meta {
+            None => Vec::new().into(),
+            Some(text) => parse_set("meta limits", text)?,
         };
-        let defaults = set("default limits", &self.defaults)?;
-        let application = set("application limits", &self.application)?;
-        let meta = set("meta limits", &self.meta)?;
         let keyed = KeyedScopes {
-            application: parse_keyed("application limits", &self.application_by)?,
-            defaults: parse_keyed("default limits", &self.defaults_by)?,
+            application: parse_keyed("application limits", &application_policy.keyed)?,
+            defaults: parse_keyed("default limits", &defaults_policy.keyed)?,
             meta: parse_keyed("meta limits", &self.meta_by)?,
         };
+        // (The limiter's other key functions are checked with its own.)
+        for (_, key) in defaults_policy
+            .keyed
+            .iter()
+            .chain(&application_policy.keyed)
+        {
+            check_namespace(key)?;
+        }
         // The limits each scope charges, its keyed groups after its own (the plan's order).
         let all = |own: &LimitSet, groups| own.iter().copied().chain(limits_of(groups)).collect();
         Ok(Scopes {
             application_all: all(&application, &keyed.application),
             defaults_all: all(&defaults, &keyed.defaults),
             defaults,
-            meta,
             application,
+            meta,
             keyed,
-            options: core::mem::take(&mut self.scope_options),
-            defaults_exempt_when: self.defaults_exempt_when.take(),
-            application_exempt_when: self.application_exempt_when.take(),
-            defaults_per_method: self.defaults_per_method,
+            options: ScopeOptions {
+                defaults_cost: defaults_policy.cost,
+                defaults_deduct_when: defaults_policy.deduct_when,
+                application_per_method: application_policy.per_method,
+                application_cost: application_policy.cost,
+                application_deduct_when: application_policy.deduct_when,
+            },
+            defaults_exempt_when: defaults_policy.exempt_when,
+            application_exempt_when: application_policy.exempt_when,
+            defaults_per_method: defaults_policy.per_method,
         })
     }
 
@@ -147,8 +161,8 @@ impl LimiterBuilder {
         })
     }
 
-    /// Every key function's namespace (the limiter's, the routes' and groups', the keyed
-    /// scopes') is one a key can hold.
+    /// Every key function's namespace (the limiter's, the routes' and groups', the meta
+    /// limits' keyed groups) is one a key can hold.
     fn check_key_functions(&self, key: &KeyFunction) -> Result<(), ConfigError> {
         let policies = || {
             self.routes
@@ -156,11 +170,10 @@ impl LimiterBuilder {
                 .map(|(_, _, p)| p)
                 .chain(self.groups.iter().map(|(_, p)| p))
         };
-        let by = [&self.defaults_by, &self.application_by, &self.meta_by];
         core::iter::once(key)
             .chain(policies().filter_map(|p| p.key.as_ref()))
             .chain(policies().flat_map(|p| &p.keyed).map(|(_, k)| k))
-            .chain(by.into_iter().flatten().map(|(_, k)| k))
+            .chain(self.meta_by.iter().map(|(_, k)| k))
             .try_for_each(check_namespace)
     }
 
@@ -234,6 +247,37 @@ impl LimiterBuilder {
             prefixes,
             fallback,
         })
+    }
+}
+
+/// The limits of a scope's policy (`context`: "default limits" or "application limits"),
+/// refusing the route options that do not apply to a scope.
+fn scope_limits(context: &str, policy: &RoutePolicy) -> Result<LimitSet, ConfigError> {
+    let unsupported = [
+        ("shared", policy.shared.is_some()),
+        ("combine_with_defaults", policy.combine),
+        ("exempt", policy.exempt != Exemptions::default()),
+        ("on_breach", policy.on_breach.is_some()),
+        ("on_breach_response", policy.on_breach_response.is_some()),
+        ("key", policy.key.is_some()),
+        ("guard", policy.guard.is_some()),
+        ("settle", policy.settle.is_some()),
+        ("shadow", policy.shadow),
+        (
+            "dynamic",
+            matches!(policy.limits, Some(LimitSource::Dynamic(_))),
+        ),
+    ];
+    if let Some((option, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(ConfigError::Invalid(format!(
+            "{context}: the route option `{option}` does not apply to them (limit, limit_set, limit_by, cost, deduct_when, exempt_when and per_method do)"
+        )));
+    }
+    match &policy.limits {
+        None => Ok(Vec::new().into()),
+        Some(LimitSource::Text(text)) => parse_set(context, text),
+        Some(LimitSource::Set(set)) => Ok(set.clone()),
+        Some(LimitSource::Dynamic(_)) => unreachable!("refused above"),
     }
 }
 

@@ -10,11 +10,10 @@ use ratekeeper_storage::Storage;
 
 use crate::{
     client_ip::{ForwardedHeader, ProxyConfig},
-    decision::StatusPredicate,
     headers::HeaderOptions,
     key::{KeyFunction, UnknownClient},
     outage::Outage,
-    policy::{Breach, BreachHook, CostFn, RequestPredicate, ResponseHook, RoutePolicy},
+    policy::{Breach, BreachHook, RequestPredicate, ResponseHook, RoutePolicy},
     request::RequestView,
     response::BreachResponse,
 };
@@ -27,26 +26,15 @@ enum Members {
     Routes(Vec<String>),
 }
 
-/// The default and application limits' own options.
-#[derive(Clone, Default)]
-pub(crate) struct ScopeOptions {
-    pub(crate) defaults_cost: Option<Arc<CostFn>>,
-    pub(crate) defaults_deduct_when: Option<Arc<StatusPredicate>>,
-    pub(crate) application_per_method: bool,
-    pub(crate) application_cost: Option<Arc<CostFn>>,
-    pub(crate) application_deduct_when: Option<Arc<StatusPredicate>>,
-}
-
-/// Configures a [`Limiter`]; [`LimiterBuilder::build`] validates everything.
+/// Configures a [`Limiter`](crate::Limiter); [`LimiterBuilder::build`] validates everything.
 #[derive(Default)]
 #[must_use = "a builder does nothing until it is used"]
 pub struct LimiterBuilder {
-    defaults: Option<String>,
-    application: Option<String>,
+    /// The default and application limits with their options, each as a policy.
+    defaults: RoutePolicy,
+    application: RoutePolicy,
     meta: Option<String>,
     /// Default, application and meta limits counted by key functions of their own.
-    defaults_by: Vec<(String, KeyFunction)>,
-    application_by: Vec<(String, KeyFunction)>,
     meta_by: Vec<(String, KeyFunction)>,
     strategy: Option<StrategyKind>,
     storage: Option<Arc<dyn Storage>>,
@@ -65,13 +53,9 @@ pub struct LimiterBuilder {
     outage: Option<Outage>,
     on_breach_response: Option<ResponseHook>,
     on_meta_breach: Option<ResponseHook>,
-    scope_options: ScopeOptions,
-    defaults_exempt_when: Option<RequestPredicate>,
-    application_exempt_when: Option<RequestPredicate>,
     request_filters: Vec<RequestPredicate>,
     exempt_clients: Vec<String>,
     disabled: bool,
-    defaults_per_method: bool,
     shadow: bool,
 }
 
@@ -87,9 +71,40 @@ impl fmt::Debug for LimiterBuilder {
 }
 
 impl LimiterBuilder {
+    /// The default limits and their options as one policy, as a route's are written: its
+    /// `limit` (or `limit_set`), `limit_by`, `cost`, `deduct_when`, `exempt_when` and
+    /// `per_method` apply to the defaults wherever they count (per route); `build()` refuses
+    /// any other option. The `default_limits*` setters are shortcuts for parts of it.
+    ///
+    /// ```
+    /// use ratekeeper_decision::{Limiter, RoutePolicy};
+    ///
+    /// let limiter = Limiter::builder()
+    ///     .defaults(
+    ///         RoutePolicy::new()
+    ///             .limit("200 per day; 50 per hour")
+    ///             .deduct_when(|status| status < 500)
+    ///             .per_method(),
+    ///     )
+    ///     .build()?;
+    /// # Ok::<(), ratekeeper_decision::ConfigError>(())
+    /// ```
+    pub fn defaults(mut self, policy: RoutePolicy) -> Self {
+        self.defaults = policy;
+        self
+    }
+
+    /// The application limits (one counter per client across every route) and their options
+    /// as one policy; the same options apply as to [`defaults`](Self::defaults), and the
+    /// `application_limits*` setters are shortcuts for parts of it.
+    pub fn application(mut self, policy: RoutePolicy) -> Self {
+        self.application = policy;
+        self
+    }
+
     /// Limits for every route without its own (counted per route): `"200 per day; 50 per hour"`.
     pub fn default_limits(mut self, limits: &str) -> Self {
-        self.defaults = Some(limits.to_owned());
+        self.defaults = self.defaults.limit(limits);
         self
     }
 
@@ -97,7 +112,7 @@ impl LimiterBuilder {
     /// same atomic batch as the others (see [`RoutePolicy::limit_by`]); they apply wherever the
     /// default limits do, per route.
     pub fn default_limits_by(mut self, limits: &str, key: KeyFunction) -> Self {
-        self.defaults_by.push((limits.to_owned(), key));
+        self.defaults = self.defaults.limit_by(limits, key);
         self
     }
 
@@ -125,7 +140,7 @@ impl LimiterBuilder {
     /// # }).unwrap();
     /// ```
     pub fn application_limits_by(mut self, limits: &str, key: KeyFunction) -> Self {
-        self.application_by.push((limits.to_owned(), key));
+        self.application = self.application.limit_by(limits, key);
         self
     }
 
@@ -145,7 +160,7 @@ impl LimiterBuilder {
 
     /// Shadow mode for every route: requests are decided and counted as usual and carry their
     /// rate-limit headers, and a breach is logged and counted
-    /// ([`Limiter::shadow_rejections`]), but no request is rejected: one that would have been is
+    /// ([`Limiter::shadow_rejections`](crate::Limiter::shadow_rejections)), but no request is rejected: one that would have been is
     /// served as [`Kind::ShadowRejected`](crate::Kind::ShadowRejected). For trying new limits
     /// in production; [`RoutePolicy::shadow`] does it for one route.
     pub fn shadow(mut self, shadow: bool) -> Self {
@@ -157,7 +172,7 @@ impl LimiterBuilder {
     /// `default_limits_per_method`; a route's own limits do with
     /// [`RoutePolicy::per_method`]).
     pub fn default_limits_per_method(mut self, per_method: bool) -> Self {
-        self.defaults_per_method = per_method;
+        self.defaults.per_method = per_method;
         self
     }
 
@@ -167,7 +182,7 @@ impl LimiterBuilder {
         mut self,
         cost: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static,
     ) -> Self {
-        self.scope_options.defaults_cost = Some(Arc::new(cost));
+        self.defaults = self.defaults.cost(cost);
         self
     }
 
@@ -179,14 +194,14 @@ impl LimiterBuilder {
         mut self,
         counts: impl Fn(u16) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.scope_options.defaults_deduct_when = Some(Arc::new(counts));
+        self.defaults = self.defaults.deduct_when(counts);
         self
     }
 
     /// The application limits count each HTTP method apart (Flask-Limiter's
     /// `application_limits_per_method`).
     pub fn application_limits_per_method(mut self, per_method: bool) -> Self {
-        self.scope_options.application_per_method = per_method;
+        self.application.per_method = per_method;
         self
     }
 
@@ -196,7 +211,7 @@ impl LimiterBuilder {
         mut self,
         cost: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static,
     ) -> Self {
-        self.scope_options.application_cost = Some(Arc::new(cost));
+        self.application = self.application.cost(cost);
         self
     }
 
@@ -206,7 +221,7 @@ impl LimiterBuilder {
         mut self,
         counts: impl Fn(u16) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.scope_options.application_deduct_when = Some(Arc::new(counts));
+        self.application = self.application.deduct_when(counts);
         self
     }
 
@@ -221,7 +236,7 @@ impl LimiterBuilder {
         mut self,
         when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.defaults_exempt_when = Some(Arc::new(when));
+        self.defaults = self.defaults.exempt_when(when);
         self
     }
 
@@ -231,7 +246,7 @@ impl LimiterBuilder {
         mut self,
         when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.application_exempt_when = Some(Arc::new(when));
+        self.application = self.application.exempt_when(when);
         self
     }
 
@@ -295,7 +310,7 @@ impl LimiterBuilder {
 
     /// Limits shared by every route (one counter per client across the application).
     pub fn application_limits(mut self, limits: &str) -> Self {
-        self.application = Some(limits.to_owned());
+        self.application = self.application.limit(limits);
         self
     }
 

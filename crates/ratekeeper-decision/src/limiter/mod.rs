@@ -25,8 +25,9 @@ pub(crate) use self::{
     routes::{Compiled, RouteLimits},
 };
 use crate::{
-    builder::{LimiterBuilder, ScopeOptions},
+    builder::LimiterBuilder,
     client_ip::ProxyConfig,
+    decision::StatusPredicate,
     decision::{Decision, Scope},
     error::DecisionError,
     headers::HeaderOptions,
@@ -35,7 +36,7 @@ use crate::{
     metrics,
     network::Network,
     outage::FallbackScope,
-    policy::{BreachHook, LimitSet, RequestPredicate, ResponseHook},
+    policy::{BreachHook, CostFn, LimitSet, RequestPredicate, ResponseHook},
     request::RequestView,
 };
 
@@ -110,6 +111,16 @@ pub(crate) struct Scopes {
     pub(crate) application_exempt_when: Option<RequestPredicate>,
     /// The default limits count each method apart on every route.
     pub(crate) defaults_per_method: bool,
+}
+
+/// The default and application limits' own options.
+#[derive(Clone, Default)]
+pub(crate) struct ScopeOptions {
+    pub(crate) defaults_cost: Option<Arc<CostFn>>,
+    pub(crate) defaults_deduct_when: Option<Arc<StatusPredicate>>,
+    pub(crate) application_per_method: bool,
+    pub(crate) application_cost: Option<Arc<CostFn>>,
+    pub(crate) application_deduct_when: Option<Arc<StatusPredicate>>,
 }
 
 /// The compiled route policies.
@@ -235,7 +246,7 @@ impl Limiter {
     }
 
     /// How many requests shadow mode has served that would have been rejected
-    /// ([`Kind::ShadowRejected`]), since the limiter was built.
+    /// ([`Kind::ShadowRejected`](crate::Kind::ShadowRejected)), since the limiter was built.
     pub fn shadow_rejections(&self) -> u64 {
         self.inner.answers.shadow_rejections.load(Ordering::Relaxed)
     }
