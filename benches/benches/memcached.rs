@@ -18,8 +18,9 @@ use futures::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
 use ratekeeper_benches::{latency, throughput};
 use ratekeeper_core::{Limit, StrategyKind};
 use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
-use ratekeeper_memcached::{MemcachedStorage, test_server::MemcachedServer};
+use ratekeeper_memcached::MemcachedStorage;
 use ratekeeper_storage::{Charge, Key, Storage};
+use ratekeeper_test_servers::memcached::MemcachedServer;
 
 fn env_or<T: core::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use ratekeeper_conformance::faults::{self, Server};
-use ratekeeper_redis::{RedisStorage, test_server::RedisServer};
+use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::Storage;
+use ratekeeper_test_servers::redis::RedisServer;
 
 struct Redis(RedisServer);
 

@@ -66,7 +66,7 @@ impl fmt::Debug for MemcachedStorageBuilder {
     }
 }
 
-/// What tests can make a store do (nothing unless the `test-server` feature's setters are used).
+/// What tests can make a store do (nothing unless the `test-hooks` feature's setters are used).
 #[derive(Clone)]
 pub(crate) struct Faults {
     /// The most conflicting writes a batch retries.
@@ -223,7 +223,7 @@ impl MemcachedStorageBuilder {
 
     /// Tests only: the most conflicting writes a batch retries before it fails (default
     /// 10,000), so that contention can be forced.
-    #[cfg(feature = "test-server")]
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn max_conflicts(mut self, conflicts: usize) -> Self {
         self.faults.max_conflicts = conflicts;
@@ -232,7 +232,7 @@ impl MemcachedStorageBuilder {
 
     /// Tests only: called before each write a batch sends (to break a server, or to change an
     /// item under the batch, between its reads and its writes).
-    #[cfg(feature = "test-server")]
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn before_write(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
         self.faults.before_write = Some(Arc::new(hook));

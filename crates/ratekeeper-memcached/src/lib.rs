@@ -48,8 +48,6 @@ mod keys;
 mod protocol;
 mod state;
 mod store;
-#[cfg(feature = "test-server")]
-pub mod test_server;
 
 pub use bounds::MAX_MOVING_WINDOW;
 pub use builder::{

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use ratekeeper_conformance::concurrency::{hammer, worker as run_worker};
-use ratekeeper_memcached::{MemcachedStorage, test_server::MemcachedServer};
+use ratekeeper_memcached::MemcachedStorage;
+use ratekeeper_test_servers::memcached::MemcachedServer;
 
 #[test]
 #[ignore = "a worker process, started by the tests below"]

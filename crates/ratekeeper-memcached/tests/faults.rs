@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use ratekeeper_conformance::faults::{self, Server};
-use ratekeeper_memcached::{MemcachedStorage, test_server::MemcachedServer};
+use ratekeeper_memcached::MemcachedStorage;
 use ratekeeper_storage::Storage;
+use ratekeeper_test_servers::memcached::MemcachedServer;
 
 struct Memcached(MemcachedServer);
 

@@ -13,10 +13,9 @@ use std::{
 
 use common::{T0, names_on};
 use ratekeeper_core::{Limit, ManualClock, StrategyKind};
-use ratekeeper_memcached::{
-    MemcachedStorage, MemcachedStorageBuilder, test_server::MemcachedServer,
-};
+use ratekeeper_memcached::{MemcachedStorage, MemcachedStorageBuilder};
 use ratekeeper_storage::{Charge, Key, Storage, StorageError};
+use ratekeeper_test_servers::memcached::MemcachedServer;
 
 fn charge(client: &str) -> Charge {
     Charge::new(

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use common::manual_store;
 use ratekeeper_core::{Limit, StrategyKind};
-use ratekeeper_memcached::{MemcachedStorage, test_server::MemcachedServer};
+use ratekeeper_memcached::MemcachedStorage;
 use ratekeeper_storage::{Charge, Key, Storage, StorageError};
+use ratekeeper_test_servers::memcached::MemcachedServer;
 
 fn charge(key: &Key, limit: &str, kind: StrategyKind) -> Charge {
     Charge::new(key.clone(), limit.parse::<Limit>().unwrap(), kind, 1)

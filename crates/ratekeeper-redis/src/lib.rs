@@ -96,7 +96,6 @@
 //! # Feature flags
 //!
 //! - `tls`: `rediss://` through rustls.
-//! - `test-server`: [`test_server`], real `redis-server` processes for tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -108,8 +107,6 @@ mod error;
 mod keys;
 mod script;
 mod store;
-#[cfg(feature = "test-server")]
-pub mod test_server;
 
 pub use builder::{
     DEFAULT_CLIENT_TTL_GRACE, DEFAULT_COALESCE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,

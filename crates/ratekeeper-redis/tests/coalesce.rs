@@ -11,11 +11,9 @@ use common::manual_store_with;
 use futures::future::join_all;
 use ratekeeper_core::{ManualClock, StrategyKind};
 use ratekeeper_memory::MemoryStorage;
-use ratekeeper_redis::{
-    RedisStorage,
-    test_server::{RedisCluster, RedisServer},
-};
+use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::{Charge, Key, Storage};
+use ratekeeper_test_servers::redis::{RedisCluster, RedisServer};
 
 const TASKS: usize = 800;
 

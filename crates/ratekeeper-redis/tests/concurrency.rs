@@ -6,10 +6,8 @@
 use std::sync::Arc;
 
 use ratekeeper_conformance::concurrency::{hammer, worker as run_worker};
-use ratekeeper_redis::{
-    RedisStorage,
-    test_server::{RedisCluster, RedisServer},
-};
+use ratekeeper_redis::RedisStorage;
+use ratekeeper_test_servers::redis::{RedisCluster, RedisServer};
 
 #[test]
 #[ignore = "a worker process, started by the tests below"]

@@ -8,8 +8,8 @@ mod common;
 
 use common::manual_store_with;
 use ratekeeper_core::{Clock, Duration, RetryAfter, StrategyKind};
-use ratekeeper_redis::test_server::RedisServer;
 use ratekeeper_storage::{Charge, Key, Storage, Verdict};
+use ratekeeper_test_servers::redis::RedisServer;
 
 /// The seed's login: `5 per minute`, and the meta limit `5 per minute` that counts breaches.
 fn login(ip: &str, kind: StrategyKind) -> Vec<Charge> {

@@ -8,11 +8,9 @@ use common::{manual_store, manual_store_with};
 use ratekeeper_conformance::differential::{Compared, Sequences, against_memory};
 use ratekeeper_core::{Clock, Duration, Limit, RetryAfter, StrategyKind};
 use ratekeeper_memory::MemoryStorage;
-use ratekeeper_redis::{
-    RedisStorageBuilder,
-    test_server::{RedisCluster, RedisServer},
-};
+use ratekeeper_redis::RedisStorageBuilder;
 use ratekeeper_storage::{Charge, Key, Op, Storage};
+use ratekeeper_test_servers::redis::{RedisCluster, RedisServer};
 
 #[test]
 fn shared_vectors_pass_on_redis() {

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use common::manual_store;
 use ratekeeper_core::{Duration, Limit, RetryAfter, StrategyKind};
-use ratekeeper_redis::{RedisStorage, test_server::RedisServer};
+use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::{Charge, Key, Storage, StorageError};
+use ratekeeper_test_servers::redis::RedisServer;
 
 fn charge(key: &Key, l: &str, strategy: StrategyKind, cost: u64) -> Charge {
     Charge::new(key.clone(), l.parse::<Limit>().unwrap(), strategy, cost)

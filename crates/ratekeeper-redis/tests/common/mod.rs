@@ -33,8 +33,8 @@ pub fn manual_store_with(
 
 /// A server without functions, as before Redis 7 (`FUNCTION` and `FCALL` renamed away): the
 /// store must run its batch as a script there.
-pub fn server_without_functions() -> ratekeeper_redis::test_server::RedisServer {
-    ratekeeper_redis::test_server::RedisServer::start_with(&[
+pub fn server_without_functions() -> ratekeeper_test_servers::redis::RedisServer {
+    ratekeeper_test_servers::redis::RedisServer::start_with(&[
         "--rename-command",
         "FCALL",
         "",

@@ -4,14 +4,8 @@
 //!
 //! The binaries are `redis-server` and `redis-cli` from `PATH` (override with the `REDIS_SERVER`
 //! and `REDIS_CLI` environment variables). On Debian: `apt-get install -y redis-server`.
-//!
-//! These helpers are for tests: they panic, with a message saying what failed, when a server
-//! does not come up.
 
-use core::{
-    sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
-};
+use core::time::Duration;
 use std::{
     net::{TcpListener, TcpStream},
     path::PathBuf,
@@ -19,6 +13,9 @@ use std::{
     thread,
     time::Instant,
 };
+
+pub use crate::process::wait_until;
+use crate::process::{signal, temp_dir, wait_stopped};
 
 fn server_binary() -> String {
     std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
@@ -60,18 +57,6 @@ pub fn cli(port: u16, args: &[&str]) -> String {
     try_cli(port, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Waits until `check` holds, polling every 20 ms, or panics after `limit` saying `what`.
-pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A loopback port nobody listens on, and whose cluster bus port (+10000) is free too.
 pub fn free_port() -> u16 {
     for _ in 0..1000 {
@@ -87,54 +72,6 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free loopback port found")
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ratekeeper-redis-{}-{}-{tag}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a temporary directory");
-    dir
-}
-
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {pid} failed");
-}
-
-/// Waits (at most `within`, then panics) until every thread of `pid` has stopped: `kill -STOP`
-/// returns before the signal takes effect, and a request sent at once could still be served.
-fn wait_stopped(pid: u32, within: Duration) {
-    let stopped = || {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            return true; // no /proc: nothing to wait on
-        };
-        tasks.flatten().all(|task| {
-            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-                // `pid (comm) S ...`: the state follows the last `)`.
-                let state = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, r)| r.trim_start().chars().next());
-                matches!(state, Some('T' | 't'))
-            })
-        })
-    };
-    let deadline = Instant::now() + within;
-    while !stopped() {
-        // A pause that never took effect would be reported later as the store's fault.
-        assert!(
-            Instant::now() < deadline,
-            "process {pid} was sent SIGSTOP but is still running after {within:?}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// One `redis-server` process.

@@ -1,64 +1,21 @@
 //! Real `memcached` processes for tests, on free loopback ports, killed when their handle
 //! drops. The binary is `memcached` from `PATH` (override with `MEMCACHED`); on Debian:
 //! `apt-get install -y memcached`.
-//!
-//! These helpers are for tests: they panic, saying what failed, when a server does not come up.
 
 use core::time::Duration;
 use std::{
     io::{BufRead, BufReader, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     process::{Child, Command, Stdio},
     thread,
     time::Instant,
 };
 
+pub use crate::process::free_port;
+use crate::process::{signal, wait_stopped};
+
 fn binary() -> String {
     std::env::var("MEMCACHED").unwrap_or_else(|_| "memcached".to_owned())
-}
-
-/// A loopback port nobody listens on.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{name} {pid} failed");
-}
-
-/// Waits (at most `within`, then panics) until every thread of `pid` has stopped: `kill -STOP`
-/// returns before the signal takes effect, and a request sent at once could still be served.
-fn wait_stopped(pid: u32, within: Duration) {
-    let stopped = || {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            return true; // no /proc: nothing to wait on
-        };
-        tasks.flatten().all(|task| {
-            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-                // `pid (comm) S ...`: the state follows the last `)`.
-                let state = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, r)| r.trim_start().chars().next());
-                matches!(state, Some('T' | 't'))
-            })
-        })
-    };
-    let deadline = Instant::now() + within;
-    while !stopped() {
-        // A pause that never took effect would be reported later as the store's fault.
-        assert!(
-            Instant::now() < deadline,
-            "process {pid} was sent SIGSTOP but is still running after {within:?}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// One `memcached` process.
@@ -193,28 +150,5 @@ impl Drop for MemcachedServer {
     fn drop(&mut self) {
         self.resume();
         self.kill();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A process that was never stopped fails the wait once its deadline passes, instead of
-    /// letting a test go on against a server that still answers.
-    #[test]
-    fn waiting_on_a_pause_that_never_happens_fails() {
-        let mut running = Command::new("sleep").arg("10").spawn().unwrap();
-        let pid = running.id();
-        let waited = std::panic::catch_unwind(|| wait_stopped(pid, Duration::from_millis(50)));
-        let message = waited.map_err(|e| e.downcast_ref::<String>().cloned());
-        assert!(
-            matches!(&message, Err(Some(m)) if m.contains("still running after 50ms")),
-            "{message:?}"
-        );
-        signal(pid, "STOP");
-        wait_stopped(pid, Duration::from_secs(5));
-        let _ = running.kill();
-        let _ = running.wait();
     }
 }
