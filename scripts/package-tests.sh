@@ -32,7 +32,7 @@ for name in "${packages[@]}"; do
   echo "== $name, from its .crate"
   log="$work/$name.log"
   # Every feature: the facade's README examples (its adapters) are behind features. Tests that
-  # start redis-server or memcached need the workspace's unpublished test-servers crate, so the
+  # start redis-server or memcached need the workspace's unpublished test-support crate, so the
   # packages leave them out; `scripts/test.sh` runs them.
   if ! (cd "$work/$name"-[0-9]* &&
     CARGO_TARGET_DIR="$work/target" cargo test --all-features >"$log" 2>&1); then

@@ -20,7 +20,7 @@ use ratekeeper_core::{Limit, StrategyKind};
 use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
 use ratekeeper_memcached::MemcachedStorage;
 use ratekeeper_storage::{Charge, Key, Storage};
-use ratekeeper_test_servers::memcached::MemcachedServer;
+use ratekeeper_test_support::memcached::MemcachedServer;
 
 fn env_or<T: core::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -3,7 +3,7 @@
 use core::{future::Future, time::Duration};
 use std::time::Instant;
 
-use ratekeeper_test_servers::redis::RedisServer;
+use ratekeeper_test_support::redis::RedisServer;
 
 /// The Redis server a Redis benchmark uses: the one on `REDIS_BENCH_PORT` (started pinned by
 /// the `scripts/bench-redis*.sh` wrappers), or a fresh one of its own (a smoke run), which

@@ -65,7 +65,7 @@ fn on_axum_memcached(test: fn()) {
 /// its own, stopped when the test ends (a process-wide one in a static would outlive the test
 /// binary: statics are never dropped).
 fn on_memcached(test: fn()) {
-    let server = ratekeeper_test_servers::memcached::MemcachedServer::start();
+    let server = ratekeeper_test_support::memcached::MemcachedServer::start();
     STORE.with(|s| *s.borrow_mut() = Some(server.url()));
     test();
     drop(server);
@@ -608,7 +608,7 @@ fn sixty_four_concurrent_clients_get_exactly_five_logins() {
 /// Redis server's clock, and a dead Redis answers 503 (until the fallback store is set up).
 #[test]
 fn two_workers_share_one_redis() {
-    let mut redis = ratekeeper_test_servers::redis::RedisServer::start();
+    let mut redis = ratekeeper_test_support::redis::RedisServer::start();
     async_std::task::block_on(async {
         let config = SeedConfig {
             redis_url: Some(format!("{}?prefix=seed", redis.url())),
@@ -638,7 +638,7 @@ fn two_workers_share_one_redis() {
 /// restart the server goes back to Redis by itself.
 #[test]
 fn seed_tour_survives_redis_dying_with_a_fallback() {
-    let mut redis = ratekeeper_test_servers::redis::RedisServer::start();
+    let mut redis = ratekeeper_test_support::redis::RedisServer::start();
     async_std::task::block_on(async {
         let config = SeedConfig {
             redis_url: Some(format!(

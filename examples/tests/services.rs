@@ -2,7 +2,7 @@
 //! against a real Redis: five logins a minute per client and the defaults elsewhere, then Redis
 //! killed and the in-memory fallback answering. Also: the README shows each program as it is.
 
-use ratekeeper_test_servers::redis::RedisServer;
+use ratekeeper_test_support::redis::RedisServer;
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../axum_service.rs"]

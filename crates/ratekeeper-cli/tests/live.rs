@@ -8,7 +8,7 @@ use core::net::IpAddr;
 
 use common::ratekeeper;
 use ratekeeper_decision::{Limiter, RequestView};
-use ratekeeper_test_servers::redis::{RedisCluster, RedisServer};
+use ratekeeper_test_support::redis::{RedisCluster, RedisServer};
 
 /// Three requests from `ip` on `/api/data`, counted by a limiter on `url` as the seed counts
 /// its defaults.
@@ -138,7 +138,7 @@ fn inspect_and_clear_a_redis_cluster() {
 
 #[test]
 fn inspect_and_clear_memcached() {
-    let server = ratekeeper_test_servers::memcached::MemcachedServer::start();
+    let server = ratekeeper_test_support::memcached::MemcachedServer::start();
     inspect_and_clear(&server.url());
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::{IP, T0};
 use ratekeeper_core::ManualClock;
 use ratekeeper_decision::{Limiter, LimiterBuilder, Outage, RequestView, RoutePolicy};
-use ratekeeper_test_servers::redis::{RedisCluster, RedisServer};
+use ratekeeper_test_support::redis::{RedisCluster, RedisServer};
 
 const OTHER: &str = "198.51.100.9";
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::{T0, get};
 use ratekeeper_core::{Limit, ManualClock, Timestamp};
 use ratekeeper_decision::{CurrentLimit, Limiter, LimiterBuilder, RoutePolicy, Scope};
-use ratekeeper_test_servers::redis::{RedisCluster, RedisServer};
+use ratekeeper_test_support::redis::{RedisCluster, RedisServer};
 
 fn limiter(storage_uri: Option<String>) -> Limiter {
     let mut b = LimiterBuilder::default()

@@ -11,7 +11,7 @@ use ratekeeper_core::{ManualClock, StrategyKind};
 use ratekeeper_decision::{
     Headers, KeyFunction, Kind, Limiter, LimiterBuilder, RequestView, RoutePolicy, Scope,
 };
-use ratekeeper_test_servers::redis::RedisServer;
+use ratekeeper_test_support::redis::RedisServer;
 
 /// Flask's `key_func=lambda: "test"`: one identity for every request.
 fn everyone() -> KeyFunction {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ratekeeper_conformance::faults::{self, Server};
 use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::Storage;
-use ratekeeper_test_servers::redis::RedisServer;
+use ratekeeper_test_support::redis::RedisServer;
 
 struct Redis(RedisServer);
 

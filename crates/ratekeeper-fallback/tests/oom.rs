@@ -9,7 +9,7 @@ use ratekeeper_core::{Limit, StrategyKind};
 use ratekeeper_fallback::{Backoff, FallbackStorage, Mode};
 use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::{Charge, Key, Storage};
-use ratekeeper_test_servers::redis::{RedisServer, wait_until};
+use ratekeeper_test_support::redis::{RedisServer, wait_until};
 
 fn login(ip: &str) -> [Charge; 1] {
     [Charge::new(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ratekeeper_conformance::concurrency::{hammer, worker as run_worker};
 use ratekeeper_memcached::MemcachedStorage;
-use ratekeeper_test_servers::memcached::MemcachedServer;
+use ratekeeper_test_support::memcached::MemcachedServer;
 
 #[test]
 #[ignore = "a worker process, started by the tests below"]

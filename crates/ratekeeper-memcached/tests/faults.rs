@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ratekeeper_conformance::faults::{self, Server};
 use ratekeeper_memcached::MemcachedStorage;
 use ratekeeper_storage::Storage;
-use ratekeeper_test_servers::memcached::MemcachedServer;
+use ratekeeper_test_support::memcached::MemcachedServer;
 
 struct Memcached(MemcachedServer);
 

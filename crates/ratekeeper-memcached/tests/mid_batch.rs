@@ -15,7 +15,7 @@ use common::{T0, names_on};
 use ratekeeper_core::{Limit, ManualClock, StrategyKind};
 use ratekeeper_memcached::{MemcachedStorage, MemcachedStorageBuilder};
 use ratekeeper_storage::{Charge, Key, Storage, StorageError};
-use ratekeeper_test_servers::memcached::MemcachedServer;
+use ratekeeper_test_support::memcached::MemcachedServer;
 
 fn charge(client: &str) -> Charge {
     Charge::new(

@@ -7,7 +7,7 @@ mod common;
 use common::manual_store;
 use ratekeeper_conformance::differential::{Compared, Sequences, against_memory};
 use ratekeeper_core::StrategyKind;
-use ratekeeper_test_servers::memcached::MemcachedServer;
+use ratekeeper_test_support::memcached::MemcachedServer;
 
 #[test]
 fn shared_vectors_pass_on_memcached() {

@@ -10,7 +10,7 @@ use common::manual_store;
 use ratekeeper_core::{Limit, StrategyKind};
 use ratekeeper_memcached::MemcachedStorage;
 use ratekeeper_storage::{Charge, Key, Storage, StorageError};
-use ratekeeper_test_servers::memcached::MemcachedServer;
+use ratekeeper_test_support::memcached::MemcachedServer;
 
 fn charge(key: &Key, limit: &str, kind: StrategyKind) -> Charge {
     Charge::new(key.clone(), limit.parse::<Limit>().unwrap(), kind, 1)

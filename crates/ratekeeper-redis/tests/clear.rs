@@ -8,7 +8,7 @@ use common::manual_store;
 use ratekeeper_core::{Limit, StrategyKind};
 use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::{Charge, Key, Storage};
-use ratekeeper_test_servers::redis::{RedisCluster, RedisServer};
+use ratekeeper_test_support::redis::{RedisCluster, RedisServer};
 
 /// One charge of every strategy for `key`.
 fn every_strategy(key: &Key) -> Vec<Charge> {

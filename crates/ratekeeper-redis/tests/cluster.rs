@@ -6,7 +6,7 @@ mod common;
 use common::manual_store;
 use ratekeeper_core::{Limit, StrategyKind};
 use ratekeeper_storage::{Charge, Key, Storage};
-use ratekeeper_test_servers::redis::RedisCluster;
+use ratekeeper_test_support::redis::RedisCluster;
 
 fn charge(key: &Key, l: &str, strategy: StrategyKind, cost: u64) -> Charge {
     Charge::new(key.clone(), l.parse::<Limit>().unwrap(), strategy, cost)
@@ -212,7 +212,7 @@ fn a_refund_that_fails_mid_batch_is_reported_not_hidden() {
     cluster.nodes()[ib].pause();
     let call = std::thread::spawn(move || smol::block_on(store.hit(&batch)));
     // Kill `a`'s node once it has run the reservation (one more batch call than before).
-    ratekeeper_test_servers::redis::wait_until(
+    ratekeeper_test_support::redis::wait_until(
         "the reservation on a's node",
         core::time::Duration::from_secs(10),
         || scripts_run(ia) > before,

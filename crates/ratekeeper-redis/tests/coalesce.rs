@@ -13,7 +13,7 @@ use ratekeeper_core::{ManualClock, StrategyKind};
 use ratekeeper_memory::MemoryStorage;
 use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::{Charge, Key, Storage};
-use ratekeeper_test_servers::redis::{RedisCluster, RedisServer};
+use ratekeeper_test_support::redis::{RedisCluster, RedisServer};
 
 const TASKS: usize = 800;
 

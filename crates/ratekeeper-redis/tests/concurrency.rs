@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ratekeeper_conformance::concurrency::{hammer, worker as run_worker};
 use ratekeeper_redis::RedisStorage;
-use ratekeeper_test_servers::redis::{RedisCluster, RedisServer};
+use ratekeeper_test_support::redis::{RedisCluster, RedisServer};
 
 #[test]
 #[ignore = "a worker process, started by the tests below"]

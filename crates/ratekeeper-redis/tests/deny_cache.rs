@@ -9,7 +9,7 @@ mod common;
 use common::manual_store_with;
 use ratekeeper_core::{Clock, Duration, RetryAfter, StrategyKind};
 use ratekeeper_storage::{Charge, Key, Storage, Verdict};
-use ratekeeper_test_servers::redis::RedisServer;
+use ratekeeper_test_support::redis::RedisServer;
 
 /// The seed's login: `5 per minute`, and the meta limit `5 per minute` that counts breaches.
 fn login(ip: &str, kind: StrategyKind) -> Vec<Charge> {

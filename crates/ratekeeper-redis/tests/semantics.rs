@@ -10,7 +10,7 @@ use ratekeeper_core::{Clock, Duration, Limit, RetryAfter, StrategyKind};
 use ratekeeper_memory::MemoryStorage;
 use ratekeeper_redis::RedisStorageBuilder;
 use ratekeeper_storage::{Charge, Key, Op, Storage};
-use ratekeeper_test_servers::redis::{RedisCluster, RedisServer};
+use ratekeeper_test_support::redis::{RedisCluster, RedisServer};
 
 #[test]
 fn shared_vectors_pass_on_redis() {

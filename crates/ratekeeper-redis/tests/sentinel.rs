@@ -9,7 +9,7 @@ use std::time::Instant;
 use ratekeeper_core::{Limit, StrategyKind};
 use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::{Charge, Key, Storage};
-use ratekeeper_test_servers::redis::RedisSentinel;
+use ratekeeper_test_support::redis::RedisSentinel;
 
 #[test]
 fn failover_is_survived_after_reconnect() {
@@ -35,9 +35,9 @@ fn failover_is_survived_after_reconnect() {
     assert_eq!(redis.current_master_port(), Some(old_master));
     // Let the replica catch up, then kill the master without warning.
     let replica_port = redis.replica().port();
-    ratekeeper_test_servers::redis::wait_until("replication", Duration::from_secs(10), || {
+    ratekeeper_test_support::redis::wait_until("replication", Duration::from_secs(10), || {
         // WAIT answers how many replicas acknowledged every write made so far.
-        ratekeeper_test_servers::redis::cli(old_master, &["WAIT", "1", "1000"]).trim() == "1"
+        ratekeeper_test_support::redis::cli(old_master, &["WAIT", "1", "1000"]).trim() == "1"
     });
     redis.master().kill();
     let start = Instant::now();

@@ -11,7 +11,7 @@ use common::manual_store;
 use ratekeeper_core::{Duration, Limit, RetryAfter, StrategyKind};
 use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::{Charge, Key, Storage, StorageError};
-use ratekeeper_test_servers::redis::RedisServer;
+use ratekeeper_test_support::redis::RedisServer;
 
 fn charge(key: &Key, l: &str, strategy: StrategyKind, cost: u64) -> Charge {
     Charge::new(key.clone(), l.parse::<Limit>().unwrap(), strategy, cost)

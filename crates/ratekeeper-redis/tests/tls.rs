@@ -6,7 +6,7 @@ use std::process::Command;
 use ratekeeper_core::{Limit, StrategyKind};
 use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::{Charge, Key, Storage};
-use ratekeeper_test_servers::redis::{RedisServer, free_port};
+use ratekeeper_test_support::redis::{RedisServer, free_port};
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
     let out = Command::new("openssl")

@@ -2,57 +2,16 @@
 //! reported at `warn` at the first request. `tracing` prints nothing without a subscriber, so
 //! the test installs one that keeps the warnings.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
 use ratekeeper_decision::{Limiter, RoutePolicy};
+use ratekeeper_test_support::logs::Kept;
 use ratekeeper_tide::RateLimit;
 use tide::http::{Method, Request, Url};
-use tracing::{
-    Event, Level, Metadata, Subscriber,
-    field::{Field, Visit},
-    span::{Attributes, Id, Record},
-};
-
-/// The messages of `warn` events.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-struct Message(String);
-
-impl Visit for Message {
-    fn record_debug(&mut self, field: &Field, value: &dyn core::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl Subscriber for Warnings {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        Id::from_u64(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        if *event.metadata().level() == Level::WARN {
-            let mut message = Message(String::new());
-            event.record(&mut message);
-            self.0.lock().unwrap().push(message.0);
-        }
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
+use tracing::Level;
 
 #[test]
 fn a_policy_for_a_route_that_is_not_registered_is_reported_at_the_first_request() {
-    let warnings = Warnings::default();
-    tracing::subscriber::with_default(warnings.clone(), || {
+    let kept = Kept::default();
+    tracing::subscriber::with_default(kept.clone(), || {
         async_std::task::block_on(async {
             let limiter = Limiter::builder()
                 .default_limits("100 per minute")
@@ -75,10 +34,7 @@ fn a_policy_for_a_route_that_is_not_registered_is_reported_at_the_first_request(
             limits
                 .at(&mut app, "/api/items")
                 .get(|_| async { Ok("items") });
-            assert!(
-                warnings.0.lock().unwrap().is_empty(),
-                "nothing before a request"
-            );
+            assert!(kept.at(Level::WARN).is_empty(), "nothing before a request");
             for _ in 0..3 {
                 let mut req = Request::new(Method::Post, Url::parse("http://test/login").unwrap());
                 req.set_peer_addr(Some("203.0.113.7:4000"));
@@ -87,7 +43,7 @@ fn a_policy_for_a_route_that_is_not_registered_is_reported_at_the_first_request(
             }
         });
     });
-    let warnings = warnings.0.lock().unwrap();
+    let warnings = kept.at(Level::WARN);
     assert_eq!(
         warnings.len(),
         2,

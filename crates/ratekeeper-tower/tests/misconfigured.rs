@@ -4,9 +4,6 @@
 //! `tracing` prints nothing without a subscriber, so these tests install one that keeps what
 //! it is given.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
 use axum::{
     Router,
     body::Body,
@@ -14,57 +11,10 @@ use axum::{
     routing::get,
 };
 use ratekeeper_decision::{Limiter, RoutePolicy};
+use ratekeeper_test_support::logs::Kept;
 use ratekeeper_tower::RateLimitLayer;
 use tower::ServiceExt;
-use tracing::{
-    Event, Level, Metadata, Subscriber,
-    field::{Field, Visit},
-    span::{Attributes, Id, Record},
-};
-
-/// Every event's level and message.
-#[derive(Clone, Default)]
-struct Kept(Arc<Mutex<Vec<(Level, String)>>>);
-
-struct Message(String);
-
-impl Visit for Message {
-    fn record_debug(&mut self, field: &Field, value: &dyn core::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl Subscriber for Kept {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        Id::from_u64(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut message = Message(String::new());
-        event.record(&mut message);
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), message.0));
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-impl Kept {
-    fn at(&self, at: Level) -> Vec<String> {
-        let events = self.0.lock().unwrap();
-        let found = events.iter().filter(|(level, _)| *level == at);
-        found.map(|(_, message)| message.clone()).collect()
-    }
-}
+use tracing::Level;
 
 #[test]
 fn a_policy_for_a_route_the_layer_does_not_know_is_reported_at_the_first_request() {

@@ -33,8 +33,8 @@ pub fn manual_store_with(
 
 /// A server without functions, as before Redis 7 (`FUNCTION` and `FCALL` renamed away): the
 /// store must run its batch as a script there.
-pub fn server_without_functions() -> ratekeeper_test_servers::redis::RedisServer {
-    ratekeeper_test_servers::redis::RedisServer::start_with(&[
+pub fn server_without_functions() -> ratekeeper_test_support::redis::RedisServer {
+    ratekeeper_test_support::redis::RedisServer::start_with(&[
         "--rename-command",
         "FCALL",
         "",

@@ -6,13 +6,11 @@ use core::time::Duration;
 use std::{
     io::{BufRead, BufReader, Write},
     net::TcpStream,
-    process::{Child, Command, Stdio},
-    thread,
-    time::Instant,
+    process::{Command, Stdio},
 };
 
 pub use crate::process::free_port;
-use crate::process::{signal, wait_stopped};
+use crate::process::{Process, wait_port_free, wait_until};
 
 fn binary() -> String {
     std::env::var("MEMCACHED").unwrap_or_else(|_| "memcached".to_owned())
@@ -22,7 +20,7 @@ fn binary() -> String {
 #[derive(Debug)]
 pub struct MemcachedServer {
     port: u16,
-    child: Option<Child>,
+    process: Process,
 }
 
 impl MemcachedServer {
@@ -30,7 +28,7 @@ impl MemcachedServer {
     pub fn start() -> Self {
         let mut server = Self {
             port: free_port(),
-            child: None,
+            process: Process::default(),
         };
         server.spawn();
         server
@@ -58,16 +56,10 @@ impl MemcachedServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {} (apt-get install memcached): {e}", binary()));
-        self.child = Some(child);
-        let start = Instant::now();
-        while self.version().is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "memcached on port {} did not answer within 10 s",
-                self.port
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.process.run(child);
+        wait_until("memcached to answer", Duration::from_secs(10), || {
+            self.version().is_some()
+        });
     }
 
     /// The server's `version` answer, or `None` when it does not answer.
@@ -97,44 +89,29 @@ impl MemcachedServer {
 
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// SIGKILL: the server dies at once, and its items with it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts it again on the same port, empty (after [`kill`](Self::kill)).
     pub fn restart(&mut self) {
         self.kill();
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the old server's port stays taken"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_port_free(self.port);
         self.spawn();
     }
 
     /// SIGSTOP: the server hangs.
     pub fn pause(&self) {
-        if let Some(pid) = self.pid() {
-            signal(pid, "STOP");
-            wait_stopped(pid, Duration::from_secs(5));
-        }
+        self.process.pause();
     }
 
     /// SIGCONT: a paused server resumes.
     pub fn resume(&self) {
-        if let Some(pid) = self.pid() {
-            signal(pid, "CONT");
-        }
+        self.process.resume();
     }
 }
 
@@ -144,11 +121,4 @@ fn running_as_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-impl Drop for MemcachedServer {
-    fn drop(&mut self) {
-        self.resume();
-        self.kill();
-    }
 }

@@ -1,11 +1,17 @@
-//! What every test server needs: free loopback ports, a temporary directory, signals, and
-//! waiting on a condition or on a stopped process.
+//! What every test server needs: free loopback ports, a temporary directory, a child process
+//! that can be killed, paused and resumed, and waiting on a condition or on a stopped process.
 
 use core::{
     sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
-use std::{net::TcpListener, path::PathBuf, process::Command, thread, time::Instant};
+use std::{
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command},
+    thread,
+    time::Instant,
+};
 
 /// Waits until `check` holds, polling every 20 ms, or panics after `limit` saying `what`.
 pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
@@ -27,6 +33,68 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Waits until nothing listens on loopback `port` any more (an old server's port is released),
+/// or panics after 10 s.
+pub(crate) fn wait_port_free(port: u16) {
+    wait_until("the old server's port", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+}
+
+/// A server's process while it runs: killed (after a resume, should it be paused) when dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Process(Option<Child>);
+
+impl Process {
+    /// Takes charge of a freshly spawned `child`.
+    pub(crate) fn run(&mut self, child: Child) {
+        self.kill();
+        self.0 = Some(child);
+    }
+
+    /// The process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
+    /// Whether it has exited on its own, and how; it is forgotten then.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.0.as_mut()?.try_wait().ok().flatten()?;
+        self.0 = None;
+        Some(status)
+    }
+
+    /// SIGKILL, then reaps it.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP, and waits until it has taken effect.
+    pub(crate) fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "STOP");
+            wait_stopped(pid, Duration::from_secs(5));
+        }
+    }
+
+    /// SIGCONT.
+    pub(crate) fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "CONT");
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
+
 /// A fresh temporary directory for one server (`tag` in its name).
 pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -41,7 +109,7 @@ pub(crate) fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// Sends signal `name` (`STOP`, `CONT`, `KILL`) to `pid`.
-pub(crate) fn signal(pid: u32, name: &str) {
+fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
         .status()
@@ -51,7 +119,7 @@ pub(crate) fn signal(pid: u32, name: &str) {
 
 /// Waits (at most `within`, then panics) until every thread of `pid` has stopped: `kill -STOP`
 /// returns before the signal takes effect, and a request sent at once could still be served.
-pub(crate) fn wait_stopped(pid: u32, within: Duration) {
+fn wait_stopped(pid: u32, within: Duration) {
     let stopped = || {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return true; // no /proc: nothing to wait on

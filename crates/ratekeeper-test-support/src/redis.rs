@@ -7,15 +7,15 @@
 
 use core::time::Duration;
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     thread,
     time::Instant,
 };
 
 pub use crate::process::wait_until;
-use crate::process::{signal, temp_dir, wait_stopped};
+use crate::process::{Process, temp_dir, wait_port_free};
 
 fn server_binary() -> String {
     std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
@@ -82,7 +82,7 @@ pub struct RedisServer {
     args: Vec<String>,
     /// For a sentinel: the port of the master it monitors.
     sentinel_of: Option<u16>,
-    child: Option<Child>,
+    process: Process,
 }
 
 impl RedisServer {
@@ -108,7 +108,7 @@ impl RedisServer {
             dir: temp_dir(&format!("{tag}-{port}")),
             args,
             sentinel_of,
-            child: None,
+            process: Process::default(),
         };
         // The port was free when picked, but it is released before the server binds it: if
         // another process took it meanwhile, pick another (only a restart must keep its port).
@@ -170,7 +170,7 @@ impl RedisServer {
                 )
             });
         let pid = child.id();
-        self.child = Some(child);
+        self.process.run(child);
         let log = || {
             std::fs::read_to_string(&log_path)
                 .map(|l| l.lines().rev().take(20).collect::<Vec<_>>().join("\n"))
@@ -178,12 +178,7 @@ impl RedisServer {
         };
         let start = Instant::now();
         loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
+            if let Some(status) = self.process.exited() {
                 return Err(format!("exited with {status}; its log ends:\n{}", log()));
             }
             if try_cli(self.port, &["PING"]).is_ok_and(|pong| pong == "PONG") {
@@ -215,7 +210,7 @@ impl RedisServer {
 
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Runs a command on it through `redis-cli`.
@@ -225,20 +220,14 @@ impl RedisServer {
 
     /// SIGKILL: the server dies at once, without saving anything.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts it again on the same port, empty (after [`kill`](Self::kill)).
     pub fn restart(&mut self) {
         self.kill();
-        // Wait for the port to be released by the old process.
         let port = self.port;
-        wait_until("the old server's port", Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_err()
-        });
+        wait_port_free(port);
         if let Err(e) = self.spawn() {
             panic!("restarting redis-server on port {port}: {e}");
         }
@@ -246,24 +235,18 @@ impl RedisServer {
 
     /// SIGSTOP: the server hangs (connections stay open, nothing is answered).
     pub fn pause(&self) {
-        if let Some(pid) = self.pid() {
-            signal(pid, "STOP");
-            wait_stopped(pid, Duration::from_secs(5));
-        }
+        self.process.pause();
     }
 
     /// SIGCONT: a paused server resumes.
     pub fn resume(&self) {
-        if let Some(pid) = self.pid() {
-            signal(pid, "CONT");
-        }
+        self.process.resume();
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        self.resume();
-        self.kill();
+        self.process.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -450,7 +433,7 @@ mod tests {
             dir: temp_dir("taken"),
             args: Vec::new(),
             sentinel_of: None,
-            child: None,
+            process: Process::default(),
         };
         let err = second
             .spawn()
