@@ -165,6 +165,7 @@ mod decision;
 mod error;
 mod field;
 mod headers;
+pub mod hooks;
 mod key;
 mod keyed;
 mod limiter;

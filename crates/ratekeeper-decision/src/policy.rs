@@ -1,5 +1,6 @@
 //! Per-route policies: which limits, what a request costs, what is exempt, how to count.
 
+use crate::hooks::{RequestCondition, RequestCost, StatusCondition, breach_hook_setters};
 use core::fmt;
 use std::sync::Arc;
 
@@ -161,7 +162,7 @@ impl RoutePolicy {
     }
 
     /// What a request costs (default 1), per request.
-    pub fn cost(mut self, f: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static) -> Self {
+    pub fn cost(mut self, f: impl RequestCost) -> Self {
         self.cost = Some(Arc::new(f));
         self
     }
@@ -214,10 +215,7 @@ impl RoutePolicy {
     ///     .exempt_when(|req| req.header("X-Internal-Check") == Some("1"));
     /// # let _ = status;
     /// ```
-    pub fn exempt_when(
-        mut self,
-        when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
-    ) -> Self {
+    pub fn exempt_when(mut self, when: impl RequestCondition) -> Self {
         self.exempt_when = Some(Arc::new(when));
         self
     }
@@ -269,28 +267,17 @@ impl RoutePolicy {
 
     /// Conditional deduction: the cost is reserved with the decision and refunded by
     /// [`Decision::complete`](crate::Decision::complete) when `counts(status)` is false.
-    pub fn deduct_when(mut self, counts: impl Fn(u16) -> bool + Send + Sync + 'static) -> Self {
+    pub fn deduct_when(mut self, counts: impl StatusCondition) -> Self {
         self.deduct_when = Some(Arc::new(counts));
         self
     }
 
-    /// The response body when this route rejects a request.
-    pub fn on_breach(
-        mut self,
-        body: impl Fn(&Breach<'_>) -> String + Send + Sync + 'static,
-    ) -> Self {
-        self.on_breach = Some(Arc::new(body));
-        self
-    }
-
-    /// The whole response when this route rejects a request (status, content type, headers,
-    /// body); it wins over [`on_breach`](Self::on_breach) and over the limiter's hooks.
-    pub fn on_breach_response(
-        mut self,
-        response: impl Fn(&Breach<'_>) -> BreachResponse + Send + Sync + 'static,
-    ) -> Self {
-        self.on_breach_response = Some(Arc::new(response));
-        self
+    breach_hook_setters! {
+        /// The response body when this route rejects a request.
+        body;
+        /// The whole response when this route rejects a request (status, content type, headers,
+        /// body); it wins over [`on_breach`](Self::on_breach) and over the limiter's hooks.
+        response;
     }
 
     /// A key function for this route only.

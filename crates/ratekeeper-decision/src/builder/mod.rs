@@ -2,6 +2,9 @@
 
 mod build;
 
+use crate::hooks::{
+    BreachResponder, RequestCondition, RequestCost, StatusCondition, breach_hook_setters,
+};
 use core::fmt;
 use std::sync::Arc;
 
@@ -13,9 +16,7 @@ use crate::{
     headers::HeaderOptions,
     key::{KeyFunction, UnknownClient},
     outage::Outage,
-    policy::{Breach, BreachHook, RequestPredicate, ResponseHook, RoutePolicy},
-    request::RequestView,
-    response::BreachResponse,
+    policy::{BreachHook, RequestPredicate, ResponseHook, RoutePolicy},
 };
 
 /// How a route group finds its routes.
@@ -178,10 +179,7 @@ impl LimiterBuilder {
 
     /// What a request costs under the default limits, when its route sets no cost of its own
     /// (Flask-Limiter's `default_limits_cost`; default 1).
-    pub fn default_limits_cost(
-        mut self,
-        cost: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static,
-    ) -> Self {
+    pub fn default_limits_cost(mut self, cost: impl RequestCost) -> Self {
         self.defaults = self.defaults.cost(cost);
         self
     }
@@ -190,10 +188,7 @@ impl LimiterBuilder {
     /// `default_limits_deduct_when`): their charge is refunded when `counts(status)` is false
     /// ([`Decision::complete`](crate::Decision::complete)). A route's own [`RoutePolicy::deduct_when`] covers all its
     /// charges and wins.
-    pub fn default_limits_deduct_when(
-        mut self,
-        counts: impl Fn(u16) -> bool + Send + Sync + 'static,
-    ) -> Self {
+    pub fn default_limits_deduct_when(mut self, counts: impl StatusCondition) -> Self {
         self.defaults = self.defaults.deduct_when(counts);
         self
     }
@@ -207,20 +202,14 @@ impl LimiterBuilder {
 
     /// What a request costs under the application limits (Flask-Limiter's
     /// `application_limits_cost`; default 1, whatever the route's cost).
-    pub fn application_limits_cost(
-        mut self,
-        cost: impl Fn(&RequestView<'_>) -> u64 + Send + Sync + 'static,
-    ) -> Self {
+    pub fn application_limits_cost(mut self, cost: impl RequestCost) -> Self {
         self.application = self.application.cost(cost);
         self
     }
 
     /// Conditional deduction for the application limits (Flask-Limiter's
     /// `application_limits_deduct_when`); a route's own [`RoutePolicy::deduct_when`] wins.
-    pub fn application_limits_deduct_when(
-        mut self,
-        counts: impl Fn(u16) -> bool + Send + Sync + 'static,
-    ) -> Self {
+    pub fn application_limits_deduct_when(mut self, counts: impl StatusCondition) -> Self {
         self.application = self.application.deduct_when(counts);
         self
     }
@@ -232,20 +221,14 @@ impl LimiterBuilder {
 
     /// Skip the default limits for the requests `when` holds for (Flask-Limiter's
     /// `default_limits_exempt_when`).
-    pub fn default_limits_exempt_when(
-        mut self,
-        when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
-    ) -> Self {
+    pub fn default_limits_exempt_when(mut self, when: impl RequestCondition) -> Self {
         self.defaults = self.defaults.exempt_when(when);
         self
     }
 
     /// Skip the application limits for the requests `when` holds for (Flask-Limiter's
     /// `application_limits_exempt_when`).
-    pub fn application_limits_exempt_when(
-        mut self,
-        when: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
-    ) -> Self {
+    pub fn application_limits_exempt_when(mut self, when: impl RequestCondition) -> Self {
         self.application = self.application.exempt_when(when);
         self
     }
@@ -270,10 +253,7 @@ impl LimiterBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn request_filter(
-        mut self,
-        filter: impl Fn(&RequestView<'_>) -> bool + Send + Sync + 'static,
-    ) -> Self {
+    pub fn request_filter(mut self, filter: impl RequestCondition) -> Self {
         self.request_filters.push(Arc::new(filter));
         self
     }
@@ -281,7 +261,7 @@ impl LimiterBuilder {
     /// Clients in these networks (`"10.0.0.0/8, 192.0.2.7"`: addresses and CIDR networks,
     /// comma-separated) are not limited at all, as a request filter would exempt them: an
     /// allow-list (Flask-Limiter's whitelist filter). The address is the client's as resolved
-    /// behind trusted proxies ([`RequestView::client_ip`]). A list that does not parse fails
+    /// behind trusted proxies ([`RequestView::client_ip`](crate::RequestView::client_ip)). A list that does not parse fails
     /// [`build`](Self::build). Several calls add up.
     ///
     /// ```
@@ -465,54 +445,40 @@ impl LimiterBuilder {
         self
     }
 
-    /// The response body of every rejection whose route has no hook of its own.
-    pub fn on_breach(
-        mut self,
-        body: impl Fn(&Breach<'_>) -> String + Send + Sync + 'static,
-    ) -> Self {
-        self.on_breach = Some(Arc::new(body));
-        self
-    }
-
-    /// The whole response of every rejection whose route has no hook of its own (status,
-    /// content type, headers, body: Flask-Limiter's `on_breach` returning a response); it wins
-    /// over [`on_breach`](Self::on_breach).
-    ///
-    /// ```
-    /// use ratekeeper_decision::{BreachResponse, Limiter, RequestView};
-    ///
-    /// # smol::block_on(async {
-    /// let limiter = Limiter::builder()
-    ///     .default_limits("1 per minute")
-    ///     .on_breach_response(|b| {
-    ///         BreachResponse::new(format!("over {}", b.limit))
-    ///             .status(503)
-    ///             .content_type("text/plain")
-    ///     })
-    ///     .build()?;
-    /// let req = RequestView::new("GET", "/").with_peer("10.0.0.1".parse()?);
-    /// limiter.check(&req).await?;
-    /// let rejected = limiter.check(&req).await?;
-    /// assert_eq!(rejected.status(), 503);
-    /// assert_eq!(rejected.content_type(), "text/plain");
-    /// assert_eq!(rejected.body(), Some("over 1 per 1 minute"));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn on_breach_response(
-        mut self,
-        response: impl Fn(&Breach<'_>) -> BreachResponse + Send + Sync + 'static,
-    ) -> Self {
-        self.on_breach_response = Some(Arc::new(response));
-        self
+    breach_hook_setters! {
+        /// The response body of every rejection whose route has no hook of its own.
+        body;
+        /// The whole response of every rejection whose route has no hook of its own (status,
+        /// content type, headers, body: Flask-Limiter's `on_breach` returning a response); it wins
+        /// over [`on_breach`](Self::on_breach).
+        ///
+        /// ```
+        /// use ratekeeper_decision::{BreachResponse, Limiter, RequestView};
+        ///
+        /// # smol::block_on(async {
+        /// let limiter = Limiter::builder()
+        ///     .default_limits("1 per minute")
+        ///     .on_breach_response(|b| {
+        ///         BreachResponse::new(format!("over {}", b.limit))
+        ///             .status(503)
+        ///             .content_type("text/plain")
+        ///     })
+        ///     .build()?;
+        /// let req = RequestView::new("GET", "/").with_peer("10.0.0.1".parse()?);
+        /// limiter.check(&req).await?;
+        /// let rejected = limiter.check(&req).await?;
+        /// assert_eq!(rejected.status(), 503);
+        /// assert_eq!(rejected.content_type(), "text/plain");
+        /// assert_eq!(rejected.body(), Some("over 1 per 1 minute"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// # }).unwrap();
+        /// ```
+        response;
     }
 
     /// The response when a meta limit rejects a request (too many breaches), instead of the
     /// route's or the limiter's breach hooks.
-    pub fn on_meta_breach(
-        mut self,
-        response: impl Fn(&Breach<'_>) -> BreachResponse + Send + Sync + 'static,
-    ) -> Self {
+    pub fn on_meta_breach(mut self, response: impl BreachResponder) -> Self {
         self.on_meta_breach = Some(Arc::new(response));
         self
     }
