@@ -5,13 +5,14 @@ use axum::{
     routing::{get, post},
 };
 use ratekeeper::tower::{LimitedRoutes as _, RateLimitLayer, serve};
-use ratekeeper::{ConfigError, Limiter, Outage};
+use ratekeeper::{ConfigError, Limiter, Outage, Stores};
 
 /// The service's routes and their limits.
 pub fn app(redis_url: &str) -> Result<Router, ConfigError> {
     let limits = RateLimitLayer::new(
         Limiter::builder()
             .default_limits("200 per day; 50 per hour")
+            .stores(Stores::new())
             .storage_uri(redis_url)
             // Redis down or hung: each client is counted in memory until it answers again.
             .on_outage(Outage::in_memory_fallback("100 per day; 25 per hour"))

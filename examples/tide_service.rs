@@ -1,13 +1,14 @@
 //! A Tide service: 200 a day and 50 an hour per client, 5 logins a minute, counted in Redis
 //! (`REDIS_URL`, default `redis://127.0.0.1:6379`) and in memory while Redis is down.
 use ratekeeper::tide::{HttpListener, RateLimit};
-use ratekeeper::{ConfigError, Limiter, Outage};
+use ratekeeper::{ConfigError, Limiter, Outage, Stores};
 
 /// The service's routes and their limits.
 pub fn app(redis_url: &str) -> Result<tide::Server<()>, ConfigError> {
     let limits = RateLimit::new(
         Limiter::builder()
             .default_limits("200 per day; 50 per hour")
+            .stores(Stores::new())
             .storage_uri(redis_url)
             // Redis down or hung: each client is counted in memory until it answers again.
             .on_outage(Outage::in_memory_fallback("100 per day; 25 per hour"))

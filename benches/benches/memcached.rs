@@ -100,6 +100,7 @@ fn main() {
         )]
     };
     let limiter = Limiter::builder()
+        .stores(ratekeeper_stores::Stores::new())
         .storage_uri(&url)
         .default_limits("1000000000 per minute; 1000000000 per day")
         .headers(HeaderOptions::all())

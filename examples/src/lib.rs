@@ -254,7 +254,7 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
         builder = builder.trusted_proxy_networks(networks);
     }
     if let Some(url) = &config.redis_url {
-        builder = builder.storage_uri(url);
+        builder = builder.stores(ratekeeper::Stores::new()).storage_uri(url);
         if let Some(fallback) = &config.fallback {
             // Redis down: count in memory, every route's own limits and these per client on
             // top, and go back to Redis when it answers again.

@@ -117,7 +117,8 @@ pub fn run(
 fn limiter(args: &Bench) -> Result<Limiter, CliError> {
     crate::error::parse_limit_string(&args.limits)?;
     let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
-    let storage = ratekeeper_decision::storage_from_uri(&args.storage, clock)
+    let storage = ratekeeper_stores::Stores::new()
+        .open_uri(&args.storage, clock)
         .map_err(|e| CliError::Storage(e.to_string()))?;
     smol::block_on(reachable(&storage))?;
     Limiter::builder()

@@ -98,6 +98,7 @@ pub async fn inspect(args: &Inspect) -> Result<(Vec<CurrentLimit>, u64), CliErro
         None
     };
     let mut builder = Limiter::builder()
+        .stores(ratekeeper_stores::Stores::new())
         .storage_uri(&args.storage)
         .strategy(args.strategy);
     if let Some(prefix) = &args.prefix {
@@ -141,7 +142,8 @@ pub enum ClearTarget {
 pub async fn clear(uri: &str, target: &ClearTarget) -> Result<(), CliError> {
     shared(uri)?;
     let clock: Arc<dyn Clock + Send + Sync> = Arc::new(SystemClock);
-    let storage = ratekeeper_decision::storage_from_uri(uri, clock)
+    let storage = ratekeeper_stores::Stores::new()
+        .open_uri(uri, clock)
         .map_err(|e| CliError::Storage(e.to_string()))?;
     let done = match target {
         ClearTarget::Key(key) => {

@@ -19,6 +19,7 @@ fn charge(url: &str, ip: &str, n: usize) {
 /// [`charge`] by a limiter with key prefix `prefix` (`LIMITER` when `None`).
 fn charge_under(url: &str, prefix: Option<&str>, ip: &str, n: usize) {
     let mut builder = Limiter::builder()
+        .stores(ratekeeper_stores::Stores::new())
         .storage_uri(url)
         .default_limits("10 per minute; 100 per day");
     if let Some(prefix) = prefix {

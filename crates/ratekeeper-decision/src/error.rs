@@ -20,6 +20,12 @@ pub enum ConfigError {
     },
     /// The storage could not be set up (an unknown URI scheme, a bad option).
     Storage(StorageError),
+    /// A storage URI other than `memory://`, and no stores to open it
+    /// ([`LimiterBuilder::stores`](crate::LimiterBuilder::stores)).
+    NoStores {
+        /// The URI's scheme.
+        scheme: String,
+    },
     /// Anything else that cannot work (an empty namespace, a policy for no route).
     Invalid(String),
 }
@@ -35,6 +41,10 @@ impl fmt::Display for ConfigError {
                 write!(f, "{context}: invalid limit {input:?}: {error}")
             }
             Self::Storage(e) => e.fmt(f),
+            Self::NoStores { scheme } => write!(
+                f,
+                "storage URI {scheme}://: the limiter opens memory:// itself and has no stores for other schemes; give it them (`.stores(ratekeeper::Stores::new())`, from ratekeeper-stores) or the store itself (`.storage(...)`)"
+            ),
             Self::Invalid(why) => f.write_str(why),
         }
     }
@@ -47,7 +57,7 @@ impl core::error::Error for ConfigError {
         match self {
             Self::Limit { error, .. } => error.source(),
             Self::Storage(e) => e.source(),
-            Self::Invalid(_) => None,
+            Self::NoStores { .. } | Self::Invalid(_) => None,
         }
     }
 }

@@ -22,8 +22,8 @@
 //!     .default_limits("200 per day; 50 per hour")
 //!     // Breaches: five per minute, then the client is shut out everywhere.
 //!     .meta_limits("5 per minute")
-//!     // Storage (memory:// is the default; redis://, memcached:// and the others with their
-//!     // features) and strategy.
+//!     // Storage (memory:// is the default; redis://, memcached:// and the others are opened
+//!     // by the stores given with `.stores(...)`, see ratekeeper-stores) and strategy.
 //!     .storage_uri("memory://")
 //!     .strategy(StrategyKind::FixedWindow)
 //!     // Keys: an API key the app knows, else the client address; one trusted proxy.
@@ -145,9 +145,9 @@
 //!
 //! # Feature flags
 //!
-//! - `redis` (default): `redis://`, `rediss://`, `redis+unix://`, `redis+cluster://` and
-//!   `redis+sentinel://` storage URIs, through `ratekeeper-redis`.
-//! - `tls`: `rediss://` (TLS through rustls).
+//! The crate names no storage backend: it opens `memory://` itself and asks the stores it is
+//! given ([`LimiterBuilder::stores`]; `ratekeeper-stores` has every backend) for the rest.
+//!
 //! - `metrics`: decisions by route, scope and outcome, storage errors, time in the store and
 //!   the fallback's transitions, through the [`metrics`](https://docs.rs/metrics) facade to
 //!   whatever recorder the application installs ([`metrics`](mod@metrics) lists the names).
@@ -196,4 +196,3 @@ pub use ratekeeper_fallback::Transition as StorageTransition;
 pub use request::{Headers, MAX_EXTENSIONS, NoHeaders, RequestView};
 pub use response::BreachResponse;
 pub use route::CompiledPolicy;
-pub use stores::{KNOWN_SCHEMES, storage_from_uri};

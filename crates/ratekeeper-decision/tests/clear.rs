@@ -9,6 +9,7 @@ use std::sync::Arc;
 use common::{IP, T0};
 use ratekeeper_core::ManualClock;
 use ratekeeper_decision::{Limiter, LimiterBuilder, Outage, RequestView, RoutePolicy};
+use ratekeeper_stores::Stores;
 use ratekeeper_test_support::redis::{RedisCluster, RedisServer};
 
 const OTHER: &str = "198.51.100.9";
@@ -73,6 +74,7 @@ fn on_memory() {
 fn on_a_redis_node() {
     let redis = RedisServer::start();
     let limiter = builder()
+        .stores(Stores::new())
         .storage_uri(&format!("{}?prefix=clear", redis.url()))
         .build()
         .unwrap();
@@ -82,7 +84,11 @@ fn on_a_redis_node() {
 #[test]
 fn on_a_redis_cluster() {
     let cluster = RedisCluster::start(3);
-    let limiter = builder().storage_uri(&cluster.url()).build().unwrap();
+    let limiter = builder()
+        .stores(Stores::new())
+        .storage_uri(&cluster.url())
+        .build()
+        .unwrap();
     async_std::task::block_on(unblocks_one_client(&limiter));
 }
 
@@ -90,6 +96,7 @@ fn on_a_redis_cluster() {
 fn through_the_fallback_store() {
     let redis = RedisServer::start();
     let limiter = builder()
+        .stores(Stores::new())
         .storage_uri(&format!("{}?prefix=clearfb", redis.url()))
         .on_outage(Outage::fallback_to_memory())
         .build()

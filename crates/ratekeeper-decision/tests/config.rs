@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use common::{Broken, IP, T0, build, check, get, header};
 use ratekeeper_core::ManualClock;
-use ratekeeper_decision::{CONFIG_KEYS, Kind, Limiter, LimiterBuilder, RequestView, Scope};
+use ratekeeper_decision::{
+    CONFIG_KEYS, ConfigError, Kind, Limiter, LimiterBuilder, RequestView, Scope,
+};
+use ratekeeper_stores::Stores;
 
 fn configured(vars: &[(&str, &str)]) -> LimiterBuilder {
     LimiterBuilder::default()
@@ -276,6 +279,7 @@ fn limits_past_the_stores_bounds_fail_the_build() {
     let error = |builder: LimiterBuilder| builder.build().unwrap_err().to_string();
     let moving = |uri: &str, limits: &str| {
         Limiter::builder()
+            .stores(Stores::new())
             .storage_uri(uri)
             .strategy(StrategyKind::MovingWindow)
             .default_limits("10 per minute")
@@ -290,11 +294,11 @@ fn limits_past_the_stores_bounds_fail_the_build() {
         "{memory}"
     );
     assert!(moving("memory://", "1000000 per hour").build().is_ok());
-    #[cfg(feature = "redis")]
     {
         // Built without connecting: the bound is the store's, not the server's.
         let redis = error(
             Limiter::builder()
+                .stores(Stores::new())
                 .storage_uri("redis://127.0.0.1:1")
                 .default_limits("18446744073709551615 per second"),
         );
@@ -304,12 +308,12 @@ fn limits_past_the_stores_bounds_fail_the_build() {
         );
         let meta = error(
             Limiter::builder()
+                .stores(Stores::new())
                 .storage_uri("redis://127.0.0.1:1")
                 .meta_limits("9007199254740993 per hour"),
         );
         assert!(meta.contains("2^53"), "{meta}");
     }
-    #[cfg(feature = "memcached")]
     {
         let memcached = error(moving("memcached://127.0.0.1:1", "60001 per hour"));
         assert!(
@@ -319,37 +323,43 @@ fn limits_past_the_stores_bounds_fail_the_build() {
     }
 }
 
-/// A storage URI whose backend this build leaves out names the facade's feature to enable;
-/// with the feature, the same URI builds (nothing connects before a request).
+/// The limiter opens `memory://` itself and names no backend: any other scheme without stores
+/// fails `build()` with a typed error that says what to give it; with the stores, the same URI
+/// builds (nothing connects before a request).
 #[test]
-fn a_scheme_left_out_of_the_build_names_the_feature_to_enable() {
-    let cases = [
-        ("redis://127.0.0.1:1", "redis", cfg!(feature = "redis")),
-        (
-            "valkey+cluster://127.0.0.1:1",
-            "redis",
-            cfg!(feature = "redis"),
-        ),
-        ("rediss://127.0.0.1:1", "tls", cfg!(feature = "tls")),
-        (
-            "memcached://127.0.0.1:1",
-            "memcached",
-            cfg!(feature = "memcached"),
-        ),
-    ];
-    for (uri, feature, built) in cases {
-        let result = Limiter::builder().storage_uri(uri).build();
-        match (built, result) {
-            (true, Ok(_)) => {}
-            (false, Err(e)) => {
+fn a_storage_uri_without_stores_says_what_opens_it() {
+    for uri in [
+        "redis://127.0.0.1:1",
+        "valkey+cluster://127.0.0.1:1",
+        "memcached://127.0.0.1:1",
+        "mongodb://h:1",
+    ] {
+        let scheme = uri.split_once("://").unwrap().0;
+        match Limiter::builder().storage_uri(uri).build() {
+            Err(e @ ConfigError::NoStores { .. }) => {
+                assert!(matches!(&e, ConfigError::NoStores { scheme: s } if s == scheme));
                 let text = e.to_string();
-                let wanted = format!("enable the `{feature}` feature of the `ratekeeper` crate");
-                assert!(text.contains(&wanted), "{uri}: {text}");
+                assert!(
+                    text.starts_with(&format!("storage URI {scheme}://:"))
+                        && text.contains(".stores(ratekeeper::Stores::new())"),
+                    "{text}"
+                );
             }
-            (true, Err(e)) => panic!("{uri} with the `{feature}` feature: {e}"),
-            (false, Ok(_)) => panic!("{uri} built without the `{feature}` feature"),
+            other => panic!("{uri} without stores: {:?}", other.map(|_| ())),
         }
     }
+    for uri in [
+        "redis://127.0.0.1:1",
+        "memcached://127.0.0.1:1",
+        "memory://",
+    ] {
+        let built = Limiter::builder()
+            .stores(Stores::new())
+            .storage_uri(uri)
+            .build();
+        assert!(built.is_ok(), "{uri}: {:?}", built.err());
+    }
+    assert!(Limiter::builder().storage_uri("memory://").build().is_ok());
 }
 
 /// An error report (each `source()` in turn) prints every cause once: a message that includes

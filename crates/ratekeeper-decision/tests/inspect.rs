@@ -8,6 +8,7 @@ use std::sync::Arc;
 use common::{T0, get};
 use ratekeeper_core::{Limit, ManualClock, Timestamp};
 use ratekeeper_decision::{CurrentLimit, Limiter, LimiterBuilder, RoutePolicy, Scope};
+use ratekeeper_stores::Stores;
 use ratekeeper_test_support::redis::{RedisCluster, RedisServer};
 
 fn limiter(storage_uri: Option<String>) -> Limiter {
@@ -19,7 +20,7 @@ fn limiter(storage_uri: Option<String>) -> Limiter {
         .clock(Arc::new(ManualClock::new(T0)));
     if let Some(uri) = storage_uri {
         // The Redis server's clock: resets are checked relative to the first look.
-        b = b.storage_uri(&uri);
+        b = b.stores(Stores::new()).storage_uri(&uri);
     }
     b.build().unwrap()
 }

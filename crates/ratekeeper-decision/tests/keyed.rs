@@ -11,6 +11,7 @@ use ratekeeper_core::{ManualClock, StrategyKind};
 use ratekeeper_decision::{
     Headers, KeyFunction, Kind, Limiter, LimiterBuilder, RequestView, RoutePolicy, Scope,
 };
+use ratekeeper_stores::Stores;
 use ratekeeper_test_support::redis::RedisServer;
 
 /// Flask's `key_func=lambda: "test"`: one identity for every request.
@@ -103,13 +104,16 @@ fn a_route_counts_two_limits_by_two_key_functions_on_redis() {
     let redis = RedisServer::start();
     for &kind in StrategyKind::ALL {
         let limiter = on(
-            stacked().storage_uri(&format!("{}?prefix=keyed-{kind}", redis.url())),
+            stacked()
+                .stores(Stores::new())
+                .storage_uri(&format!("{}?prefix=keyed-{kind}", redis.url())),
             kind,
         );
         smol::block_on(two_keys_on_one_route(&limiter));
         // 32 clients at once on a fresh route's shared 3: exactly 3 admitted.
         let limiter = on(
             Limiter::builder()
+                .stores(Stores::new())
                 .storage_uri(&format!("{}?prefix=keyed-race-{kind}", redis.url()))
                 .route(
                     "/r",

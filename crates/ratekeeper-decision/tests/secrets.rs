@@ -1,13 +1,13 @@
 //! A storage URI's password never appears in an error or a `Debug` form, whatever is wrong
 //! with the URI and whichever layer reports it.
-#![cfg(feature = "redis")]
 
 use std::sync::Arc;
 
 use ratekeeper_core::SystemClock;
-use ratekeeper_decision::{Limiter, storage_from_uri};
+use ratekeeper_decision::Limiter;
 use ratekeeper_redis::{RedisStorage, RedisStorageBuilder};
 use ratekeeper_storage::{StorageUri, redact_uri};
+use ratekeeper_stores::Stores;
 
 const SECRET: &str = "hunter2-Xy9";
 
@@ -54,15 +54,13 @@ fn broken_uris() -> Vec<String> {
         format!("mongodb://:{p}@cache"),
         format!("memory://:{p}@cache"),
     ];
-    if cfg!(feature = "memcached") {
-        uris.extend([
-            // memcached has no authentication: refused, without quoting it.
-            format!("memcached://app:{p}@cache:11211"),
-            format!("memcached://:{p}@cache:11211"),
-            format!("memcached://:{p}@cache:11211?timeout=soon"),
-            format!("memcached://:{p}@cache:0"),
-        ]);
-    }
+    uris.extend([
+        // memcached has no authentication: refused, without quoting it.
+        format!("memcached://app:{p}@cache:11211"),
+        format!("memcached://:{p}@cache:11211"),
+        format!("memcached://:{p}@cache:11211?timeout=soon"),
+        format!("memcached://:{p}@cache:0"),
+    ]);
     uris
 }
 
@@ -79,9 +77,12 @@ fn no_error_path_shows_the_password() {
                 &format!("{e} {e:?}"),
             );
         }
-        let e = storage_from_uri(&uri, Arc::new(SystemClock)).expect_err(&what);
-        assert_hidden(&format!("storage_from_uri {what}"), &format!("{e} {e:?}"));
+        let e = Stores::new()
+            .open_uri(&uri, Arc::new(SystemClock))
+            .expect_err(&what);
+        assert_hidden(&format!("Stores::open_uri {what}"), &format!("{e} {e:?}"));
         let e = Limiter::builder()
+            .stores(Stores::new())
             .storage_uri(&uri)
             .build()
             .expect_err(&what);
@@ -100,7 +101,7 @@ fn debug_forms_hide_the_password() {
     // Building never connects, so this works with nothing listening.
     let store = RedisStorage::from_uri(&uri).unwrap();
     assert_hidden("RedisStorage", &format!("{store:?}"));
-    let builder = Limiter::builder().storage_uri(&uri);
+    let builder = Limiter::builder().stores(Stores::new()).storage_uri(&uri);
     assert_hidden("LimiterBuilder", &format!("{builder:?}"));
     let limiter = builder.build().unwrap();
     assert_hidden("Limiter", &format!("{limiter:?}"));

@@ -2,6 +2,9 @@
 //! implements, the batch it evaluates atomically, its errors, the key encoding all backends
 //! share, and storage URIs.
 //!
+//! A limiter configured with a storage URI opens its store through an [`OpenStorage`]
+//! (`ratekeeper-stores` knows every backend), so nothing above this crate names a backend.
+//!
 //! A request's limits travel to the store as one batch of [`Charge`]s (key, limit, strategy,
 //! cost). The store charges all of them or none, and answers with a [`Verdict`]: one
 //! [`LimitStatus`] per charge (allowed, remaining, reset, retry-after). Backends: in memory
@@ -41,6 +44,7 @@ mod batch;
 mod deny;
 mod error;
 mod key;
+mod open;
 mod storage;
 mod uri;
 
@@ -48,6 +52,7 @@ pub use batch::{Charge, INLINE_STATUSES, LimitStatus, Op, Statuses, StatusesInto
 pub use deny::{DEFAULT_DENY_CACHE_ENTRIES, DenyCache, Lookup, Ticket};
 pub use error::{Source, StorageError};
 pub use key::{Key, MAX_PART, ScopePath, UnderEach};
+pub use open::OpenStorage;
 pub use storage::{Storage, StorageFuture};
 pub use uri::{
     HostPort, StorageUri, UriError, count_option, duration_option, redact_in, redact_uri,

@@ -115,6 +115,13 @@ pub enum UriError {
         /// The schemes that would have been accepted.
         known: &'static [&'static str],
     },
+    /// The scheme of a backend this build was compiled without.
+    MissingFeature {
+        /// The scheme found.
+        scheme: String,
+        /// The cargo feature that brings its backend.
+        feature: &'static str,
+    },
 }
 
 impl fmt::Display for UriError {
@@ -135,6 +142,10 @@ impl fmt::Display for UriError {
                 }
                 Ok(())
             }
+            Self::MissingFeature { scheme, feature } => write!(
+                f,
+                "storage URI {scheme}://: this build has no {feature} support; enable the `{feature}` feature of the `ratekeeper` crate (or of ratekeeper-stores if you depend on it directly)"
+            ),
         }
     }
 }

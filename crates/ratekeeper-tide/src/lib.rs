@@ -73,11 +73,9 @@
 //!
 //! # Feature flags
 //!
-//! Forwarded to `ratekeeper-decision`, so that a user who needs no Redis does not build it:
+//! The middleware names no storage backend: the limiter is given its store (or the
+//! `ratekeeper-stores` that open storage URIs), so nothing of Redis is built unless asked for.
 //!
-//! - `redis` (default): `redis://`, `rediss://` and the other Redis and Valkey storage URIs.
-//! - `tls`: `rediss://` through rustls.
-//! - `memcached`: `memcached://` storage URIs.
 //! - `metrics`: decisions and storage errors through the `metrics` facade.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]

@@ -40,11 +40,11 @@
 //!
 //! # Feature flags
 //!
+//! The layer names no storage backend: the limiter is given its store (or the
+//! `ratekeeper-stores` that open storage URIs; their `tokio` feature has Redis connections
+//! opened inside a tokio runtime driven by it).
+//!
 //! - `axum` (default): routes by axum's `MatchedPath`, peers by its `ConnectInfo`.
-//! - `redis` (default): `redis://` and the other Redis and Valkey storage URIs.
-//! - `tls`: `rediss://` through rustls.
-//! - `tokio`: Redis connections opened inside a tokio runtime are driven by it.
-//! - `memcached`: `memcached://` storage URIs.
 //! - `metrics`: decisions and storage errors through the `metrics` facade.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]

@@ -11,6 +11,7 @@
 //! | [`storage`] | `ratekeeper-storage` | the `Storage` trait, batches, keys, storage URIs |
 //! | [`memory`] | `ratekeeper-memory` | `memory://`, and the synchronous `KeyedLimiter` |
 //! | [`fallback`] | `ratekeeper-fallback` | surviving a store that goes down |
+//! | [`stores`] | `ratekeeper-stores` | storage URIs: [`Stores`] opens what a URI names |
 //! | `redis` (feature `redis`) | `ratekeeper-redis` | Redis and Valkey, node, cluster, sentinel |
 //! | `memcached` (feature `memcached`) | `ratekeeper-memcached` | memcached |
 //! | `tide` (feature `tide`) | `ratekeeper-tide` | Tide middleware and listener |
@@ -28,6 +29,21 @@
 //! assert!(limiter.check(&req).await?.is_allowed());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
+//! ```
+//!
+//! A limiter opens `memory://` itself; for a Redis or memcached URI it is given [`Stores`],
+//! which knows every backend this build has:
+//!
+//! ```
+//! use ratekeeper::{Limiter, Stores};
+//!
+//! let limiter = Limiter::builder()
+//!     .default_limits("200 per day")
+//!     .stores(Stores::new())
+//!     .storage_uri("redis://127.0.0.1:6379?prefix=myapp")
+//!     .build()?;
+//! # let _ = limiter;
+//! # Ok::<(), ratekeeper::ConfigError>(())
 //! ```
 //!
 //! # Feature flags
@@ -65,6 +81,10 @@ pub use ratekeeper_memory as memory;
 pub use ratekeeper_redis as redis;
 /// The `Storage` trait, batches, keys and storage URIs (`ratekeeper-storage`).
 pub use ratekeeper_storage as storage;
+/// Storage URIs: what opens the store a URI names (`ratekeeper-stores`).
+pub use ratekeeper_stores as stores;
+/// Opens every store this build has a backend for.
+pub use ratekeeper_stores::Stores;
 /// Tide middleware and listener (`ratekeeper-tide`).
 #[cfg(feature = "tide")]
 pub use ratekeeper_tide as tide;

@@ -22,7 +22,7 @@ use crate::{
     outage::{FallbackScope, Mode as OutageMode, Outage},
     policy::{Exemptions, LimitSet, LimitSource, RoutePolicy, parse_set},
     route::{check_namespace, compile},
-    stores::storage_from_uri,
+    stores,
 };
 
 impl LimiterBuilder {
@@ -118,8 +118,10 @@ impl LimiterBuilder {
     ) -> Result<(Arc<dyn Storage>, Option<FallbackScope>), ConfigError> {
         let storage = match (self.storage.take(), self.storage_uri.take()) {
             (Some(storage), _) => storage,
-            (None, Some(uri)) => storage_from_uri(&uri, Arc::clone(clock))?,
-            (None, None) => storage_from_uri("memory://", Arc::clone(clock))?,
+            (None, uri) => {
+                let uri = uri.as_deref().unwrap_or("memory://");
+                stores::open(uri, self.stores.as_deref(), Arc::clone(clock))?
+            }
         };
         let Some(outage) = self.outage.take() else {
             return Ok((storage, None));

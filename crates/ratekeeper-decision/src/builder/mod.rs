@@ -9,7 +9,7 @@ use core::fmt;
 use std::sync::Arc;
 
 use ratekeeper_core::{Clock, StrategyKind};
-use ratekeeper_storage::Storage;
+use ratekeeper_storage::{OpenStorage, Storage};
 
 use crate::{
     client_ip::{ForwardedHeader, ProxyConfig},
@@ -40,6 +40,7 @@ pub struct LimiterBuilder {
     strategy: Option<StrategyKind>,
     storage: Option<Arc<dyn Storage>>,
     storage_uri: Option<String>,
+    stores: Option<Arc<dyn OpenStorage>>,
     prefix: Option<String>,
     key: Option<KeyFunction>,
     proxy: ProxyConfig,
@@ -313,13 +314,30 @@ impl LimiterBuilder {
         self
     }
 
-    /// The store, by URI: `memory://`, and with the `redis` feature `redis://`, `rediss://`
-    /// (`tls`), `redis+unix://`, `redis+cluster://`, `redis+sentinel://` and the `valkey`
-    /// schemes, with `memcached` `memcached://`; options in the query
-    /// (`redis://h:6379?prefix=app&socket_timeout=0.2`). A scheme this build leaves out fails
-    /// `build()` naming the feature to enable; an unknown one, listing the known ones.
+    /// The store, by URI, with its options in the query
+    /// (`redis://h:6379?prefix=app&socket_timeout=0.2`). The limiter opens `memory://` itself
+    /// and asks its [`stores`](Self::stores) for any other scheme; without them such a URI
+    /// fails `build()` with [`ConfigError::NoStores`](crate::ConfigError::NoStores).
+    ///
+    /// ```
+    /// use ratekeeper_decision::{ConfigError, Limiter};
+    ///
+    /// let limiter = Limiter::builder().storage_uri("memory://?max_keys=10000").build()?;
+    /// # let _ = limiter;
+    /// let no_stores = Limiter::builder().storage_uri("redis://127.0.0.1:6379").build();
+    /// assert!(matches!(no_stores, Err(ConfigError::NoStores { scheme }) if scheme == "redis"));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
     pub fn storage_uri(mut self, uri: &str) -> Self {
         self.storage_uri = Some(uri.to_owned());
+        self
+    }
+
+    /// What opens the stores of [`storage_uri`](Self::storage_uri)s other than `memory://`:
+    /// `ratekeeper::Stores` (of `ratekeeper-stores`) knows every backend of the family, with
+    /// the features that bring them; an application may give an opener of its own.
+    pub fn stores(mut self, stores: impl OpenStorage + 'static) -> Self {
+        self.stores = Some(Arc::new(stores));
         self
     }
 
