@@ -9,7 +9,7 @@ use ratekeeper::{ConfigError, Limiter, Outage, Stores};
 
 /// The service's routes and their limits.
 pub fn app(redis_url: &str) -> Result<Router, ConfigError> {
-    let limits = RateLimitLayer::new(
+    let mut limits = RateLimitLayer::new(
         Limiter::builder()
             .default_limits("200 per day; 50 per hour")
             .stores(Stores::new())
@@ -23,7 +23,7 @@ pub fn app(redis_url: &str) -> Result<Router, ConfigError> {
         .limited_route(
             "/login",
             post(|| async { "welcome" }),
-            &limits,
+            &mut limits,
             "5 per minute",
         )?
         .layer(limits))

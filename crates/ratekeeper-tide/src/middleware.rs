@@ -35,7 +35,12 @@ pub struct RateLimit {
     checked_routes: Arc<AtomicBool>,
     /// Policies declared where their routes are ([`RateLimit::limited_at`]), by pattern.
     local: Arc<RwLock<HashMap<Arc<str>, CompiledPolicy>>>,
+    /// The application's own refusals, when it gives them ([`RateLimit::respond_with`]).
+    respond: Option<RespondFn>,
 }
+
+/// Writes the response to a request that is not served.
+type RespondFn = Arc<dyn Fn(&Refusal) -> Response + Send + Sync>;
 
 /// Finds a value of one type in a request's extensions, for the limiter's key functions.
 type ExtensionFn = fn(&tide::http::Request) -> Option<&(dyn Any + Send + Sync)>;
@@ -132,7 +137,37 @@ impl RateLimit {
             extensions: Arc::new(Vec::new()),
             checked_routes: Arc::new(AtomicBool::new(false)),
             local: Arc::default(),
+            respond: None,
         }
+    }
+
+    /// Writes the responses the middleware gives instead of calling the endpoint, as the
+    /// application's own: `respond` gets the [`Refusal`] (a 429 when a limit is reached, a 503
+    /// when the store failed: its status, body and headers as the limiter would send them) and
+    /// returns the response; the middleware adds the rate-limit headers to it.
+    ///
+    /// ```
+    /// use ratekeeper_decision::Limiter;
+    /// use ratekeeper_tide::RateLimit;
+    /// use tide::{Response, http::mime};
+    ///
+    /// let limits = RateLimit::new(Limiter::builder().default_limits("100 per minute").build()?)
+    ///     .respond_with(|refusal| {
+    ///         let mut res = Response::new(refusal.status());
+    ///         res.set_body(format!("<h1>Slow down</h1><p>{}</p>", refusal.status()));
+    ///         res.set_content_type(mime::HTML);
+    ///         res
+    ///     });
+    /// # let _ = limits;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn respond_with(
+        mut self,
+        respond: impl Fn(&Refusal) -> Response + Send + Sync + 'static,
+    ) -> Self {
+        self.respond = Some(Arc::new(respond));
+        self
     }
 
     /// Passes the request extension of type `T` (an authenticated user that earlier middleware
@@ -363,9 +398,17 @@ fn peer_ip(peer: &str) -> Option<IpAddr> {
     fast.or_else(|| peer.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
-/// The response to a request that is not served: the refusal's status, content type and
-/// body, a breach hook's headers, then the rate-limit headers.
-fn refusal(refusal: &Refusal) -> Response {
+/// The response to a request that is not served: the application's own (`respond`), or the
+/// refusal's status, content type, body and a breach hook's headers; then the rate-limit
+/// headers.
+fn refusal(refusal: &Refusal, respond: Option<&RespondFn>) -> Response {
+    if let Some(respond) = respond {
+        let mut res = respond(refusal);
+        for (name, value) in refusal.rate_limit_headers() {
+            res.insert_header(name, value);
+        }
+        return res;
+    }
     let status = StatusCode::try_from(refusal.status()).unwrap_or(StatusCode::TooManyRequests);
     let mut res = Response::new(status);
     res.set_body(refusal.body().to_owned());
@@ -415,7 +458,7 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
         };
         let decision = match admission {
             Admission::Serve(decision) => decision,
-            Admission::Refuse(refused) => return Ok(refusal(&refused)),
+            Admission::Refuse(refused) => return Ok(refusal(&refused, self.respond.as_ref())),
         };
         // A decision to complete after the response learns its status and, for a settled cost,
         // how much body the handler read.

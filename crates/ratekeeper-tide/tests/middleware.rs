@@ -146,6 +146,34 @@ fn a_breach_hooks_whole_response_reaches_the_wire() {
     });
 }
 
+/// A refusal written by the application's hook, as a Tide response, still carries the
+/// rate-limit headers; a served request never reaches the hook.
+#[test]
+fn refusals_can_be_the_applications_own_responses() {
+    async_std::task::block_on(async {
+        let (limits, _) = limiter(Limiter::builder().default_limits("1 per minute"));
+        let limits = limits.respond_with(|refusal| {
+            let mut res = tide::Response::new(refusal.status());
+            res.set_body(format!("<p>{}: {}</p>", refusal.status(), refusal.body()));
+            res.set_content_type(tide::http::mime::HTML);
+            res
+        });
+        let mut app = tide::new();
+        app.with(limits.clone());
+        limits.at(&mut app, "/").get(|_| async { Ok("hello") });
+        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let served = send(server.addr, &get("/", "")).await;
+        assert_eq!((served.status, served.body.as_str()), (200, "hello"));
+        let r = send(server.addr, &get("/", "")).await;
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("content-type"), Some("text/html;charset=utf-8"));
+        assert!(r.body.starts_with("<p>429: {"), "{}", r.body);
+        assert_eq!(r.header("X-RateLimit-Limit"), Some("1"));
+        assert_eq!(r.header("X-RateLimit-Remaining"), Some("0"));
+        assert_eq!(r.header("Retry-After"), Some("60"));
+    });
+}
+
 #[test]
 fn a_group_limit_holds_across_a_nested_apps_routes() {
     async_std::task::block_on(async {

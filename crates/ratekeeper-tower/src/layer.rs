@@ -9,10 +9,7 @@ use core::{
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
     task::{Context, Poll},
 };
-use std::{
-    collections::HashMap,
-    sync::{Arc, PoisonError, RwLock},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
@@ -30,6 +27,9 @@ use crate::{
 /// Finds a request's client address in its extensions.
 pub type PeerFn = Arc<dyn Fn(&http::Extensions) -> Option<IpAddr> + Send + Sync>;
 
+/// Writes the response to a request that is not served (see [`RateLimitLayer::respond_with`]).
+pub(crate) type RespondFn = Arc<dyn Fn(&Refusal) -> Response<Bytes> + Send + Sync>;
+
 /// Finds a value of one type in a request's extensions, for the limiter's key functions.
 type ExtensionFn = fn(&http::Extensions) -> Option<&(dyn Any + Send + Sync)>;
 
@@ -37,25 +37,45 @@ fn extension_of<T: Any + Send + Sync>(ext: &http::Extensions) -> Option<&(dyn An
     ext.get::<T>().map(|t| t as &(dyn Any + Send + Sync))
 }
 
+/// What every clone of a layer shares: set while the layer is configured, then only read
+/// (no lock on a request's path); the two flags are the once-only reports.
 struct Shared {
     limiter: Limiter,
-    routes: RwLock<Routes>,
+    routes: Routes,
     peer: PeerFn,
     extensions: Vec<ExtensionFn>,
     /// Policies declared where their routes are ([`RateLimitLayer::add_route_policy`]), by
-    /// route pattern; `has_local` says whether there are any (so that most apps take no lock).
-    local: RwLock<HashMap<Arc<str>, CompiledPolicy>>,
-    has_local: AtomicBool,
+    /// route pattern.
+    local: HashMap<Arc<str>, CompiledPolicy>,
+    /// The application's own refusals, when it gives them.
+    respond: Option<RespondFn>,
     /// Whether a request without a client address was reported (once per layer).
     reported_peerless: AtomicBool,
     /// Whether the first request compared the configured policies with the known routes.
     checked_routes: AtomicBool,
 }
 
+impl Clone for Shared {
+    fn clone(&self) -> Self {
+        Self {
+            limiter: self.limiter.clone(),
+            routes: self.routes.clone(),
+            peer: Arc::clone(&self.peer),
+            extensions: self.extensions.clone(),
+            local: self.local.clone(),
+            respond: self.respond.clone(),
+            reported_peerless: AtomicBool::new(self.reported_peerless.load(Ordering::Relaxed)),
+            checked_routes: AtomicBool::new(self.checked_routes.load(Ordering::Relaxed)),
+        }
+    }
+}
+
 /// What the layer logs, once, for the first request without a client address.
 const PEERLESS: &str = "a request reached the rate-limit layer without a client address, so every such request counts against one shared identity: serve the app with `into_make_service_with_connect_info::<SocketAddr>()`, or tell the layer where the address is with `RateLimitLayer::peer`";
 
-/// The rate-limiting layer. Cheap to clone: clones share the limiter and the route registry.
+/// The rate-limiting layer. Cheap to clone: clones share the limiter and the routes. It is
+/// configured by value (or `&mut` for [`add_route_policy`](Self::add_route_policy)) before it
+/// wraps a service; after that it is only read, so a request takes no lock.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -106,11 +126,11 @@ impl RateLimitLayer {
         Self {
             shared: Arc::new(Shared {
                 limiter,
-                routes: RwLock::new(Routes::default()),
+                routes: Routes::default(),
                 peer: Arc::new(default_peer),
                 extensions: Vec::new(),
-                local: RwLock::default(),
-                has_local: AtomicBool::new(false),
+                local: HashMap::new(),
+                respond: None,
                 reported_peerless: AtomicBool::new(false),
                 checked_routes: AtomicBool::new(false),
             }),
@@ -125,11 +145,38 @@ impl RateLimitLayer {
         self,
         peer: impl Fn(&http::Extensions) -> Option<IpAddr> + Send + Sync + 'static,
     ) -> Self {
-        let mut shared = self.unshared();
-        shared.peer = Arc::new(peer);
-        Self {
-            shared: Arc::new(shared),
-        }
+        self.configure(|shared| shared.peer = Arc::new(peer))
+    }
+
+    /// Writes the responses the layer gives instead of calling the service, as the
+    /// application's own: `respond` gets the [`Refusal`] (a 429 when a limit is reached, a
+    /// 503 when the store failed: its status, body and headers as the limiter would send them)
+    /// and returns the response; the layer adds the rate-limit headers to it. The limiter's
+    /// breach hooks still shape the refusal's own body, for adapters of every framework.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{Response, header};
+    /// use ratekeeper_decision::Limiter;
+    /// use ratekeeper_tower::RateLimitLayer;
+    ///
+    /// let limits = RateLimitLayer::new(Limiter::builder().default_limits("100 per minute").build()?)
+    ///     .respond_with(|refusal| {
+    ///         let page = format!("<h1>Slow down</h1><p>{}</p>", refusal.status());
+    ///         let mut res = Response::new(Bytes::from(page));
+    ///         *res.status_mut() = http::StatusCode::from_u16(refusal.status()).unwrap();
+    ///         res.headers_mut().insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
+    ///         res
+    ///     });
+    /// # let _ = limits;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn respond_with(
+        self,
+        respond: impl Fn(&Refusal) -> Response<Bytes> + Send + Sync + 'static,
+    ) -> Self {
+        self.configure(|shared| shared.respond = Some(Arc::new(respond)))
     }
 
     /// Passes the request extension of type `T` (an authenticated user that an outer layer
@@ -155,80 +202,44 @@ impl RateLimitLayer {
     /// ```
     #[must_use]
     pub fn extension<T: Any + Send + Sync>(self) -> Self {
-        let mut shared = self.unshared();
-        shared.extensions.push(extension_of::<T>);
-        Self {
-            shared: Arc::new(shared),
-        }
+        self.configure(|shared| shared.extensions.push(extension_of::<T>))
     }
 
-    /// The shared state, to change while configuring (a copy when a clone holds it too).
-    fn unshared(self) -> Shared {
-        Arc::try_unwrap(self.shared).unwrap_or_else(|s| Shared {
-            limiter: s.limiter.clone(),
-            routes: RwLock::new(
-                s.routes
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone(),
-            ),
-            peer: Arc::clone(&s.peer),
-            extensions: s.extensions.clone(),
-            local: RwLock::new(
-                s.local
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone(),
-            ),
-            has_local: AtomicBool::new(s.has_local.load(Ordering::Relaxed)),
-            reported_peerless: AtomicBool::new(s.reported_peerless.load(Ordering::Relaxed)),
-            checked_routes: AtomicBool::new(s.checked_routes.load(Ordering::Relaxed)),
-        })
+    /// Changes the shared state while the layer is configured (a copy, when a clone holds
+    /// it too: clones made before keep what they had).
+    fn configure(mut self, change: impl FnOnce(&mut Shared)) -> Self {
+        change(Arc::make_mut(&mut self.shared));
+        self
     }
 
     /// Registers a route pattern in axum's syntax (`/users/{id}`), for requests that arrive
     /// without a `MatchedPath` (the layer around a whole router, or a plain hyper service).
     #[must_use]
     pub fn route(self, pattern: &str) -> Self {
-        self.shared
-            .routes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add(pattern);
-        self
+        self.configure(|shared| shared.routes.add(pattern))
     }
 
     /// Limits the route `pattern` (its id: axum's `MatchedPath`, or a registered pattern)
     /// by `policy` instead of what the limiter's builder configured for it, checked now
     /// against the limiter ([`Limiter::compile_route`]). With axum,
     /// [`LimitedRoutes::limited_route`](crate::LimitedRoutes::limited_route) adds the route
-    /// and its policy in one call, so the path is written once.
+    /// and its policy in one call, so the path is written once. Clones made before keep the
+    /// policies they had.
     pub fn add_route_policy(
-        &self,
+        &mut self,
         pattern: &str,
         policy: impl Into<RoutePolicy>,
     ) -> Result<(), ConfigError> {
         let compiled = self.shared.limiter.compile_route(pattern, policy.into())?;
-        self.shared
+        Arc::make_mut(&mut self.shared)
             .local
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
             .insert(pattern.into(), compiled);
-        self.shared.has_local.store(true, Ordering::Release);
         Ok(())
     }
 
     /// The policy declared for `route` with [`RateLimitLayer::add_route_policy`], if any.
-    fn local_policy(&self, route: &str) -> Option<CompiledPolicy> {
-        if !self.shared.has_local.load(Ordering::Acquire) {
-            return None;
-        }
-        self.shared
-            .local
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(route)
-            .cloned()
+    fn local_policy(&self, route: &str) -> Option<&CompiledPolicy> {
+        self.shared.local.get(route)
     }
 
     /// Once, at the first request: the builder's route policies whose patterns match no
@@ -240,11 +251,10 @@ impl RateLimitLayer {
         if shared.checked_routes.swap(true, Ordering::Relaxed) {
             return;
         }
-        let routes = shared.routes.read().unwrap_or_else(PoisonError::into_inner);
-        let local = shared.local.read().unwrap_or_else(PoisonError::into_inner);
-        let known: Vec<&str> = routes
+        let known: Vec<&str> = shared
+            .routes
             .patterns()
-            .chain(local.keys().map(|k| &**k))
+            .chain(shared.local.keys().map(|k| &**k))
             .collect();
         if !known.is_empty() {
             shared.limiter.warn_unmatched_routes(
@@ -270,8 +280,6 @@ impl RateLimitLayer {
         let _ = ext;
         self.shared
             .routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
             .find(path)
             .unwrap_or_else(|| CATCH_ALL.into())
     }
@@ -374,9 +382,15 @@ fn set_headers<'a>(headers: &mut HeaderMap, rate_limit: impl Iterator<Item = (&'
     }
 }
 
-/// The response to a request that is not served: the refusal's status, content type and
-/// body, a breach hook's headers, then the rate-limit headers.
-fn refusal<B>(refusal: &Refusal) -> Response<LimitedBody<B>> {
+/// The response to a request that is not served: the application's own (`respond`), or the
+/// refusal's status, content type, body and a breach hook's headers; then the rate-limit
+/// headers.
+fn refusal<B>(refusal: &Refusal, respond: Option<&RespondFn>) -> Response<LimitedBody<B>> {
+    if let Some(respond) = respond {
+        let (mut parts, body) = respond(refusal).into_parts();
+        set_headers(&mut parts.headers, refusal.rate_limit_headers());
+        return Response::from_parts(parts, LimitedBody::Refused(Some(body)));
+    }
     let body = Bytes::from(refusal.body().to_owned());
     let mut res = Response::new(LimitedBody::Refused(Some(body)));
     *res.status_mut() =
@@ -430,7 +444,7 @@ where
                 let headers = HttpHeaders(&parts.headers);
                 let mut view =
                     RequestView::new(parts.method.as_str(), &route).with_headers(&headers);
-                if let Some(policy) = &local {
+                if let Some(policy) = local {
                     view = view.with_policy(policy);
                 }
                 match (shared.peer)(&parts.extensions) {
@@ -457,7 +471,9 @@ where
             };
             let decision = match admission {
                 Admission::Serve(decision) => decision,
-                Admission::Refuse(refused) => return Ok(refusal(&refused)),
+                Admission::Refuse(refused) => {
+                    return Ok(refusal(&refused, shared.respond.as_ref()));
+                }
             };
             let read = Arc::new(AtomicU64::new(0));
             let req = Request::from_parts(parts, CountedBody::new(body, Arc::clone(&read)));

@@ -22,12 +22,12 @@
 //! use ratekeeper_tower::{LimitedRoutes as _, RateLimitLayer};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let limits = RateLimitLayer::new(
+//! let mut limits = RateLimitLayer::new(
 //!     Limiter::builder().default_limits("200 per day; 50 per hour").build()?,
 //! );
 //! let app = Router::new()
 //!     .route("/", get(|| async { "hello" }))
-//!     .limited_route("/login", post(|| async { "welcome" }), &limits, "5 per minute")?
+//!     .limited_route("/login", post(|| async { "welcome" }), &mut limits, "5 per minute")?
 //!     .layer(limits);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! // Clients known by address (`ConnectInfo`), deadlines on heads, bodies and idle

@@ -13,11 +13,11 @@ use crate::RateLimitLayer;
 /// use ratekeeper_decision::Limiter;
 /// use ratekeeper_tower::{LimitedRoutes as _, RateLimitLayer};
 ///
-/// let limits = RateLimitLayer::new(Limiter::builder().default_limits("100 per minute").build()?);
+/// let mut limits = RateLimitLayer::new(Limiter::builder().default_limits("100 per minute").build()?);
 /// let app: Router = Router::new()
 ///     .route("/", get(|| async { "home" }))
 ///     // `POST /login` counts 5 per minute per client, not under the defaults.
-///     .limited_route("/login", post(|| async { "welcome" }), &limits, "5 per minute")?
+///     .limited_route("/login", post(|| async { "welcome" }), &mut limits, "5 per minute")?
 ///     .layer(limits);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -31,7 +31,7 @@ pub trait LimitedRoutes<S>: Sized {
         self,
         path: &str,
         method_router: MethodRouter<S>,
-        limits: &RateLimitLayer,
+        limits: &mut RateLimitLayer,
         policy: impl Into<RoutePolicy>,
     ) -> Result<Self, ConfigError>;
 }
@@ -41,7 +41,7 @@ impl<S: Clone + Send + Sync + 'static> LimitedRoutes<S> for Router<S> {
         self,
         path: &str,
         method_router: MethodRouter<S>,
-        limits: &RateLimitLayer,
+        limits: &mut RateLimitLayer,
         policy: impl Into<RoutePolicy>,
     ) -> Result<Self, ConfigError> {
         limits.add_route_policy(path, policy)?;

@@ -3,95 +3,46 @@
 //! (`/users/{id}`, `/files/{*path}`), matched most specific first; anything else is the
 //! catch-all [`CATCH_ALL`].
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 /// The route id of requests that match no route.
 pub const CATCH_ALL: &str = "*";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Segment {
-    Exact(String),
-    Param,
-    Rest,
-}
-
-#[derive(Clone, Debug)]
-struct Pattern {
-    id: Arc<str>,
-    segments: Vec<Segment>,
-}
-
-impl Pattern {
-    fn parse(pattern: &str) -> Self {
-        let segments = pattern
-            .trim_start_matches('/')
-            .split('/')
-            .map(|s| {
-                if s.starts_with("{*") && s.ends_with('}') {
-                    Segment::Rest
-                } else if s.starts_with('{') && s.ends_with('}') {
-                    Segment::Param
-                } else {
-                    Segment::Exact(s.to_owned())
-                }
-            })
-            .collect();
-        Self {
-            id: pattern.into(),
-            segments,
-        }
-    }
-
-    /// How specifically `path` matches: exact segments before parameters before a rest.
-    fn score(&self, path: &[&str]) -> Option<(usize, usize)> {
-        let mut exact = 0;
-        for (i, seg) in self.segments.iter().enumerate() {
-            match seg {
-                Segment::Rest => return (path.len() > i).then_some((exact, 0)),
-                Segment::Param if path.get(i).is_some_and(|p| !p.is_empty()) => {}
-                Segment::Exact(s) if path.get(i) == Some(&s.as_str()) => exact += 1,
-                _ => return None,
-            }
-        }
-        (path.len() == self.segments.len()).then_some((exact, 1))
-    }
-}
-
-/// The registered patterns.
+/// The registered patterns, in a `matchit` router (axum's own): static segments win over
+/// parameters, parameters over a catch-all.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Routes {
-    exact: HashMap<String, Arc<str>>,
-    patterns: Vec<Pattern>,
+    router: matchit::Router<Arc<str>>,
+    patterns: Vec<Arc<str>>,
 }
 
 impl Routes {
+    /// Registers `pattern`; again is a no-op. A pattern the router refuses (a parameter that
+    /// conflicts with another's name, a catch-all before the end) is reported at `error` and
+    /// matches nothing.
     pub(crate) fn add(&mut self, pattern: &str) {
-        if pattern.contains('{') {
-            self.patterns.push(Pattern::parse(pattern));
-        } else {
-            self.exact.insert(pattern.to_owned(), pattern.into());
+        if self.patterns.iter().any(|p| &**p == pattern) {
+            return;
+        }
+        let id: Arc<str> = pattern.into();
+        match self.router.insert(pattern, Arc::clone(&id)) {
+            Ok(()) => self.patterns.push(id),
+            Err(e) => tracing::error!(
+                target: "ratekeeper",
+                pattern,
+                "a route pattern registered with the rate-limit layer cannot be matched, so its requests count as `*`: {e}"
+            ),
         }
     }
 
     /// Every registered pattern.
     pub(crate) fn patterns(&self) -> impl Iterator<Item = &str> {
-        self.exact
-            .keys()
-            .map(String::as_str)
-            .chain(self.patterns.iter().map(|p| &*p.id))
+        self.patterns.iter().map(|p| &**p)
     }
 
     /// The pattern that serves `path`, if any.
     pub(crate) fn find(&self, path: &str) -> Option<Arc<str>> {
-        if let Some(id) = self.exact.get(path) {
-            return Some(Arc::clone(id));
-        }
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        self.patterns
-            .iter()
-            .filter_map(|p| p.score(&parts).map(|s| (s, p)))
-            .max_by_key(|(s, _)| *s)
-            .map(|(_, p)| Arc::clone(&p.id))
+        self.router.at(path).ok().map(|m| Arc::clone(m.value))
     }
 }
 
@@ -119,5 +70,18 @@ mod tests {
         assert_eq!(find("/").as_deref(), Some("/"));
         assert_eq!(find("/users/"), None);
         assert_eq!(find("/nowhere"), None);
+    }
+
+    #[test]
+    fn a_pattern_registered_twice_or_refused_changes_nothing() {
+        let mut r = Routes::default();
+        r.add("/users/{id}");
+        r.add("/users/{id}");
+        // Another name for the same parameter conflicts: refused, the first one stays.
+        r.add("/users/{name}");
+        r.add("/files/{*rest}/more");
+        assert_eq!(r.patterns().collect::<Vec<_>>(), ["/users/{id}"]);
+        assert_eq!(r.find("/users/7").as_deref(), Some("/users/{id}"));
+        assert_eq!(r.find("/files/a/more"), None);
     }
 }

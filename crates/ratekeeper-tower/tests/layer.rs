@@ -104,7 +104,7 @@ async fn routes_come_from_matched_path_and_nested_routers() {
 
 #[tokio::test]
 async fn a_limited_route_counts_under_its_own_limits_and_not_the_defaults() {
-    let limits = layer(
+    let mut limits = layer(
         LimiterBuilder::default()
             .default_limits("3 per minute")
             .meta_limits("1 per hour"),
@@ -115,14 +115,14 @@ async fn a_limited_route_counts_under_its_own_limits_and_not_the_defaults() {
             .limited_route(
                 "/login",
                 post(|| async { "welcome" }),
-                &limits,
+                &mut limits,
                 "2 per minute",
             )
             .unwrap()
             .limited_route(
                 "/users/{id}",
                 get(|| async { "user" }),
-                &limits,
+                &mut limits,
                 RoutePolicy::new().limit("4 per minute").key(
                     ratekeeper_decision::KeyFunction::custom("all", |_, _| "everyone".to_owned()),
                 ),
@@ -161,7 +161,7 @@ async fn a_limited_route_counts_under_its_own_limits_and_not_the_defaults() {
     assert_eq!(shared.status, StatusCode::TOO_MANY_REQUESTS);
     // A limit string that does not parse fails where the route is declared.
     let err = Router::<()>::new()
-        .limited_route("/x", get(|| async { "x" }), &limits, "5 per fortnight")
+        .limited_route("/x", get(|| async { "x" }), &mut limits, "5 per fortnight")
         .unwrap_err();
     assert!(err.to_string().contains("fortnight"), "{err}");
 }
@@ -451,9 +451,52 @@ async fn a_failing_store_is_a_503_and_the_service_is_not_called() {
                 async { "hi" }
             }),
         )
-        .layer(limits);
+        .layer(limits.clone());
     let r = send(&app, "GET", "/", A).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.body, "{\"error\": \"rate limiting unavailable\"}");
     assert_eq!(called.load(core::sync::atomic::Ordering::Relaxed), 0);
+    // The application's own 503: the hook sees the refusal the layer would have sent.
+    let shaped = Router::new()
+        .route("/", get(|| async { "hi" }))
+        .layer(limits.respond_with(page));
+    let r = send(&shaped, "GET", "/", A).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    assert_eq!(
+        r.body,
+        "<p>503: {\"error\": \"rate limiting unavailable\"}</p>"
+    );
+}
+
+/// An HTML page for every refusal, carrying the refusal's status and body.
+fn page(refusal: &ratekeeper_decision::Refusal) -> http::Response<bytes::Bytes> {
+    let text = format!("<p>{}: {}</p>", refusal.status(), refusal.body());
+    http::Response::builder()
+        .status(refusal.status())
+        .header("content-type", "text/html")
+        .body(text.into())
+        .unwrap()
+}
+
+/// A 429 written by the application's hook still carries the rate-limit headers, and a
+/// served request never reaches the hook.
+#[tokio::test]
+async fn refusals_can_be_the_applications_own_responses() {
+    let limits = layer(LimiterBuilder::default().default_limits("1 per minute"));
+    let app = Router::new()
+        .route("/", get(|| async { "hi" }))
+        .layer(limits.respond_with(page));
+    let served = send(&app, "GET", "/", A).await;
+    assert_eq!(
+        (served.status, served.body.as_str()),
+        (StatusCode::OK, "hi")
+    );
+    let refused = send(&app, "GET", "/", A).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.header("content-type"), Some("text/html"));
+    assert!(refused.body.starts_with("<p>429: {"), "{}", refused.body);
+    assert_eq!(refused.header("x-ratelimit-limit"), Some("1"));
+    assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(refused.header("retry-after"), Some("60"));
 }
