@@ -44,13 +44,11 @@
 //!
 //! # Serving
 //!
-//! Serve the app with [`HttpListener`] rather than Tide's own listener:
-//! `app.listen(HttpListener::new("0.0.0.0:8080"))`. It turns Nagle's algorithm off on every
-//! connection (with Tide's listener each keep-alive response waits about 40 ms for a delayed
-//! ACK, about 730 responses a second at 32 connections), and it answers request heads that
-//! Tide's parser cannot decode with `400 Bad Request` and a JSON body instead of dropping the
-//! connection (and, for a non-ASCII header value, a panic in the parser). Tide's listener stays
-//! usable: the middleware does not depend on how the app is served.
+//! Serve the app with [`HttpListener`] (from `ratekeeper-listener`, re-exported here) rather
+//! than Tide's own listener: `app.listen(HttpListener::new("0.0.0.0:8080"))`. It puts deadlines
+//! on heads, bodies and idle connections, answers request heads Tide's parser cannot decode
+//! with `400 Bad Request`, and turns Nagle's algorithm off. Tide's listener stays usable: the
+//! middleware does not depend on how the app is served.
 //!
 //! ```no_run
 //! use ratekeeper_decision::Limiter;
@@ -80,11 +78,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
-mod body;
-mod connection;
-mod head;
-mod listener;
 mod middleware;
 
-pub use listener::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, HttpListener, Stopper};
 pub use middleware::{CATCH_ALL, Nested, RateLimit};
+/// The HTTP/1.1 listener to serve a limited app with (`ratekeeper-listener`).
+pub use ratekeeper_listener::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, HttpListener, Stopper};

@@ -1,4 +1,4 @@
-//! `RateLimit` over real HTTP (served by `HttpListener`, raw sockets, a manual clock): the
+//! `RateLimit` on raw HTTP/1.1 requests to a Tide app (in process, a manual clock): the
 //! headers of every strategy on a 429, per-method routes, the `*` catch-all, one counter per
 //! pattern, routes registered without Tide, routes by method, and 401 for a missing credential.
 
@@ -6,12 +6,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Reply, exchange, get, start};
+use common::{Reply, Served, get};
 use ratekeeper_core::{Duration, ManualClock, StrategyKind, Timestamp};
 use ratekeeper_decision::{
     BreachResponse, HeaderOptions, KeyFunction, Limiter, LimiterBuilder, RoutePolicy,
 };
-use ratekeeper_tide::{HttpListener, RateLimit};
+use ratekeeper_tide::RateLimit;
 
 /// Minute-aligned, for the sliding window's buckets.
 const T0: Timestamp = Timestamp::from_secs(1_699_999_200);
@@ -22,11 +22,9 @@ fn limiter(b: LimiterBuilder) -> (RateLimit, Arc<ManualClock>) {
     (RateLimit::new(limiter), clock)
 }
 
-/// `request` on a fresh connection; the one reply.
-async fn send(addr: core::net::SocketAddr, request: &[u8]) -> Reply {
-    let mut replies = exchange(addr, request).await;
-    assert_eq!(replies.len(), 1);
-    replies.remove(0)
+/// `request` to the app; its reply.
+async fn send(server: &Served, request: &[u8]) -> Reply {
+    server.send(request).await
 }
 
 fn request(method: &str, path: &str) -> Vec<u8> {
@@ -56,15 +54,15 @@ fn every_strategy_answers_429_with_its_headers() {
             let mut app = tide::new();
             app.with(limits.clone());
             limits.at(&mut app, "/").get(|_| async { Ok("hello") });
-            let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+            let server = Served(app);
             for _ in 0..5 {
-                let ok = send(server.addr, &get("/", "")).await;
+                let ok = send(&server, &get("/", "")).await;
                 assert_eq!(ok.status, 200, "{kind}");
                 assert!(ok.header("X-RateLimit-Remaining").is_some(), "{kind}");
                 assert_eq!(ok.header("Retry-After"), None, "{kind}");
             }
             clock.advance(Duration::from_secs(10));
-            let r = send(server.addr, &get("/", "")).await;
+            let r = send(&server, &get("/", "")).await;
             assert_eq!(r.status, 429, "{kind}");
             assert_eq!(
                 r.header("Retry-After"),
@@ -95,10 +93,10 @@ fn retry_after_as_an_http_date() {
         let mut app = tide::new();
         app.with(limits.clone());
         limits.at(&mut app, "/").get(|_| async { Ok("hello") });
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
-        assert_eq!(send(server.addr, &get("/", "")).await.status, 200);
+        let server = Served(app);
+        assert_eq!(send(&server, &get("/", "")).await.status, 200);
         clock.advance(Duration::from_millis(12_500));
-        let r = send(server.addr, &get("/", "")).await;
+        let r = send(&server, &get("/", "")).await;
         assert_eq!(r.status, 429);
         // The window opens again at T0 + 60 s.
         assert_eq!(
@@ -130,16 +128,16 @@ fn a_breach_hooks_whole_response_reaches_the_wire() {
         app.with(limits.clone());
         limits.at(&mut app, "/").get(|_| async { Ok("hello") });
         limits.at(&mut app, "/other").get(|_| async { Ok("hello") });
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
-        assert_eq!(send(server.addr, &get("/", "")).await.status, 200);
-        let r = send(server.addr, &get("/", "")).await;
+        let server = Served(app);
+        assert_eq!(send(&server, &get("/", "")).await.status, 200);
+        let r = send(&server, &get("/", "")).await;
         assert_eq!(r.status, 503);
         assert_eq!(r.header("content-type"), Some("text/plain;charset=utf-8"));
         assert_eq!(r.header("X-Reason"), Some("rate"));
         assert_eq!(r.header("X-RateLimit-Remaining"), Some("0"));
         assert_eq!(r.body, "slow down (1 per 1 minute)");
         // That breach used up the meta limit: every route is now the meta response.
-        let meta = send(server.addr, &get("/other", "")).await;
+        let meta = send(&server, &get("/other", "")).await;
         assert_eq!(meta.status, 403);
         assert_eq!(meta.header("content-type"), Some("application/json"));
         assert_eq!(meta.body, "{\"blocked\": true}");
@@ -161,10 +159,10 @@ fn refusals_can_be_the_applications_own_responses() {
         let mut app = tide::new();
         app.with(limits.clone());
         limits.at(&mut app, "/").get(|_| async { Ok("hello") });
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
-        let served = send(server.addr, &get("/", "")).await;
+        let server = Served(app);
+        let served = send(&server, &get("/", "")).await;
         assert_eq!((served.status, served.body.as_str()), (200, "hello"));
-        let r = send(server.addr, &get("/", "")).await;
+        let r = send(&server, &get("/", "")).await;
         assert_eq!(r.status, 429);
         assert_eq!(r.header("content-type"), Some("text/html;charset=utf-8"));
         assert!(r.body.starts_with("<p>429: {"), "{}", r.body);
@@ -199,26 +197,23 @@ fn a_group_limit_holds_across_a_nested_apps_routes() {
         limits
             .at(&mut app, "/outside")
             .get(|_| async { Ok("outside") });
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let server = Served(app);
         let mut statuses = Vec::new();
         for path in ["/api/a", "/api/b", "/api/a", "/api/b"] {
-            let r = send(server.addr, &get(path, "")).await;
+            let r = send(&server, &get(path, "")).await;
             statuses.push(r.status);
         }
         assert_eq!(statuses, [200, 200, 200, 429], "three for the whole group");
-        let body = send(server.addr, &get("/api/b", "")).await;
+        let body = send(&server, &get("/api/b", "")).await;
         assert_eq!(body.header("X-RateLimit-Limit"), Some("3"));
         // A route's own policy overrides the group's.
-        let special = send(server.addr, &get("/api/special", "")).await;
+        let special = send(&server, &get("/api/special", "")).await;
         assert_eq!(special.status, 200);
         assert_eq!(special.body, "special");
         assert_eq!(special.header("X-RateLimit-Limit"), Some("1"));
-        assert_eq!(
-            send(server.addr, &get("/api/special", "")).await.status,
-            429
-        );
+        assert_eq!(send(&server, &get("/api/special", "")).await.status, 429);
         // Outside the group, the defaults.
-        let outside = send(server.addr, &get("/outside", "")).await;
+        let outside = send(&server, &get("/outside", "")).await;
         assert_eq!(outside.header("X-RateLimit-Limit"), Some("100"));
     });
 }
@@ -234,9 +229,9 @@ fn shadow_mode_serves_with_the_headers() {
         let mut app = tide::new();
         app.with(limits.clone());
         limits.at(&mut app, "/").get(|_| async { Ok("hello") });
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let server = Served(app);
         for _ in 0..3 {
-            let r = send(server.addr, &get("/", "")).await;
+            let r = send(&server, &get("/", "")).await;
             assert_eq!((r.status, r.body.as_str()), (200, "hello"));
             assert_eq!(r.header("X-RateLimit-Remaining"), Some("0"));
             assert_eq!(r.header("Retry-After"), None);
@@ -258,12 +253,12 @@ fn per_method_routes_count_apart_over_http() {
             .at(&mut app, "/items")
             .get(|_| async { Ok("list") })
             .post(|_| async { Ok("created") });
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let server = Served(app);
         let statuses = [
-            send(server.addr, &request("GET", "/items")).await.status,
-            send(server.addr, &request("POST", "/items")).await.status,
-            send(server.addr, &request("GET", "/items")).await.status,
-            send(server.addr, &request("POST", "/items")).await.status,
+            send(&server, &request("GET", "/items")).await.status,
+            send(&server, &request("POST", "/items")).await.status,
+            send(&server, &request("GET", "/items")).await.status,
+            send(&server, &request("POST", "/items")).await.status,
         ];
         assert_eq!(statuses, [200, 200, 429, 429]);
     });
@@ -278,16 +273,16 @@ fn unregistered_paths_share_the_catch_all_counter() {
         limits.at(&mut app, "/known").get(|_| async { Ok("known") });
         // Added with plain Tide, not through the middleware: counted under `*` too.
         app.at("/plain").get(|_| async { Ok("plain") });
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let server = Served(app);
         let statuses = [
-            send(server.addr, &get("/nope/1", "")).await.status,
-            send(server.addr, &get("/plain", "")).await.status,
-            send(server.addr, &get("/nope/2", "")).await.status,
+            send(&server, &get("/nope/1", "")).await.status,
+            send(&server, &get("/plain", "")).await.status,
+            send(&server, &get("/nope/2", "")).await.status,
         ];
         // A fresh path per request gets no fresh counter: the third is over the limit.
         assert_eq!(statuses, [404, 200, 429]);
         // A registered route counts apart.
-        assert_eq!(send(server.addr, &get("/known", "")).await.status, 200);
+        assert_eq!(send(&server, &get("/known", "")).await.status, 200);
         assert_eq!(
             limits.route_of("/nope/3").as_ref(),
             ratekeeper_tide::CATCH_ALL
@@ -312,16 +307,16 @@ fn a_pattern_route_is_one_counter_and_register_names_routes_tide_owns() {
             .get(|_| async { Ok("a user") });
         app.at("/legacy").get(|_| async { Ok("legacy") });
         limits.register("/legacy");
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let server = Served(app);
         let users = [
-            send(server.addr, &get("/users/1", "")).await.status,
-            send(server.addr, &get("/users/2", "")).await.status,
-            send(server.addr, &get("/users/3", "")).await.status,
+            send(&server, &get("/users/1", "")).await.status,
+            send(&server, &get("/users/2", "")).await.status,
+            send(&server, &get("/users/3", "")).await.status,
         ];
         assert_eq!(users, [200, 200, 429], "one counter for the pattern");
         let legacy = [
-            send(server.addr, &get("/legacy", "")).await.status,
-            send(server.addr, &get("/legacy", "")).await.status,
+            send(&server, &get("/legacy", "")).await.status,
+            send(&server, &get("/legacy", "")).await.status,
         ];
         assert_eq!(legacy, [200, 429], "the registered route's own policy");
         assert_eq!(limits.route_of("/users/42").as_ref(), "/users/:id");
@@ -363,20 +358,20 @@ fn overlapping_patterns_under_different_methods_pick_tides_route() {
             limits.route_for("GET", "/elsewhere").as_ref(),
             ratekeeper_tide::CATCH_ALL
         );
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let server = Served(app);
         let gets = [
-            send(server.addr, &request("GET", "/items/search")).await,
-            send(server.addr, &request("GET", "/items/search")).await,
-            send(server.addr, &request("GET", "/items/search")).await,
+            send(&server, &request("GET", "/items/search")).await,
+            send(&server, &request("GET", "/items/search")).await,
+            send(&server, &request("GET", "/items/search")).await,
         ];
         let statuses = gets.iter().map(|r| r.status).collect::<Vec<_>>();
         assert_eq!(statuses, [200, 200, 429], "the GET pattern's 2 per minute");
         assert_eq!(gets[0].header("X-RateLimit-Limit"), Some("2"));
         let posts = [
-            send(server.addr, &request("POST", "/items/search"))
+            send(&server, &request("POST", "/items/search"))
                 .await
                 .status,
-            send(server.addr, &request("POST", "/items/search"))
+            send(&server, &request("POST", "/items/search"))
                 .await
                 .status,
         ];
@@ -402,7 +397,7 @@ fn a_required_credential_missing_is_401() {
         let mut app = tide::new();
         app.with(limits.clone());
         limits.at(&mut app, "/r").get(|_| async { Ok("ok") });
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let server = Served(app);
         let with_key = |key: &str| {
             format!(
                 "GET /r HTTP/1.1\r\nHost: test\r\nX-API-Key: {key}\r\nConnection: close\r\n\r\n"
@@ -410,7 +405,7 @@ fn a_required_credential_missing_is_401() {
             .into_bytes()
         };
         for req in [request("GET", "/r"), with_key("guess")] {
-            let r = send(server.addr, &req).await;
+            let r = send(&server, &req).await;
             assert_eq!(r.status, 401);
             assert_eq!(
                 r.header("WWW-Authenticate"),
@@ -418,8 +413,8 @@ fn a_required_credential_missing_is_401() {
             );
             assert!(r.body.contains("Unauthorized"), "{}", r.body);
         }
-        assert_eq!(send(server.addr, &with_key("good")).await.status, 200);
-        assert_eq!(send(server.addr, &with_key("good")).await.status, 429);
+        assert_eq!(send(&server, &with_key("good")).await.status, 200);
+        assert_eq!(send(&server, &with_key("good")).await.status, 429);
     });
 }
 
@@ -489,16 +484,16 @@ fn key_functions_read_what_earlier_middleware_set() {
         ));
         app.with(limits.clone());
         limits.at(&mut app, "/").get(|_| async { Ok("hi") });
-        let server = start(app, HttpListener::new("127.0.0.1:0")).await;
+        let server = Served(app);
         let as_user = |user: &str| get("/", &format!("X-User: {user}\r\n"));
         let mut statuses = Vec::new();
         for user in ["ada", "ada", "ada", "bob"] {
-            statuses.push(send(server.addr, &as_user(user)).await.status);
+            statuses.push(send(&server, &as_user(user)).await.status);
         }
         assert_eq!(statuses, [200, 200, 429, 200]);
         // Nobody authenticated: an empty identity, not limited.
         for _ in 0..3 {
-            assert_eq!(send(server.addr, &get("/", "")).await.status, 200);
+            assert_eq!(send(&server, &get("/", "")).await.status, 200);
         }
     });
 }

@@ -1,43 +1,17 @@
-//! Helpers for the HTTP tests: a server on a free port served by `HttpListener`, and raw
-//! request/response exchanges over TCP (so that malformed requests can be sent at all).
+//! The middleware's tests send raw HTTP/1.1 requests to a Tide app in process (`respond`, as
+//! Tide's own tests do) from a loopback peer, and read the replies; serving over sockets is
+//! `ratekeeper-listener`'s, tested there.
 #![allow(dead_code, unreachable_pub)]
 
-use core::{net::SocketAddr, time::Duration};
+use tide::http::{Method, Request, Response, Url};
 
-use async_std::{
-    future::timeout,
-    io::{ReadExt, WriteExt},
-    net::TcpStream,
-    task::{self, JoinHandle},
-};
-use ratekeeper_tide::{HttpListener, Stopper};
-use tide::listener::Listener;
+/// The peer every request comes from, as a loopback client's would.
+pub const PEER: &str = "127.0.0.1:40000";
 
-/// Bound on any single exchange, so that a server that never answers fails the test instead of
-/// hanging it. Nothing waits for it to pass.
-pub const NO_ANSWER: Duration = Duration::from_secs(20);
+/// An app the tests send requests to.
+pub struct Served(pub tide::Server<()>);
 
-pub struct Server {
-    pub addr: SocketAddr,
-    pub stopper: Stopper,
-    pub accepting: JoinHandle<std::io::Result<()>>,
-}
-
-pub async fn start(app: tide::Server<()>, listener: HttpListener<()>) -> Server {
-    let stopper = listener.stopper();
-    let mut listener = app.bind(listener).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let info = listener.info();
-    assert_eq!(info[0].connection(), format!("http://{addr}"));
-    let accepting = task::spawn(async move { listener.accept().await });
-    Server {
-        addr,
-        stopper,
-        accepting,
-    }
-}
-
-/// One parsed response.
+/// One reply.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
@@ -54,53 +28,40 @@ impl Reply {
     }
 }
 
-/// Splits a byte stream of responses (each with a `content-length`) into replies.
-pub fn parse(mut raw: &[u8]) -> Vec<Reply> {
-    let mut replies = Vec::new();
-    while !raw.is_empty() {
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(raw)));
-        let head = core::str::from_utf8(&raw[..end]).unwrap();
+impl Served {
+    /// Sends `raw` (a request head and its body) from [`PEER`] and reads the reply.
+    pub async fn send(&self, raw: &[u8]) -> Reply {
+        let text = core::str::from_utf8(raw).expect("the tests' requests are text");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
         let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap();
-        assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
-        let status = status_line[9..12].parse().unwrap();
-        let headers: Vec<(String, String)> = lines
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap();
-                (n.trim().to_owned(), v.trim().to_owned())
+        let mut start = lines.next().expect("a request line").split(' ');
+        let (method, path) = (start.next().unwrap(), start.next().unwrap());
+        let url = Url::parse(&format!("http://test{path}")).unwrap();
+        let mut req = Request::new(method.parse::<Method>().unwrap(), url);
+        for line in lines {
+            let (name, value) = line.split_once(':').expect("a header line");
+            req.append_header(name.trim(), value.trim());
+        }
+        req.set_peer_addr(Some(PEER));
+        req.set_body(body.to_owned());
+        let mut res: Response = self.0.respond(req).await.unwrap();
+        let headers = res
+            .iter()
+            .flat_map(|(name, values)| {
+                values
+                    .iter()
+                    .map(move |v| (name.as_str().to_owned(), v.as_str().to_owned()))
             })
             .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse().unwrap())
-            .expect("every response here has a content-length");
-        let body = String::from_utf8(raw[end + 4..end + 4 + len].to_vec()).unwrap();
-        raw = &raw[end + 4 + len..];
-        replies.push(Reply {
-            status,
+        Reply {
+            status: u16::from(res.status()),
             headers,
-            body,
-        });
+            body: res.body_string().await.unwrap(),
+        }
     }
-    replies
 }
 
-/// Sends `request` on a new connection and reads until the server closes it.
-pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<Reply> {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut raw = Vec::new();
-    timeout(NO_ANSWER, stream.read_to_end(&mut raw))
-        .await
-        .expect("the server closes the connection")
-        .unwrap();
-    parse(&raw)
-}
-
+/// A `GET path` with `extra` header lines (each ending in `\r\n`).
 pub fn get(path: &str, extra: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}Connection: close\r\n\r\n").into_bytes()
 }

@@ -43,7 +43,7 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `app.listen`) returns.
 ///
 /// ```no_run
-/// use ratekeeper_tide::HttpListener;
+/// use ratekeeper_listener::HttpListener;
 ///
 /// # async_std::task::block_on(async {
 /// let mut app = tide::new();

@@ -15,7 +15,7 @@ use async_std::{
     task,
 };
 use common::{NO_ANSWER, exchange, get, start};
-use ratekeeper_tide::HttpListener;
+use ratekeeper_listener::HttpListener;
 
 /// The stall deadline the server runs with here: short, so the test is.
 const BODY_TIMEOUT: Duration = Duration::from_millis(300);
