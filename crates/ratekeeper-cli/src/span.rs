@@ -5,15 +5,6 @@ use ratekeeper_core::Duration;
 
 use crate::error::CliError;
 
-const UNITS: [(&str, u64); 6] = [
-    ("ms", 1_000_000),
-    ("s", 1_000_000_000),
-    ("m", 60_000_000_000),
-    ("min", 60_000_000_000),
-    ("h", 3_600_000_000_000),
-    ("d", 86_400_000_000_000),
-];
-
 /// Parses a length of time: a number of seconds (decimals allowed), or a number followed by
 /// `ms`, `s`, `m` (or `min`), `h` or `d`.
 ///
@@ -27,56 +18,11 @@ const UNITS: [(&str, u64); 6] = [
 /// assert!(parse_span("ten minutes").is_err());
 /// ```
 pub fn parse_span(text: &str) -> Result<Duration, CliError> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let scale = match unit.trim() {
-        "" => 1_000_000_000,
-        u => UNITS
-            .iter()
-            .find(|(name, _)| *name == u)
-            .map(|(_, nanos)| *nanos)
-            .ok_or_else(|| {
-                CliError::usage(format!(
-                    "{text:?} is not a length of time: use a number of seconds, or a number and one of ms, s, m, h, d (\"90s\", \"1d\")"
-                ))
-            })?,
-    };
-    let value = parse_decimal(number, scale).ok_or_else(|| {
+    ratekeeper_core::parse_duration(text).ok_or_else(|| {
         CliError::usage(format!(
-            "{text:?} is not a length of time: expected a number before the unit, e.g. \"10m\""
+            "{text:?} is not a length of time: use a number of seconds, or a number and one of ms, s, m, h, d (\"90s\", \"1d\")"
         ))
-    })?;
-    Ok(Duration::from_nanos(value))
-}
-
-/// `number` (digits, at most one `.`) times `scale`, exactly, or `None`.
-pub(crate) fn parse_decimal(number: &str, scale: u64) -> Option<u64> {
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() && fraction.is_empty() {
-        return None;
-    }
-    if !whole
-        .bytes()
-        .chain(fraction.bytes())
-        .all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let whole: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let mut total = whole.checked_mul(scale)?;
-    let mut place = scale;
-    for digit in fraction.bytes() {
-        place /= 10;
-        total = total.checked_add(u64::from(digit - b'0') * place)?;
-    }
-    Some(total)
+    })
 }
 
 /// A length of time for people, in the largest unit it fills, with up to three decimals:

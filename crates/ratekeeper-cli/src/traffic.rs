@@ -330,7 +330,7 @@ fn parse_decimal_secs(text: &str) -> Option<u64> {
     if text.split_once('.').is_some_and(|(_, f)| f.len() > 9) {
         return None;
     }
-    crate::span::parse_decimal(text, 1_000_000_000)
+    ratekeeper_core::parse_decimal(text, 1_000_000_000)
 }
 
 type Fields = (String, String, u64);

@@ -12,29 +12,25 @@ use ratekeeper_storage::{Charge, Key, Op, Storage, Verdict};
 /// Minute-aligned and realistic (2023), so that nanosecond arithmetic runs on full-size times.
 pub const T0: Timestamp = Timestamp::from_secs(1_700_000_040);
 
-/// xorshift64*: deterministic, seedable, good enough to draw test operations.
+/// A deterministic generator (`fastrand`'s, seeded) to draw test operations: the same seed
+/// replays the same run.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(fastrand::Rng);
 
 impl Rng {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Self(fastrand::Rng::with_seed(seed))
     }
 
     /// The next number.
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.u64(..)
     }
 
-    /// Uniform in `0..n`.
+    /// Uniform in `0..n` (`0` when `n` is `0`).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
+        self.0.u64(..n.max(1))
     }
 
     /// True with probability `p` percent.

@@ -69,6 +69,7 @@ mod clock;
 mod error;
 mod limit;
 mod parse;
+mod span;
 pub mod strategy;
 mod time;
 
@@ -82,6 +83,7 @@ pub use error::{
 };
 pub use limit::{Limit, Unit};
 pub use parse::{LimitIter, Limits, parse_limits};
+pub use span::{parse_decimal, parse_duration};
 pub use strategy::{
     BoundedMovingWindow, Entry, EntryLog, FixedWindow, Gcra, MovingWindow, Outcome, RetryAfter,
     SlidingWindow, Stats, Strategy, StrategyKind,

@@ -245,33 +245,13 @@ pub(crate) fn policy_field(limits: &[Limit]) -> Arc<str> {
     policy.into()
 }
 
-/// `epoch_secs` as an RFC 9110 IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+/// `epoch_secs` as an RFC 9110 IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), by `httpdate`.
+/// It refuses years past 9999 with a panic, so later instants are written as the last second
+/// of 9999 (a [`Timestamp`](ratekeeper_core::Timestamp) ends in 2554, so none is).
 fn http_date(w: &mut dyn core::fmt::Write, epoch_secs: u64) -> core::fmt::Result {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = epoch_secs / 86_400;
-    let secs = epoch_secs % 86_400;
-    // The civil date of a day count (H. Hinnant's algorithm, for days after 1970-01-01).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    write!(
-        w,
-        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        secs / 3_600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    const LAST: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    let at = std::time::UNIX_EPOCH + core::time::Duration::from_secs(epoch_secs.min(LAST));
+    write!(w, "{}", httpdate::HttpDate::from(at))
 }
 
 #[cfg(test)]
@@ -382,5 +362,6 @@ mod tests {
         assert_eq!(date(4_133_980_799), "Fri, 31 Dec 2100 23:59:59 GMT");
         assert_eq!(date(4_107_542_399), "Sun, 28 Feb 2100 23:59:59 GMT"); // 2100 is no leap year
         assert_eq!(date(1_700_003_600), "Tue, 14 Nov 2023 23:13:20 GMT");
+        assert_eq!(date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
     }
 }

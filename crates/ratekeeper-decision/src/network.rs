@@ -3,13 +3,13 @@
 
 use core::{fmt, net::IpAddr, str::FromStr};
 
+use ipnet::IpNet;
+
 /// An IPv4 or IPv6 network in CIDR notation: `192.168.0.0/16`, `2001:db8::/32`, or one address
-/// (`10.0.0.1`, a /32 or /128).
+/// (`10.0.0.1`, a /32 or /128). An `ipnet` network; the parser here says more than `ipnet`'s
+/// about a list entry that is wrong, and reads an IPv4-mapped IPv6 address as IPv4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Network {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct Network(IpNet);
 
 /// The networks trusted as proxies unless configured otherwise: loopback and the private
 /// ranges (`127.0.0.0/8`, `::1`, `10.0.0.0/8`, `172.16.0.0/12`, `192.168.0.0/16`, `fc00::/7`),
@@ -21,27 +21,23 @@ impl Network {
     /// The network of `addr` with a prefix of `prefix` bits (host bits cleared); `None` when
     /// the prefix is longer than the address.
     pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
-        let addr = addr.to_canonical();
-        (prefix <= bits(addr)).then(|| Self {
-            addr: mask(addr, prefix),
-            prefix,
-        })
+        let net = IpNet::new(addr.to_canonical(), prefix).ok()?;
+        Some(Self(net.trunc()))
     }
 
     /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == self.addr
+        self.0.contains(&ip.to_canonical())
     }
 
     /// The first address.
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.network()
     }
 
     /// The prefix length in bits.
     pub fn prefix(&self) -> u8 {
-        self.prefix
+        self.0.prefix_len()
     }
 
     /// Parses a comma-separated list (`"10.0.0.0/8, fc00::/7"`); empty entries are skipped.
@@ -60,25 +56,12 @@ fn bits(addr: IpAddr) -> u8 {
 
 /// `addr` with every bit after the first `prefix` cleared.
 pub(crate) fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let keep = u32::MAX
-                .checked_shl(32 - u32::from(prefix.min(32)))
-                .unwrap_or(0);
-            IpAddr::V4((u32::from(a) & keep).into())
-        }
-        IpAddr::V6(a) => {
-            let keep = u128::MAX
-                .checked_shl(128 - u32::from(prefix.min(128)))
-                .unwrap_or(0);
-            IpAddr::V6((u128::from(a) & keep).into())
-        }
-    }
+    IpNet::new(addr, prefix.min(bits(addr))).map_or(addr, |net| net.network())
 }
 
 impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
 }
 

@@ -11,7 +11,6 @@ use std::{
     time::Instant,
 };
 
-use futures::future::{Either, select};
 use ratekeeper_core::{Clock, Limit, RetryAfter, StrategyKind, SystemClock, Unit};
 use ratekeeper_memory::{AsyncIoSleep, MemoryStorage, Sleep};
 use ratekeeper_storage::{
@@ -223,11 +222,7 @@ impl Shared {
         &self,
         fut: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
-        let timer = async_io::Timer::after(self.config.timeout);
-        match select(core::pin::pin!(fut), timer).await {
-            Either::Left((result, _)) => result,
-            Either::Right(_) => Err(StorageError::timeout("primary", self.config.timeout)),
-        }
+        ratekeeper_storage::within("primary", self.config.timeout, fut).await
     }
 
     fn emit(&self, t: &Transition) {

@@ -5,12 +5,8 @@
 use core::{fmt, time::Duration};
 use std::{net::TcpStream, os::unix::net::UnixStream};
 
-use async_io::{Async, Timer};
-use futures::{
-    AsyncRead, AsyncWrite, AsyncWriteExt,
-    future::{Either, select},
-    io::BufReader,
-};
+use async_io::Async;
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, io::BufReader};
 use ratekeeper_storage::StorageError;
 
 use crate::protocol::{ProtocolError, Reply, read_reply};
@@ -64,10 +60,7 @@ async fn bounded<T>(
     after: Duration,
     fut: impl Future<Output = Result<T, StorageError>>,
 ) -> Result<T, StorageError> {
-    match select(core::pin::pin!(fut), Timer::after(after)).await {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => Err(StorageError::timeout(BACKEND, after)),
-    }
+    ratekeeper_storage::within(BACKEND, after, fut).await
 }
 
 impl Server {

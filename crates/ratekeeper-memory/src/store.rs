@@ -26,58 +26,10 @@ use crate::{
 /// Charges per batch whose scratch stays off the heap.
 const INLINE: usize = 4;
 
-/// A multiply-rotate hash (as in rustc's `FxHasher`) over the registry keys: (strategy, limit)
-/// pairs come from configuration, not from clients, so a fast unkeyed hash is safe here and
-/// saves a SipHash per charge; it takes a word per step where FNV takes a byte.
-#[derive(Clone, Copy, Debug, Default)]
-struct RegistryHasher(u64);
-
-impl RegistryHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl core::hash::Hasher for RegistryHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-    fn write_u16(&mut self, n: u16) {
-        self.add(u64::from(n));
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Registry = HashMap<
-    (StrategyKind, Limit),
-    Arc<dyn AnyTable>,
-    core::hash::BuildHasherDefault<RegistryHasher>,
->;
+/// The tables by (strategy, limit). These pairs come from configuration, not from clients,
+/// and each charge looks its table up, so the map hashes with `foldhash` (a few multiplies per
+/// key) rather than SipHash.
+type Registry = HashMap<(StrategyKind, Limit), Arc<dyn AnyTable>, foldhash::fast::RandomState>;
 
 /// What a batch knows of one of its charges.
 struct Slot<'r> {

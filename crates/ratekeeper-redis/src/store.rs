@@ -8,10 +8,7 @@ use core::{
 };
 use std::sync::{Arc, Weak};
 
-use futures::{
-    FutureExt,
-    future::{Either, select},
-};
+use futures::FutureExt;
 use ratekeeper_core::{Clock, Limit, StrategyKind, Timestamp};
 use ratekeeper_storage::{
     Charge, DenyCache, Key, LimitStatus, Op, Statuses, Storage, StorageError, StorageFuture,
@@ -168,11 +165,7 @@ impl RedisStorage {
         &self,
         fut: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
-        let timer = async_io::Timer::after(self.inner.deadline);
-        match select(core::pin::pin!(fut), timer).await {
-            Either::Left((result, _)) => result,
-            Either::Right(_) => Err(StorageError::timeout(BACKEND, self.inner.deadline)),
-        }
+        ratekeeper_storage::within(BACKEND, self.inner.deadline, fut).await
     }
 
     fn redis_error(&self, e: &RedisError) -> StorageError {

@@ -73,25 +73,12 @@ fn a_flood_costs_one_call_per_retry_instant_and_trips_the_meta_limit_alike() {
     }
 }
 
-/// A small deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
-
 #[test]
 fn random_traffic_is_admitted_alike_with_and_without_the_cache() {
     let server = RedisServer::start();
     let (cached, clock) = manual_store_with(&server.url(), "rnd-on", |b| b);
     let (plain, plain_clock) = manual_store_with(&server.url(), "rnd-off", |b| b.deny_cache(0));
-    let mut rng = Rng(7);
+    let mut rng = ratekeeper_conformance::differential::Rng::new(7);
     let (mut from_cache, mut admitted) = (0, 0);
     let mut last_hit: Vec<
         Option<(

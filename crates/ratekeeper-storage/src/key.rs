@@ -14,6 +14,7 @@ use core::{
 };
 use std::sync::Arc;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 
@@ -304,14 +305,6 @@ impl Text {
         self.push_str(c.encode_utf8(&mut [0; 4]));
     }
 
-    /// A byte `b` as `%XX`.
-    fn push_escaped(&mut self, b: u8) {
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-        self.push('%');
-        self.push(char::from(HEX[usize::from(b >> 4)]));
-        self.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-
     fn as_str(&self) -> &str {
         self.heap.as_deref().unwrap_or(&self.stack)
     }
@@ -333,7 +326,11 @@ impl fmt::Write for Text {
     }
 }
 
-/// The bytes kept as they are in a key: `A-Z a-z 0-9 . _ -`.
+/// What a key escapes: every byte but `A-Z a-z 0-9 . _ -`.
+const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
+
+/// The bytes kept as they are in a key (those [`ESCAPED`] leaves), as a table: the common
+/// case, a part with nothing to escape, is one pass over it.
 const RAW: [bool; 256] = {
     let mut raw = [false; 256];
     let mut b = 0;
@@ -366,26 +363,24 @@ fn encode_part(out: &mut Text, part: &str) {
         return;
     }
     // Runs of raw bytes are copied as they are; each other byte becomes `%XX`.
-    let bytes = part.as_bytes();
-    let mut at = 0;
-    while at < bytes.len() {
-        let run_end = bytes[at..]
-            .iter()
-            .position(|&b| !is_raw(b))
-            .map_or(bytes.len(), |n| at + n);
-        // A non-empty run is ASCII, so both its ends are character boundaries (an empty one
-        // may sit inside a character: `get` then gives nothing, as it should).
-        out.push_str(part.get(at..run_end).unwrap_or_default());
-        if let Some(&b) = bytes.get(run_end) {
-            out.push_escaped(b);
-        }
-        at = run_end + 1;
+    for piece in utf8_percent_encode(part, ESCAPED) {
+        out.push_str(piece);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_raw_table_is_what_the_escaped_set_leaves() {
+        for b in 0..=127u8 {
+            let text = char::from(b).to_string();
+            let kept = utf8_percent_encode(&text, ESCAPED).to_string() == text;
+            assert_eq!(kept, is_raw(b), "byte {b}");
+        }
+        assert!((128..=255u8).all(|b| !is_raw(b)));
+    }
 
     #[test]
     fn keys_built_together_equal_keys_built_alone() {

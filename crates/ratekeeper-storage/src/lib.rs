@@ -41,6 +41,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod batch;
+mod deadline;
 mod deny;
 mod error;
 mod key;
@@ -49,6 +50,7 @@ mod storage;
 mod uri;
 
 pub use batch::{Charge, INLINE_STATUSES, LimitStatus, Op, Statuses, StatusesIntoIter, Verdict};
+pub use deadline::within;
 pub use deny::{DEFAULT_DENY_CACHE_ENTRIES, DenyCache, Lookup, Ticket};
 pub use error::{Source, StorageError};
 pub use key::{Key, MAX_PART, ScopePath, UnderEach};

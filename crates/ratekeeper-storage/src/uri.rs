@@ -152,24 +152,22 @@ impl fmt::Display for UriError {
 
 impl core::error::Error for UriError {}
 
+/// Percent-decodes `s`. `percent-encoding` passes a `%` without two hex digits through as it
+/// is; a URI here is refused for it instead, so that a typo in a password cannot connect as
+/// someone else.
 fn decode(s: &str) -> Result<String, UriError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .ok_or_else(|| UriError::BadEncoding(s.to_owned()))?;
-            let b = u8::from_str_radix(hex, 16).map_err(|_| UriError::BadEncoding(s.to_owned()))?;
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let bad = || UriError::BadEncoding(s.to_owned());
+    let escapes_ok = s.match_indices('%').all(|(at, _)| {
+        s.get(at + 1..at + 3)
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if !escapes_ok {
+        return Err(bad());
     }
-    String::from_utf8(out).map_err(|_| UriError::BadEncoding(s.to_owned()))
+    let decoded = percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map_err(|_| bad())?;
+    Ok(decoded.into_owned())
 }
 
 fn host_port(entry: &str) -> Result<HostPort, UriError> {
@@ -231,8 +229,9 @@ pub fn redact_uri(uri: &str) -> String {
     }
 }
 
-/// A URI option's length of time as `limits` writes them: seconds (`0.5`), or with a unit
-/// (`500ms`, `2s`); more than nothing and at most an hour. The error says which option and
+/// A URI option's length of time, read as [`ratekeeper_core::parse_duration`] reads one:
+/// seconds (`0.5`, as `limits` writes them), or with a unit (`500ms`, `2s`, `1m`); more than
+/// nothing and at most an hour. The error says which option and
 /// what is expected.
 ///
 /// ```
@@ -244,18 +243,9 @@ pub fn redact_uri(uri: &str) -> String {
 /// assert!(duration_option("timeout", "-1").unwrap_err().contains("timeout"));
 /// ```
 pub fn duration_option(name: &str, text: &str) -> Result<core::time::Duration, String> {
-    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
-        (ms, 1e-3)
-    } else if let Some(s) = text.strip_suffix('s') {
-        (s, 1.0)
-    } else {
-        (text, 1.0)
-    };
-    number
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0 && *v * scale <= 3600.0)
-        .map(|v| core::time::Duration::from_secs_f64(v * scale))
+    ratekeeper_core::parse_duration(text)
+        .map(core::time::Duration::from)
+        .filter(|d| !d.is_zero() && d.as_secs_f64() <= 3600.0)
         .ok_or_else(|| {
             format!(
                 "option {name}={text:?}: expected a positive duration such as 0.5, 500ms or 2s (at most an hour)"

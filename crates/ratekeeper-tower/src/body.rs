@@ -1,22 +1,29 @@
 //! The bodies the layer puts around a service's: a request body that counts what the handler
 //! reads (for a cost settled on the body's size), and a response body that is the service's or
-//! the layer's own refusal.
+//! the layer's own refusal. Pinned projections (`pin-project-lite`) let both wrap bodies that
+//! are not `Unpin`.
 
 use core::{
+    convert::Infallible,
     pin::Pin,
     sync::atomic::{AtomicU64, Ordering},
     task::{Context, Poll},
 };
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
 
-/// A request body that counts the bytes read from it.
-#[derive(Debug)]
-pub struct CountedBody<B> {
-    inner: B,
-    read: Arc<AtomicU64>,
+pin_project! {
+    /// A request body that counts the bytes read from it.
+    #[derive(Debug)]
+    pub struct CountedBody<B> {
+        #[pin]
+        inner: B,
+        read: Arc<AtomicU64>,
+    }
 }
 
 impl<B> CountedBody<B> {
@@ -25,20 +32,20 @@ impl<B> CountedBody<B> {
     }
 }
 
-impl<B: Body + Unpin> Body for CountedBody<B> {
+impl<B: Body> Body for CountedBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
-            use bytes::Buf;
-            self.read
+            this.read
                 .fetch_add(data.remaining() as u64, Ordering::Relaxed);
         }
         polled
@@ -53,16 +60,38 @@ impl<B: Body + Unpin> Body for CountedBody<B> {
     }
 }
 
-/// A response body: the service's, or the layer's refusal (a 429, 401, 403 or 503).
-#[derive(Debug)]
-pub enum LimitedBody<B> {
-    /// The service's own.
-    Served(B),
-    /// The layer's answer, whole.
-    Refused(Option<Bytes>),
+pin_project! {
+    /// A response body: the service's, or the layer's refusal (a 429, 401, 403 or 503).
+    // `pin_project!` takes no docs on an enum's fields; each variant's says what it holds.
+    #[allow(missing_docs)]
+    #[project = Projected]
+    #[derive(Debug)]
+    pub enum LimitedBody<B> {
+        /// The service's own body.
+        Served {
+            #[pin]
+            body: B,
+        },
+        /// The layer's answer, whole.
+        Refused {
+            body: Full<Bytes>,
+        },
+    }
 }
 
-impl<B: Body<Data = Bytes> + Unpin> Body for LimitedBody<B> {
+impl<B> LimitedBody<B> {
+    pub(crate) fn served(body: B) -> Self {
+        Self::Served { body }
+    }
+
+    pub(crate) fn refused(body: Bytes) -> Self {
+        Self::Refused {
+            body: Full::new(body),
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for LimitedBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -70,25 +99,25 @@ impl<B: Body<Data = Bytes> + Unpin> Body for LimitedBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.get_mut() {
-            Self::Served(b) => Pin::new(b).poll_frame(cx),
-            Self::Refused(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        match self.project() {
+            Projected::Served { body } => body.poll_frame(cx),
+            Projected::Refused { body } => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(|never: Infallible| match never {}))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Served(b) => b.is_end_stream(),
-            Self::Refused(bytes) => bytes.is_none(),
+            Self::Served { body } => body.is_end_stream(),
+            Self::Refused { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Served(b) => b.size_hint(),
-            Self::Refused(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
+            Self::Served { body } => body.size_hint(),
+            Self::Refused { body } => body.size_hint(),
         }
     }
 }

@@ -389,10 +389,10 @@ fn refusal<B>(refusal: &Refusal, respond: Option<&RespondFn>) -> Response<Limite
     if let Some(respond) = respond {
         let (mut parts, body) = respond(refusal).into_parts();
         set_headers(&mut parts.headers, refusal.rate_limit_headers());
-        return Response::from_parts(parts, LimitedBody::Refused(Some(body)));
+        return Response::from_parts(parts, LimitedBody::refused(body));
     }
     let body = Bytes::from(refusal.body().to_owned());
-    let mut res = Response::new(LimitedBody::Refused(Some(body)));
+    let mut res = Response::new(LimitedBody::refused(body));
     *res.status_mut() =
         StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
     let ct = HeaderValue::from_str(refusal.content_type())
@@ -484,7 +484,7 @@ where
             decision
                 .settle(&route, parts.status.as_u16(), Some(bytes))
                 .await;
-            Ok(Response::from_parts(parts, LimitedBody::Served(body)))
+            Ok(Response::from_parts(parts, LimitedBody::served(body)))
         });
         ResponseFuture { inner }
     }

@@ -500,3 +500,61 @@ async fn refusals_can_be_the_applications_own_responses() {
     assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
     assert_eq!(refused.header("retry-after"), Some("60"));
 }
+
+pin_project_lite::pin_project! {
+    /// A response body that is not `Unpin`, as a body built on an `async` block is.
+    struct Pinned {
+        data: Option<bytes::Bytes>,
+        #[pin]
+        _pinned: core::marker::PhantomPinned,
+    }
+}
+
+impl http_body::Body for Pinned {
+    type Data = bytes::Bytes;
+    type Error = core::convert::Infallible;
+
+    fn poll_frame(
+        self: core::pin::Pin<&mut Self>,
+        _: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let data = self.project().data.take();
+        core::task::Poll::Ready(data.map(|d| Ok(http_body::Frame::data(d))))
+    }
+}
+
+/// The layer wraps services whose bodies are not `Unpin`, and passes them through whole.
+#[tokio::test]
+async fn a_body_that_is_not_unpin_passes_through() {
+    let limits = layer(LimiterBuilder::default().default_limits("1 per minute"));
+    let svc = tower::ServiceBuilder::new()
+        .layer(limits)
+        .service_fn(|_req: Request<_>| async {
+            let body = Pinned {
+                data: Some("streamed".into()),
+                _pinned: core::marker::PhantomPinned,
+            };
+            Ok::<_, core::convert::Infallible>(http::Response::new(body))
+        });
+    let req = || {
+        let mut req = Request::builder().uri("/").body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([203, 0, 113, 7], 4000))));
+        req
+    };
+    let res = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "streamed");
+    let refused = svc.oneshot(req()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        !refused
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+}
