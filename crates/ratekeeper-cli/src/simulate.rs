@@ -9,10 +9,7 @@
 
 use std::collections::VecDeque;
 
-use ratekeeper_core::{
-    Duration, Entry, FixedWindow, Gcra, Limit, MovingWindow, SlidingWindow, Strategy, StrategyKind,
-    Timestamp,
-};
+use ratekeeper_core::{AnyStrategy, Duration, Entry, Limit, Strategy, StrategyKind, Timestamp};
 
 use crate::traffic::Request;
 
@@ -68,34 +65,7 @@ pub struct Simulation {
 }
 
 /// One client's state under one limit.
-enum State {
-    Fixed(FixedWindow),
-    Moving(MovingWindow<VecDeque<Entry>>),
-    Sliding(SlidingWindow),
-    Gcra(Gcra),
-}
-
-impl State {
-    /// A fresh state; `None` for a strategy this command line does not know.
-    fn new(kind: StrategyKind) -> Option<Self> {
-        Some(match kind {
-            StrategyKind::FixedWindow => Self::Fixed(FixedWindow::new()),
-            StrategyKind::MovingWindow => Self::Moving(MovingWindow::with_log(VecDeque::new())),
-            StrategyKind::SlidingWindowCounter => Self::Sliding(SlidingWindow::new()),
-            StrategyKind::Gcra => Self::Gcra(Gcra::new()),
-            _ => return None,
-        })
-    }
-
-    fn strategy(&mut self) -> &mut dyn Strategy {
-        match self {
-            Self::Fixed(s) => s,
-            Self::Moving(s) => s,
-            Self::Sliding(s) => s,
-            Self::Gcra(s) => s,
-        }
-    }
-}
+type State = AnyStrategy<VecDeque<Entry>>;
 
 /// The costs one client was admitted within the last window of one limit, and their sum.
 #[derive(Default)]
@@ -174,10 +144,10 @@ impl Simulation {
     /// A run of strategy `kind` with `counters` fresh states (one per client and limit), or
     /// `None` for a strategy this command line does not know.
     fn start(&self, kind: StrategyKind, counters: usize, bins: usize) -> Option<Run> {
-        State::new(kind)?;
+        State::fresh(kind)?;
         Some(Run {
             kind,
-            states: (0..counters).filter_map(|_| State::new(kind)).collect(),
+            states: (0..counters).filter_map(|_| State::fresh(kind)).collect(),
             windows: (0..counters).map(|_| Window::default()).collect(),
             report: Report {
                 strategy: kind,
@@ -211,7 +181,7 @@ impl Run {
         let fits = states
             .iter_mut()
             .zip(limits)
-            .all(|(s, l)| s.strategy().test(l, now, cost).is_allowed());
+            .all(|(s, l)| s.test(l, now, cost).is_allowed());
         if fits {
             let windows = &mut self.windows[first..first + limits.len()];
             for ((state, limit), (window, seen)) in states
@@ -220,7 +190,7 @@ impl Run {
                 .zip(windows.iter_mut().zip(&mut report.limits))
             {
                 // Tested above: the hit is admitted.
-                let _ = state.strategy().hit(limit, now, cost);
+                let _ = state.hit(limit, now, cost);
                 let sum = window.admit(at, cost, limit.window().as_nanos());
                 seen.max_in_any_window = seen.max_in_any_window.max(sum);
             }
@@ -231,7 +201,7 @@ impl Run {
         let wait = states
             .iter_mut()
             .zip(limits)
-            .map(|(s, l)| s.strategy().retry_after(l, now, cost))
+            .map(|(s, l)| s.retry_after(l, now, cost))
             .try_fold(Duration::ZERO, |longest, w| {
                 w.duration().map(|b| longest.max(b))
             });

@@ -85,7 +85,7 @@ pub use limit::{Limit, Unit};
 pub use parse::{LimitIter, Limits, parse_limits};
 pub use span::{parse_decimal, parse_duration};
 pub use strategy::{
-    BoundedMovingWindow, Entry, EntryLog, FixedWindow, Gcra, MovingWindow, Outcome, RetryAfter,
-    SlidingWindow, Stats, Strategy, StrategyKind,
+    AnyStrategy, BoundedMovingWindow, Entry, EntryLog, FixedWindow, Gcra, MovingWindow, Outcome,
+    RetryAfter, SlidingWindow, Stats, Strategy, StrategyKind,
 };
 pub use time::{Duration, Timestamp};

@@ -5,23 +5,19 @@
 use std::collections::VecDeque;
 
 use ratekeeper_core::{
-    Entry, FixedWindow, Gcra, Limit, MovingWindow, RetryAfter, SlidingWindow, Stats, Strategy,
-    StrategyKind, Timestamp,
+    AnyStrategy, Entry, FixedWindow, Gcra, Limit, MovingWindow, RetryAfter, SlidingWindow, Stats,
+    Strategy, StrategyKind, Timestamp,
 };
 
 /// The values' format: stored in each value and in the key's name, so that versions with
 /// different formats never read each other's.
 pub(crate) const FORMAT: u8 = 1;
 
-/// One counter's state, of any strategy.
+/// One counter's state, of any strategy (the core's), with its memcached encoding.
 #[derive(Clone, Debug)]
-pub(crate) enum State {
-    Fixed(FixedWindow),
-    Moving(MovingWindow<VecDeque<Entry>>),
-    Sliding(SlidingWindow),
-    Gcra(Gcra),
-}
+pub(crate) struct State(AnyStrategy<VecDeque<Entry>>);
 
+/// The strategy's code in a value.
 const fn code(kind: StrategyKind) -> u8 {
     match kind {
         StrategyKind::FixedWindow => b'f',
@@ -36,39 +32,15 @@ const fn code(kind: StrategyKind) -> u8 {
 impl State {
     /// A fresh state of `kind`; `None` for a strategy this backend does not know.
     pub(crate) fn fresh(kind: StrategyKind) -> Option<Self> {
-        Some(match kind {
-            StrategyKind::FixedWindow => Self::Fixed(FixedWindow::new()),
-            StrategyKind::MovingWindow => Self::Moving(MovingWindow::with_log(VecDeque::new())),
-            StrategyKind::SlidingWindowCounter => Self::Sliding(SlidingWindow::new()),
-            StrategyKind::Gcra => Self::Gcra(Gcra::new()),
-            _ => return None,
-        })
-    }
-
-    fn strategy(&self) -> &dyn Strategy {
-        match self {
-            Self::Fixed(s) => s,
-            Self::Moving(s) => s,
-            Self::Sliding(s) => s,
-            Self::Gcra(s) => s,
-        }
-    }
-
-    fn strategy_mut(&mut self) -> &mut dyn Strategy {
-        match self {
-            Self::Fixed(s) => s,
-            Self::Moving(s) => s,
-            Self::Sliding(s) => s,
-            Self::Gcra(s) => s,
-        }
+        AnyStrategy::fresh(kind).map(Self)
     }
 
     pub(crate) fn fits(&self, limit: &Limit, now: Timestamp, cost: u64) -> bool {
-        self.strategy().test(limit, now, cost).is_allowed()
+        self.0.test(limit, now, cost).is_allowed()
     }
 
     pub(crate) fn hit(&mut self, limit: &Limit, now: Timestamp, cost: u64) -> bool {
-        self.strategy_mut().hit(limit, now, cost).is_allowed()
+        self.0.hit(limit, now, cost).is_allowed()
     }
 
     pub(crate) fn refund(
@@ -79,42 +51,42 @@ impl State {
         at: Option<Timestamp>,
     ) {
         match at {
-            Some(at) => self.strategy_mut().refund_at(limit, now, cost, at),
-            None => self.strategy_mut().refund(limit, now, cost),
+            Some(at) => self.0.refund_at(limit, now, cost, at),
+            None => self.0.refund(limit, now, cost),
         }
     }
 
     pub(crate) fn stats(&self, limit: &Limit, now: Timestamp) -> Stats {
-        self.strategy().stats(limit, now)
+        self.0.stats(limit, now)
     }
 
     pub(crate) fn retry_after(&self, limit: &Limit, now: Timestamp, cost: u64) -> RetryAfter {
-        self.strategy().retry_after(limit, now, cost)
+        self.0.retry_after(limit, now, cost)
     }
 
     /// When the state is as good as fresh: it can expire then.
     pub(crate) fn idle_at(&self, limit: &Limit) -> Timestamp {
-        self.strategy().idle_at(limit)
+        self.0.idle_at(limit)
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let (kind, parts): (StrategyKind, Vec<u64>) = match self {
-            Self::Fixed(s) => {
+        let (kind, parts): (StrategyKind, Vec<u64>) = match &self.0 {
+            AnyStrategy::Fixed(s) => {
                 let (start, count) = s.parts();
                 (StrategyKind::FixedWindow, vec![start.as_nanos(), count])
             }
-            Self::Moving(s) => (
+            AnyStrategy::Moving(s) => (
                 StrategyKind::MovingWindow,
                 s.log()
                     .iter()
                     .flat_map(|e| [e.at.as_nanos(), e.cost])
                     .collect(),
             ),
-            Self::Sliding(s) => {
+            AnyStrategy::Sliding(s) => {
                 let (bucket, prev, cur) = s.parts();
                 (StrategyKind::SlidingWindowCounter, vec![bucket, prev, cur])
             }
-            Self::Gcra(s) => (StrategyKind::Gcra, vec![s.tat().as_nanos()]),
+            AnyStrategy::Gcra(s) => (StrategyKind::Gcra, vec![s.tat().as_nanos()]),
         };
         let mut out = Vec::with_capacity(2 + 8 * parts.len());
         out.extend_from_slice(&[FORMAT, code(kind)]);
@@ -143,14 +115,14 @@ impl State {
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
             .collect();
         let ts = Timestamp::from_nanos;
-        Ok(match (kind, parts.as_slice()) {
+        Ok(Self(match (kind, parts.as_slice()) {
             (StrategyKind::FixedWindow, &[start, count]) => {
-                Self::Fixed(FixedWindow::from_parts(ts(start), count))
+                AnyStrategy::Fixed(FixedWindow::from_parts(ts(start), count))
             }
             (StrategyKind::SlidingWindowCounter, &[bucket, prev, cur]) => {
-                Self::Sliding(SlidingWindow::from_parts(bucket, prev, cur))
+                AnyStrategy::Sliding(SlidingWindow::from_parts(bucket, prev, cur))
             }
-            (StrategyKind::Gcra, &[tat]) => Self::Gcra(Gcra::from_tat(ts(tat))),
+            (StrategyKind::Gcra, &[tat]) => AnyStrategy::Gcra(Gcra::from_tat(ts(tat))),
             (StrategyKind::MovingWindow, parts) => {
                 let log: VecDeque<Entry> = parts
                     .chunks_exact(2)
@@ -168,10 +140,10 @@ impl State {
                 if !ordered {
                     return Err("a moving-window log out of order".into());
                 }
-                Self::Moving(MovingWindow::with_log(log))
+                AnyStrategy::Moving(MovingWindow::with_log(log))
             }
             _ => return Err("a value of the wrong length".into()),
-        })
+        }))
     }
 }
 

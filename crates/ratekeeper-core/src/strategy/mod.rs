@@ -12,6 +12,7 @@
 //! Windows are half-open: a hit exactly one window old no longer counts. A hit of cost 0 is
 //! always allowed and changes nothing; a cost larger than the limit's amount is never allowed.
 
+mod any;
 mod fixed_window;
 mod gcra;
 mod moving_window;
@@ -19,6 +20,7 @@ mod sliding_window;
 
 use core::{fmt, str::FromStr};
 
+pub use any::AnyStrategy;
 pub use fixed_window::FixedWindow;
 pub use gcra::Gcra;
 pub use moving_window::{BoundedMovingWindow, Entry, EntryLog, MovingWindow};
