@@ -180,10 +180,10 @@ fn random_batch(
             };
             let mut c = Charge::new(key, limit, kind, cost);
             if rng.percent(15) {
-                c.need = cost + rng.below(5);
+                c = c.needing(cost + rng.below(5));
             }
             if rng.percent(15) {
-                c.on_reject = 1 + rng.below(3);
+                c = c.charging_on_reject(1 + rng.below(3));
             }
             c
         })

@@ -433,8 +433,8 @@ impl Shared {
                 continue;
             }
             let id = c
-                .fallback_key
-                .clone()
+                .fallback_key()
+                .cloned()
                 .unwrap_or_else(|| c.key.identity_key());
             let at = match identities.iter().position(|(k, _)| *k == id) {
                 Some(at) => at,

@@ -241,8 +241,7 @@ fn fallback_limits_cap_each_client_on_top_of_the_batch() {
             charge("7", "100 per minute", 1),
             charge("7", "1000 per day", 1),
         ];
-        let mut gate = charge("7", "5 per minute", 0);
-        gate.need = 1;
+        let gate = charge("7", "5 per minute", 0).needing(1);
         let route_b = [charge("7", "50 per minute", 1), gate];
         let a = r.store.hit(&route_a).await.unwrap();
         assert!(a.allowed);

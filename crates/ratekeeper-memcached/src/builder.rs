@@ -17,7 +17,7 @@ use crate::{
 /// The URI scheme this crate serves.
 pub const SCHEMES: &[&str] = &["memcached"];
 /// The query options a URI may carry.
-pub const OPTIONS: &[&str] = &[
+pub(crate) const OPTIONS: &[&str] = &[
     "prefix",
     "key_prefix",
     "connect_timeout",

@@ -152,7 +152,7 @@ impl MemcachedStorage {
         let on_reject: Vec<u64> = item
             .charges
             .iter()
-            .map(|&i| batch[i].on_reject)
+            .map(|&i| batch[i].on_reject())
             .filter(|&n| n > 0)
             .collect();
         if on_reject.is_empty() {

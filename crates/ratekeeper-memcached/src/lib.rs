@@ -52,7 +52,7 @@ mod store;
 pub use bounds::MAX_MOVING_WINDOW;
 pub use builder::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
-    DEFAULT_TTL_GRACE, MAX_DENY_CACHE, MemcachedStorageBuilder, OPTIONS, SCHEMES,
+    DEFAULT_TTL_GRACE, MAX_DENY_CACHE, MemcachedStorageBuilder, SCHEMES,
 };
 pub use connection::Address;
 pub use keys::MAX_PREFIX;

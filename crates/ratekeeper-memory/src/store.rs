@@ -328,11 +328,11 @@ impl MemoryStorage {
                     .read()
                     .unwrap_or_else(PoisonError::into_inner);
                 if let [charge] = batch
-                    && charge.on_reject == 0
+                    && charge.on_reject() == 0
                     && let Some(table) = registry.get(&(charge.strategy, charge.limit))
                 {
                     let fp = self.inner.fingerprinter.fp_of(&charge.key, &mut None);
-                    let (cost, need) = (charge.cost, charge.need);
+                    let (cost, need) = (charge.cost, charge.need());
                     let status = table.apply_one(op, fp, now, cost, need, charge.charged_at);
                     return Ok(Verdict::new(status.allowed, [status].into(), now));
                 }
@@ -407,8 +407,8 @@ impl MemoryStorage {
                 }
                 // A rejected hit charges only what its charges ask for on a rejection, each
                 // where it has room (a full meta limit counts no more breaches).
-                Op::Hit if c.on_reject > 0 => {
-                    let _ = locks[lock].hit(fp, now, c.on_reject);
+                Op::Hit if c.on_reject() > 0 => {
+                    let _ = locks[lock].hit(fp, now, c.on_reject());
                 }
                 Op::Refund => locks[lock].refund(fp, now, c.cost, c.charged_at),
                 Op::Hit | Op::Test => {}

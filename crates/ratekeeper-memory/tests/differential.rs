@@ -174,8 +174,8 @@ proptest! {
                 match s.op {
                     Op::Hit if all => prop_assert!(m.hit(&c.limit, now, c.cost).is_allowed()),
                     // A rejected hit charges `on_reject` where it fits (all or nothing each).
-                    Op::Hit if c.on_reject > 0 => {
-                        let _ = m.hit(&c.limit, now, c.on_reject);
+                    Op::Hit if c.on_reject() > 0 => {
+                        let _ = m.hit(&c.limit, now, c.on_reject());
                     }
                     Op::Refund => m.refund(&c.limit, now, c.cost),
                     _ => {}

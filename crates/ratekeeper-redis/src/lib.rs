@@ -6,7 +6,7 @@
 //! trip, with exactly the semantics of the `ratekeeper-core` state machines (the test suite
 //! compares the two with explicit times). On Redis 7 and later it runs as a function
 //! (`FUNCTION LOAD` once per server, `FCALL` per call, so its definitions are not rebuilt on
-//! every call); on older servers as a script, [`BATCH_LUA`], with `EVALSHA`.
+//! every call); on older servers as the same code in a script, with `EVALSHA`.
 //!
 //! - **Time**: by default the script reads the Redis server's clock (`TIME`), so app servers
 //!   with skewed clocks agree; [`RedisStorageBuilder::clock`] sends this process's time instead.
@@ -110,8 +110,9 @@ mod store;
 
 pub use builder::{
     DEFAULT_CLIENT_TTL_GRACE, DEFAULT_COALESCE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,
-    DEFAULT_RESPONSE_TIMEOUT, MAX_COALESCE, MAX_DENY_CACHE, OPTIONS, RedisStorageBuilder, SCHEMES,
+    DEFAULT_RESPONSE_TIMEOUT, MAX_COALESCE, MAX_DENY_CACHE, RedisStorageBuilder, SCHEMES,
 };
 pub use keys::MAX_PREFIX;
-pub use script::{BATCH_LUA, MAX_AMOUNT};
+#[doc(hidden)]
+pub use script::BATCH_LUA;
 pub use store::{RedisStorage, SharedCalls};

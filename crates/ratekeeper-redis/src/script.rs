@@ -34,7 +34,7 @@ const BATCH_BODY: &str = batch_source!();
 pub const BATCH_LUA: &str = concat!(batch_source!(), "\nreturn batch(KEYS, ARGV)\n");
 
 /// The largest amount, cost or need the script computes with exactly (Lua numbers are doubles).
-pub const MAX_AMOUNT: u64 = 1 << 53;
+pub(crate) const MAX_AMOUNT: u64 = 1 << 53;
 
 /// The scripts, hashed once, and the batch as a function library.
 #[derive(Debug)]
@@ -159,15 +159,15 @@ pub(crate) fn encode(
                 Some(at) if call == Call::Op(Op::Refund) => format!(
                     "{} {} {} {}",
                     c.cost.min(MAX_AMOUNT),
-                    c.need.min(MAX_AMOUNT),
-                    c.on_reject.min(MAX_AMOUNT),
+                    c.need().min(MAX_AMOUNT),
+                    c.on_reject().min(MAX_AMOUNT),
                     at.as_nanos()
                 ),
                 _ => format!(
                     "{} {} {}",
                     c.cost.min(MAX_AMOUNT),
-                    c.need.min(MAX_AMOUNT),
-                    c.on_reject.min(MAX_AMOUNT)
+                    c.need().min(MAX_AMOUNT),
+                    c.on_reject().min(MAX_AMOUNT)
                 ),
             },
         ]);

@@ -156,6 +156,7 @@ impl RedisStorage {
 
     /// The Redis name of the counter of `key` under `limit` and `strategy` (for a moving window,
     /// its log; the log's total is this name followed by `#`).
+    #[doc(hidden)] // for tests and benchmarks that read Redis directly
     pub fn counter_key(&self, key: &Key, limit: &Limit, strategy: StrategyKind) -> String {
         keys::counter(&self.inner.prefix, key, limit, strategy)
     }
@@ -310,7 +311,7 @@ impl RedisStorage {
         // charges ask for on a rejection is charged now.
         for &g in charged {
             let members = &groups[g].1;
-            if members.iter().all(|&i| batch[i].on_reject == 0) {
+            if members.iter().all(|&i| batch[i].on_reject() == 0) {
                 continue;
             }
             let part = pick(batch, members);

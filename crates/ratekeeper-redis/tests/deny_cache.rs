@@ -118,7 +118,7 @@ fn random_traffic_is_admitted_alike_with_and_without_the_cache() {
                 let mut batch = login(&ip, kind);
                 let cost = 1 + rng.below(2);
                 batch[0].cost = cost;
-                batch[0].need = cost;
+                batch[0] = batch[0].clone().needing(cost);
                 let a = hit(&cached, &batch);
                 let b = hit(&plain, &batch);
                 assert_eq!(a.allowed, b.allowed, "step {step}: {a:?} / {b:?}");

@@ -64,11 +64,11 @@ async fn batches_are_all_or_nothing() {
     assert!(!store.hit(&twice).await.unwrap().allowed);
     // A gate needs room without charging.
     let mut gate = charge(&key, "5 per hour", StrategyKind::MovingWindow, 0);
-    gate.need = 4;
+    gate = gate.needing(4);
     let v = store.hit(&[gate.clone()]).await.unwrap();
     assert!(v.allowed);
     assert_eq!(v.statuses[0].remaining, 4);
-    gate.need = 5;
+    gate = gate.needing(5);
     assert!(!store.hit(&[gate]).await.unwrap().allowed);
     // Refunds give back.
     store.refund(&batch[..1]).await.unwrap();

@@ -23,24 +23,17 @@ pub struct Charge {
     pub strategy: StrategyKind,
     /// How much to charge (or test, or refund).
     pub cost: u64,
-    /// How much room the charge needs to be allowed: `cost` for an ordinary charge. A gate
-    /// ([`Charge::gate`]) needs room but charges nothing: "reject while this limit is
-    /// exhausted", the rule of meta limits.
-    pub need: u64,
-    /// Charged when a hit of the batch is rejected, if this charge has room for it (0: never).
-    /// Meta limits count a breach this way, in the same call as the request's own limits: the
-    /// gate that shuts a client out also counts the rejections that lead to it.
-    pub on_reject: u64,
+    /// See [`Charge::need`].
+    need: u64,
+    /// See [`Charge::on_reject`].
+    on_reject: u64,
     /// For [`Op::Refund`]: the instant the charge being returned was made ([`Verdict::at`] of
     /// its hit). The refund then gives back only what that charge still holds (nothing once
     /// its window has passed: see `Strategy::refund_at`). `None`: up to `cost` of the newest
     /// charges that still count.
     pub charged_at: Option<Timestamp>,
-    /// Whom a fallback store's own limits count this charge against while it stands in for an
-    /// unavailable store (`ratekeeper-fallback`'s `Mode::Fallback` limits): a client on one
-    /// route, say. `None`: the key's identity ([`Key::identity_key`]), one count per client
-    /// across everything. Other stores ignore it.
-    pub fallback_key: Option<Key>,
+    /// See [`Charge::fallback_key`].
+    fallback_key: Option<Key>,
 }
 
 impl Charge {
@@ -71,6 +64,35 @@ impl Charge {
             charged_at: None,
             fallback_key: None,
         }
+    }
+
+    /// How much room the charge needs to be allowed: `cost` for an ordinary charge. A gate
+    /// ([`Charge::gate`]) needs room but charges nothing: "reject while this limit is
+    /// exhausted", the rule of meta limits.
+    pub fn need(&self) -> u64 {
+        self.need
+    }
+
+    /// Charged when a hit of the batch is rejected, if this charge has room for it (0: never).
+    /// Meta limits count a breach this way, in the same call as the request's own limits: the
+    /// gate that shuts a client out also counts the rejections that lead to it.
+    pub fn on_reject(&self) -> u64 {
+        self.on_reject
+    }
+
+    /// Whom a fallback store's own limits count this charge against while it stands in for an
+    /// unavailable store (`ratekeeper-fallback`'s `Mode::Fallback` limits): a client on one
+    /// route, say. `None`: the key's identity ([`Key::identity_key`]), one count per client
+    /// across everything. Other stores ignore it.
+    pub fn fallback_key(&self) -> Option<&Key> {
+        self.fallback_key.as_ref()
+    }
+
+    /// This charge, needing room for `need` to be allowed (see [`Charge::need`]).
+    #[must_use]
+    pub fn needing(mut self, need: u64) -> Self {
+        self.need = need;
+        self
     }
 
     /// This charge, charging `n` when a hit of its batch is rejected (see
@@ -149,10 +171,10 @@ impl LimitStatus {
 }
 
 /// Statuses held inline, without a heap allocation, for batches of up to this many charges.
-pub const INLINE_STATUSES: usize = 4;
+pub(crate) const INLINE_STATUSES: usize = 4;
 
 /// The statuses of a batch, one per charge in the batch's order: a list that stays inline (no
-/// heap allocation) for batches of up to [`INLINE_STATUSES`] charges. Read it as a slice;
+/// heap allocation) for batches of up to four charges. Read it as a slice;
 /// build it with `collect()`, [`Statuses::push`] or from a `Vec`.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Statuses(SmallVec<[LimitStatus; INLINE_STATUSES]>);
@@ -163,7 +185,7 @@ impl Statuses {
         Self::default()
     }
 
-    /// An empty list with room for `n` statuses (inline up to [`INLINE_STATUSES`]).
+    /// An empty list with room for `n` statuses (inline up to four).
     pub fn with_capacity(n: usize) -> Self {
         if n <= INLINE_STATUSES {
             // Built in place: no call that returns the whole inline array.
@@ -283,7 +305,7 @@ impl<'a> IntoIterator for &'a Statuses {
 pub struct Verdict {
     /// Whether every charge fit (for [`Op::Hit`]: whether they were all charged).
     pub allowed: bool,
-    /// Per charge, in order (inline for batches of up to [`INLINE_STATUSES`] charges).
+    /// Per charge, in order (inline for batches of up to four charges).
     pub statuses: Statuses,
     /// The instant the store applied the batch, on its clock (the Redis server's, by default):
     /// what a refund of these charges names ([`Charge::charged_at`]).

@@ -105,7 +105,7 @@ impl Shape {
             key: c.key.clone(),
             limit: c.limit,
             strategy: c.strategy,
-            on_reject: c.on_reject,
+            on_reject: c.on_reject(),
             room: c.room(),
         }
     }
@@ -115,7 +115,7 @@ impl Shape {
         self.key == c.key
             && self.limit == c.limit
             && self.strategy == c.strategy
-            && self.on_reject == c.on_reject
+            && self.on_reject == c.on_reject()
             && c.room() >= self.room
     }
 }
@@ -126,7 +126,7 @@ fn fingerprint(batch: &[Charge]) -> u64 {
         c.key.hash(&mut h);
         c.limit.hash(&mut h);
         c.strategy.hash(&mut h);
-        c.on_reject.hash(&mut h);
+        c.on_reject().hash(&mut h);
     }
     h.finish()
 }
@@ -148,10 +148,10 @@ fn standing(batch: &[Charge], verdict: &Verdict) -> Option<Duration> {
         if !s.allowed {
             wait = wait.max(d);
         }
-        if c.on_reject > 0 {
+        if c.on_reject() > 0 {
             // The store counted (or would count) this rejection here: only when this charge
             // has no room for it, until it has, is a refusal free of counting.
-            if s.allowed || c.on_reject < c.room() {
+            if s.allowed || c.on_reject() < c.room() {
                 return None;
             }
             counts_again = Some(counts_again.map_or(d, |e| e.min(d)));

@@ -49,13 +49,14 @@ mod open;
 mod storage;
 mod uri;
 
-pub use batch::{Charge, INLINE_STATUSES, LimitStatus, Op, Statuses, StatusesIntoIter, Verdict};
+pub use batch::{Charge, LimitStatus, Op, Statuses, StatusesIntoIter, Verdict};
 pub use deadline::within;
 pub use deny::{DEFAULT_DENY_CACHE_ENTRIES, DenyCache, Lookup, Ticket};
 pub use error::{Source, StorageError};
 pub use key::{Key, MAX_PART, ScopePath, UnderEach};
 pub use open::OpenStorage;
 pub use storage::{Storage, StorageFuture};
-pub use uri::{
-    HostPort, StorageUri, UriError, count_option, duration_option, redact_in, redact_uri,
-};
+pub use uri::{HostPort, StorageUri, UriError, count_option, redact_uri};
+// For the backends' URI builders, not for applications.
+#[doc(hidden)]
+pub use uri::{duration_option, redact_in};

@@ -186,7 +186,7 @@ impl Limiter {
         planner.meta(plan, keys.meta)?;
         if let Some(key) = keys.fallback {
             for charge in plan.charges.iter_mut().filter(|c| c.cost > 0) {
-                charge.fallback_key = Some(key.clone());
+                *charge = charge.clone().with_fallback_key(key.clone());
             }
         }
         Ok(())

@@ -44,7 +44,7 @@ fn as_redis_scheme(scheme: &str) -> &str {
 }
 
 /// The query options a URI may carry.
-pub const OPTIONS: &[&str] = &[
+pub(crate) const OPTIONS: &[&str] = &[
     "prefix",
     "key_prefix",
     "connect_timeout",
