@@ -161,8 +161,12 @@ impl LimiterBuilder {
     }
 }
 
-fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError::Invalid(format!("{key}={value:?}: expected {expected}"))
+fn invalid(key: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Setting {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        expected,
+    }
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {

@@ -5,6 +5,8 @@ use core::fmt;
 use ratekeeper_core::ParseError;
 use ratekeeper_storage::StorageError;
 
+use crate::network::NetworkError;
+
 /// A configuration the builder refused; `build()` reports it before any request is served.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -26,6 +28,30 @@ pub enum ConfigError {
         /// The URI's scheme.
         scheme: String,
     },
+    /// A list of networks that did not parse.
+    Network {
+        /// Which list (`trusted proxy networks`, `exempt clients`).
+        context: &'static str,
+        /// The entry at fault, and why.
+        error: NetworkError,
+    },
+    /// A `RATELIMIT_*` setting whose value does not read
+    /// ([`LimiterBuilder::config`](crate::LimiterBuilder::config)).
+    Setting {
+        /// The setting.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What it takes.
+        expected: &'static str,
+    },
+    /// A route option given to the default or application limits, where it does not apply.
+    UnsupportedOption {
+        /// Which limits (`default limits`, `application limits`).
+        context: String,
+        /// The option (`shared`, `key`...).
+        option: &'static str,
+    },
     /// Anything else that cannot work (an empty namespace, a policy for no route).
     Invalid(String),
 }
@@ -45,6 +71,16 @@ impl fmt::Display for ConfigError {
                 f,
                 "storage URI {scheme}://: the limiter opens memory:// itself and has no stores for other schemes; give it them (`.stores(ratekeeper::Stores::new())`, from ratekeeper-stores) or the store itself (`.storage(...)`)"
             ),
+            Self::Network { context, error } => write!(f, "{context}: {error}"),
+            Self::Setting {
+                key,
+                value,
+                expected,
+            } => write!(f, "{key}={value:?}: expected {expected}"),
+            Self::UnsupportedOption { context, option } => write!(
+                f,
+                "{context}: the route option `{option}` does not apply to them (limit, limit_set, limit_by, cost, deduct_when, exempt_when and per_method do)"
+            ),
             Self::Invalid(why) => f.write_str(why),
         }
     }
@@ -57,7 +93,11 @@ impl core::error::Error for ConfigError {
         match self {
             Self::Limit { error, .. } => error.source(),
             Self::Storage(e) => e.source(),
-            Self::NoStores { .. } | Self::Invalid(_) => None,
+            Self::NoStores { .. }
+            | Self::Network { .. }
+            | Self::Setting { .. }
+            | Self::UnsupportedOption { .. }
+            | Self::Invalid(_) => None,
         }
     }
 }

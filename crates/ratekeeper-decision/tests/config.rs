@@ -406,3 +406,68 @@ fn error_reports_print_each_cause_once() {
     );
     once(&decision);
 }
+
+/// The errors a caller could act on are typed: which network list, which setting, which
+/// route option; their messages stay as they were.
+#[test]
+fn configuration_errors_a_caller_can_act_on_are_typed() {
+    let proxies = Limiter::builder()
+        .trusted_proxy_networks("10.0.0.0/8, 300.1.1.1")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&proxies, ConfigError::Network { context: "trusted proxy networks", error }
+            if error.to_string().contains("300.1.1.1")),
+        "{proxies:?}"
+    );
+    assert!(
+        proxies
+            .to_string()
+            .starts_with("trusted proxy networks: network \"300.1.1.1\"")
+    );
+    let exempt = Limiter::builder()
+        .exempt_clients("nope")
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        exempt,
+        ConfigError::Network {
+            context: "exempt clients",
+            ..
+        }
+    ));
+
+    let setting = LimiterBuilder::default()
+        .with_config([("RATELIMIT_ENABLED", "maybe")])
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&setting, ConfigError::Setting { key, value, .. }
+            if key == "RATELIMIT_ENABLED" && value == "maybe"),
+        "{setting:?}"
+    );
+
+    let option = Limiter::builder()
+        .defaults(
+            ratekeeper_decision::RoutePolicy::new()
+                .limit("1/second")
+                .shared("s"),
+        )
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            &option,
+            ConfigError::UnsupportedOption {
+                option: "shared",
+                ..
+            }
+        ),
+        "{option:?}"
+    );
+    assert!(
+        option
+            .to_string()
+            .contains("the route option `shared` does not apply")
+    );
+}

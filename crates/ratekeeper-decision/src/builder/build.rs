@@ -134,14 +134,19 @@ impl LimiterBuilder {
     fn clients(&mut self) -> Result<Clients, ConfigError> {
         let mut proxy = core::mem::take(&mut self.proxy);
         if let Some(list) = &self.trusted_networks {
-            proxy.trusted_networks = Network::parse_list(list)
-                .map_err(|e| ConfigError::Invalid(format!("trusted proxy networks: {e}")))?;
+            proxy.trusted_networks =
+                Network::parse_list(list).map_err(|error| ConfigError::Network {
+                    context: "trusted proxy networks",
+                    error,
+                })?;
         }
         let mut exempt = Vec::new();
         for list in &self.exempt_clients {
             exempt.extend(
-                Network::parse_list(list)
-                    .map_err(|e| ConfigError::Invalid(format!("exempt clients: {e}")))?,
+                Network::parse_list(list).map_err(|error| ConfigError::Network {
+                    context: "exempt clients",
+                    error,
+                })?,
             );
         }
         let ipv6_prefix = self.ipv6_prefix.unwrap_or(64);
@@ -271,9 +276,10 @@ fn scope_limits(context: &str, policy: &RoutePolicy) -> Result<LimitSet, ConfigE
         ),
     ];
     if let Some((option, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(ConfigError::Invalid(format!(
-            "{context}: the route option `{option}` does not apply to them (limit, limit_set, limit_by, cost, deduct_when, exempt_when and per_method do)"
-        )));
+        return Err(ConfigError::UnsupportedOption {
+            context: context.to_owned(),
+            option,
+        });
     }
     match &policy.limits {
         None => Ok(Vec::new().into()),
