@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use ratekeeper::core::{Duration, ManualClock, StrategyKind, Timestamp};
-use ratekeeper::{ForwardedHeader, HeaderOptions, KeyFunction, Limiter, RequestView};
+use ratekeeper::{
+    KeyFunction, Limiter, RequestView, headers::HeaderOptions, proxy::ForwardedHeader,
+};
 
 fn main() -> Result<(), Box<dyn core::error::Error>> {
     async_std::task::block_on(async {

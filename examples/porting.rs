@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use ratekeeper::core::{ManualClock, Timestamp};
-use ratekeeper::{BreachResponse, Decision, LimiterBuilder, RequestView, RoutePolicy};
+use ratekeeper::{Decision, LimiterBuilder, RequestView, RoutePolicy, breach::BreachResponse};
 
 fn show(what: &str, d: &Decision) {
     let retry = d

@@ -7,7 +7,7 @@
 //! `SEED_API_KEYS` (free-tier API keys, comma-separated), `MAX_BODY_BYTES` (64 MiB), and
 //! Flask-Limiter's `RATELIMIT_*` variables, which win over the tour's own settings
 //! (`RATELIMIT_DEFAULT="3 per minute"`, `RATELIMIT_ENABLED=false`,
-//! `RATELIMIT_HEADER_RETRY_AFTER_VALUE=http-date`; see `ratekeeper::CONFIG_KEYS`;
+//! `RATELIMIT_HEADER_RETRY_AFTER_VALUE=http-date`; see `ratekeeper::config::CONFIG_KEYS`;
 //! `RATELIMIT_STORAGE_URI` and `RATELIMIT_IN_MEMORY_FALLBACK` are aliases of `REDIS_URL` and
 //! `RATELIMIT_FALLBACK`).
 //! Try `curl -i localhost:8080/api/data`, or six `curl -i -X POST localhost:8080/auth/login`.

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use std::{alloc::System, sync::Arc};
 
 use ratekeeper_core::{Limit, ManualClock, StrategyKind, Timestamp};
-use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_decision::{Limiter, RequestView, headers::HeaderOptions};
 use ratekeeper_memory::MemoryStorage;
 use ratekeeper_storage::{Charge, Key, Op, Storage};
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::FutureExt;
 use ratekeeper_core::{Limit, StrategyKind, Unit};
-use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_decision::{Limiter, RequestView, headers::HeaderOptions};
 use ratekeeper_memory::MemoryStorage;
 use ratekeeper_storage::{Charge, Key, Op, Storage};
 

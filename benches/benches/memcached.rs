@@ -17,7 +17,7 @@ use async_io::Async;
 use futures::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
 use ratekeeper_benches::{latency, throughput};
 use ratekeeper_core::{Limit, StrategyKind};
-use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_decision::{Limiter, RequestView, headers::HeaderOptions};
 use ratekeeper_memcached::MemcachedStorage;
 use ratekeeper_storage::{Charge, Key, Storage};
 use ratekeeper_test_support::memcached::MemcachedServer;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::FutureExt;
-use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_decision::{Limiter, RequestView, headers::HeaderOptions};
 use ratekeeper_memory::MemoryStorage;
 
 fn seed_limiter() -> Limiter {

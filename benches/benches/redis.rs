@@ -19,7 +19,7 @@ use std::{process::Command, sync::Arc};
 
 use ratekeeper_benches::{latency, throughput};
 use ratekeeper_core::{Limit, StrategyKind};
-use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_decision::{Limiter, RequestView, headers::HeaderOptions};
 use ratekeeper_redis::{BATCH_LUA, RedisStorage};
 use ratekeeper_storage::{Charge, Key, Storage};
 use redis::{AsyncCommands as _, Cmd};

@@ -14,7 +14,7 @@ use core::{future::Future, sync::atomic::AtomicU64, sync::atomic::Ordering};
 use std::{process::Command, sync::Arc};
 
 use ratekeeper_core::{Limit, StrategyKind};
-use ratekeeper_decision::{HeaderOptions, Limiter, RequestView};
+use ratekeeper_decision::{Limiter, RequestView, headers::HeaderOptions};
 use ratekeeper_redis::RedisStorage;
 use ratekeeper_storage::{Charge, Key, Storage};
 

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use ratekeeper::core::{Clock, StrategyKind};
 use ratekeeper::tide::{HttpListener, RateLimit};
 use ratekeeper::{
-    ConfigError, ForwardedHeader, HeaderOptions, KeyFunction, Limiter, Outage, RoutePolicy,
-    limit_set,
+    ConfigError, KeyFunction, Limiter, Outage, RoutePolicy, headers::HeaderOptions,
+    limits::limit_set, proxy::ForwardedHeader,
 };
 
 pub use prometheus::{
@@ -174,7 +174,7 @@ impl SeedConfig {
 }
 
 /// The seed's 429 body, for every route without its own.
-fn breach_body(b: &ratekeeper::Breach<'_>) -> String {
+fn breach_body(b: &ratekeeper::breach::Breach<'_>) -> String {
     let retry = b
         .retry_after
         .map_or_else(|| "null".to_owned(), |s| s.to_string());

@@ -5,7 +5,7 @@ use core::net::IpAddr;
 use std::sync::Arc;
 
 use ratekeeper_core::{Clock, StrategyKind, SystemClock};
-use ratekeeper_decision::{CurrentLimit, KeyFunction, Limiter, RequestView, RoutePolicy};
+use ratekeeper_decision::{KeyFunction, Limiter, RequestView, RoutePolicy, limits::CurrentLimit};
 use ratekeeper_storage::{Key, Storage};
 
 use crate::error::{CliError, parse_limit_string};

@@ -29,7 +29,7 @@ impl Refusal {
         self.0.as_ref().map_or(503, Decision::status)
     }
 
-    /// The content type of [`Refusal::body`].
+    /// The content type of [`Refusal::body`](crate::adapter::Refusal::body).
     pub fn content_type(&self) -> &str {
         self.0
             .as_ref()
@@ -70,7 +70,7 @@ impl Limiter {
     /// [`Outage`](crate::Outage) policy decides instead where one is configured).
     ///
     /// ```
-    /// use ratekeeper_decision::{Admission, Limiter, RequestView};
+    /// use ratekeeper_decision::{adapter::Admission, Limiter, RequestView};
     ///
     /// # smol::block_on(async {
     /// let limiter = Limiter::builder().default_limits("1 per minute").build()?;

@@ -26,7 +26,7 @@ pub struct ProxyConfig {
     /// The header they set.
     pub header: ForwardedHeader,
     /// The networks a peer must be in for its forwarded headers to count (default
-    /// [`DEFAULT_TRUSTED_PROXIES`](crate::DEFAULT_TRUSTED_PROXIES): loopback and private
+    /// [`DEFAULT_TRUSTED_PROXIES`](crate::proxy::DEFAULT_TRUSTED_PROXIES): loopback and private
     /// ranges). A client that reaches the application directly, from anywhere else, is its
     /// own address whatever headers it sends.
     pub trusted_networks: Vec<Network>,
@@ -59,7 +59,7 @@ impl ProxyConfig {
     ///   peer is the client);
     /// - an entry that is not an address (any bytes, a byte above 0x7F among them, spoil only
     ///   their own entry) where the walk stops makes the client unknown: `None`, which the
-    ///   limiter counts as its [`UnknownClient`](crate::UnknownClient) setting says (one
+    ///   limiter counts as its [`UnknownClient`](crate::keys::UnknownClient) setting says (one
     ///   shared `ip:unknown` identity by default), never as the proxy's address.
     pub fn client_ip(&self, req: &RequestView<'_>) -> Option<IpAddr> {
         self.find(req).map(|ip| ip.to_canonical())

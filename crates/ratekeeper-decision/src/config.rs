@@ -49,8 +49,8 @@ impl LimiterBuilder {
     /// | `RATELIMIT_STRATEGY` | [`strategy`](Self::strategy): `fixed-window`, `moving-window`, `sliding-window-counter`, `gcra` |
     /// | `RATELIMIT_KEY_PREFIX` | [`key_prefix`](Self::key_prefix) |
     /// | `RATELIMIT_HEADERS_ENABLED` | `false`: no rate-limit headers; `true`: `X-RateLimit-*` and `Retry-After` |
-    /// | `RATELIMIT_HEADER_LIMIT`, `_REMAINING`, `_RESET`, `_RETRY_AFTER` | the header's name ([`HeaderOptions::rename`](crate::HeaderOptions::rename)) |
-    /// | `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | `delta-seconds` or `http-date` ([`RetryAfterFormat`](crate::RetryAfterFormat)) |
+    /// | `RATELIMIT_HEADER_LIMIT`, `_REMAINING`, `_RESET`, `_RETRY_AFTER` | the header's name ([`HeaderOptions::rename`](crate::headers::HeaderOptions::rename)) |
+    /// | `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | `delta-seconds` or `http-date` ([`RetryAfterFormat`](crate::headers::RetryAfterFormat)) |
     /// | `RATELIMIT_SWALLOW_ERRORS` | `true`: [`on_outage`](Self::on_outage)`(`[`Outage::fail_open`]`())` |
     /// | `RATELIMIT_IN_MEMORY_FALLBACK` | [`on_outage`](Self::on_outage)`(`[`Outage::in_memory_fallback`]`(..))` |
     /// | `RATELIMIT_IN_MEMORY_FALLBACK_ENABLED` | `true`: [`on_outage`](Self::on_outage)`(`[`Outage::fallback_to_memory`]`())` |
@@ -152,7 +152,7 @@ impl LimiterBuilder {
                 "RATELIMIT_SWALLOW_ERRORS" | "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED" => self,
                 other => {
                     tracing::warn!(target: "ratekeeper", key = other,
-                        "unknown RATELIMIT_* configuration key, ignored (known: ratekeeper_decision::CONFIG_KEYS)");
+                        "unknown RATELIMIT_* configuration key, ignored (known: ratekeeper_decision::config::CONFIG_KEYS)");
                     self
                 }
             };

@@ -8,7 +8,7 @@ use ratekeeper_storage::{Charge, Storage};
 
 use crate::{
     error::DecisionError,
-    field::{HeaderValue, RateLimitHeaders},
+    field::{FieldValue, RateLimitHeaders},
     limiter::retry_secs,
     policy::SettleFn,
     response::BreachResponse,
@@ -71,7 +71,7 @@ pub enum Kind {
     /// `401 Unauthorized`. Nothing was checked or counted.
     Unauthorized,
     /// The client address is unknown and the limiter refuses such requests
-    /// ([`UnknownClient::Reject`](crate::UnknownClient::Reject)): answer `403 Forbidden`.
+    /// ([`UnknownClient::Reject`](crate::keys::UnknownClient::Reject)): answer `403 Forbidden`.
     UnknownClient,
 }
 
@@ -164,7 +164,7 @@ impl Decision {
         Self {
             headers: vec![(
                 "WWW-Authenticate".into(),
-                HeaderValue::from(format!("ApiKey header=\"{header}\"")),
+                FieldValue::from(format!("ApiKey header=\"{header}\"")),
             )]
             .into(),
             answer: Answer::Body(
@@ -260,7 +260,7 @@ impl Decision {
     }
 
     /// The status code to answer with when the request is not served: a breach hook's
-    /// ([`BreachResponse::status`]), else 429 for a rejection, 401 for
+    /// ([`BreachResponse::status`](crate::breach::BreachResponse::status)), else 429 for a rejection, 401 for
     /// [`Kind::Unauthorized`], 403 for [`Kind::UnknownClient`]; 200 when it is served.
     pub fn status(&self) -> u16 {
         match (self.response(), self.kind) {
@@ -279,7 +279,7 @@ impl Decision {
     }
 
     /// The whole response a breach hook wrote, if one did: its extra headers are here
-    /// ([`BreachResponse::headers`]); [`Decision::headers`] has the rate-limit ones.
+    /// ([`BreachResponse::headers`](crate::breach::BreachResponse::headers)); [`Decision::headers`] has the rate-limit ones.
     pub fn response(&self) -> Option<&BreachResponse> {
         match &self.answer {
             Answer::Response(response) => Some(response),

@@ -36,7 +36,7 @@ pub enum ConfigError {
         error: NetworkError,
     },
     /// A `RATELIMIT_*` setting whose value does not read
-    /// ([`LimiterBuilder::config`](crate::LimiterBuilder::config)).
+    /// ([`LimiterBuilder::with_config`](crate::LimiterBuilder::with_config)).
     Setting {
         /// The setting.
         key: String,

@@ -13,7 +13,7 @@ const INLINE: usize = 46;
 
 /// A header value: text that is a valid HTTP field value (visible ASCII and spaces).
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct HeaderValue(Repr);
+pub struct FieldValue(Repr);
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Repr {
@@ -21,7 +21,7 @@ enum Repr {
     Shared(Arc<str>),
 }
 
-impl HeaderValue {
+impl FieldValue {
     /// The value as text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -52,19 +52,19 @@ impl HeaderValue {
     }
 }
 
-impl From<Arc<str>> for HeaderValue {
+impl From<Arc<str>> for FieldValue {
     fn from(s: Arc<str>) -> Self {
         Self(Repr::Shared(s))
     }
 }
 
-impl From<&str> for HeaderValue {
+impl From<&str> for FieldValue {
     fn from(s: &str) -> Self {
         Self::write(|w| w.write_str(s))
     }
 }
 
-impl From<String> for HeaderValue {
+impl From<String> for FieldValue {
     fn from(s: String) -> Self {
         if s.len() <= INLINE {
             return Self::from(s.as_str());
@@ -73,7 +73,7 @@ impl From<String> for HeaderValue {
     }
 }
 
-impl Deref for HeaderValue {
+impl Deref for FieldValue {
     type Target = str;
 
     fn deref(&self) -> &str {
@@ -81,38 +81,38 @@ impl Deref for HeaderValue {
     }
 }
 
-impl AsRef<str> for HeaderValue {
+impl AsRef<str> for FieldValue {
     fn as_ref(&self) -> &str {
         self.as_str()
     }
 }
 
-impl PartialEq<str> for HeaderValue {
+impl PartialEq<str> for FieldValue {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
     }
 }
 
-impl PartialEq<&str> for HeaderValue {
+impl PartialEq<&str> for FieldValue {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
 
-impl fmt::Debug for HeaderValue {
+impl fmt::Debug for FieldValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
-impl fmt::Display for HeaderValue {
+impl fmt::Display for FieldValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
 /// One header: its name (as configured) and value.
-pub type Header = (Arc<str>, HeaderValue);
+pub type Header = (Arc<str>, FieldValue);
 
 /// The headers of a decision, in the order they are set: held inline (no heap allocation) for
 /// the six a decision can carry. Read it as a slice of `(name, value)`.
@@ -120,7 +120,7 @@ pub type Header = (Arc<str>, HeaderValue);
 pub struct RateLimitHeaders(SmallVec<[Header; 6]>);
 
 impl RateLimitHeaders {
-    pub(crate) fn push(&mut self, name: &Arc<str>, value: HeaderValue) {
+    pub(crate) fn push(&mut self, name: &Arc<str>, value: FieldValue) {
         self.0.push((Arc::clone(name), value));
     }
 
@@ -168,22 +168,22 @@ mod tests {
     #[test]
     fn numbers() {
         for n in [0, 1, 9, 10, 99, 100, 1_700_000_000, u64::MAX - 1, u64::MAX] {
-            assert_eq!(HeaderValue::number(n), n.to_string().as_str());
+            assert_eq!(FieldValue::number(n), n.to_string().as_str());
         }
     }
 
     #[test]
     fn short_values_inline_long_ones_shared() {
-        let n = HeaderValue::number(u64::MAX);
+        let n = FieldValue::number(u64::MAX);
         assert_eq!(n.as_str(), "18446744073709551615");
         assert!(matches!(n.0, Repr::Inline(_)));
         let long = "x".repeat(INLINE + 1);
-        let v = HeaderValue::write(|w| w.write_str(&long));
+        let v = FieldValue::write(|w| w.write_str(&long));
         assert_eq!(v.as_str(), long);
         assert!(matches!(v.0, Repr::Shared(_)));
-        assert_eq!(HeaderValue::from(long), v);
-        assert_eq!(HeaderValue::from("7"), HeaderValue::number(7));
-        assert_eq!(HeaderValue::from("7".to_owned()), "7");
+        assert_eq!(FieldValue::from(long), v);
+        assert_eq!(FieldValue::from("7"), FieldValue::number(7));
+        assert_eq!(FieldValue::from("7".to_owned()), "7");
         assert_eq!(format!("{n}"), "18446744073709551615");
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ratekeeper_core::Limit;
 
-use crate::field::{HeaderValue, RateLimitHeaders};
+pub use crate::field::{FieldValue, Header, RateLimitHeaders};
 
 /// The header names, each remappable (Flask-Limiter's `header_name_mapping`). Shared, not
 /// copied, into every decision.
@@ -269,9 +269,9 @@ pub(crate) fn render_into(
 ) {
     let names = &options.names;
     if options.x_ratelimit {
-        out.push(&names.limit, HeaderValue::number(f.limit.amount()));
-        out.push(&names.remaining, HeaderValue::number(f.remaining));
-        out.push(&names.reset, HeaderValue::number(f.reset_epoch_secs));
+        out.push(&names.limit, FieldValue::number(f.limit.amount()));
+        out.push(&names.remaining, FieldValue::number(f.remaining));
+        out.push(&names.reset, FieldValue::number(f.reset_epoch_secs));
     }
     if let (true, true, Some(secs), Some(at)) = (
         options.retry_after,
@@ -280,8 +280,8 @@ pub(crate) fn render_into(
         f.retry_at_epoch_secs,
     ) {
         let value = match options.retry_after_format {
-            RetryAfterFormat::DeltaSeconds => HeaderValue::number(secs),
-            RetryAfterFormat::HttpDate => HeaderValue::write(|w| http_date(w, at)),
+            RetryAfterFormat::DeltaSeconds => FieldValue::number(secs),
+            RetryAfterFormat::HttpDate => FieldValue::write(|w| http_date(w, at)),
         };
         out.push(&names.retry_after, value);
     }
@@ -291,7 +291,7 @@ pub(crate) fn render_into(
             Policy::Limits(limits) => policy_field(limits),
         };
         out.push(&names.policy, policy.into());
-        let current = HeaderValue::write(|w| {
+        let current = FieldValue::write(|w| {
             write!(w, "\"{}\";r=", f.limit)?;
             w.write_str(itoa::Buffer::new().format(f.remaining))?;
             w.write_str(";t=")?;
@@ -320,7 +320,7 @@ mod tests {
             policy: Policy::Limits(&[day, hour]),
         };
         let all = render(&HeaderOptions::all(), &facts);
-        let get = |h: &[(Arc<str>, HeaderValue)], n: &str| {
+        let get = |h: &[(Arc<str>, FieldValue)], n: &str| {
             h.iter()
                 .find(|(k, _)| &**k == n)
                 .map(|(_, v)| v.to_string())

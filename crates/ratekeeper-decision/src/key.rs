@@ -103,7 +103,7 @@ pub struct KeyFunction(Repr);
 #[derive(Clone, Default)]
 enum Repr {
     /// The client address (`ip:203.0.113.7`), proxies resolved per the limiter's
-    /// [`ProxyConfig`](crate::ProxyConfig). The default.
+    /// [`ProxyConfig`](crate::proxy::ProxyConfig). The default.
     #[default]
     ClientIp,
     /// The value of a header under `namespace`, whatever it is; the client address when the
@@ -144,7 +144,7 @@ impl fmt::Debug for KeyFunction {
 
 impl KeyFunction {
     /// The client address (`ip:203.0.113.7`), proxies resolved per the limiter's
-    /// [`ProxyConfig`](crate::ProxyConfig): the default.
+    /// [`ProxyConfig`](crate::proxy::ProxyConfig): the default.
     pub fn client_ip() -> Self {
         Self(Repr::ClientIp)
     }
@@ -166,7 +166,7 @@ impl KeyFunction {
     /// it: `validate` returns `Some(identity)` for a credential the application knows (the
     /// account it belongs to, say, so that two keys of one account share their quota) and
     /// `None` for anything else. A request whose header is missing, empty or unknown is counted
-    /// by its client address ([`UnknownCredential::ByAddress`]); see
+    /// by its client address ([`UnknownCredential::ByAddress`](crate::keys::UnknownCredential::ByAddress)); see
     /// [`KeyFunction::rejecting_unknown`] to answer it with 401 instead.
     ///
     /// ```

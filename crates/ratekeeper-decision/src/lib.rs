@@ -7,9 +7,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use ratekeeper_core::{ManualClock, StrategyKind, Timestamp};
-//! use ratekeeper_decision::{
-//!     ForwardedHeader, HeaderOptions, KeyFunction, Limiter, RequestView, RoutePolicy, limit_set,
-//! };
+//! use ratekeeper_decision::{proxy::ForwardedHeader, headers::HeaderOptions, KeyFunction, Limiter, RequestView, RoutePolicy, limits::limit_set};
 //!
 //! # smol::block_on(async {
 //! // Tiers, parsed once at start-up.
@@ -74,7 +72,7 @@
 //! ## Flask-Limiter's names, and ours
 //!
 //! Configuration keys (`RATELIMIT_*`) are read by [`LimiterBuilder::from_env`] and
-//! [`LimiterBuilder::with_config`] ([`CONFIG_KEYS`]).
+//! [`LimiterBuilder::with_config`] ([`CONFIG_KEYS`](crate::config::CONFIG_KEYS)).
 //!
 //! | Flask-Limiter | here | where it differs |
 //! |---|---|---|
@@ -96,19 +94,19 @@
 //! | a second limit with `key_func=get_remote_address` | [`RoutePolicy::guard`] | |
 //! | `@limiter.limit("100/minute", key_func=...)` beside another limit | [`RoutePolicy::limit_by`]; [`LimiterBuilder::default_limits_by`], [`application_limits_by`](LimiterBuilder::application_limits_by), [`meta_limits_by`](LimiterBuilder::meta_limits_by) for the other scopes | in the same atomic batch; each group keeps its own counters |
 //! | `ProxyFix` / `X-Forwarded-For` | [`LimiterBuilder::trusted_proxies`] | never trusted by default |
-//! | dynamic limits (callables) | [`RoutePolicy::dynamic`] over sets parsed once with [`limit_set`] | |
+//! | dynamic limits (callables) | [`RoutePolicy::dynamic`] over sets parsed once with [`limit_set`](crate::limits::limit_set) | |
 //! | `cost=` | [`RoutePolicy::cost`] (and [`RoutePolicy::settle`] once the body is read) | |
 //! | `deduct_when=` | [`RoutePolicy::deduct_when`] + [`Decision::complete`] | covers every charge of the request |
 //! | `meta_limits`, `RATELIMIT_META` | [`LimiterBuilder::meta_limits`] | |
-//! | `on_breach` (a body or a `Response`) | [`RoutePolicy::on_breach`], [`LimiterBuilder::on_breach`] (a body); `on_breach_response` on both (a [`BreachResponse`]) | |
+//! | `on_breach` (a body or a `Response`) | [`RoutePolicy::on_breach`], [`LimiterBuilder::on_breach`] (a body); `on_breach_response` on both (a [`BreachResponse`](crate::breach::BreachResponse)) | |
 //! | `on_meta_breach` | [`LimiterBuilder::on_meta_breach`] | |
 //! | `storage_uri`, `RATELIMIT_STORAGE_URI` | [`LimiterBuilder::storage_uri`] / [`LimiterBuilder::storage`] | |
 //! | `strategy`, `RATELIMIT_STRATEGY` | [`LimiterBuilder::strategy`] | `gcra` too |
 //! | `key_prefix`, `RATELIMIT_KEY_PREFIX` | [`LimiterBuilder::key_prefix`] | |
 //! | `enabled`, `RATELIMIT_ENABLED` | [`LimiterBuilder::enabled`] | the decision says [`Kind::Unlimited`] |
-//! | `headers_enabled`, `RATELIMIT_HEADERS_ENABLED` | [`HeaderOptions`] | `X-RateLimit-*` on by default (off in Flask-Limiter); IETF fields too; `X-RateLimit-Reset` is `ceil(reset)`, one second earlier than Flask-Limiter's `floor(reset) + 1` when the reset is a whole second |
-//! | `header_name_mapping`, `RATELIMIT_HEADER_LIMIT`/`_REMAINING`/`_RESET`/`_RETRY_AFTER` | [`HeaderOptions::rename`] | names checked at build |
-//! | `retry_after`, `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | [`HeaderOptions::retry_after_http_date`], [`RetryAfterFormat`] | the date is when a retry can succeed |
+//! | `headers_enabled`, `RATELIMIT_HEADERS_ENABLED` | [`HeaderOptions`](crate::headers::HeaderOptions) | `X-RateLimit-*` on by default (off in Flask-Limiter); IETF fields too; `X-RateLimit-Reset` is `ceil(reset)`, one second earlier than Flask-Limiter's `floor(reset) + 1` when the reset is a whole second |
+//! | `header_name_mapping`, `RATELIMIT_HEADER_LIMIT`/`_REMAINING`/`_RESET`/`_RETRY_AFTER` | [`HeaderOptions::rename`](crate::headers::HeaderOptions::rename) | names checked at build |
+//! | `retry_after`, `RATELIMIT_HEADER_RETRY_AFTER_VALUE` | [`HeaderOptions::retry_after_http_date`](crate::headers::HeaderOptions::retry_after_http_date), [`RetryAfterFormat`](crate::headers::RetryAfterFormat) | the date is when a retry can succeed |
 //! | `swallow_errors`, `RATELIMIT_SWALLOW_ERRORS` | [`LimiterBuilder::on_outage`] with [`Outage::fail_open`] | without it, storage errors come back as [`DecisionError`] |
 //! | `in_memory_fallback`, `RATELIMIT_IN_MEMORY_FALLBACK` | [`LimiterBuilder::on_outage`] with [`Outage::in_memory_fallback`] | per client and route, as in Flask-Limiter ([`Outage::scope`]: per client across routes); an extra cap on the request's own limits, never looser than normal operation |
 //! | `in_memory_fallback_enabled`, `RATELIMIT_IN_MEMORY_FALLBACK_ENABLED` | [`LimiterBuilder::on_outage`] with [`Outage::fallback_to_memory`] | |
@@ -134,7 +132,7 @@
 //! - **An address is a client, however it is written or multiplied.** An IPv4-mapped IPv6
 //!   address is its IPv4 address; IPv6 clients are counted by /64 ([`LimiterBuilder::ipv6_prefix`]),
 //!   since one host holds a whole /64. A request without an address (a Unix socket) counts
-//!   against one shared identity unless configured otherwise ([`UnknownClient`]); Flask-Limiter
+//!   against one shared identity unless configured otherwise ([`UnknownClient`](crate::keys::UnknownClient)); Flask-Limiter
 //!   leaves it unlimited.
 //! - **A client cannot mint identities.** Whatever a client sends in a header is its to choose,
 //!   so a key function that counts by a header's value as it comes gives a fresh quota per made-up
@@ -160,39 +158,62 @@
 mod admission;
 mod builder;
 mod client_ip;
-mod config;
+pub mod config;
 mod decision;
 mod error;
 mod field;
-mod headers;
+pub mod headers;
 pub mod hooks;
 mod key;
 mod keyed;
 mod limiter;
 pub mod metrics;
 mod network;
-mod outage;
+pub mod outage;
 mod policy;
 mod request;
 mod response;
 mod route;
 mod stores;
 
-pub use admission::{Admission, Refusal, UNAVAILABLE_BODY};
+// What a user starts from; the rest sits in the modules below.
 pub use builder::LimiterBuilder;
-pub use client_ip::{ForwardedHeader, ProxyConfig};
-pub use config::CONFIG_KEYS;
-pub use decision::{Decision, Kind, Scope};
+pub use decision::{Decision, Kind};
 pub use error::{ConfigError, DecisionError};
-pub use field::{Header, HeaderValue, RateLimitHeaders};
-pub use headers::{HeaderNames, HeaderOptions, RetryAfterFormat};
-pub use key::{KeyFunction, UnknownClient, UnknownCredential};
-pub use limiter::{CurrentLimit, Limiter};
-pub use network::{DEFAULT_TRUSTED_PROXIES, Network, NetworkError};
-pub use outage::{FallbackScope, Outage};
-pub use policy::{Breach, Exemptions, LimitSet, RoutePolicy, limit_set};
-/// A change of the storage's health, as [`Outage::on_transition`] reports it.
-pub use ratekeeper_fallback::Transition as StorageTransition;
-pub use request::{Headers, MAX_EXTENSIONS, NoHeaders, RequestView};
-pub use response::BreachResponse;
-pub use route::CompiledPolicy;
+pub use key::KeyFunction;
+pub use limiter::Limiter;
+pub use outage::Outage;
+pub use policy::RoutePolicy;
+pub use request::RequestView;
+
+/// Who a request is counted as: key functions and what to do without a client.
+pub mod keys {
+    pub use crate::key::{KeyFunction, UnknownClient, UnknownCredential};
+}
+
+/// Client addresses behind proxies: which proxies are trusted, and how they forward.
+pub mod proxy {
+    pub use crate::client_ip::{ForwardedHeader, ProxyConfig};
+    pub use crate::network::{DEFAULT_TRUSTED_PROXIES, Network, NetworkError};
+}
+
+/// Limits as values: parsed sets, the scopes a decision's limits come from, exemptions.
+pub mod limits {
+    pub use crate::decision::Scope;
+    pub use crate::limiter::CurrentLimit;
+    pub use crate::policy::{Exemptions, LimitSet, limit_set};
+}
+
+/// Rejections: what a breach hook is told, and the response it can give.
+pub mod breach {
+    pub use crate::policy::Breach;
+    pub use crate::response::BreachResponse;
+}
+
+/// For HTTP adapters of other frameworks: the request-to-response flow, the request's
+/// headers and extensions, and route policies compiled for one limiter.
+pub mod adapter {
+    pub use crate::admission::{Admission, Refusal, UNAVAILABLE_BODY};
+    pub use crate::request::{Headers, MAX_EXTENSIONS, NoHeaders};
+    pub use crate::route::CompiledPolicy;
+}

@@ -16,7 +16,7 @@
 //! - `route`: the route as the request names it ([`RequestView::new`](crate::RequestView::new)):
 //!   a pattern such as `/users/:id` from a framework's router, so that the number of series
 //!   stays bounded. (An adapter that passed raw paths would make one series per path.)
-//! - `scope`: where the deciding limit came from ([`Scope::as_str`](crate::Scope::as_str)), or
+//! - `scope`: where the deciding limit came from ([`Scope::as_str`](crate::limits::Scope::as_str)), or
 //!   `none` when no limit decided (exempt, unlimited, unauthorized, unknown client, error).
 //! - `outcome`: the decision's [`Kind::as_str`](crate::Kind::as_str) (`allowed`, `rejected`,
 //!   `shadow_rejected`, `exempt`, `unlimited`, `unauthorized`, `unknown_client`), or `error`
@@ -84,7 +84,7 @@ mod record {
     use ratekeeper_storage::{StorageError, Verdict};
 
     use super::{DECISIONS, DENY_CACHE_HITS, STORAGE_ERRORS, STORAGE_SECONDS};
-    use crate::{Decision, DecisionError, Kind, Scope};
+    use crate::{Decision, DecisionError, Kind, limits::Scope};
 
     /// Label values, in the order of the slots below.
     const SCOPES: [&str; 7] = [

@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use ratekeeper_fallback::{Backoff, Transition};
 
+/// A change of the storage's health, as [`Outage::on_transition`] reports it.
+pub use ratekeeper_fallback::Transition as StorageTransition;
+
 /// Whom the limits of [`Outage::in_memory_fallback`] count against during an outage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -39,7 +42,7 @@ pub(crate) type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
 ///
 /// ```
 /// use core::time::Duration;
-/// use ratekeeper_decision::{FallbackScope, Limiter, Outage};
+/// use ratekeeper_decision::{outage::FallbackScope, Limiter, Outage};
 ///
 /// let limiter = Limiter::builder()
 ///     .default_limits("200 per day; 50 per hour")

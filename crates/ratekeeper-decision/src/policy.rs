@@ -11,7 +11,7 @@ use crate::{error::ConfigError, key::KeyFunction, request::RequestView, response
 /// A parsed list of limits, cheap to clone: what dynamic limit functions return.
 pub type LimitSet = Arc<[Limit]>;
 
-/// Parses a limit string (`"200 per day; 50 per hour"`) into a [`LimitSet`], once, at start-up.
+/// Parses a limit string (`"200 per day; 50 per hour"`) into a [`LimitSet`](crate::limits::LimitSet), once, at start-up.
 pub fn limit_set(input: &str) -> Result<LimitSet, ConfigError> {
     parse_set("limit set", input)
 }
@@ -152,7 +152,7 @@ impl RoutePolicy {
     }
 
     /// Limits chosen per request (tiers from the authenticated user), from sets parsed at
-    /// start-up with [`limit_set`](crate::limit_set).
+    /// start-up with [`limit_set`](crate::limits::limit_set).
     pub fn dynamic(
         mut self,
         f: impl Fn(&RequestView<'_>) -> LimitSet + Send + Sync + 'static,

@@ -157,7 +157,7 @@ impl<'a> RequestView<'a> {
 
     /// With something the application or an adapter attached (an authenticated user, a tier),
     /// for key functions, dynamic limits and costs to read by type with
-    /// [`RequestView::extension`]. Up to [`MAX_EXTENSIONS`] of different types; a value of a
+    /// [`RequestView::extension`]. Up to [`MAX_EXTENSIONS`](crate::adapter::MAX_EXTENSIONS) of different types; a value of a
     /// type already attached replaces it, and one more than that replaces the last.
     ///
     /// ```
@@ -210,7 +210,7 @@ impl<'a> RequestView<'a> {
     /// has not seen, and for a request without a usable address.
     ///
     /// ```
-    /// use ratekeeper_decision::{ForwardedHeader, Kind, Limiter, RequestView};
+    /// use ratekeeper_decision::{proxy::ForwardedHeader, Kind, Limiter, RequestView};
     ///
     /// # smol::block_on(async {
     /// let office: std::net::IpAddr = "198.51.100.4".parse()?;
@@ -254,7 +254,7 @@ impl<'a> RequestView<'a> {
         self.headers.get_all(name)
     }
 
-    /// Every value of a header, as bytes ([`Headers::get_all_bytes`]).
+    /// Every value of a header, as bytes ([`Headers::get_all_bytes`](crate::adapter::Headers::get_all_bytes)).
     pub fn header_all_bytes(&self, name: &str) -> Vec<&'a [u8]> {
         self.headers.get_all_bytes(name)
     }

@@ -8,7 +8,7 @@
 /// rejection.
 ///
 /// ```
-/// use ratekeeper_decision::BreachResponse;
+/// use ratekeeper_decision::breach::BreachResponse;
 ///
 /// let busy = BreachResponse::new("slow down")
 ///     .status(503)

@@ -6,7 +6,7 @@ mod common;
 
 use common::{build, check};
 use ratekeeper_decision::{
-    ForwardedHeader, Kind, Limiter, LimiterBuilder, RequestView, UnknownClient,
+    Kind, Limiter, LimiterBuilder, RequestView, keys::UnknownClient, proxy::ForwardedHeader,
 };
 
 fn limiter(b: LimiterBuilder) -> Limiter {

@@ -4,9 +4,9 @@
 mod common;
 
 use common::{build, check, get, header};
-use ratekeeper_decision::{BreachResponse, Kind, Limiter, RoutePolicy, Scope};
+use ratekeeper_decision::{Kind, Limiter, RoutePolicy, breach::BreachResponse, limits::Scope};
 
-fn busy(b: &ratekeeper_decision::Breach<'_>) -> BreachResponse {
+fn busy(b: &ratekeeper_decision::breach::Breach<'_>) -> BreachResponse {
     BreachResponse::new(format!("busy: {}", b.limit))
         .status(503)
         .content_type("text/plain; charset=utf-8")

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::{Broken, IP, T0, build, check, get, header};
 use ratekeeper_core::ManualClock;
 use ratekeeper_decision::{
-    CONFIG_KEYS, ConfigError, Kind, Limiter, LimiterBuilder, RequestView, Scope,
+    ConfigError, Kind, Limiter, LimiterBuilder, RequestView, config::CONFIG_KEYS, limits::Scope,
 };
 use ratekeeper_stores::Stores;
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use common::{Broken, IP, Short, T0, build, check, get, header};
 use ratekeeper_core::Duration;
 use ratekeeper_decision::{
-    ConfigError, DecisionError, ForwardedHeader, HeaderOptions, KeyFunction, Kind, Limiter,
-    LimiterBuilder, Outage, RequestView, RoutePolicy, Scope, limit_set,
+    ConfigError, DecisionError, KeyFunction, Kind, Limiter, LimiterBuilder, Outage, RequestView,
+    RoutePolicy, headers::HeaderOptions, limits::Scope, limits::limit_set, proxy::ForwardedHeader,
 };
 use ratekeeper_stores::Stores;
 

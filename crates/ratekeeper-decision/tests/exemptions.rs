@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Broken, IP, build, check, get};
-use ratekeeper_decision::{Kind, Limiter, RequestView, RoutePolicy, Scope};
+use ratekeeper_decision::{Kind, Limiter, RequestView, RoutePolicy, limits::Scope};
 
 /// `GET route` from [`IP`] with `headers`.
 fn with<'a>(route: &'a str, headers: &'a [(&'a str, &'a str); 1]) -> RequestView<'a> {
@@ -129,7 +129,7 @@ fn a_request_filter_exempts_from_everything_without_a_storage_call() {
 /// a header straight to the app is not, and neither is the proxy itself.
 #[test]
 fn the_allow_list_and_request_filters_see_the_resolved_client() {
-    use ratekeeper_decision::ForwardedHeader;
+    use ratekeeper_decision::proxy::ForwardedHeader;
     let (limiter, _) = build(
         Limiter::builder()
             .default_limits("1 per minute")

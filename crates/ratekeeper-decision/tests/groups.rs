@@ -6,7 +6,7 @@ mod common;
 
 use common::{IP, build, check, get};
 use ratekeeper_decision::{
-    BreachResponse, KeyFunction, Kind, Limiter, RequestView, RoutePolicy, Scope,
+    KeyFunction, Kind, Limiter, RequestView, RoutePolicy, breach::BreachResponse, limits::Scope,
 };
 
 fn allowed(limiter: &Limiter, req: &RequestView<'_>, n: usize) -> usize {

@@ -6,7 +6,7 @@ mod common;
 
 use common::{T0, build, check, get, header};
 use ratekeeper_core::{Duration, StrategyKind};
-use ratekeeper_decision::{HeaderOptions, Limiter, RoutePolicy};
+use ratekeeper_decision::{Limiter, RoutePolicy, headers::HeaderOptions};
 
 /// What one strategy's headers must say for "5 per minute": after one hit at T0, and on the
 /// sixth request, 10 s after five hits at T0.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{build, check, get, header};
-use ratekeeper_decision::{KeyFunction, Kind, Limiter, RoutePolicy, Scope};
+use ratekeeper_decision::{KeyFunction, Kind, Limiter, RoutePolicy, limits::Scope};
 
 /// `basic-key` and `premium-key` belong to accounts; anything else is unknown.
 fn known(value: &str) -> Option<String> {

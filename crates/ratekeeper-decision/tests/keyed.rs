@@ -9,7 +9,8 @@ use std::sync::Arc;
 use common::T0;
 use ratekeeper_core::{ManualClock, StrategyKind};
 use ratekeeper_decision::{
-    Headers, KeyFunction, Kind, Limiter, LimiterBuilder, RequestView, RoutePolicy, Scope,
+    KeyFunction, Kind, Limiter, LimiterBuilder, RequestView, RoutePolicy, adapter::Headers,
+    limits::Scope,
 };
 use ratekeeper_stores::Stores;
 use ratekeeper_test_support::redis::RedisServer;

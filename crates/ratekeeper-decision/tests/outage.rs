@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::{Broken, T0};
 use ratekeeper_core::{ManualClock, StrategyKind};
 use ratekeeper_decision::{
-    Decision, FallbackScope, Kind, Limiter, Outage, RequestView, RoutePolicy, Scope,
+    Decision, Kind, Limiter, Outage, RequestView, RoutePolicy, limits::Scope, outage::FallbackScope,
 };
 
 /// The seed-like policy set on a dead store, deciding with `kind`.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{IP, build, check, get};
-use ratekeeper_decision::{Limiter, RequestView, RoutePolicy, Scope};
+use ratekeeper_decision::{Limiter, RequestView, RoutePolicy, limits::Scope};
 
 fn post(route: &str) -> RequestView<'_> {
     RequestView::new("POST", route).with_peer(IP.parse().unwrap())

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{build, check, get, header};
-use ratekeeper_decision::{Kind, Limiter, RoutePolicy, Scope};
+use ratekeeper_decision::{Kind, Limiter, RoutePolicy, limits::Scope};
 
 #[test]
 fn shadow_mode_serves_what_it_would_reject_and_counts_it() {

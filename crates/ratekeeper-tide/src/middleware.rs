@@ -15,7 +15,8 @@ use std::{
 };
 
 use ratekeeper_decision::{
-    Admission, CompiledPolicy, ConfigError, Headers, Limiter, Refusal, RequestView, RoutePolicy,
+    ConfigError, Limiter, RequestView, RoutePolicy, adapter::Admission, adapter::CompiledPolicy,
+    adapter::Headers, adapter::Refusal,
 };
 use route_recognizer::Router;
 use tide::{Middleware, Next, Request, Response, StatusCode, http::Mime};
@@ -173,7 +174,7 @@ impl RateLimit {
     /// Passes the request extension of type `T` (an authenticated user that earlier middleware
     /// set with `req.set_ext`, say) to the limiter, where key functions, dynamic limits and
     /// costs read it with [`RequestView::extension`](ratekeeper_decision::RequestView::extension).
-    /// Up to [`MAX_EXTENSIONS`](ratekeeper_decision::MAX_EXTENSIONS) types.
+    /// Up to [`MAX_EXTENSIONS`](ratekeeper_decision::adapter::MAX_EXTENSIONS) types.
     #[must_use]
     pub fn extension<T: Any + Send + Sync>(mut self) -> Self {
         Arc::make_mut(&mut self.extensions).push(extension_of::<T>);

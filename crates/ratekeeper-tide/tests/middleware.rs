@@ -9,7 +9,8 @@ use std::sync::Arc;
 use common::{Reply, Served, get};
 use ratekeeper_core::{Duration, ManualClock, StrategyKind, Timestamp};
 use ratekeeper_decision::{
-    BreachResponse, HeaderOptions, KeyFunction, Limiter, LimiterBuilder, RoutePolicy,
+    KeyFunction, Limiter, LimiterBuilder, RoutePolicy, breach::BreachResponse,
+    headers::HeaderOptions,
 };
 use ratekeeper_tide::RateLimit;
 
@@ -422,7 +423,7 @@ fn a_required_credential_missing_is_401() {
 /// a shared identity by default, and answered 403 when the limiter refuses such requests.
 #[test]
 fn a_request_without_an_address_is_limited_or_refused() {
-    use ratekeeper_decision::UnknownClient;
+    use ratekeeper_decision::keys::UnknownClient;
     use tide::http::{Method, Request as HttpRequest, Url};
     let respond = |limits: RateLimit| async move {
         let mut app = tide::new();

@@ -14,7 +14,8 @@ use std::{collections::HashMap, sync::Arc};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use ratekeeper_decision::{
-    Admission, CompiledPolicy, ConfigError, Headers, Limiter, Refusal, RequestView, RoutePolicy,
+    ConfigError, Limiter, RequestView, RoutePolicy, adapter::Admission, adapter::CompiledPolicy,
+    adapter::Headers, adapter::Refusal,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -139,7 +140,7 @@ impl RateLimitLayer {
 
     /// Where the client address comes from (default: axum's `ConnectInfo<SocketAddr>`, or a
     /// `SocketAddr` extension). A request without one is counted as the limiter's
-    /// [`UnknownClient`](ratekeeper_decision::UnknownClient) policy says.
+    /// [`UnknownClient`](ratekeeper_decision::keys::UnknownClient) policy says.
     #[must_use]
     pub fn peer(
         self,
@@ -182,7 +183,7 @@ impl RateLimitLayer {
     /// Passes the request extension of type `T` (an authenticated user that an outer layer
     /// inserted, say) to the limiter, where key functions, dynamic limits and costs read it
     /// with [`RequestView::extension`](ratekeeper_decision::RequestView::extension). Up to
-    /// [`MAX_EXTENSIONS`](ratekeeper_decision::MAX_EXTENSIONS) types.
+    /// [`MAX_EXTENSIONS`](ratekeeper_decision::adapter::MAX_EXTENSIONS) types.
     ///
     /// ```
     /// use ratekeeper_decision::{KeyFunction, Limiter};

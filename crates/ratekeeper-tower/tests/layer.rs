@@ -14,7 +14,7 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use ratekeeper_core::{ManualClock, Timestamp};
-use ratekeeper_decision::{LimiterBuilder, RoutePolicy, UnknownClient};
+use ratekeeper_decision::{LimiterBuilder, RoutePolicy, keys::UnknownClient};
 use ratekeeper_tower::{LimitedRoutes as _, RateLimitLayer};
 use tower::ServiceExt;
 
@@ -470,7 +470,7 @@ async fn a_failing_store_is_a_503_and_the_service_is_not_called() {
 }
 
 /// An HTML page for every refusal, carrying the refusal's status and body.
-fn page(refusal: &ratekeeper_decision::Refusal) -> http::Response<bytes::Bytes> {
+fn page(refusal: &ratekeeper_decision::adapter::Refusal) -> http::Response<bytes::Bytes> {
     let text = format!("<p>{}: {}</p>", refusal.status(), refusal.body());
     http::Response::builder()
         .status(refusal.status())

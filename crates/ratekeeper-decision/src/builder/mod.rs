@@ -357,9 +357,9 @@ impl LimiterBuilder {
     /// ignored), and which header they set.
     ///
     /// Forwarded headers count only from a peer in the trusted proxy networks (default
-    /// [`DEFAULT_TRUSTED_PROXIES`](crate::DEFAULT_TRUSTED_PROXIES): loopback and private
+    /// [`DEFAULT_TRUSTED_PROXIES`](crate::proxy::DEFAULT_TRUSTED_PROXIES): loopback and private
     /// ranges; see [`LimiterBuilder::trusted_proxy_networks`]), and every hop walked before
-    /// the client must be in them too; [`ProxyConfig::client_ip`](crate::ProxyConfig::client_ip)
+    /// the client must be in them too; [`ProxyConfig::client_ip`](crate::proxy::ProxyConfig::client_ip)
     /// says how the list is read, malformed entries included.
     pub fn trusted_proxies(mut self, hops: usize, header: ForwardedHeader) -> Self {
         self.proxy.trusted_hops = hops;
@@ -384,7 +384,7 @@ impl LimiterBuilder {
     }
 
     /// What to do with requests whose client address is unknown (default
-    /// [`UnknownClient::Shared`]: one identity for all of them; the first is logged as a
+    /// [`UnknownClient::Shared`](crate::keys::UnknownClient::Shared): one identity for all of them; the first is logged as a
     /// warning).
     pub fn unknown_client(mut self, policy: UnknownClient) -> Self {
         self.unknown_client = policy;
@@ -471,7 +471,7 @@ impl LimiterBuilder {
         /// over [`on_breach`](Self::on_breach).
         ///
         /// ```
-        /// use ratekeeper_decision::{BreachResponse, Limiter, RequestView};
+        /// use ratekeeper_decision::{breach::BreachResponse, Limiter, RequestView};
         ///
         /// # smol::block_on(async {
         /// let limiter = Limiter::builder()

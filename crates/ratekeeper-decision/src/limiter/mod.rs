@@ -305,7 +305,7 @@ impl Limiter {
     /// would be charged (an exempt route, a request filter, an empty key, the kill switch).
     ///
     /// ```
-    /// use ratekeeper_decision::{Limiter, RequestView, Scope};
+    /// use ratekeeper_decision::{Limiter, RequestView, limits::Scope};
     ///
     /// # smol::block_on(async {
     /// let limiter = Limiter::builder().default_limits("10 per minute; 100 per day").build()?;
