@@ -4,7 +4,7 @@ use axum::{
     Router,
     routing::{get, post},
 };
-use ratekeeper::tower::{LimitedRoutes as _, RateLimitLayer, serve};
+use ratekeeper::integrations::tower::{LimitedRoutes as _, RateLimitLayer, serve};
 use ratekeeper::{ConfigError, Limiter, Outage, Stores};
 
 /// The service's routes and their limits.

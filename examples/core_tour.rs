@@ -3,7 +3,7 @@
 //!
 //! Run with `cargo run --example core_tour`.
 
-use ratekeeper::core::{
+use ratekeeper::primitives::{
     BoundedMovingWindow, Clock, Duration, FixedWindow, Gcra, Limit, Limits, ManualClock,
     RetryAfter, SlidingWindow, Strategy, Timestamp,
 };

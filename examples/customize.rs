@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ratekeeper::core::{Duration, ManualClock, StrategyKind, Timestamp};
+use ratekeeper::primitives::{Duration, ManualClock, StrategyKind, Timestamp};
 use ratekeeper::{
     KeyFunction, Limiter, RequestView, headers::HeaderOptions, proxy::ForwardedHeader,
 };

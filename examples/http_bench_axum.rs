@@ -4,7 +4,7 @@
 
 use axum::{Router, http::HeaderValue, routing::get};
 use ratekeeper::Limiter;
-use ratekeeper::tower::RateLimitLayer;
+use ratekeeper::integrations::tower::RateLimitLayer;
 
 fn main() -> Result<(), Box<dyn core::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -2,7 +2,7 @@
 //! `scripts/bench-http.sh`. Usage: `http_bench_server bare|noop|headers|limited PORT`.
 
 use ratekeeper::Limiter;
-use ratekeeper::tide::{HttpListener, RateLimit};
+use ratekeeper::integrations::tide::{HttpListener, RateLimit};
 
 /// Calls the next middleware, nothing else.
 #[derive(Debug)]

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use ratekeeper::core::{ManualClock, Timestamp};
+use ratekeeper::primitives::{ManualClock, Timestamp};
 use ratekeeper::{Decision, LimiterBuilder, RequestView, RoutePolicy, breach::BreachResponse};
 
 fn show(what: &str, d: &Decision) {

@@ -12,7 +12,7 @@
 //! `RATELIMIT_FALLBACK`).
 //! Try `curl -i localhost:8080/api/data`, or six `curl -i -X POST localhost:8080/auth/login`.
 
-use ratekeeper::tide::HttpListener;
+use ratekeeper::integrations::tide::HttpListener;
 use ratekeeper_examples::{SeedConfig, seed_app};
 
 fn main() -> Result<(), Box<dyn core::error::Error>> {

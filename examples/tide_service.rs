@@ -1,6 +1,6 @@
 //! A Tide service: 200 a day and 50 an hour per client, 5 logins a minute, counted in Redis
 //! (`REDIS_URL`, default `redis://127.0.0.1:6379`) and in memory while Redis is down.
-use ratekeeper::tide::{HttpListener, RateLimit};
+use ratekeeper::integrations::tide::{HttpListener, RateLimit};
 use ratekeeper::{ConfigError, Limiter, Outage, Stores};
 
 /// The service's routes and their limits.

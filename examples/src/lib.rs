@@ -26,8 +26,8 @@ mod seed_axum;
 
 use std::sync::Arc;
 
-use ratekeeper::core::{Clock, StrategyKind};
-use ratekeeper::tide::{HttpListener, RateLimit};
+use ratekeeper::integrations::tide::{HttpListener, RateLimit};
+use ratekeeper::primitives::{Clock, StrategyKind};
 use ratekeeper::{
     ConfigError, KeyFunction, Limiter, Outage, RoutePolicy, headers::HeaderOptions,
     limits::limit_set, proxy::ForwardedHeader,

@@ -13,7 +13,7 @@ use axum::{
     routing::{get, post},
 };
 use ratekeeper::ConfigError;
-use ratekeeper::tower::RateLimitLayer;
+use ratekeeper::integrations::tower::RateLimitLayer;
 
 use crate::{METRICS_CONTENT_TYPE, SeedConfig, metrics_text, prometheus, seed_limiter};
 
@@ -139,7 +139,7 @@ pub async fn serve_axum_with(
     header_timeout: Duration,
     body_timeout: Duration,
 ) -> std::io::Result<()> {
-    ratekeeper::tower::serve(listener, app)
+    ratekeeper::integrations::tower::serve(listener, app)
         .header_timeout(header_timeout)
         .body_timeout(body_timeout)
         .await

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ratekeeper::core::{ManualClock, Timestamp};
+use ratekeeper::primitives::{ManualClock, Timestamp};
 use ratekeeper_examples::{SeedConfig, seed_app, serve_on_free_port};
 
 struct Reply {
@@ -270,7 +270,10 @@ fn the_seed_tours_own_variables_and_their_flask_limiter_aliases() {
     .unwrap();
     assert_eq!(config.redis_url.as_deref(), Some("redis://10.0.0.1:6379"));
     assert_eq!(config.fallback.as_deref(), Some("3 per minute"));
-    assert_eq!(config.strategy, Some(ratekeeper::core::StrategyKind::Gcra));
+    assert_eq!(
+        config.strategy,
+        Some(ratekeeper::primitives::StrategyKind::Gcra)
+    );
     // The rest is passed on to the limiter; empty values count as unset.
     assert_eq!(
         config.ratelimit,

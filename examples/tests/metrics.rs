@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ratekeeper::core::{ManualClock, Timestamp};
+use ratekeeper::primitives::{ManualClock, Timestamp};
 use ratekeeper_examples::{SeedConfig, seed_app, serve_on_free_port};
 
 async fn get(client: &surf::Client, url: String, method: &str) -> (u16, Vec<String>, String) {

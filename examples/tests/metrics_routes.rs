@@ -2,7 +2,7 @@
 //! routers: `/users/1` and `/users/2` are one series under the pattern, every path no route
 //! matches is one series under `*`. (Its own test binary: the recorder is the process's.)
 
-use ratekeeper::{Limiter, tide::RateLimit};
+use ratekeeper::{Limiter, integrations::tide::RateLimit};
 use ratekeeper_examples::{metrics_text, serve_on_free_port};
 
 /// The `route` labels of the decision series on the page.
@@ -54,7 +54,9 @@ fn a_route_is_one_series_whatever_its_paths() {
         // axum: the layer reads the `MatchedPath`.
         let app = axum::Router::new()
             .route("/users/{id}", axum::routing::get(|| async { "a user" }))
-            .layer(ratekeeper::tower::RateLimitLayer::new(limiter()));
+            .layer(ratekeeper::integrations::tower::RateLimitLayer::new(
+                limiter(),
+            ));
         let base = ratekeeper_examples::serve_axum_on_free_port(app).unwrap();
         get_all(&base).await;
     });

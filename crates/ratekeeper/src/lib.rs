@@ -7,15 +7,15 @@
 //!
 //! | module | crate | what |
 //! |---|---|---|
-//! | [`core`] | `ratekeeper-core` | limit strings, clocks, the four strategies (`no_std`) |
+//! | [`primitives`] | `ratekeeper-core` | limit strings, clocks, the four strategies (`no_std`) |
 //! | [`storage`] | `ratekeeper-storage` | the `Storage` trait, batches, keys, storage URIs |
 //! | [`memory`] | `ratekeeper-memory` | `memory://`, and the synchronous `KeyedLimiter` |
 //! | [`fallback`] | `ratekeeper-fallback` | surviving a store that goes down |
 //! | [`stores`] | `ratekeeper-stores` | storage URIs: [`Stores`] opens what a URI names |
 //! | `redis` (feature `redis`) | `ratekeeper-redis` | Redis and Valkey, node, cluster, sentinel |
 //! | `memcached` (feature `memcached`) | `ratekeeper-memcached` | memcached |
-//! | `tide` (feature `tide`) | `ratekeeper-tide` | Tide middleware and listener |
-//! | `tower` (features `tower`, `axum`) | `ratekeeper-tower` | a tower layer for axum and hyper |
+//! | `integrations::tide` (feature `tide`) | `ratekeeper-tide` | Tide middleware and listener |
+//! | `integrations::tower` (features `tower`, `axum`) | `ratekeeper-tower` | a tower layer for axum and hyper |
 //!
 //! ```
 //! use ratekeeper::{Limiter, RequestView, RoutePolicy};
@@ -55,7 +55,11 @@
 //! - `memcached`: the `memcached` module and `memcached://` storage URIs.
 //! - `metrics`: decisions, storage errors and fallback transitions through the `metrics`
 //!   facade.
-//! - `tide`: the `tide` module. `tower`: the `tower` module; `axum`: its axum integration.
+//! - `tide`: the `integrations::tide` module. `tower`: the `integrations::tower` module;
+//!   `axum`: its axum integration.
+//!
+//! The adapters sit under `integrations` and the core under `primitives`, so that
+//! `use ratekeeper::*` does not shadow `core`, `tide` or `tower`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -63,7 +67,7 @@
 pub use ratekeeper_decision::*;
 
 /// Limit strings, clocks and the four strategies as pure state machines (`ratekeeper-core`).
-pub use ratekeeper_core as core;
+pub use ratekeeper_core as primitives;
 /// The most used of them, at the root.
 pub use ratekeeper_core::{
     Clock, Limit, ManualClock, ParseError, RetryAfter, StrategyKind, SystemClock, Timestamp, Unit,
@@ -85,12 +89,15 @@ pub use ratekeeper_storage as storage;
 pub use ratekeeper_stores as stores;
 /// Opens every store this build has a backend for.
 pub use ratekeeper_stores::Stores;
-/// Tide middleware and listener (`ratekeeper-tide`).
-#[cfg(feature = "tide")]
-pub use ratekeeper_tide as tide;
-/// A tower layer for axum and hyper services (`ratekeeper-tower`).
-#[cfg(feature = "tower")]
-pub use ratekeeper_tower as tower;
+/// The web frameworks' adapters, each behind its feature.
+pub mod integrations {
+    /// Tide middleware and listener (`ratekeeper-tide`).
+    #[cfg(feature = "tide")]
+    pub use ratekeeper_tide as tide;
+    /// A tower layer for axum and hyper services (`ratekeeper-tower`).
+    #[cfg(feature = "tower")]
+    pub use ratekeeper_tower as tower;
+}
 
 /// The README's examples, compiled and run as doctests (the package's copy of the family's
 /// README, which CI keeps equal to it).
