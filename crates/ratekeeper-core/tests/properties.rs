@@ -4,7 +4,7 @@ mod common;
 
 use common::AnyState;
 use proptest::prelude::*;
-use ratekeeper_core::{Duration, Limit, RetryAfter, Strategy as _, StrategyKind, Timestamp, Unit};
+use ratekeeper_core::{Duration, Limit, RetryAfter, StrategyKind, Timestamp, Unit};
 
 /// A small limit over a short or long window.
 fn limit() -> impl Strategy<Value = Limit> {

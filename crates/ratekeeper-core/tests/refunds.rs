@@ -6,7 +6,7 @@
 mod common;
 
 use common::AnyState;
-use ratekeeper_core::{Duration, Limit, Strategy, StrategyKind, Timestamp, Unit};
+use ratekeeper_core::{Duration, Limit, StrategyKind, Timestamp, Unit};
 
 fn at(ms: u64) -> Timestamp {
     Timestamp::from_secs(1_700_000_000).saturating_add(Duration::from_millis(ms))

@@ -16,7 +16,7 @@ use std::{
 };
 
 use common::AnyState;
-use ratekeeper_core::{Limit, Limits, Strategy, StrategyKind, Timestamp, Unit};
+use ratekeeper_core::{Limit, Limits, StrategyKind, Timestamp, Unit};
 use serde_json::{Map, Value};
 
 #[derive(Default)]

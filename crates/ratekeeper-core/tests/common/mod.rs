@@ -3,92 +3,60 @@
 
 #![allow(dead_code, unreachable_pub, clippy::large_enum_variant)]
 
+use core::ops::{Deref, DerefMut};
 #[cfg(feature = "alloc")]
 use std::collections::VecDeque;
 
-#[cfg(feature = "alloc")]
-use ratekeeper_core::{Entry, MovingWindow};
-
-use ratekeeper_core::{
-    BoundedMovingWindow, FixedWindow, Gcra, Limit, Outcome, RetryAfter, SlidingWindow, Stats,
-    Strategy, StrategyKind, Timestamp,
-};
+use heapless::Deque;
+use ratekeeper_core::{AnyStrategy, BoundedMovingWindow, Entry, Limit, Strategy, StrategyKind};
 
 /// Capacity of the heapless log used when a limit fits it.
 pub const LOG: usize = 256;
 
-/// Any of the four strategies, chosen at run time.
+/// A state of any strategy (the core's `AnyStrategy`), whose moving window keeps its log on
+/// the stack when the limit fits [`LOG`] entries and in a `VecDeque` otherwise. It derefs to
+/// the strategy, so the tests call `hit`, `test`... on it directly.
 #[derive(Clone, Debug)]
 pub enum AnyState {
-    Fixed(FixedWindow),
-    Moving(BoundedMovingWindow<LOG>),
+    Bounded(AnyStrategy<Deque<Entry, LOG>>),
     #[cfg(feature = "alloc")]
-    MovingVec(MovingWindow<VecDeque<Entry>>),
-    Sliding(SlidingWindow),
-    Gcra(Gcra),
+    Growing(AnyStrategy<VecDeque<Entry>>),
 }
 
 impl AnyState {
     /// A fresh state; moving windows use the heapless log when the limit fits it.
     pub fn new(kind: StrategyKind, limit: &Limit) -> Self {
-        match kind {
-            StrategyKind::FixedWindow => Self::Fixed(FixedWindow::new()),
-            StrategyKind::MovingWindow => match BoundedMovingWindow::<LOG>::try_new(limit) {
-                Ok(s) => Self::Moving(s),
-                #[cfg(feature = "alloc")]
-                Err(_) => Self::MovingVec(MovingWindow::with_log(VecDeque::new())),
-                #[cfg(not(feature = "alloc"))]
-                Err(e) => panic!("{e} (a growable log needs the `alloc` feature)"),
-            },
-            StrategyKind::SlidingWindowCounter => Self::Sliding(SlidingWindow::new()),
-            StrategyKind::Gcra => Self::Gcra(Gcra::new()),
-            _ => unreachable!("the tests know every strategy of StrategyKind::ALL"),
+        let fits = kind != StrategyKind::MovingWindow
+            || BoundedMovingWindow::<LOG>::try_new(limit).is_ok();
+        let known = "the tests know every strategy of StrategyKind::ALL";
+        if fits {
+            return Self::Bounded(AnyStrategy::fresh(kind).expect(known));
         }
+        #[cfg(feature = "alloc")]
+        return Self::Growing(AnyStrategy::fresh(kind).expect(known));
+        #[cfg(not(feature = "alloc"))]
+        panic!("{limit} does not fit {LOG} entries (a growable log needs the `alloc` feature)")
     }
+}
 
-    fn inner(&self) -> &dyn Strategy {
-        match self {
-            Self::Fixed(s) => s,
-            Self::Moving(s) => s,
-            #[cfg(feature = "alloc")]
-            Self::MovingVec(s) => s,
-            Self::Sliding(s) => s,
-            Self::Gcra(s) => s,
-        }
-    }
+impl Deref for AnyState {
+    type Target = dyn Strategy;
 
-    fn inner_mut(&mut self) -> &mut dyn Strategy {
+    fn deref(&self) -> &Self::Target {
         match self {
-            Self::Fixed(s) => s,
-            Self::Moving(s) => s,
+            Self::Bounded(s) => s,
             #[cfg(feature = "alloc")]
-            Self::MovingVec(s) => s,
-            Self::Sliding(s) => s,
-            Self::Gcra(s) => s,
+            Self::Growing(s) => s,
         }
     }
 }
 
-impl Strategy for AnyState {
-    fn hit(&mut self, limit: &Limit, now: Timestamp, cost: u64) -> Outcome {
-        self.inner_mut().hit(limit, now, cost)
-    }
-    fn test(&self, limit: &Limit, now: Timestamp, cost: u64) -> Outcome {
-        self.inner().test(limit, now, cost)
-    }
-    fn stats(&self, limit: &Limit, now: Timestamp) -> Stats {
-        self.inner().stats(limit, now)
-    }
-    fn refund(&mut self, limit: &Limit, now: Timestamp, cost: u64) {
-        self.inner_mut().refund(limit, now, cost)
-    }
-    fn refund_at(&mut self, limit: &Limit, now: Timestamp, cost: u64, charged_at: Timestamp) {
-        self.inner_mut().refund_at(limit, now, cost, charged_at)
-    }
-    fn retry_after(&self, limit: &Limit, now: Timestamp, cost: u64) -> RetryAfter {
-        self.inner().retry_after(limit, now, cost)
-    }
-    fn idle_at(&self, limit: &Limit) -> Timestamp {
-        self.inner().idle_at(limit)
+impl DerefMut for AnyState {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Self::Bounded(s) => s,
+            #[cfg(feature = "alloc")]
+            Self::Growing(s) => s,
+        }
     }
 }

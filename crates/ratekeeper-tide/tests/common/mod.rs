@@ -11,20 +11,18 @@ pub const PEER: &str = "127.0.0.1:40000";
 /// An app the tests send requests to.
 pub struct Served(pub tide::Server<()>);
 
-/// One reply.
+/// One reply: its status and body, and the response for its headers.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
     pub body: String,
+    response: Response,
 }
 
 impl Reply {
+    /// The last value of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.response.header(name).map(|v| v.last().as_str())
     }
 }
 
@@ -44,19 +42,11 @@ impl Served {
         }
         req.set_peer_addr(Some(PEER));
         req.set_body(body.to_owned());
-        let mut res: Response = self.0.respond(req).await.unwrap();
-        let headers = res
-            .iter()
-            .flat_map(|(name, values)| {
-                values
-                    .iter()
-                    .map(move |v| (name.as_str().to_owned(), v.as_str().to_owned()))
-            })
-            .collect();
+        let mut response: Response = self.0.respond(req).await.unwrap();
         Reply {
-            status: u16::from(res.status()),
-            headers,
-            body: res.body_string().await.unwrap(),
+            status: u16::from(response.status()),
+            body: response.body_string().await.unwrap(),
+            response,
         }
     }
 }
