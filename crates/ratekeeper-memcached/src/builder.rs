@@ -125,16 +125,7 @@ impl MemcachedStorageBuilder {
             .parse()
             .map_err(|e| config(ratekeeper_storage::redact_in(&format!("{e}"), original)))?;
         parsed.expect_scheme(SCHEMES).map_err(config)?;
-        if let Some((name, _)) = parsed
-            .query
-            .iter()
-            .find(|(k, _)| !OPTIONS.contains(&k.as_str()))
-        {
-            return Err(config(format!(
-                "unknown option {name:?} in {shown:?}; known options: {}",
-                OPTIONS.join(", ")
-            )));
-        }
+        parsed.expect_options(OPTIONS).map_err(config)?;
         if parsed.username.is_some() || parsed.password.is_some() {
             return Err(config(format!(
                 "{shown:?}: memcached's text protocol has no authentication; remove the user name and password"

@@ -65,6 +65,30 @@ impl StorageUri {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Fails, naming the first option that is not one of `known` and listing those, unless
+    /// every query option is known: a misspelt option is an error, not a default.
+    ///
+    /// ```
+    /// use ratekeeper_storage::StorageUri;
+    ///
+    /// let uri: StorageUri = "redis://h?prefix=a&colour=red".parse()?;
+    /// assert!(uri.expect_options(&["prefix"]).is_err());
+    /// assert_eq!(
+    ///     uri.expect_options(&["prefix", "db"]).unwrap_err(),
+    ///     "unknown option \"colour\" in the URI; known options: prefix, db"
+    /// );
+    /// # Ok::<(), ratekeeper_storage::UriError>(())
+    /// ```
+    pub fn expect_options(&self, known: &[&str]) -> Result<(), String> {
+        match self.query.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            Some((name, _)) => Err(format!(
+                "unknown option {name:?} in the URI; known options: {}",
+                known.join(", ")
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Fails with [`UriError::UnknownScheme`] unless the scheme is one of `known`.
     pub fn expect_scheme(&self, known: &'static [&'static str]) -> Result<(), UriError> {
         if known.contains(&self.scheme.as_str()) {

@@ -36,16 +36,7 @@ impl RedisStorageBuilder {
         let shown = ratekeeper_storage::redact_uri(original);
         let uri = shown.as_str();
         parsed.expect_scheme(SCHEMES).map_err(config)?;
-        if let Some((name, _)) = parsed
-            .query
-            .iter()
-            .find(|(k, _)| !OPTIONS.contains(&k.as_str()))
-        {
-            return Err(config(format!(
-                "unknown option {name:?} in the URI; known options: {}",
-                OPTIONS.join(", ")
-            )));
-        }
+        parsed.expect_options(OPTIONS).map_err(config)?;
         let scheme = as_redis_scheme(&parsed.scheme);
         let (target, db_text) = target(&parsed, scheme, uri)?;
         let mut b = Self::new(target);
