@@ -80,7 +80,11 @@ impl StorageUri {
     /// # Ok::<(), ratekeeper_storage::UriError>(())
     /// ```
     pub fn expect_options(&self, known: &[&str]) -> Result<(), String> {
-        match self.query.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        match self
+            .query
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
             Some((name, _)) => Err(format!(
                 "unknown option {name:?} in the URI; known options: {}",
                 known.join(", ")

@@ -362,22 +362,15 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
         if !self.application {
             return Ok(());
         }
+        let scopes = &self.inner.scopes;
+        let (limits, keyed) = (&scopes.application, &scopes.keyed.application);
         let parts = self.application_parts();
-        let (inner, cost) = (self.inner, self.costs.application);
-        if let Some(key) = key {
-            plan.push(
-                key,
-                &inner.scopes.application,
-                inner.strategy,
-                cost,
-                Scope::Application,
-            );
-        }
-        self.keyed(
+        self.limiter_wide(
             plan,
-            &inner.scopes.keyed.application,
+            key,
+            (limits, keyed),
             parts,
-            cost,
+            self.costs.application,
             Scope::Application,
         )
     }
@@ -401,24 +394,35 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
         if !self.defaults {
             return Ok(());
         }
+        let scopes = &self.inner.scopes;
+        let (limits, keyed) = (&scopes.defaults, &scopes.keyed.defaults);
         let parts = self.default_parts();
-        let (inner, cost) = (self.inner, self.costs.defaults);
-        if let Some(key) = key {
-            plan.push(
-                key,
-                &inner.scopes.defaults,
-                inner.strategy,
-                cost,
-                Scope::Default,
-            );
-        }
-        self.keyed(
+        self.limiter_wide(
             plan,
-            &inner.scopes.keyed.defaults,
+            key,
+            (limits, keyed),
             parts,
-            cost,
+            self.costs.defaults,
             Scope::Default,
         )
+    }
+
+    /// Limits the limiter sets for every route (the application's or the defaults), counted
+    /// under `key` when there is one, then their keyed groups.
+    #[inline(always)]
+    fn limiter_wide(
+        &self,
+        plan: &mut Plan,
+        key: Option<Key>,
+        (limits, keyed): (&[Limit], &'a [Keyed]),
+        parts: ScopeParts<'_>,
+        cost: u64,
+        scope: Scope,
+    ) -> Result<(), Early<'a>> {
+        if let Some(key) = key {
+            plan.push(key, limits, self.inner.strategy, cost, scope);
+        }
+        self.keyed(plan, keyed, parts, cost, scope)
     }
 
     /// The route's guard limits, by client address whatever the key function.
