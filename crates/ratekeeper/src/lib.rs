@@ -14,7 +14,7 @@
 //! | [`stores`] | `ratekeeper-stores` | storage URIs: [`Stores`] opens what a URI names |
 //! | `redis` (feature `redis`) | `ratekeeper-redis` | Redis and Valkey, node, cluster, sentinel |
 //! | `memcached` (feature `memcached`) | `ratekeeper-memcached` | memcached |
-//! | `integrations::tide` (feature `tide`) | `ratekeeper-tide` | Tide middleware and listener |
+//! | `integrations::tide` (feature `tide`) | `ratekeeper-tide` | Tide middleware, and `ratekeeper-listener`'s listener |
 //! | `integrations::tower` (features `tower`, `axum`) | `ratekeeper-tower` | a tower layer for axum and hyper |
 //!
 //! ```
