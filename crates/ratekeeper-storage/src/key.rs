@@ -14,7 +14,6 @@ use core::{
 };
 use std::sync::Arc;
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 
@@ -297,6 +296,15 @@ impl Text {
         }
     }
 
+    /// A byte `b` as `%XX`, a character at a time (the test below checks it against
+    /// `percent-encoding`).
+    fn push_escaped(&mut self, b: u8) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        self.push('%');
+        self.push(char::from(HEX[usize::from(b >> 4)]));
+        self.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+
     /// One ASCII character (without the call a copy of a string costs).
     fn push(&mut self, c: char) {
         if self.heap.is_none() && self.stack.push(c).is_ok() {
@@ -326,11 +334,8 @@ impl fmt::Write for Text {
     }
 }
 
-/// What a key escapes: every byte but `A-Z a-z 0-9 . _ -`.
-const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
-
-/// The bytes kept as they are in a key (those [`ESCAPED`] leaves), as a table: the common
-/// case, a part with nothing to escape, is one pass over it.
+/// The bytes kept as they are in a key, `A-Z a-z 0-9 . _ -`, as a table: the common case, a
+/// part with nothing to escape, is one pass over it.
 const RAW: [bool; 256] = {
     let mut raw = [false; 256];
     let mut b = 0;
@@ -362,9 +367,24 @@ fn encode_part(out: &mut Text, part: &str) {
         }
         return;
     }
-    // Runs of raw bytes are copied as they are; each other byte becomes `%XX`.
-    for piece in utf8_percent_encode(part, ESCAPED) {
-        out.push_str(piece);
+    // Runs of raw bytes are copied as they are; each other byte becomes `%XX`. The loop is
+    // ours rather than `percent-encoding`'s (`utf8_percent_encode`, or its `percent_encode_byte`
+    // pushed as a string): either costs 30 to 90 more instructions per decision here, measured
+    // with callgrind, on the hot path of every request. The tests check both agree.
+    let bytes = part.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let run_end = bytes[at..]
+            .iter()
+            .position(|&b| !is_raw(b))
+            .map_or(bytes.len(), |n| at + n);
+        // A non-empty run is ASCII, so both its ends are character boundaries (an empty one
+        // may sit inside a character: `get` then gives nothing, as it should).
+        out.push_str(part.get(at..run_end).unwrap_or_default());
+        if let Some(&b) = bytes.get(run_end) {
+            out.push_escaped(b);
+        }
+        at = run_end + 1;
     }
 }
 
@@ -372,14 +392,31 @@ fn encode_part(out: &mut Text, part: &str) {
 mod tests {
     use super::*;
 
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+    /// What a key escapes, as `percent-encoding` writes the set.
+    const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
+
     #[test]
-    fn the_raw_table_is_what_the_escaped_set_leaves() {
+    fn keys_escape_as_percent_encoding_does() {
         for b in 0..=127u8 {
             let text = char::from(b).to_string();
             let kept = utf8_percent_encode(&text, ESCAPED).to_string() == text;
             assert_eq!(kept, is_raw(b), "byte {b}");
         }
         assert!((128..=255u8).all(|b| !is_raw(b)));
+        for b in 0..=255u8 {
+            let mut ours = Text::new();
+            ours.push_escaped(b);
+            assert_eq!(ours.as_str(), percent_encoding::percent_encode_byte(b));
+        }
+        let part = "GET /a b/ü~{x}";
+        let mut ours = Text::new();
+        encode_part(&mut ours, part);
+        assert_eq!(
+            ours.as_str(),
+            utf8_percent_encode(part, ESCAPED).to_string()
+        );
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl Plan {
     }
 
     /// A charge per limit under `key` (moved into the last one: a key is a string).
+    #[inline]
     fn push(
         &mut self,
         key: Key,
