@@ -106,8 +106,12 @@ impl Stores {
                 }
                 Ok(Arc::new(builder.build()?))
             }
+            // `expect_scheme` admitted only the schemes above; refused, not a panic, if not.
             #[cfg(not(feature = "redis"))]
-            _ => unreachable!("expect_scheme admits only the schemes matched above"),
+            _ => Err(uri_error(UriError::UnknownScheme {
+                found: parsed.scheme,
+                known: KNOWN_SCHEMES,
+            })),
         }
     }
 }

@@ -186,9 +186,14 @@ impl Limiter {
         planner.guard(plan);
         planner.meta(plan, keys.meta)?;
         if let Some(key) = keys.fallback {
-            for charge in plan.charges.iter_mut().filter(|c| c.cost > 0) {
-                *charge = charge.clone().with_fallback_key(key.clone());
-            }
+            // Moved through, not cloned: each charge is rebuilt with the key in place.
+            plan.charges = core::mem::take(&mut plan.charges)
+                .into_iter()
+                .map(|c| match c.cost {
+                    0 => c,
+                    _ => c.with_fallback_key(key.clone()),
+                })
+                .collect();
         }
         Ok(())
     }
