@@ -2,7 +2,10 @@
 //! function of a shape implements its trait, so a setter that takes `impl RequestCondition`
 //! takes `|req| req.header("X-Internal") == Some("1")` as it stands.
 
-use crate::{RequestView, breach::Breach, breach::BreachResponse};
+use crate::{
+    RequestView,
+    breach::{Breach, BreachResponse},
+};
 
 /// Declares a hook trait and implements it for every function of its shape.
 macro_rules! hook {

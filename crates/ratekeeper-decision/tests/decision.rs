@@ -9,7 +9,10 @@ use common::{Broken, IP, Short, T0, build, check, get, header};
 use ratekeeper_core::Duration;
 use ratekeeper_decision::{
     ConfigError, DecisionError, KeyFunction, Kind, Limiter, LimiterBuilder, Outage, RequestView,
-    RoutePolicy, headers::HeaderOptions, limits::Scope, limits::limit_set, proxy::ForwardedHeader,
+    RoutePolicy,
+    headers::HeaderOptions,
+    limits::{Scope, limit_set},
+    proxy::ForwardedHeader,
 };
 use ratekeeper_stores::Stores;
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use common::{T0, get};
 use ratekeeper_core::{Limit, ManualClock, Timestamp};
 use ratekeeper_decision::{
-    Limiter, LimiterBuilder, RoutePolicy, limits::CurrentLimit, limits::Scope,
+    Limiter, LimiterBuilder, RoutePolicy,
+    limits::{CurrentLimit, Scope},
 };
 use ratekeeper_stores::Stores;
 use ratekeeper_test_support::redis::{RedisCluster, RedisServer};

@@ -15,8 +15,8 @@ use std::{
 };
 
 use ratekeeper_decision::{
-    ConfigError, Limiter, RequestView, RoutePolicy, adapter::Admission, adapter::CompiledPolicy,
-    adapter::Headers, adapter::Refusal,
+    ConfigError, Limiter, RequestView, RoutePolicy,
+    adapter::{Admission, CompiledPolicy, Headers, Refusal},
 };
 use route_recognizer::Router;
 use tide::{Middleware, Next, Request, Response, StatusCode, http::Mime};

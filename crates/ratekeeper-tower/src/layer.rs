@@ -14,8 +14,8 @@ use std::{collections::HashMap, sync::Arc};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use ratekeeper_decision::{
-    ConfigError, Limiter, RequestView, RoutePolicy, adapter::Admission, adapter::CompiledPolicy,
-    adapter::Headers, adapter::Refusal,
+    ConfigError, Limiter, RequestView, RoutePolicy,
+    adapter::{Admission, CompiledPolicy, Headers, Refusal},
 };
 use tower_layer::Layer;
 use tower_service::Service;
