@@ -162,7 +162,7 @@ fn random_advance(rng: &mut Rng) -> u64 {
 
 /// A step's batch: one to three random charges on the run's keys and limits, some with a
 /// need above their cost or a cost on rejection; for most refunds, (part of) an earlier
-/// admitted hit, naming its instant.
+/// admitted hit, naming its instant; for some hits, the renewal of an earlier admitted hit.
 fn random_batch(
     rng: &mut Rng,
     op: Op,
@@ -188,6 +188,11 @@ fn random_batch(
             c
         })
         .collect();
+    // A renewal: an earlier admitted hit again, naming its instant.
+    if op == Op::Hit && !admitted.is_empty() && rng.percent(15) {
+        let (charges, at) = &admitted[rng.below(admitted.len() as u64) as usize];
+        return charges.iter().map(|c| c.clone().charged_at(*at)).collect();
+    }
     if op == Op::Refund && !admitted.is_empty() && rng.percent(70) {
         let (charges, at) = &admitted[rng.below(admitted.len() as u64) as usize];
         return charges

@@ -2,6 +2,8 @@
 //! items another request changed meanwhile; on a rejection give the reservations back and make
 //! the rejection's own charges.
 
+use std::borrow::Cow;
+
 use ratekeeper_core::Timestamp;
 use ratekeeper_storage::{Charge, StorageError};
 
@@ -13,6 +15,7 @@ use crate::{
 impl MemcachedStorage {
     /// Whether each charge of `item` fits its state: alone, and with the item's other charges.
     pub(crate) fn fits(item: &Item, batch: &[Charge], now: Timestamp, allowed: &mut [bool]) {
+        let state = renewed(item, batch, now);
         let together = item
             .charges
             .iter()
@@ -20,8 +23,8 @@ impl MemcachedStorage {
             .fold(0, u64::saturating_add);
         for &i in &item.charges {
             let c = &batch[i];
-            allowed[i] = item.state.fits(&item.limit, now, c.room())
-                && (together <= c.room() || item.state.fits(&item.limit, now, together));
+            allowed[i] = state.fits(&item.limit, now, c.room())
+                && (together <= c.room() || state.fits(&item.limit, now, together));
         }
     }
 
@@ -54,6 +57,13 @@ impl MemcachedStorage {
         // where it has room.
         for &r in &reserved {
             self.give_back(&mut items[r], batch, now).await?;
+        }
+        for (_, item) in items
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| !reserved.contains(i))
+        {
+            self.give_up_renewed(item, batch, now).await?;
         }
         for item in items.iter_mut() {
             self.charge_rejection(item, batch, now).await?;
@@ -142,6 +152,32 @@ impl MemcachedStorage {
         .await
     }
 
+    /// On a rejection, for an item that was not written: the earlier charges its renewals name
+    /// are given back all the same, as every store does.
+    async fn give_up_renewed(
+        &self,
+        item: &mut Item,
+        batch: &[Charge],
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let renewals: Vec<(u64, Timestamp)> = item
+            .charges
+            .iter()
+            .filter_map(|&i| batch[i].charged_at.map(|at| (batch[i].cost, at)))
+            .collect();
+        if renewals.is_empty() {
+            return Ok(());
+        }
+        let limit = item.limit;
+        self.update(item, now, |s| {
+            for &(cost, at) in &renewals {
+                s.refund(&limit, now, cost, Some(at));
+            }
+            true
+        })
+        .await
+    }
+
     /// What a rejection charges on `item` (its charges' `on_reject`), each where it has room.
     async fn charge_rejection(
         &self,
@@ -190,10 +226,26 @@ impl MemcachedStorage {
 
 /// `item`'s state with every charge of the batch on it made (each was tested to fit).
 fn charged(item: &Item, batch: &[Charge], now: Timestamp) -> State {
-    let mut s = item.state.clone();
+    let mut s = renewed(item, batch, now).into_owned();
     for &i in &item.charges {
         let _charged = s.hit(&item.limit, now, batch[i].cost);
         debug_assert!(_charged || batch[i].cost == 0, "a tested charge fits");
     }
     s
+}
+
+/// `item`'s state with the earlier charges its renewals name given back (a hit's charge with
+/// `charged_at` renews the charge made then: see `Charge::charged_at`).
+fn renewed<'i>(item: &'i Item, batch: &[Charge], now: Timestamp) -> Cow<'i, State> {
+    if item.charges.iter().all(|&i| batch[i].charged_at.is_none()) {
+        return Cow::Borrowed(&item.state);
+    }
+    let mut s = item.state.clone();
+    for &i in &item.charges {
+        let c = &batch[i];
+        if c.charged_at.is_some() {
+            s.refund(&item.limit, now, c.cost, c.charged_at);
+        }
+    }
+    Cow::Owned(s)
 }

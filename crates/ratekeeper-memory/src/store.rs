@@ -329,6 +329,7 @@ impl MemoryStorage {
                     .unwrap_or_else(PoisonError::into_inner);
                 if let [charge] = batch
                     && charge.on_reject() == 0
+                    && (op != Op::Hit || charge.charged_at.is_none())
                     && let Some(table) = registry.get(&(charge.strategy, charge.limit))
                 {
                     let fp = self.inner.fingerprinter.fp_of(&charge.key, &mut None);
@@ -383,6 +384,14 @@ impl MemoryStorage {
                 locks.push(slot.table.lock(slot.shard, now));
             }
             slot.lock = locks.len() - 1;
+        }
+        if op == Op::Hit {
+            // Renewals give their earlier charge back first, under the same locks.
+            for (slot, c) in slots.iter().zip(batch) {
+                if c.charged_at.is_some() {
+                    locks[slot.lock].refund(slot.fp, now, c.cost, c.charged_at);
+                }
+            }
         }
         if op != Op::Refund {
             for (i, c) in batch.iter().enumerate() {

@@ -155,8 +155,8 @@ pub(crate) fn encode(
                 c.limit.emission_interval().as_nanos()
             ),
             match c.charged_at {
-                // A refund of the charge made at that instant.
-                Some(at) if call == Call::Op(Op::Refund) => format!(
+                // A refund of the charge made at that instant, or its renewal in a hit.
+                Some(at) if call != Call::Op(Op::Test) => format!(
                     "{} {} {} {}",
                     c.cost.min(MAX_AMOUNT),
                     c.need().min(MAX_AMOUNT),

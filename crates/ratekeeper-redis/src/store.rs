@@ -238,7 +238,8 @@ impl RedisStorage {
         // The instant of the first slot's call stands for the batch (each node reads its own
         // clock; a refund naming it on a node whose clock differs gives back less, never more).
         let mut at = None;
-        let mut charged: Vec<usize> = Vec::new();
+        // The groups charged so far, with the instant each was charged at.
+        let mut charged: Vec<(usize, Timestamp)> = Vec::new();
         for (g, (_, members)) in groups.iter().enumerate() {
             // Once a slot has rejected the hit, the rest only test, and charge what they ask
             // for on a rejection (as a rejected hit does).
@@ -263,7 +264,7 @@ impl RedisStorage {
             allowed &= verdict.allowed;
             at.get_or_insert(verdict.at);
             if group_op == Call::Op(Op::Hit) && verdict.allowed {
-                charged.push(g);
+                charged.push((g, verdict.at));
             }
             for (&i, s) in members.iter().zip(verdict.statuses) {
                 statuses[i] = Some(s);
@@ -289,7 +290,7 @@ impl RedisStorage {
     async fn undo_reserved(
         &self,
         groups: &[(&str, Vec<usize>)],
-        charged: &[usize],
+        charged: &[(usize, Timestamp)],
         now: Option<Timestamp>,
         batch: &[Charge],
         statuses: &mut [Option<LimitStatus>],
@@ -309,12 +310,20 @@ impl RedisStorage {
         }
         // The refunded slots were reserved before another slot rejected: what their
         // charges ask for on a rejection is charged now.
-        for &g in charged {
+        for &(g, _) in charged {
             let members = &groups[g].1;
             if members.iter().all(|&i| batch[i].on_reject() == 0) {
                 continue;
             }
-            let part = pick(batch, members);
+            // Renewals were made and refunded: nothing of theirs is given back again.
+            let part: Vec<Charge> = members
+                .iter()
+                .map(|&i| {
+                    let mut c = batch[i].clone();
+                    c.charged_at = None;
+                    c
+                })
+                .collect();
             match self
                 .bounded(self.run(Call::RejectedElsewhere, now, &part))
                 .await
@@ -338,16 +347,24 @@ impl RedisStorage {
     async fn refund_groups(
         &self,
         groups: &[(&str, Vec<usize>)],
-        charged: &[usize],
+        charged: &[(usize, Timestamp)],
         now: Option<Timestamp>,
         batch: &[Charge],
     ) -> (Vec<(usize, LimitStatus)>, Option<(usize, StorageError)>) {
         let mut out = Vec::new();
         let mut failed: Option<(usize, StorageError)> = None;
-        for &g in charged {
+        for &(g, at) in charged {
             let members = &groups[g].1;
+            // A renewal's charge is given back where it now stands: at the group's instant.
+            let refund: Vec<Charge> = members
+                .iter()
+                .map(|&i| match batch[i].charged_at {
+                    Some(_) => batch[i].clone().charged_at(at),
+                    None => batch[i].clone(),
+                })
+                .collect();
             match self
-                .bounded(self.run(Call::Op(Op::Refund), now, &pick(batch, members)))
+                .bounded(self.run(Call::Op(Op::Refund), now, &refund))
                 .await
             {
                 Ok(verdict) => out.extend(members.iter().copied().zip(verdict.statuses)),

@@ -31,6 +31,13 @@ pub struct Charge {
     /// its hit). The refund then gives back only what that charge still holds (nothing once
     /// its window has passed: see `Strategy::refund_at`). `None`: up to `cost` of the newest
     /// charges that still count.
+    ///
+    /// For [`Op::Hit`]: a renewal. The charge made at that instant is given back first, in
+    /// the same atomic step, and the charge is then made anew: a charge that still counts
+    /// moves to now and always fits again; one whose window has passed is a new charge that
+    /// needs room. In-flight limits renew their leases this way (a moving window whose window
+    /// is the lease). The refund stands when the batch is rejected (on a Redis
+    /// cluster, a rejected batch whose keys span slots may hold it until its window passes).
     pub charged_at: Option<Timestamp>,
     /// See [`Charge::fallback_key`].
     fallback_key: Option<Key>,
@@ -103,7 +110,8 @@ impl Charge {
         self
     }
 
-    /// This charge, to be refunded as the one made at `at` (see [`Charge::charged_at`]).
+    /// This charge, refunded (or, in a hit, renewed) as the one made at `at` (see
+    /// [`Charge::charged_at`]).
     #[must_use]
     pub fn charged_at(mut self, at: Timestamp) -> Self {
         self.charged_at = Some(at);

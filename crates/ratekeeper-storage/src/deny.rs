@@ -257,7 +257,16 @@ impl DenyCache {
         (now, other_clock): (Timestamp, bool),
         call: impl Future<Output = Result<Verdict, StorageError>>,
     ) -> Result<Verdict, StorageError> {
+        let renews = op == Op::Hit && batch.iter().any(|c| c.charged_at.is_some());
         match op {
+            // A renewal gives room back before it charges: the store must see it, and it frees
+            // its client's refusals as a refund does.
+            Op::Hit if renews => {
+                for c in batch {
+                    self.forget(&c.key);
+                }
+                call.await
+            }
             Op::Hit => match self.lookup(batch, now, other_clock) {
                 Lookup::Refused(verdict) => Ok(verdict),
                 Lookup::Miss(ticket) => {

@@ -69,6 +69,21 @@ local function run(KEYS, ARGV, k0, a0, na)
     end
   end
 
+  -- Renewals: a hit's charge that names an earlier one gives it back first (also where
+  -- another slot rejected the hit: the refund stands).
+  if op == 'h' or op == 'x' then
+    for i = 1, count do
+      if charged_s[i] then
+        local o = owner[i]
+        local k = kind[o]
+        local at = (charged_s[i] - now_s) * E + (charged_n[i] - now_n)
+        REFUND_AT[k](o, cost[i], at, charged_s[i], charged_n[i])
+        head[o] = ROOM[k](o)
+        dirty[o] = true
+      end
+    end
+  end
+
   local all = true
   for i = 1, count do
     local o = owner[i]

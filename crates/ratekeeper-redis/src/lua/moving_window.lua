@@ -104,6 +104,14 @@ function define.m()
           call('RPOP', key[o])
         elseif i == 1 then
           call('LPOP', key[o])
+          -- Entries emptied behind it go too, as the core skips them: the oldest counts.
+          for j = 2, #entries - 1 do
+            local _, cj = entry(entries[j])
+            if cj > 0 then
+              break
+            end
+            call('LPOP', key[o])
+          end
         else
           -- Inside the log: left empty, dropped when it reaches the front.
           call('LSET', key[o], index, spack('<ddd', s, ns, 0))
