@@ -12,6 +12,7 @@ use crate::{
     limiter::retry_secs,
     policy::SettleFn,
     response::BreachResponse,
+    slots::Slots,
 };
 
 /// Where a limit came from.
@@ -31,11 +32,14 @@ pub enum Scope {
     /// A route's guard limits, counted by client address whatever the key function says
     /// ([`RoutePolicy::guard`](crate::RoutePolicy::guard)).
     Guard,
+    /// In-flight limits: requests holding a slot at once
+    /// ([`RoutePolicy::concurrent`](crate::RoutePolicy::concurrent)).
+    InFlight,
 }
 
 impl Scope {
     /// The scope's name in lower case (`default`, `route`, `shared`, `application`, `meta`,
-    /// `guard`), as metrics label it.
+    /// `guard`, `in_flight`), as metrics label it.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Default => "default",
@@ -44,6 +48,7 @@ impl Scope {
             Self::Application => "application",
             Self::Meta => "meta",
             Self::Guard => "guard",
+            Self::InFlight => "in_flight",
         }
     }
 }
@@ -104,6 +109,8 @@ pub(crate) struct Pending {
     /// The route's cost, as reserved, how to settle it from the body's size, and the charges
     /// that carry it (the application limits charge 1 whatever the route's cost).
     pub(crate) settle: Option<(u64, Arc<SettleFn>, Vec<Charge>)>,
+    /// The in-flight slots the request holds, given back when the response is finished.
+    pub(crate) slots: Option<Slots>,
 }
 
 /// What a request that is not served is answered with.
@@ -229,12 +236,29 @@ impl Decision {
 
     /// On a rejection (shadow mode's included): whole seconds until a retry can succeed,
     /// rounded up and never 0, as `Retry-After` says it; `None` when it never can (the cost
-    /// exceeds the limit) or when the request was not rejected.
+    /// exceeds the limit), when no wait can be promised (an in-flight limit refused it) or
+    /// when the request was not rejected.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self.kind {
+            _ if self.scope() == Some(Scope::InFlight) => None,
             Kind::Rejected | Kind::ShadowRejected => retry_secs(self.retry_after),
             _ => None,
         }
+    }
+
+    /// The in-flight slots this served request holds
+    /// ([`RoutePolicy::concurrent`](crate::RoutePolicy::concurrent)), if it holds any. They
+    /// go back with [`Decision::finish`] or [`Decision::settle`], or when the decision is
+    /// dropped.
+    pub fn slots(&self) -> Option<&Slots> {
+        self.pending.as_ref()?.slots.as_ref()
+    }
+
+    /// Takes the in-flight slots out, to keep them until the response is finished (an adapter
+    /// drops them at the end of the response body); the decision then no longer returns
+    /// them.
+    pub fn take_slots(&mut self) -> Option<Slots> {
+        self.pending.as_mut()?.slots.take()
     }
 
     /// The headers to set on the response, names as configured, in order.
@@ -288,7 +312,8 @@ impl Decision {
     }
 
     /// Whether [`Decision::complete`] or [`Decision::finish`] has something to do (the route
-    /// deducts conditionally, or settles its cost from the body's size).
+    /// deducts conditionally, settles its cost from the body's size, or holds in-flight
+    /// slots).
     pub fn is_conditional(&self) -> bool {
         self.pending.is_some()
     }
@@ -306,10 +331,15 @@ impl Decision {
     /// reservation; otherwise a route with a [`settle`](crate::RoutePolicy::settle) cost gets
     /// back what the body did not need (nothing when `body_bytes` is `None`). Returns the cost
     /// refunded per charge. Forgetting to call it is harmless: the reservation stands.
+    ///
+    /// The in-flight slots the request still holds go back first: the response is finished.
     pub async fn finish(self, status: u16, body_bytes: Option<u64>) -> Result<u64, DecisionError> {
-        let Some(pending) = self.pending else {
+        let Some(mut pending) = self.pending else {
             return Ok(0);
         };
+        if let Some(slots) = pending.slots.take() {
+            slots.release().await?;
+        }
         let mut refunded = 0;
         for (counts, charges) in &pending.deductions {
             if !counts(status) {

@@ -217,6 +217,8 @@ pub(crate) struct HeaderFacts<'a> {
     /// When a retry can succeed, in whole epoch seconds (rounded up).
     pub(crate) retry_at_epoch_secs: Option<u64>,
     pub(crate) rejected: bool,
+    /// Whether the limit is an in-flight one: no reset and no wait can be promised for it.
+    pub(crate) in_flight: bool,
     /// The `RateLimit-Policy` value.
     pub(crate) policy: Policy<'a>,
 }
@@ -271,11 +273,14 @@ pub(crate) fn render_into(
     if options.x_ratelimit {
         out.push(&names.limit, FieldValue::number(f.limit.amount()));
         out.push(&names.remaining, FieldValue::number(f.remaining));
-        out.push(&names.reset, FieldValue::number(f.reset_epoch_secs));
+        if !f.in_flight {
+            out.push(&names.reset, FieldValue::number(f.reset_epoch_secs));
+        }
     }
-    if let (true, true, Some(secs), Some(at)) = (
+    if let (true, true, false, Some(secs), Some(at)) = (
         options.retry_after,
         f.rejected,
+        f.in_flight,
         f.retry_after_secs,
         f.retry_at_epoch_secs,
     ) {
@@ -292,6 +297,10 @@ pub(crate) fn render_into(
         };
         out.push(&names.policy, policy.into());
         let current = FieldValue::write(|w| {
+            if f.in_flight {
+                write!(w, "\"{} in flight\";r=", f.limit.amount())?;
+                return w.write_str(itoa::Buffer::new().format(f.remaining));
+            }
             write!(w, "\"{}\";r=", f.limit)?;
             w.write_str(itoa::Buffer::new().format(f.remaining))?;
             w.write_str(";t=")?;
@@ -317,6 +326,7 @@ mod tests {
             retry_after_secs: Some(1_800),
             retry_at_epoch_secs: Some(1_700_003_600),
             rejected: true,
+            in_flight: false,
             policy: Policy::Limits(&[day, hour]),
         };
         let all = render(&HeaderOptions::all(), &facts);

@@ -174,6 +174,7 @@ mod policy;
 mod request;
 mod response;
 mod route;
+mod slots;
 mod stores;
 
 // What a user starts from; the rest sits in the modules below.
@@ -216,4 +217,5 @@ pub mod adapter {
     pub use crate::admission::{Admission, Refusal, UNAVAILABLE_BODY};
     pub use crate::request::{Headers, MAX_EXTENSIONS, NoHeaders};
     pub use crate::route::CompiledPolicy;
+    pub use crate::slots::Slots;
 }

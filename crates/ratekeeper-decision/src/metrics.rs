@@ -10,6 +10,7 @@
 //! | [`STORAGE_ERRORS`] | counter | `kind` | decisions that failed because the store did |
 //! | [`STORAGE_SECONDS`] | histogram | | time a decision waited for its store |
 //! | [`DENY_CACHE_HITS`] | counter | | refusals a store repeated from its cache of refusals, without a call |
+//! | [`IN_FLIGHT`] | gauge | `route` | requests of the route holding in-flight slots ([`RoutePolicy::concurrent`](crate::RoutePolicy::concurrent)) in this process |
 //! | [`TRANSITIONS`], [`PRIMARY_UP`], [`DEGRADED_CALLS`] | | | the fallback's, with [`LimiterBuilder::on_outage`](crate::LimiterBuilder::on_outage) |
 //!
 //! The labels of [`DECISIONS`]:
@@ -18,6 +19,8 @@
 //!   stays bounded. (An adapter that passed raw paths would make one series per path.)
 //! - `scope`: where the deciding limit came from ([`Scope::as_str`](crate::limits::Scope::as_str)), or
 //!   `none` when no limit decided (exempt, unlimited, unauthorized, unknown client, error).
+//!   A refusal's scope is its reason: `in_flight` for want of a slot, any other for a rate
+//!   limit (`meta` for too many breaches).
 //! - `outcome`: the decision's [`Kind::as_str`](crate::Kind::as_str) (`allowed`, `rejected`,
 //!   `shadow_rejected`, `exempt`, `unlimited`, `unauthorized`, `unknown_client`), or `error`
 //!   when the store failed and the decision is an error.
@@ -34,6 +37,8 @@ pub const STORAGE_ERRORS: &str = "ratelimit_storage_errors_total";
 /// Counter: decisions refused from a store's cache of refusals (Redis's and memcached's
 /// `deny_cache`), without a call to the store.
 pub const DENY_CACHE_HITS: &str = "ratelimit_deny_cache_hits_total";
+/// Gauge: requests holding in-flight slots in this process, labelled `route`.
+pub const IN_FLIGHT: &str = "ratelimit_in_flight";
 /// Histogram: seconds a decision spent in its store (the batch's round trip, or the in-process
 /// store's work).
 pub const STORAGE_SECONDS: &str = "ratelimit_storage_duration_seconds";
@@ -61,6 +66,10 @@ pub fn describe() {
         DENY_CACHE_HITS,
         "Rate-limit decisions refused from a store's cache of refusals, without a call"
     );
+    metrics::describe_gauge!(
+        IN_FLIGHT,
+        "Requests holding in-flight slots in this process, by route"
+    );
     metrics::describe_histogram!(
         STORAGE_SECONDS,
         metrics::Unit::Seconds,
@@ -80,14 +89,14 @@ mod record {
     // and a decision takes two.
     use quanta::Instant;
 
-    use metrics::{Counter, Histogram};
+    use metrics::{Counter, Gauge, Histogram};
     use ratekeeper_storage::{StorageError, Verdict};
 
-    use super::{DECISIONS, DENY_CACHE_HITS, STORAGE_ERRORS, STORAGE_SECONDS};
+    use super::{DECISIONS, DENY_CACHE_HITS, IN_FLIGHT, STORAGE_ERRORS, STORAGE_SECONDS};
     use crate::{Decision, DecisionError, Kind, limits::Scope};
 
     /// Label values, in the order of the slots below.
-    const SCOPES: [&str; 7] = [
+    const SCOPES: [&str; 8] = [
         "none",
         "default",
         "route",
@@ -95,6 +104,7 @@ mod record {
         "application",
         "meta",
         "guard",
+        "in_flight",
     ];
     const OUTCOMES: [&str; 8] = [
         "error",
@@ -196,6 +206,7 @@ mod record {
             Scope::Application => 4,
             Scope::Meta => 5,
             Scope::Guard => 6,
+            Scope::InFlight => 7,
         }
     }
 
@@ -208,6 +219,23 @@ mod record {
             Kind::Unlimited => 5,
             Kind::Unauthorized => 6,
             Kind::UnknownClient => 7,
+        }
+    }
+
+    /// The in-flight gauge of one route.
+    pub(crate) struct InFlightGauge(Gauge);
+
+    impl InFlightGauge {
+        pub(crate) fn of(route: &str) -> Self {
+            Self(metrics::gauge!(IN_FLIGHT, "route" => route.to_owned()))
+        }
+
+        pub(crate) fn taken(&self) {
+            self.0.increment(1.0);
+        }
+
+        pub(crate) fn released(&self) {
+            self.0.decrement(1.0);
         }
     }
 
@@ -236,6 +264,7 @@ mod record {
                 Scope::Application,
                 Scope::Meta,
                 Scope::Guard,
+                Scope::InFlight,
             ] {
                 assert_eq!(SCOPES[scope_slot(scope)], scope.as_str());
             }
@@ -282,6 +311,19 @@ mod record {
 
     #[inline(always)]
     pub(crate) fn storage_failed(_: &StorageError) {}
+
+    /// Nothing: the `metrics` feature is off.
+    pub(crate) struct InFlightGauge;
+
+    impl InFlightGauge {
+        pub(crate) fn of(_: &str) -> Self {
+            Self
+        }
+
+        pub(crate) fn taken(&self) {}
+
+        pub(crate) fn released(&self) {}
+    }
 }
 
-pub(crate) use record::{Recorded, storage_failed};
+pub(crate) use record::{InFlightGauge, Recorded, storage_failed};

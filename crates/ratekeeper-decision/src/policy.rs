@@ -55,6 +55,9 @@ pub struct Breach<'a> {
     pub route: &'a str,
     /// Whether a meta limit (too many breaches) rejected it.
     pub meta: bool,
+    /// Whether an in-flight limit rejected it ([`RoutePolicy::concurrent`]): `limit`'s
+    /// amount is then the slots, and its window the lease.
+    pub in_flight: bool,
 }
 
 /// Which limits a route skips.
@@ -100,6 +103,22 @@ pub struct RoutePolicy {
     pub(crate) exempt_when: Option<RequestPredicate>,
     pub(crate) on_breach_response: Option<ResponseHook>,
     pub(crate) shadow: bool,
+    pub(crate) in_flight: InFlight,
+}
+
+/// In-flight limits: how many requests may hold a slot at once, per client and in all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InFlight {
+    /// Per client (by the policy's key function).
+    pub(crate) per_client: Option<u64>,
+    /// Across every client.
+    pub(crate) total: Option<u64>,
+}
+
+impl InFlight {
+    pub(crate) fn is_empty(self) -> bool {
+        self.per_client.is_none() && self.total.is_none()
+    }
 }
 
 impl fmt::Debug for RoutePolicy {
@@ -122,6 +141,7 @@ impl fmt::Debug for RoutePolicy {
             .field("limits_by", &self.keyed)
             .field("settle", &self.settle.is_some())
             .field("exempt_when", &self.exempt_when.is_some())
+            .field("in_flight", &self.in_flight)
             .finish_non_exhaustive()
     }
 }
@@ -256,6 +276,40 @@ impl RoutePolicy {
     /// Count this route's limits in a scope shared with every route that names it.
     pub fn shared(mut self, scope: &str) -> Self {
         self.shared = Some(scope.to_owned());
+        self
+    }
+
+    /// An in-flight limit: at most `n` of this route's requests per client (by the route's key
+    /// function) hold a slot at once. The slot is taken with the request's rate limits, all
+    /// or nothing, and given back when the response is finished (its body sent, the client
+    /// gone, the handler panicked or the request dropped); a holder that never gives it back
+    /// (its process was killed) loses it when its lease ends
+    /// ([`LimiterBuilder::in_flight_lease`](crate::LimiterBuilder::in_flight_lease)). A
+    /// request refused for want of a slot gets 429 with the in-flight limit's headers (limit
+    /// and remaining; no reset or `Retry-After`: a slot frees when a response ends, which
+    /// nobody can promise). On a route with [`shared`](Self::shared), the slots are the shared
+    /// scope's.
+    ///
+    /// ```
+    /// use ratekeeper_decision::RoutePolicy;
+    ///
+    /// // 30 reports a minute, at most 2 running per client and 20 in all.
+    /// let report = RoutePolicy::new()
+    ///     .limit("30 per minute")
+    ///     .concurrent(2)
+    ///     .concurrent_shared(20);
+    /// # let _ = report;
+    /// ```
+    pub fn concurrent(mut self, n: u64) -> Self {
+        self.in_flight.per_client = Some(n);
+        self
+    }
+
+    /// An in-flight limit across every client: at most `n` of this route's requests (or its
+    /// shared scope's) hold a slot at once, whoever sends them. See
+    /// [`concurrent`](Self::concurrent).
+    pub fn concurrent_shared(mut self, n: u64) -> Self {
+        self.in_flight.total = Some(n);
         self
     }
 

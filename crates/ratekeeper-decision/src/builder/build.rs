@@ -4,7 +4,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU64};
 use std::{collections::HashMap, sync::Arc};
 
-use ratekeeper_core::{Clock, StrategyKind, SystemClock};
+use ratekeeper_core::{Clock, Limit, StrategyKind, SystemClock, Unit};
 use ratekeeper_fallback::{FallbackStorage, Mode};
 use ratekeeper_memory::MemoryStorage;
 use ratekeeper_storage::Storage;
@@ -15,8 +15,8 @@ use crate::{
     key::{Addressing, KeyFunction},
     keyed::{limits_of, parse_keyed},
     limiter::{
-        Answers, Clients, Compiled, Inner, KeyedScopes, Limiter, Routes, ScopeOptions, ScopePaths,
-        Scopes,
+        Answers, Clients, Compiled, InFlightScopes, Inner, KeyedScopes, Limiter, Routes,
+        ScopeOptions, ScopePaths, Scopes,
     },
     network::Network,
     outage::{FallbackScope, Mode as OutageMode, Outage},
@@ -105,7 +105,27 @@ impl LimiterBuilder {
             defaults_exempt_when: defaults_policy.exempt_when,
             application_exempt_when: application_policy.exempt_when,
             defaults_per_method: defaults_policy.per_method,
+            in_flight: InFlightScopes {
+                application: application_policy.in_flight,
+                defaults: defaults_policy.in_flight,
+                lease_secs: self.lease_secs()?,
+            },
         })
+    }
+
+    /// The in-flight lease in whole seconds (rounded up, at least 1).
+    fn lease_secs(&self) -> Result<u64, ConfigError> {
+        let lease = self
+            .in_flight_lease
+            .unwrap_or(core::time::Duration::from_secs(60));
+        let secs = lease.as_secs() + u64::from(lease.subsec_nanos() > 0);
+        let secs = secs.max(1);
+        match Limit::new(1, secs, Unit::Second) {
+            Ok(_) => Ok(secs),
+            Err(_) => Err(ConfigError::Invalid(format!(
+                "in-flight lease of {secs} s: too long"
+            ))),
+        }
     }
 
     /// The store: the one given, or the one the storage URI names (memory by default), behind

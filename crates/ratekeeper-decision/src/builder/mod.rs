@@ -59,6 +59,7 @@ pub struct LimiterBuilder {
     exempt_clients: Vec<String>,
     disabled: bool,
     shadow: bool,
+    in_flight_lease: Option<core::time::Duration>,
 }
 
 impl fmt::Debug for LimiterBuilder {
@@ -101,6 +102,16 @@ impl LimiterBuilder {
     /// `application_limits*` setters are shortcuts for parts of it.
     pub fn application(mut self, policy: RoutePolicy) -> Self {
         self.application = policy;
+        self
+    }
+
+    /// How long an in-flight slot ([`RoutePolicy::concurrent`]) is held without a renewal
+    /// (default 60 s; whole seconds, rounded up). A holder that dies without giving its slot
+    /// back (a killed process) loses it when the lease ends; a request that runs longer keeps
+    /// its slot by renewing it
+    /// ([`Slots::keep_alive`](crate::adapter::Slots::keep_alive), which both adapters run).
+    pub fn in_flight_lease(mut self, lease: core::time::Duration) -> Self {
+        self.in_flight_lease = Some(lease);
         self
     }
 

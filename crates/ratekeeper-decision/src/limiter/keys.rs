@@ -23,6 +23,7 @@ pub(crate) struct ScopePaths {
     pub(super) guard: ScopePath,
     pub(super) meta: ScopePath,
     pub(super) fallback: ScopePath,
+    pub(super) in_flight: ScopePath,
 }
 
 impl ScopePaths {
@@ -36,6 +37,7 @@ impl ScopePaths {
             guard: path("guard"),
             meta: path("meta"),
             fallback: path("fallback"),
+            in_flight: path("inflight"),
         }
     }
 }

@@ -36,7 +36,7 @@ use crate::{
     metrics,
     network::Network,
     outage::FallbackScope,
-    policy::{BreachHook, CostFn, LimitSet, RequestPredicate, ResponseHook},
+    policy::{BreachHook, CostFn, InFlight, LimitSet, RequestPredicate, ResponseHook},
     request::RequestView,
 };
 
@@ -111,6 +111,17 @@ pub(crate) struct Scopes {
     pub(crate) application_exempt_when: Option<RequestPredicate>,
     /// The default limits count each method apart on every route.
     pub(crate) defaults_per_method: bool,
+    /// The in-flight limits of the application and of the defaults, and their lease.
+    pub(crate) in_flight: InFlightScopes,
+}
+
+/// In-flight limits set for every route, and the lease of every slot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InFlightScopes {
+    pub(crate) application: InFlight,
+    pub(crate) defaults: InFlight,
+    /// How long a slot is held without a renewal, in whole seconds (at least 1).
+    pub(crate) lease_secs: u64,
 }
 
 /// The default and application limits' own options.

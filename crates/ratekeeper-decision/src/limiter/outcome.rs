@@ -21,11 +21,18 @@ use crate::{
     metrics,
     policy::{Breach, RoutePolicy},
     request::RequestView,
+    slots::Slots,
 };
 use core::sync::atomic::Ordering;
 
 /// The default JSON body of a rejection.
 fn default_body(breach: &Breach<'_>) -> String {
+    if breach.in_flight {
+        return format!(
+            "{{\"error\": \"too many requests in flight\", \"limit\": \"{} in flight\", \"retry_after\": null}}",
+            breach.limit.amount()
+        );
+    }
     let retry = breach
         .retry_after
         .map_or_else(|| "null".to_owned(), |s| s.to_string());
@@ -67,16 +74,26 @@ impl Limiter {
     /// The limit that decided: when allowed, the one closest to exhaustion (meta gates aside);
     /// when rejected, the rejecting limit with the longest wait (the batch fits only when all
     /// do).
+    ///
+    /// In-flight limits decide only where no rate limit does: a rate limit's reset and wait
+    /// are promises, a slot's are not.
     fn deciding(plan: &Plan, verdict: &Verdict) -> Option<usize> {
         let statuses = &verdict.statuses;
-        if verdict.allowed {
-            (0..plan.charges.len())
-                .filter(|&i| plan.scopes[i] != Scope::Meta)
-                .min_by_key(|&i| (statuses[i].remaining, plan.charges[i].limit.window()))
-        } else {
-            (0..plan.charges.len())
-                .filter(|&i| !statuses[i].allowed)
-                .max_by_key(|&i| statuses[i].retry_after.duration().unwrap_or(Duration::MAX))
+        let rate = |i: &usize| plan.scopes[*i] != Scope::InFlight;
+        let decide = |pick: &dyn Fn(&usize) -> bool| {
+            if verdict.allowed {
+                (0..plan.charges.len())
+                    .filter(|&i| plan.scopes[i] != Scope::Meta && pick(&i))
+                    .min_by_key(|&i| (statuses[i].remaining, plan.charges[i].limit.window()))
+            } else {
+                (0..plan.charges.len())
+                    .filter(|&i| !statuses[i].allowed && pick(&i))
+                    .max_by_key(|&i| statuses[i].retry_after.duration().unwrap_or(Duration::MAX))
+            }
+        };
+        match decide(&rate) {
+            None if plan.holds => decide(&|_| true),
+            found => found,
         }
     }
 
@@ -96,7 +113,7 @@ impl Limiter {
         // route's limits are fixed, else here.
         let charged = || {
             (0..plan.charges.len())
-                .filter(|&j| plan.scopes[j] != Scope::Meta)
+                .filter(|&j| !matches!(plan.scopes[j], Scope::Meta | Scope::InFlight))
                 .map(|j| plan.charges[j].limit)
         };
         let listed: SmallVec<[Limit; INLINE_CHARGES]>;
@@ -128,6 +145,7 @@ impl Limiter {
                     .and_then(|_| verdict.retry_after().duration())
                     .map(|d| verdict.at.saturating_add(d).as_secs_ceil()),
                 rejected: !verdict.allowed,
+                in_flight: plan.scopes[i] == Scope::InFlight,
                 policy,
             },
             out,
@@ -149,14 +167,16 @@ impl Limiter {
         let policy = &compiled.policy;
         let (limit, scope, status) = (plan.charges[i].limit, plan.scopes[i], verdict.statuses[i]);
         let rejected = !verdict.allowed;
+        let in_flight = scope == Scope::InFlight;
         // Shadow mode: decided and counted as usual, served all the same.
         let shadow = rejected && (policy.shadow || inner.answers.shadow);
-        let exact_retry = if rejected {
+        // A slot frees when a response ends: no wait can be promised for one.
+        let exact_retry = if rejected && !in_flight {
             verdict.retry_after()
         } else {
             RetryAfter::NOW
         };
-        let retry_after = if rejected {
+        let retry_after = if rejected && !in_flight {
             retry_secs(exact_retry)
         } else {
             None
@@ -201,10 +221,11 @@ impl Limiter {
                 retry_after,
                 route: req.route(),
                 meta,
+                in_flight,
             };
             decision.answer = self.breach_answer(policy, &breach);
         } else {
-            decision.pending = self.pending(plan, verdict, policy).map(Box::new);
+            decision.pending = self.pending(plan, verdict, policy, req).map(Box::new);
         }
         decision
     }
@@ -230,17 +251,25 @@ impl Limiter {
     /// What is left to do once the response is known, if anything: the charges each
     /// conditional deduction may refund (the route's covers every charge; otherwise the
     /// default and application limits' own), and a settled cost.
-    fn pending(&self, plan: &Plan, verdict: &Verdict, policy: &RoutePolicy) -> Option<Pending> {
+    fn pending(
+        &self,
+        plan: &Plan,
+        verdict: &Verdict,
+        policy: &RoutePolicy,
+        req: &RequestView<'_>,
+    ) -> Option<Pending> {
         let options = &self.inner.scopes.options;
         if policy.deduct_when.is_none()
             && policy.settle.is_none()
             && options.defaults_deduct_when.is_none()
             && options.application_deduct_when.is_none()
+            && !plan.holds
         {
             return None;
         }
+        let slots = plan.holds.then(|| self.slots(plan, verdict, req));
         let counts_for = |scope: Scope| match scope {
-            Scope::Meta => None,
+            Scope::Meta | Scope::InFlight => None,
             _ if policy.deduct_when.is_some() => policy.deduct_when.as_ref(),
             Scope::Default => options.defaults_deduct_when.as_ref(),
             Scope::Application => options.application_deduct_when.as_ref(),
@@ -248,7 +277,12 @@ impl Limiter {
         };
         let charged = || plan.charges.iter().zip(plan.scopes.iter().copied());
         if policy.settle.is_none() && charged().all(|(_, s)| counts_for(s).is_none()) {
-            return None;
+            return slots.map(|slots| Pending {
+                storage: Arc::clone(&self.inner.storage),
+                deductions: Vec::new(),
+                settle: None,
+                slots: Some(slots),
+            });
         }
         // A refund names the instant the store charged at: it gives back only what these
         // charges still hold (nothing to a window that opened since).
@@ -268,7 +302,7 @@ impl Limiter {
         let settle = policy.settle.clone().map(|f| {
             let settled = charged()
                 .filter(|(_, s)| match s {
-                    Scope::Meta | Scope::Application => false,
+                    Scope::Meta | Scope::Application | Scope::InFlight => false,
                     Scope::Default => plan.defaults_at_route_cost,
                     Scope::Route | Scope::Shared | Scope::Guard => true,
                 })
@@ -280,6 +314,24 @@ impl Limiter {
             storage: Arc::clone(&self.inner.storage),
             deductions,
             settle,
+            slots,
         })
+    }
+
+    /// The slots an allowed request took: its in-flight charges, naming the instant they were
+    /// taken at (their release gives back exactly those).
+    fn slots(&self, plan: &Plan, verdict: &Verdict, req: &RequestView<'_>) -> Slots {
+        let held = plan
+            .charges
+            .iter()
+            .zip(&plan.scopes)
+            .filter(|(_, s)| **s == Scope::InFlight)
+            .map(|(c, _)| c.clone().charged_at(verdict.at))
+            .collect();
+        Slots::new(
+            Arc::clone(&self.inner.storage),
+            held,
+            metrics::InFlightGauge::of(req.route()),
+        )
     }
 }

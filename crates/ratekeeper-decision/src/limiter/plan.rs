@@ -4,7 +4,7 @@
 use core::{net::IpAddr, sync::atomic::Ordering};
 use std::borrow::Cow;
 
-use ratekeeper_core::{Limit, StrategyKind};
+use ratekeeper_core::{Limit, StrategyKind, Unit};
 use smallvec::SmallVec;
 
 use ratekeeper_storage::{Charge, Key, ScopePath, StorageError, Verdict};
@@ -16,10 +16,10 @@ use super::{
 };
 use crate::{
     decision::{Kind, Scope},
-    key::{Identity, Who},
+    key::{Identity, Value, Who},
     keyed::Keyed,
     outage::FallbackScope,
-    policy::{LimitSet, RequestPredicate},
+    policy::{InFlight, LimitSet, RequestPredicate},
     request::RequestView,
 };
 
@@ -35,6 +35,8 @@ pub(super) struct Plan {
     pub(super) cost: u64,
     /// Whether the default limits were charged at that cost (not at the defaults' own).
     pub(super) defaults_at_route_cost: bool,
+    /// Whether the request takes in-flight slots (its charges of [`Scope::InFlight`]).
+    pub(super) holds: bool,
 }
 
 impl Plan {
@@ -185,6 +187,7 @@ impl Limiter {
         planner.defaults(plan, keys.defaults)?;
         planner.guard(plan);
         planner.meta(plan, keys.meta)?;
+        planner.in_flight(plan, identity);
         if let Some(key) = keys.fallback {
             // Moved through, not cloned: each charge is rebuilt with the key in place.
             plan.charges = core::mem::take(&mut plan.charges)
@@ -467,6 +470,69 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
             plan.gates(key, &self.inner.scopes.meta, self.inner.strategy);
         }
         self.keyed(plan, &self.inner.scopes.keyed.meta, parts, 1, Scope::Meta)
+    }
+
+    /// A slot per in-flight limit: the route's (or its shared scope's, or the defaults'), then
+    /// the application's; per client under the request's identity, in all under one of its own.
+    /// Each is a moving window whose window is the lease: a slot counts until it is given back
+    /// or its lease ends.
+    #[inline(always)]
+    fn in_flight(&self, plan: &mut Plan, identity: &Who<'_>) {
+        let policy = &self.compiled.policy;
+        let scopes = &self.inner.scopes.in_flight;
+        let route = match policy.in_flight {
+            _ if self.route_exempt => InFlight::default(),
+            own if !own.is_empty() => own,
+            _ if self.defaults => scopes.defaults,
+            _ => InFlight::default(),
+        };
+        let application = match policy.exempt.application {
+            true => InFlight::default(),
+            false => scopes.application,
+        };
+        if route.is_empty() && application.is_empty() {
+            return;
+        }
+        self.in_flight_slots(plan, identity, route, application);
+    }
+
+    #[inline(never)]
+    fn in_flight_slots(
+        &self,
+        plan: &mut Plan,
+        identity: &Who<'_>,
+        route: InFlight,
+        application: InFlight,
+    ) {
+        let path = &self.inner.paths.in_flight;
+        let name = match &self.compiled.policy.shared {
+            Some(name) => name.as_str(),
+            None => self.req.route(),
+        };
+        let lease = self.inner.scopes.in_flight.lease_secs;
+        let everyone = Who {
+            namespace: "all",
+            value: Value::Borrowed("*"),
+        };
+        let route_items = [name];
+        let slots = [
+            (route.per_client, identity, &route_items[..]),
+            (route.total, &everyone, &route_items[..]),
+            (application.per_client, identity, &[][..]),
+            (application.total, &everyone, &[][..]),
+        ];
+        for (n, who, items) in slots {
+            // (The lease was checked when the limiter was built.)
+            let Some(limit) = n.and_then(|n| Limit::new(n, lease, Unit::Second).ok()) else {
+                continue;
+            };
+            if let Some(key) = who.keys_under(&[(path, items)]).next() {
+                plan.charges
+                    .push(Charge::new(key, limit, StrategyKind::MovingWindow, 1));
+                plan.scopes.push(Scope::InFlight);
+                plan.holds = true;
+            }
+        }
     }
 
     /// A charge per limit of each of a scope's groups with key functions of their own, under
