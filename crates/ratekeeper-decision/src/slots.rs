@@ -2,7 +2,13 @@
 //! finished, when they are dropped, or, for a holder that never returns them, when their lease
 //! ends.
 
-use core::{fmt, panic::AssertUnwindSafe};
+use core::{
+    fmt,
+    future::{Future, poll_fn},
+    panic::AssertUnwindSafe,
+    pin::pin,
+    task::Poll,
+};
 use std::{
     panic::catch_unwind,
     sync::{Arc, Mutex, OnceLock, PoisonError, mpsc},
@@ -85,6 +91,14 @@ impl Slots {
         self.storage.refund(&held).await.map(drop)
     }
 
+    /// [`Slots::release`], logging a failure (the slots then hold until their lease ends):
+    /// what an adapter awaits at the end of a response.
+    pub async fn release_logged(self) {
+        if let Err(e) = self.release().await {
+            tracing::error!(target: "ratekeeper", error = %e, "could not release in-flight slots: they hold until their lease ends");
+        }
+    }
+
     /// Renews the lease of every slot, in one call: each slot is kept until a lease from now.
     /// `Ok(false)` when they were lost (a lease that had already ended, its slot taken since):
     /// nothing is held any more.
@@ -124,6 +138,24 @@ impl Slots {
                 }
             }
         }
+    }
+
+    /// Runs `work` (a handler) with [`Slots::keep_alive`] beside it, and answers its output:
+    /// the slots are kept for as long as the work runs, however long that is.
+    pub async fn while_running<F: Future>(&self, work: F) -> F::Output {
+        let (mut work, mut renewal) = (pin!(work), pin!(self.keep_alive()));
+        let mut renewing = true;
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            // Once the slots are lost, the work runs on without them.
+            if renewing && renewal.as_mut().poll(cx).is_ready() {
+                renewing = false;
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Charge>> {

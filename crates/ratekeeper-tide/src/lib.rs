@@ -78,6 +78,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod held;
 mod middleware;
 
 pub use middleware::{CATCH_ALL, Nested, RateLimit};

@@ -19,6 +19,8 @@ use ratekeeper_decision::{
     adapter::{Admission, CompiledPolicy, Headers, Refusal},
 };
 use route_recognizer::Router;
+
+use crate::held::Held;
 use tide::{Middleware, Next, Request, Response, StatusCode, http::Mime};
 
 /// The route id of requests that match no registered pattern.
@@ -457,10 +459,13 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             }
             self.limiter.admit(&view).await
         };
-        let decision = match admission {
+        let mut decision = match admission {
             Admission::Serve(decision) => decision,
             Admission::Refuse(refused) => return Ok(refusal(&refused, self.respond.as_ref())),
         };
+        // In-flight slots are kept until the response body is sent; dropped with this future
+        // (the client gone, the handler panicked), they go back.
+        let slots = decision.take_slots();
         // A decision to complete after the response learns its status and, for a settled cost,
         // how much body the handler read.
         let read = decision.is_conditional().then(|| {
@@ -473,7 +478,13 @@ impl<State: Clone + Send + Sync + 'static> Middleware<State> for RateLimit {
             req.set_body(tide::Body::from_reader(body, len));
             read
         });
-        let mut res = next.run(req).await;
+        let mut res = match &slots {
+            None => next.run(req).await,
+            Some(slots) => slots.while_running(next.run(req)).await,
+        };
+        if let Some(slots) = slots {
+            Held::around(&mut res, slots);
+        }
         // Read in place: the decision is not copied.
         for (name, value) in decision.headers() {
             res.insert_header(name, value);

@@ -5,9 +5,11 @@
 
 use core::{
     convert::Infallible,
+    fmt,
+    future::Future,
     pin::Pin,
     sync::atomic::{AtomicU64, Ordering},
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
 };
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
+use ratekeeper_decision::adapter::Slots;
 
 pin_project! {
     /// A request body that counts the bytes read from it.
@@ -67,10 +70,11 @@ pin_project! {
     #[project = Projected]
     #[derive(Debug)]
     pub enum LimitedBody<B> {
-        /// The service's own body.
+        /// The service's own body, and the in-flight slots it keeps until it is sent.
         Served {
             #[pin]
             body: B,
+            held: Option<Box<Holding>>,
         },
         /// The layer's answer, whole.
         Refused {
@@ -80,8 +84,15 @@ pin_project! {
 }
 
 impl<B> LimitedBody<B> {
-    pub(crate) fn served(body: B) -> Self {
-        Self::Served { body }
+    pub(crate) fn served(body: B, slots: Option<Slots>) -> Self {
+        let held = slots.map(|slots| {
+            Box::new(Holding {
+                slots: Some(slots),
+                releasing: None,
+                stash: None,
+            })
+        });
+        Self::Served { body, held }
     }
 
     pub(crate) fn refused(body: Bytes) -> Self {
@@ -100,7 +111,11 @@ impl<B: Body<Data = Bytes>> Body for LimitedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project() {
-            Projected::Served { body } => body.poll_frame(cx),
+            Projected::Served { body, held: None } => body.poll_frame(cx),
+            Projected::Served {
+                body,
+                held: Some(held),
+            } => held.poll_frame(body, cx),
             Projected::Refused { body } => Pin::new(body)
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(|never: Infallible| match never {}))),
@@ -109,15 +124,77 @@ impl<B: Body<Data = Bytes>> Body for LimitedBody<B> {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Served { body } => body.is_end_stream(),
+            // Not ended while slots are held: the end is where they go back.
+            Self::Served {
+                held: Some(held), ..
+            } if held.slots.is_some() || held.releasing.is_some() => false,
+            Self::Served { body, .. } => body.is_end_stream(),
             Self::Refused { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Served { body } => body.size_hint(),
+            Self::Served { body, .. } => body.size_hint(),
             Self::Refused { body } => body.size_hint(),
         }
+    }
+}
+
+type Release = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The in-flight slots a served body keeps: given back before its last frame is handed on
+/// (so that a client that has read the whole response finds its slot free), or when the body
+/// is dropped unsent (the client gone).
+pub struct Holding {
+    slots: Option<Slots>,
+    releasing: Option<Release>,
+    /// The last frame, held back while the release runs (`None`: the body's end).
+    stash: Option<Frame<Bytes>>,
+}
+
+impl fmt::Debug for Holding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Holding")
+            .field("slots", &self.slots)
+            .field("releasing", &self.releasing.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Holding {
+    fn poll_frame<B: Body<Data = Bytes>>(
+        &mut self,
+        mut body: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        if let Some(release) = &mut self.releasing {
+            ready!(release.as_mut().poll(cx));
+            self.releasing = None;
+            return Poll::Ready(self.stash.take().map(Ok));
+        }
+        if self.slots.is_none() {
+            return body.poll_frame(cx);
+        }
+        let polled = if body.is_end_stream() {
+            None
+        } else {
+            ready!(body.as_mut().poll_frame(cx))
+        };
+        let last = match &polled {
+            None => true,
+            Some(Ok(_)) => body.is_end_stream(),
+            Some(Err(_)) => {
+                // The body failed: its slots go back as they drop.
+                self.slots = None;
+                false
+            }
+        };
+        let (true, Some(slots)) = (last, self.slots.take()) else {
+            return Poll::Ready(polled);
+        };
+        self.stash = polled.and_then(Result::ok);
+        self.releasing = Some(Box::pin(slots.release_logged()));
+        self.poll_frame(body, cx)
     }
 }

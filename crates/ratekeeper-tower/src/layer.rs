@@ -470,22 +470,31 @@ where
                 }
                 shared.limiter.admit(&view).await
             };
-            let decision = match admission {
+            let mut decision = match admission {
                 Admission::Serve(decision) => decision,
                 Admission::Refuse(refused) => {
                     return Ok(refusal(&refused, shared.respond.as_ref()));
                 }
             };
+            // In-flight slots are kept until the response body is sent; dropped with this
+            // future (the client gone, the handler panicked), they go back.
+            let slots = decision.take_slots();
             let read = Arc::new(AtomicU64::new(0));
             let req = Request::from_parts(parts, CountedBody::new(body, Arc::clone(&read)));
-            let res = inner.call(req).await?;
+            let res = match &slots {
+                None => inner.call(req).await?,
+                Some(slots) => slots.while_running(inner.call(req)).await?,
+            };
             let (mut parts, body) = res.into_parts();
             set_headers(&mut parts.headers, decision.headers());
             let bytes = read.load(Ordering::Relaxed);
             decision
                 .settle(&route, parts.status.as_u16(), Some(bytes))
                 .await;
-            Ok(Response::from_parts(parts, LimitedBody::served(body)))
+            Ok(Response::from_parts(
+                parts,
+                LimitedBody::served(body, slots),
+            ))
         });
         ResponseFuture { inner }
     }
