@@ -175,6 +175,12 @@ impl SeedConfig {
 
 /// The seed's 429 body, for every route without its own.
 fn breach_body(b: &ratekeeper::breach::Breach<'_>) -> String {
+    if b.in_flight {
+        return format!(
+            "{{\"error\": \"Too many requests in flight\", \"message\": \"{} in flight\", \"retry_after\": null}}",
+            b.limit.amount()
+        );
+    }
     let retry = b
         .retry_after
         .map_or_else(|| "null".to_owned(), |s| s.to_string());
@@ -240,6 +246,13 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
                 .deduct_when(|status| status == 200),
         )
         .route(
+            "/api/report",
+            RoutePolicy::new()
+                .limit("30 per minute")
+                .concurrent(2)
+                .concurrent_shared(20),
+        )
+        .route(
             "/api/expensive",
             RoutePolicy::new().limit("10 per minute").on_breach(|b| {
                 format!(
@@ -268,6 +281,17 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
         builder = builder.clock(Arc::clone(clock));
     }
     builder.build()
+}
+
+/// How long `GET /api/report` works: `?ms=` milliseconds (default 300, at most 5,000).
+pub fn report_ms(query: Option<&str>) -> u64 {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("ms="))
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .unwrap_or(300)
+        .min(5_000)
 }
 
 fn json(body: &str) -> tide::Response {
@@ -328,6 +352,13 @@ pub fn seed_app(config: &SeedConfig) -> Result<tide::Server<()>, ConfigError> {
                 return Ok(res);
             }
             Ok(json("{\"processed\": true}"))
+        });
+    limits
+        .at(&mut app, "/api/report")
+        .get(|req: tide::Request<()>| async move {
+            let ms = report_ms(req.url().query());
+            async_std::task::sleep(core::time::Duration::from_millis(ms)).await;
+            Ok(json(&format!("{{\"report\": \"done\", \"ms\": {ms}}}")))
         });
     limits
         .at(&mut app, "/api/expensive")

@@ -15,7 +15,7 @@ use axum::{
 use ratekeeper::ConfigError;
 use ratekeeper::integrations::tower::RateLimitLayer;
 
-use crate::{METRICS_CONTENT_TYPE, SeedConfig, metrics_text, prometheus, seed_limiter};
+use crate::{METRICS_CONTENT_TYPE, SeedConfig, metrics_text, prometheus, report_ms, seed_limiter};
 
 /// The default largest body, as the Tide listener's.
 const MAX_BODY: u64 = 64 << 20;
@@ -85,6 +85,17 @@ pub fn seed_axum_app(config: &SeedConfig) -> Result<Router, ConfigError> {
                 } else {
                     ok("{\"processed\": true}")
                 }
+            }),
+        )
+        .route(
+            "/api/report",
+            get(|RawQuery(query): RawQuery| async move {
+                let ms = report_ms(query.as_deref());
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                json(
+                    StatusCode::OK,
+                    format!("{{\"report\": \"done\", \"ms\": {ms}}}"),
+                )
             }),
         )
         .route(

@@ -371,7 +371,13 @@ pub(crate) async fn serve<State: Clone + Send + Sync + 'static>(
             }
         }
         handed_on.store(false, Ordering::Relaxed);
-        let served = AssertUnwindSafe(h1.accept_one()).catch_unwind().await;
+        let exchange = AssertUnwindSafe(h1.accept_one()).catch_unwind();
+        let Some(served) = unless_gone(&stream, exchange).await else {
+            // The client closed while its request was served: the handler is dropped (and
+            // with it what it held: in-flight slots, say), as hyper does by default.
+            tracing::debug!(target: "ratekeeper::http", ?peer, "the client left before its response");
+            return;
+        };
         let before_app = !handed_on.load(Ordering::Relaxed);
         match served {
             Ok(Ok(ConnectionStatus::KeepAlive)) if !stop.is_stopped() => {}
@@ -406,6 +412,41 @@ pub(crate) async fn serve<State: Clone + Send + Sync + 'static>(
                 return;
             }
         }
+    }
+}
+
+/// `exchange`'s output, or `None` when the client closes the connection first. The socket is
+/// watched (peeked, nothing consumed) only once the exchange has had to wait: a request served
+/// at once costs nothing more. Bytes waiting on the socket (a body being read, a pipelined
+/// request) mean the client is still there: the watch then ends.
+async fn unless_gone<F: Future>(stream: &TcpStream, exchange: F) -> Option<F::Output> {
+    let mut exchange = core::pin::pin!(exchange);
+    let mut watch: Option<Pin<Box<dyn Future<Output = bool> + Send>>> = None;
+    let mut watching = true;
+    core::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if watching {
+            let peer = watch.get_or_insert_with(|| Box::pin(peer_gone(stream.clone())));
+            match peer.as_mut().poll(cx) {
+                Poll::Ready(true) => return Poll::Ready(None),
+                Poll::Ready(false) => watching = false,
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Whether the peer closed: `true` at the end of the stream or on an error; `false` (and done
+/// watching) when bytes arrive.
+async fn peer_gone(stream: TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte).await {
+        Ok(0) | Err(_) => true,
+        Ok(_) => false,
     }
 }
 
