@@ -1,6 +1,8 @@
 //! Configuration under Flask-Limiter's names (`RATELIMIT_*`), from the environment or any
 //! key/value source.
 
+use ratekeeper_core::parse_duration;
+
 use crate::{
     builder::LimiterBuilder, error::ConfigError, headers::RetryAfterFormat, outage::Outage,
     policy::parse_set,
@@ -25,6 +27,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "RATELIMIT_SWALLOW_ERRORS",
     "RATELIMIT_IN_MEMORY_FALLBACK",
     "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED",
+    "RATELIMIT_IN_FLIGHT_LEASE",
 ];
 
 impl LimiterBuilder {
@@ -54,6 +57,7 @@ impl LimiterBuilder {
     /// | `RATELIMIT_SWALLOW_ERRORS` | `true`: [`on_outage`](Self::on_outage)`(`[`Outage::fail_open`]`())` |
     /// | `RATELIMIT_IN_MEMORY_FALLBACK` | [`on_outage`](Self::on_outage)`(`[`Outage::in_memory_fallback`]`(..))` |
     /// | `RATELIMIT_IN_MEMORY_FALLBACK_ENABLED` | `true`: [`on_outage`](Self::on_outage)`(`[`Outage::fallback_to_memory`]`())` |
+    /// | `RATELIMIT_IN_FLIGHT_LEASE` | [`in_flight_lease`](Self::in_flight_lease): seconds, or a duration such as `90s` or `2m` (ours; Flask-Limiter has no in-flight limits) |
     ///
     /// Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`, in any case. A malformed
     /// value is an error naming the key, its value and what was expected (limit strings are
@@ -150,6 +154,12 @@ impl LimiterBuilder {
                     self.on_outage(Outage::fallback_to_memory())
                 }
                 "RATELIMIT_SWALLOW_ERRORS" | "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED" => self,
+                "RATELIMIT_IN_FLIGHT_LEASE" => {
+                    match parse_duration(value).map(core::time::Duration::from) {
+                        Some(lease) if !lease.is_zero() => self.in_flight_lease(lease),
+                        _ => return Err(invalid(key, value, "a duration: 60, 90s or 2m")),
+                    }
+                }
                 other => {
                     tracing::warn!(target: "ratekeeper", key = other,
                         "unknown RATELIMIT_* configuration key, ignored (known: ratekeeper_decision::config::CONFIG_KEYS)");

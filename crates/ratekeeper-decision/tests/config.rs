@@ -262,9 +262,10 @@ fn every_documented_key_is_read() {
         | "RATELIMIT_HEADER_RESET"
         | "RATELIMIT_HEADER_RETRY_AFTER" => "X-Name",
         "RATELIMIT_HEADER_RETRY_AFTER_VALUE" => "delta-seconds",
+        "RATELIMIT_IN_FLIGHT_LEASE" => "90s",
         _ => "true",
     };
-    assert_eq!(CONFIG_KEYS.len(), 17);
+    assert_eq!(CONFIG_KEYS.len(), 18);
     for key in CONFIG_KEYS {
         let b = LimiterBuilder::default().with_config([(*key, valid(key))]);
         assert!(b.is_ok(), "{key}");

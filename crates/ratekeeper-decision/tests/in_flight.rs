@@ -204,3 +204,23 @@ fn application_and_default_slots_apply_where_routes_have_none() {
     drop(a);
     assert!(check(&limiter, &get("/own")).is_allowed());
 }
+
+#[test]
+fn the_lease_is_configurable_by_name() {
+    use ratekeeper_decision::LimiterBuilder;
+    let lease = |value: &str| {
+        LimiterBuilder::default()
+            .with_config([("RATELIMIT_IN_FLIGHT_LEASE", value)])
+            .map(|b| b.route("/report", RoutePolicy::new().concurrent(1)))
+    };
+    let (limiter, clock) = build(lease("2m").unwrap());
+    let req = from("10.0.0.1");
+    core::mem::forget(check(&limiter, &req));
+    clock.advance(ratekeeper_core::Duration::from_secs(119));
+    assert!(!check(&limiter, &req).is_allowed());
+    clock.advance(ratekeeper_core::Duration::from_secs(1));
+    assert!(check(&limiter, &req).is_allowed());
+    let error = lease("soon").unwrap_err().to_string();
+    assert!(error.contains("RATELIMIT_IN_FLIGHT_LEASE"), "{error}");
+    assert!(lease("0").is_err());
+}
