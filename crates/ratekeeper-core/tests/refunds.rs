@@ -87,3 +87,26 @@ fn a_sliding_window_refund_goes_to_the_bucket_it_came_from() {
     s.refund_at(&limit, mid, 4, t0);
     assert_eq!(admitted(&mut s, &limit, mid, 10), 2);
 }
+
+/// Two requests that read the clock in one order and reach the log in the other: the later
+/// one's entry takes the earlier one's charge. Refunded at its own instant, that charge comes
+/// back from the entry it went into, once, and not after its window.
+#[test]
+fn a_moving_window_charge_merged_into_a_newer_entry_is_given_back_from_it() {
+    use ratekeeper_core::{MovingWindow, Strategy};
+    let limit = Limit::per(2, Unit::Minute);
+    let mut s: MovingWindow<std::collections::VecDeque<_>> = MovingWindow::default();
+    assert!(s.hit(&limit, at(200), 1).is_allowed());
+    // Read the clock at 100 ms, reached the log after the charge of 200 ms: merged into it.
+    assert!(s.hit(&limit, at(100), 1).is_allowed());
+    assert!(!s.test(&limit, at(300), 1).is_allowed());
+    s.refund_at(&limit, at(300), 1, at(100));
+    assert_eq!(s.stats(&limit, at(300)).remaining, 1);
+    // The other charge is still counted, and given back at its own instant.
+    s.refund_at(&limit, at(400), 1, at(200));
+    assert_eq!(s.stats(&limit, at(400)).remaining, 2);
+    // A charge past its window gives nothing back, even where a newer entry counts.
+    assert!(s.hit(&limit, at(61_000), 1).is_allowed());
+    s.refund_at(&limit, at(61_000), 1, at(100));
+    assert_eq!(s.stats(&limit, at(61_000)).remaining, 1);
+}

@@ -177,3 +177,35 @@ fn long_windows_agree_to_a_few_nanoseconds() {
     }
     println!("long windows: decisions agree, resets and retry-afters within {worst} ns");
 }
+
+/// A charge made while the clock stood behind the newest entry is merged into it; refunded (or
+/// renewed) at its own instant, it comes back from that entry, as in the memory store.
+#[test]
+fn a_charge_merged_into_a_newer_entry_is_given_back_as_in_memory() {
+    use ratekeeper_core::Unit;
+    let server = RedisServer::start();
+    let (redis, clock) = manual_store(&server.url(), "merged");
+    let memory = MemoryStorage::builder().clock(clock.clone()).build();
+    let limit = Limit::per(2, Unit::Minute);
+    let slot = || Charge::new(Key::new("ip", "1"), limit, StrategyKind::MovingWindow, 1);
+    let t0 = clock.now();
+    let both = |op: Op, charge: Charge| {
+        let want = memory
+            .apply_sync(op, core::slice::from_ref(&charge))
+            .unwrap();
+        let got = smol::block_on(redis.apply(op, &[charge])).unwrap();
+        assert_eq!(got, want, "{op:?} at {:?}", clock.now());
+        got
+    };
+    clock.set(t0.saturating_add(Duration::from_millis(200)));
+    assert!(both(Op::Hit, slot()).allowed);
+    clock.set(t0.saturating_add(Duration::from_millis(100)));
+    let merged = both(Op::Hit, slot());
+    assert!(merged.allowed);
+    clock.set(t0.saturating_add(Duration::from_millis(300)));
+    assert!(!both(Op::Test, slot()).allowed);
+    let renewed = both(Op::Hit, slot().charged_at(merged.at));
+    assert!(renewed.allowed);
+    let back = both(Op::Refund, slot().charged_at(renewed.at));
+    assert_eq!(back.statuses[0].remaining, 1);
+}

@@ -289,17 +289,24 @@ impl<L: EntryLog> Strategy for MovingWindow<L> {
         }
     }
 
-    /// From the entry of the instant the charge was made, while it still counts; nothing when
-    /// it has expired or there is none (a charge made while the clock stood behind the newest
-    /// entry was merged into that one, and is not given back: never more than certain).
+    /// From the entry of the instant the charge was made, while it still counts; nothing once
+    /// its window has passed. A charge made while the clock stood behind the newest entry was
+    /// merged into that one: when no entry has its instant, the first newer entry that still
+    /// counts gives it back (two requests that read the clock in one order and reach the log
+    /// in the other do this; their counts, not their instants, are what a refund must undo).
     fn refund_at(&mut self, limit: &Limit, now: Timestamp, cost: u64, charged_at: Timestamp) {
+        if now.saturating_duration_since(charged_at) >= limit.window() {
+            return;
+        }
         let len = self.log.len();
-        let Some((index, entry)) = self
-            .log
-            .entries_mut()
-            .enumerate()
-            .find(|(_, e)| e.at == charged_at)
-        else {
+        let exact = self.log.entries().any(|e| e.at == charged_at);
+        let Some((index, entry)) = self.log.entries_mut().enumerate().find(|(_, e)| {
+            if exact {
+                e.at == charged_at
+            } else {
+                e.at > charged_at && e.cost > 0
+            }
+        }) else {
             return;
         };
         if Self::expired(limit, now, entry) {

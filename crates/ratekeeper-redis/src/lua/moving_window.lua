@@ -83,13 +83,18 @@ function define.m()
       end
     end
   end
-  -- From the entry of the instant the charge was made, while it counts: nothing when there is
-  -- none (a charge made while the clock stood behind the newest entry was merged into it).
-  function REFUND_AT.m(o, n, _, at_s, at_n)
+  -- From the entry of the instant the charge was made, while it counts; nothing once its
+  -- window has passed. With no entry of that instant (a charge made while the clock stood
+  -- behind the newest entry was merged into it), from the first newer entry that counts.
+  function REFUND_AT.m(o, n, charged, at_s, at_n)
+    if -charged >= win[o] then
+      return
+    end
     local entries = call('LRANGE', key[o], first[o], -1)
     for i, v in ipairs(entries) do
       local at, c, s, ns = entry(v)
-      if s == at_s and ns == at_n then
+      local later = s > at_s or (s == at_s and ns > at_n)
+      if (s == at_s and ns == at_n) or (later and c > 0) then
         if c == 0 or -at >= win[o] then
           return
         end
@@ -116,9 +121,6 @@ function define.m()
           -- Inside the log: left empty, dropped when it reaches the front.
           call('LSET', key[o], index, spack('<ddd', s, ns, 0))
         end
-        return
-      end
-      if s > at_s or (s == at_s and ns > at_n) then
         return
       end
     end
