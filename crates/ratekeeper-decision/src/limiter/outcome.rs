@@ -97,6 +97,23 @@ impl Limiter {
         }
     }
 
+    /// How long until the rate limits of a rejected request would admit it: the longest wait
+    /// among them (in-flight limits promise none).
+    fn rate_wait(plan: &Plan, verdict: &Verdict) -> RetryAfter {
+        if !plan.holds {
+            return verdict.retry_after();
+        }
+        verdict
+            .statuses
+            .iter()
+            .zip(&plan.scopes)
+            .filter(|(_, scope)| **scope != Scope::InFlight)
+            .fold(RetryAfter::NOW, |acc, (s, _)| match (acc, s.retry_after) {
+                (RetryAfter::Never, _) | (_, RetryAfter::Never) => RetryAfter::Never,
+                (RetryAfter::After(a), RetryAfter::After(b)) => RetryAfter::After(a.max(b)),
+            })
+    }
+
     /// The rate-limit headers for the deciding charge `i`.
     fn headers_for(
         &self,
@@ -142,7 +159,7 @@ impl Limiter {
                 retry_after_secs: retry_after,
                 // Only a rejection carries `Retry-After`.
                 retry_at_epoch_secs: retry_after
-                    .and_then(|_| verdict.retry_after().duration())
+                    .and_then(|_| Self::rate_wait(plan, verdict).duration())
                     .map(|d| verdict.at.saturating_add(d).as_secs_ceil()),
                 rejected: !verdict.allowed,
                 in_flight: plan.scopes[i] == Scope::InFlight,
@@ -172,7 +189,7 @@ impl Limiter {
         let shadow = rejected && (policy.shadow || inner.answers.shadow);
         // A slot frees when a response ends: no wait can be promised for one.
         let exact_retry = if rejected && !in_flight {
-            verdict.retry_after()
+            Self::rate_wait(plan, verdict)
         } else {
             RetryAfter::NOW
         };
