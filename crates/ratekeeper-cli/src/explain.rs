@@ -14,7 +14,7 @@
 
 use core::mem::size_of;
 
-use ratekeeper_core::{Entry, FixedWindow, Gcra, Limit, SlidingWindow, StrategyKind};
+use ratekeeper_core::{Duration, Entry, FixedWindow, Gcra, Limit, SlidingWindow, StrategyKind};
 
 use crate::span::show_span;
 
@@ -99,6 +99,52 @@ fn trim_float(x: f64) -> String {
     let s = format!("{x:.4}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_owned()
+}
+
+/// What an in-flight limit means: `slots` requests held at once, each until its response
+/// ends or its `lease` passes without a renewal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InFlightFigures {
+    /// Requests held at once.
+    pub slots: u64,
+    /// How long a slot is kept without a renewal.
+    pub lease: Duration,
+    /// Bytes of state per key: a log of at most one entry per hold.
+    pub state_bytes: u64,
+}
+
+impl InFlightFigures {
+    /// The figures of `slots` held at once under `lease`.
+    pub fn new(slots: u64, lease: Duration) -> Self {
+        Self {
+            slots,
+            lease,
+            state_bytes: (size_of::<Entry>() as u64).saturating_mul(slots),
+        }
+    }
+
+    /// The explanation for people.
+    pub fn render(&self) -> String {
+        format!(
+            "\n{} in flight\n  at most {} requests held at once, each from its decision until \
+             its response ends\n  lease        {} (a holder that dies loses its slot then; a \
+             running request renews it)\n  state/key    <= {} B (a log: one entry per hold)\n  \
+             no reset or Retry-After is promised: a slot frees when a response ends\n",
+            self.slots,
+            self.slots,
+            show_span(self.lease),
+            self.state_bytes
+        )
+    }
+
+    /// The figures as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "in_flight": self.slots,
+            "lease_secs": self.lease.as_nanos() as f64 / 1e9,
+            "state_bytes": self.state_bytes,
+        })
+    }
 }
 
 /// The explanation of `limits` for people.

@@ -5,7 +5,10 @@ use core::net::IpAddr;
 use std::sync::Arc;
 
 use ratekeeper_core::{Clock, StrategyKind, SystemClock};
-use ratekeeper_decision::{KeyFunction, Limiter, RequestView, RoutePolicy, limits::CurrentLimit};
+use ratekeeper_decision::{
+    KeyFunction, Limiter, RequestView, RoutePolicy,
+    limits::{CurrentLimit, Scope},
+};
 use ratekeeper_storage::{Key, Storage};
 
 use crate::error::{CliError, parse_limit_string};
@@ -58,6 +61,10 @@ pub struct Inspect {
     pub strategy: StrategyKind,
     /// The limiter's key prefix (`LIMITER` when unset).
     pub prefix: Option<String>,
+    /// The in-flight limit per client configured in the scope, if any.
+    pub concurrent: Option<u64>,
+    /// The in-flight limit across clients configured in the scope, if any.
+    pub concurrent_shared: Option<u64>,
 }
 
 /// Refuses the memory store: it lives and dies with one process, so there is nothing to
@@ -108,10 +115,17 @@ pub async fn inspect(args: &Inspect) -> Result<(Vec<CurrentLimit>, u64), CliErro
         let value = value.to_owned();
         builder = builder.key_function(KeyFunction::custom(namespace, move |_, _| value.clone()));
     }
+    let mut policy = RoutePolicy::new().limit(&args.limits);
+    if let Some(n) = args.concurrent {
+        policy = policy.concurrent(n);
+    }
+    if let Some(n) = args.concurrent_shared {
+        policy = policy.concurrent_shared(n);
+    }
     builder = match args.scope {
-        ScopeArg::Default => builder.default_limits(&args.limits),
-        ScopeArg::Route => builder.route(&args.route, RoutePolicy::new().limit(&args.limits)),
-        ScopeArg::Application => builder.application_limits(&args.limits),
+        ScopeArg::Default => builder.defaults(policy),
+        ScopeArg::Route => builder.route(&args.route, policy),
+        ScopeArg::Application => builder.application(policy),
     };
     let limiter = builder
         .build()
@@ -162,11 +176,21 @@ pub fn render(limits: &[CurrentLimit], now: u64) -> String {
         "scope", "limit", "remaining", "resets in"
     );
     for l in limits {
-        let reset_in = l.reset.as_secs_ceil().saturating_sub(now);
+        let (limit, reset_in) = match l.scope {
+            // Slots promise no reset: the count of holders says where they stand.
+            Scope::InFlight => (
+                format!("{} in flight", l.limit.amount()),
+                format!("{} held", l.limit.amount().saturating_sub(l.remaining)),
+            ),
+            _ => (
+                l.limit.to_string(),
+                format!("{}s", l.reset.as_secs_ceil().saturating_sub(now)),
+            ),
+        };
         out.push_str(&format!(
-            "{:<12} {:<24} {:>10} {:>9}s\n",
+            "{:<12} {:<24} {:>10} {:>10}\n",
             l.scope.as_str(),
-            l.limit.to_string(),
+            limit,
             l.remaining,
             reset_in
         ));
@@ -180,6 +204,15 @@ pub fn to_json(limits: &[CurrentLimit], now: u64) -> serde_json::Value {
         limits
             .iter()
             .map(|l| {
+                if l.scope == Scope::InFlight {
+                    return serde_json::json!({
+                        "scope": l.scope.as_str(),
+                        "in_flight": l.limit.amount(),
+                        "remaining": l.remaining,
+                        "held": l.limit.amount().saturating_sub(l.remaining),
+                        "lease_secs": l.limit.window().as_nanos() / 1_000_000_000,
+                    });
+                }
                 serde_json::json!({
                     "scope": l.scope.as_str(),
                     "limit": l.limit.to_string(),

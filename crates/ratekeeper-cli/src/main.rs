@@ -33,6 +33,12 @@ enum Command {
     Explain {
         /// A limit string, e.g. "200 per day; 50 per hour".
         limits: String,
+        /// An in-flight limit beside them: at most N requests held at once.
+        #[arg(long, value_name = "N")]
+        in_flight: Option<u64>,
+        /// The in-flight lease, e.g. 60s, 2m.
+        #[arg(long, default_value = "60s")]
+        lease: String,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -111,6 +117,12 @@ struct InspectArgs {
     /// The limiter's key prefix (default LIMITER).
     #[arg(long)]
     prefix: Option<String>,
+    /// The in-flight limit per client configured beside the limits (`concurrent(N)`).
+    #[arg(long, value_name = "N")]
+    concurrent: Option<u64>,
+    /// The in-flight limit across clients configured beside them (`concurrent_shared(N)`).
+    #[arg(long, value_name = "N")]
+    concurrent_shared: Option<u64>,
     /// JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -204,12 +216,24 @@ fn print(text: &str) -> Result<(), CliError> {
 
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Explain { limits, json } => {
+        Command::Explain {
+            limits,
+            in_flight,
+            lease,
+            json,
+        } => {
             let parsed = parse_limit_string(&limits)?;
+            let lease = parse_span(&lease)?;
+            let in_flight = in_flight.map(|n| explain::InFlightFigures::new(n, lease));
             if json {
-                print(&format!("{:#}\n", explain::to_json(&parsed)))
+                let mut value = explain::to_json(&parsed);
+                if let (Some(f), Some(list)) = (in_flight, value.as_array_mut()) {
+                    list.push(f.to_json());
+                }
+                print(&format!("{value:#}\n"))
             } else {
-                print(&explain::render(&limits, &parsed))
+                let slots = in_flight.map(|f| f.render()).unwrap_or_default();
+                print(&format!("{}{slots}", explain::render(&limits, &parsed)))
             }
         }
         Command::Simulate(args) => simulate_command(args),
@@ -223,6 +247,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 method: args.method,
                 strategy: strategy(&args.strategy)?,
                 prefix: args.prefix,
+                concurrent: args.concurrent,
+                concurrent_shared: args.concurrent_shared,
             };
             let (limits, now) = smol::block_on(live::inspect(&inspect))?;
             if args.json {

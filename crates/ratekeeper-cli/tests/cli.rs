@@ -47,6 +47,31 @@ fn explain_prints_each_strategy_and_exits_0() {
 }
 
 #[test]
+fn explain_shows_an_in_flight_limit_beside_the_rates() {
+    let r = ratekeeper(&[
+        "explain",
+        "30 per minute",
+        "--in-flight",
+        "2",
+        "--lease",
+        "90s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("2 in flight"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("at most 2 requests held at once"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("lease        1.5 min"), "{}", r.stdout);
+    let r = ratekeeper(&["explain", "--json", "30 per minute", "--in-flight", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[1]["in_flight"], 2);
+    assert_eq!(v[1]["lease_secs"], 60.0);
+}
+
+#[test]
 fn explain_shows_the_parsers_message_with_a_caret_and_exits_non_zero() {
     let r = ratekeeper(&["explain", "5 per minute; 10 per huor"]);
     assert_eq!(r.code, 1);

@@ -183,3 +183,81 @@ fn bench_runs_against_a_live_redis_for_a_second() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("storage"), "{}", r.stderr);
 }
+
+/// `inspect` shows a route's in-flight limits and how many of their slots are held, while a
+/// limiter on the same Redis holds them.
+#[test]
+fn inspect_counts_the_holders_of_in_flight_slots() {
+    use ratekeeper_decision::RoutePolicy;
+    let server = RedisServer::start();
+    let url = server.url();
+    let limiter = Limiter::builder()
+        .stores(ratekeeper_stores::Stores::new())
+        .storage_uri(&url)
+        .route(
+            "/report",
+            RoutePolicy::new()
+                .limit("30 per minute")
+                .concurrent(2)
+                .concurrent_shared(20),
+        )
+        .build()
+        .unwrap();
+    let req = RequestView::new("GET", "/report").with_peer("10.0.0.5".parse().unwrap());
+    let held = smol::block_on(limiter.check(&req)).unwrap();
+    assert!(held.slots().is_some());
+    let inspect = |json: bool| {
+        let mut args = vec![
+            "inspect",
+            "--storage",
+            &url,
+            "--limits",
+            "30 per minute",
+            "--scope",
+            "route",
+            "--route",
+            "/report",
+            "--key",
+            "ip:10.0.0.5",
+            "--concurrent",
+            "2",
+            "--concurrent-shared",
+            "20",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let r = ratekeeper(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    };
+    let v: serde_json::Value = serde_json::from_str(&inspect(true)).unwrap();
+    let slots: Vec<(u64, u64)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["scope"] == "in_flight")
+        .map(|l| {
+            (
+                l["in_flight"].as_u64().unwrap(),
+                l["held"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(slots, [(2, 1), (20, 1)]);
+    let table = inspect(false);
+    assert!(
+        table.contains("2 in flight") && table.contains("1 held"),
+        "{table}"
+    );
+    smol::block_on(held.finish(200, None)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&inspect(true)).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["scope"] == "in_flight")
+            .all(|l| l["held"] == 0),
+        "{v}"
+    );
+}
