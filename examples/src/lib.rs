@@ -13,6 +13,7 @@
 //! | `POST /api/upload` | `100 per minute`, cost 5 above 10 MiB (a body of unknown length is charged 5, then settled once read) |
 //! | `GET /api/process` | `10 per minute`, only 200s count (`?fail=1` answers 400) |
 //! | `GET /api/expensive` | `10 per minute`, its own 429 body |
+//! | `GET /api/report` | works `?ms=` ms (300; at most 5,000): `30 per minute`, 2 in flight per client, 20 in all |
 //!
 //! Everywhere: meta limits `5 per minute`, both header families, the 429 body
 //! `{"error": "Rate limit exceeded", "message": "<limit>", "retry_after": N}`, and the key
