@@ -267,17 +267,7 @@ pub fn seed_limiter(config: &SeedConfig) -> Result<Limiter, ConfigError> {
     if let Some(networks) = &config.trusted_networks {
         builder = builder.trusted_proxy_networks(networks);
     }
-    if let Some(url) = &config.redis_url {
-        builder = builder.stores(ratekeeper::Stores::new()).storage_uri(url);
-        if let Some(fallback) = &config.fallback {
-            // Redis down: count in memory, every route's own limits and these per client on
-            // top, and go back to Redis when it answers again.
-            builder = builder.on_outage(Outage::in_memory_fallback(fallback));
-        }
-    } else if let Some(fallback) = &config.fallback {
-        limit_set(fallback)?;
-        tracing::warn!(target: "ratekeeper", "RATELIMIT_FALLBACK only applies with REDIS_URL: the memory store cannot go down");
-    }
+    builder = with_store(builder, config)?;
     if let Some(clock) = &config.clock {
         builder = builder.clock(Arc::clone(clock));
     }
@@ -293,6 +283,25 @@ pub fn report_ms(query: Option<&str>) -> u64 {
         .and_then(|ms| ms.parse::<u64>().ok())
         .unwrap_or(300)
         .min(5_000)
+}
+
+/// The store `config` names (memory when none), with its in-memory fallback.
+fn with_store(
+    mut builder: ratekeeper::LimiterBuilder,
+    config: &SeedConfig,
+) -> Result<ratekeeper::LimiterBuilder, ConfigError> {
+    if let Some(url) = &config.redis_url {
+        builder = builder.stores(ratekeeper::Stores::new()).storage_uri(url);
+        if let Some(fallback) = &config.fallback {
+            // Redis down: count in memory, every route's own limits and these per client on
+            // top, and go back to Redis when it answers again.
+            builder = builder.on_outage(Outage::in_memory_fallback(fallback));
+        }
+    } else if let Some(fallback) = &config.fallback {
+        limit_set(fallback)?;
+        tracing::warn!(target: "ratekeeper", "RATELIMIT_FALLBACK only applies with REDIS_URL: the memory store cannot go down");
+    }
+    Ok(builder)
 }
 
 fn json(body: &str) -> tide::Response {

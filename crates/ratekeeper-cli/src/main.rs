@@ -221,21 +221,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             in_flight,
             lease,
             json,
-        } => {
-            let parsed = parse_limit_string(&limits)?;
-            let lease = parse_span(&lease)?;
-            let in_flight = in_flight.map(|n| explain::InFlightFigures::new(n, lease));
-            if json {
-                let mut value = explain::to_json(&parsed);
-                if let (Some(f), Some(list)) = (in_flight, value.as_array_mut()) {
-                    list.push(f.to_json());
-                }
-                print(&format!("{value:#}\n"))
-            } else {
-                let slots = in_flight.map(|f| f.render()).unwrap_or_default();
-                print(&format!("{}{slots}", explain::render(&limits, &parsed)))
-            }
-        }
+        } => explain_command(&limits, in_flight, &lease, json),
         Command::Simulate(args) => simulate_command(args),
         Command::Inspect(args) => {
             let inspect = live::Inspect {
@@ -306,6 +292,26 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
     }
+}
+
+fn explain_command(
+    limits: &str,
+    in_flight: Option<u64>,
+    lease: &str,
+    json: bool,
+) -> Result<(), CliError> {
+    let parsed = parse_limit_string(limits)?;
+    let lease = parse_span(lease)?;
+    let in_flight = in_flight.map(|n| explain::InFlightFigures::new(n, lease));
+    if json {
+        let mut value = explain::to_json(&parsed);
+        if let (Some(f), Some(list)) = (in_flight, value.as_array_mut()) {
+            list.push(f.to_json());
+        }
+        return print(&format!("{value:#}\n"));
+    }
+    let slots = in_flight.map(|f| f.render()).unwrap_or_default();
+    print(&format!("{}{slots}", explain::render(limits, &parsed)))
 }
 
 fn simulate_command(args: SimulateArgs) -> Result<(), CliError> {

@@ -154,12 +154,7 @@ impl LimiterBuilder {
                     self.on_outage(Outage::fallback_to_memory())
                 }
                 "RATELIMIT_SWALLOW_ERRORS" | "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED" => self,
-                "RATELIMIT_IN_FLIGHT_LEASE" => {
-                    match parse_duration(value).map(core::time::Duration::from) {
-                        Some(lease) if !lease.is_zero() => self.in_flight_lease(lease),
-                        _ => return Err(invalid(key, value, "a duration: 60, 90s or 2m")),
-                    }
-                }
+                "RATELIMIT_IN_FLIGHT_LEASE" => self.in_flight_lease(lease(key, value)?),
                 other => {
                     tracing::warn!(target: "ratekeeper", key = other,
                         "unknown RATELIMIT_* configuration key, ignored (known: ratekeeper_decision::config::CONFIG_KEYS)");
@@ -176,6 +171,14 @@ fn invalid(key: &str, value: &str, expected: &'static str) -> ConfigError {
         key: key.to_owned(),
         value: value.to_owned(),
         expected,
+    }
+}
+
+/// A lease: seconds, or a duration (`90s`, `2m`); not zero.
+fn lease(key: &str, value: &str) -> Result<core::time::Duration, ConfigError> {
+    match parse_duration(value).map(core::time::Duration::from) {
+        Some(lease) if !lease.is_zero() => Ok(lease),
+        _ => Err(invalid(key, value, "a duration: 60, 90s or 2m")),
     }
 }
 

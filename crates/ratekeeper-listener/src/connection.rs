@@ -363,19 +363,12 @@ pub(crate) async fn serve<State: Clone + Send + Sync + 'static>(
         }
     });
     loop {
-        match next_head(&conn, options, &stop).await {
-            Next::Head => {}
-            Next::Close => return,
-            Next::Refuse(reason) => {
-                return refuse(&stream, peer, reason.status(), &reason.to_string()).await;
-            }
+        if !head_to_serve(&conn, peer, options, &stop).await {
+            return;
         }
         handed_on.store(false, Ordering::Relaxed);
         let exchange = AssertUnwindSafe(h1.accept_one()).catch_unwind();
-        let Some(served) = unless_gone(&stream, exchange).await else {
-            // The client closed while its request was served: the handler is dropped (and
-            // with it what it held: in-flight slots, say), as hyper does by default.
-            tracing::debug!(target: "ratekeeper::http", ?peer, "the client left before its response");
+        let Some(served) = unless_gone(&stream, peer, exchange).await else {
             return;
         };
         let before_app = !handed_on.load(Ordering::Relaxed);
@@ -415,11 +408,34 @@ pub(crate) async fn serve<State: Clone + Send + Sync + 'static>(
     }
 }
 
-/// `exchange`'s output, or `None` when the client closes the connection first. The socket is
+/// Whether a checked head waits to be served; else the connection ends (a head to refuse is
+/// answered first).
+async fn head_to_serve(
+    conn: &Conn,
+    peer: Option<SocketAddr>,
+    options: Options,
+    stop: &Stop,
+) -> bool {
+    match next_head(conn, options, stop).await {
+        Next::Head => true,
+        Next::Close => false,
+        Next::Refuse(reason) => {
+            refuse(&conn.stream, peer, reason.status(), &reason.to_string()).await;
+            false
+        }
+    }
+}
+
+/// `exchange`'s output, or `None` when the client closes the connection first: the handler is
+/// then dropped (and with it what it held: in-flight slots, say), as hyper does. The socket is
 /// watched (peeked, nothing consumed) only once the exchange has had to wait: a request served
 /// at once costs nothing more. Bytes waiting on the socket (a body being read, a pipelined
 /// request) mean the client is still there: the watch then ends.
-async fn unless_gone<F: Future>(stream: &TcpStream, exchange: F) -> Option<F::Output> {
+async fn unless_gone<F: Future>(
+    stream: &TcpStream,
+    peer: Option<SocketAddr>,
+    exchange: F,
+) -> Option<F::Output> {
     let mut exchange = core::pin::pin!(exchange);
     let mut watch: Option<Pin<Box<dyn Future<Output = bool> + Send>>> = None;
     let mut watching = true;
@@ -428,9 +444,12 @@ async fn unless_gone<F: Future>(stream: &TcpStream, exchange: F) -> Option<F::Ou
             return Poll::Ready(Some(out));
         }
         if watching {
-            let peer = watch.get_or_insert_with(|| Box::pin(peer_gone(stream.clone())));
-            match peer.as_mut().poll(cx) {
-                Poll::Ready(true) => return Poll::Ready(None),
+            let gone = watch.get_or_insert_with(|| Box::pin(peer_gone(stream.clone())));
+            match gone.as_mut().poll(cx) {
+                Poll::Ready(true) => {
+                    tracing::debug!(target: "ratekeeper::http", ?peer, "the client left before its response");
+                    return Poll::Ready(None);
+                }
                 Poll::Ready(false) => watching = false,
                 Poll::Pending => {}
             }

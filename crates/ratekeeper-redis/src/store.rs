@@ -316,14 +316,7 @@ impl RedisStorage {
                 continue;
             }
             // Renewals were made and refunded: nothing of theirs is given back again.
-            let part: Vec<Charge> = members
-                .iter()
-                .map(|&i| {
-                    let mut c = batch[i].clone();
-                    c.charged_at = None;
-                    c
-                })
-                .collect();
+            let part = pick_at(batch, members, None);
             match self
                 .bounded(self.run(Call::RejectedElsewhere, now, &part))
                 .await
@@ -356,13 +349,7 @@ impl RedisStorage {
         for &(g, at) in charged {
             let members = &groups[g].1;
             // A renewal's charge is given back where it now stands: at the group's instant.
-            let refund: Vec<Charge> = members
-                .iter()
-                .map(|&i| match batch[i].charged_at {
-                    Some(_) => batch[i].clone().charged_at(at),
-                    None => batch[i].clone(),
-                })
-                .collect();
+            let refund = pick_at(batch, members, Some(at));
             match self
                 .bounded(self.run(Call::Op(Op::Refund), now, &refund))
                 .await
@@ -486,6 +473,15 @@ impl RedisStorage {
 /// The charges of `batch` at `members`.
 fn pick(batch: &[Charge], members: &[usize]) -> Vec<Charge> {
     members.iter().map(|&i| batch[i].clone()).collect()
+}
+
+/// [`pick`], each renewal naming `at` instead of the charge it renewed (`None`: none).
+fn pick_at(batch: &[Charge], members: &[usize], at: Option<Timestamp>) -> Vec<Charge> {
+    let mut part = pick(batch, members);
+    for c in part.iter_mut().filter(|c| c.charged_at.is_some()) {
+        c.charged_at = at;
+    }
+    part
 }
 
 /// `error`, which ended a cross-slot batch, with the news that `held` charges it had reserved on
