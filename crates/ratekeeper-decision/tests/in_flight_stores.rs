@@ -176,3 +176,32 @@ fn slots_are_counted_in_memory_while_redis_is_down() {
         assert!(limiter.check(&req).await.unwrap().is_allowed());
     });
 }
+
+/// With fallback limits of its own, a store that is down counts slots with the batch's limits
+/// in memory, and a slot given back gives back none of the fallback limits' quota.
+#[test]
+fn a_slot_given_back_during_an_outage_gives_back_no_fallback_quota() {
+    let mut server = RedisServer::start();
+    let url = format!(
+        "{}?socket_timeout=0.2&socket_connect_timeout=0.2",
+        server.url()
+    );
+    server.kill();
+    let limiter = Limiter::builder()
+        .stores(Stores::new())
+        .storage_uri(&url)
+        .on_outage(Outage::in_memory_fallback("2 per minute"))
+        .route("/report", RoutePolicy::new().concurrent(5))
+        .build()
+        .unwrap();
+    let req = RequestView::new("GET", "/report").with_peer("10.0.0.1".parse().unwrap());
+    smol::block_on(async {
+        for _ in 0..2 {
+            let d = limiter.check(&req).await.unwrap();
+            assert!(d.is_allowed());
+            d.finish(200, None).await.unwrap();
+        }
+        let third = limiter.check(&req).await.unwrap();
+        assert!(!third.is_allowed(), "{third:?}");
+    });
+}

@@ -414,7 +414,8 @@ impl Shared {
     /// The batch's own limits in memory, and the fallback limits as an extra cap: each
     /// [`Charge::fallback_key`] in the batch (the charge's client identity when it has none) is
     /// charged once per fallback limit, with the largest cost it
-    /// carries (gates, which charge nothing, only count for their own limits), in the same
+    /// carries (gates, which charge nothing, only count for their own limits; the release or
+    /// renewal of an in-flight slot leaves the caps alone), in the same
     /// atomic step. Each charge reports its own status when that rejected, else its identity's
     /// deciding fallback status when that rejected (the first that did), else whichever of the
     /// two has less remaining.
@@ -428,7 +429,9 @@ impl Shared {
         let mut identities: Vec<(Key, u64)> = Vec::new();
         let mut of_charge: Vec<Option<usize>> = Vec::with_capacity(batch.len());
         for c in batch {
-            if c.cost == 0 {
+            // Gates charge nothing. A slot taken counts as its request, but its release or
+            // renewal gives back or spends no quota of the caps.
+            if c.cost == 0 || (c.is_hold() && (op == Op::Refund || c.charged_at.is_some())) {
                 of_charge.push(None);
                 continue;
             }

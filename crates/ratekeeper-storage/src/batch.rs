@@ -41,6 +41,8 @@ pub struct Charge {
     pub charged_at: Option<Timestamp>,
     /// See [`Charge::fallback_key`].
     fallback_key: Option<Key>,
+    /// See [`Charge::is_hold`].
+    hold: bool,
 }
 
 impl Charge {
@@ -55,6 +57,7 @@ impl Charge {
             on_reject: 0,
             charged_at: None,
             fallback_key: None,
+            hold: false,
         }
     }
 
@@ -70,6 +73,7 @@ impl Charge {
             on_reject: 0,
             charged_at: None,
             fallback_key: None,
+            hold: false,
         }
     }
 
@@ -93,6 +97,20 @@ impl Charge {
     /// across everything. Other stores ignore it.
     pub fn fallback_key(&self) -> Option<&Key> {
         self.fallback_key.as_ref()
+    }
+
+    /// Whether this charge holds a slot of an in-flight limit (see [`Charge::holding`]).
+    pub fn is_hold(&self) -> bool {
+        self.hold
+    }
+
+    /// This charge, as the hold of a slot of an in-flight limit rather than a spend of quota:
+    /// a fallback store's own per-client limits count the request that takes it, but its
+    /// release or renewal gives back or spends none of their quota.
+    #[must_use]
+    pub fn holding(mut self) -> Self {
+        self.hold = true;
+        self
     }
 
     /// This charge, needing room for `need` to be allowed (see [`Charge::need`]).

@@ -528,7 +528,7 @@ impl<'a: 'm, 'm> Planner<'a, 'm> {
             };
             if let Some(key) = who.keys_under(&[(path, items)]).next() {
                 plan.charges
-                    .push(Charge::new(key, limit, StrategyKind::MovingWindow, 1));
+                    .push(Charge::new(key, limit, StrategyKind::MovingWindow, 1).holding());
                 plan.scopes.push(Scope::InFlight);
                 plan.holds = true;
             }
