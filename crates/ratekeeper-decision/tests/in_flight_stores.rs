@@ -151,22 +151,28 @@ fn memcached_decides_in_flight_limits_as_memory_does() {
     }
 }
 
-/// While Redis is down the fallback counts slots in memory, and gives them back there.
-#[test]
-fn slots_are_counted_in_memory_while_redis_is_down() {
+/// A limiter on a Redis that is down, answering by `outage`, with `slots` in flight per client
+/// on `/report`.
+fn redis_down(outage: Outage, slots: u64) -> Limiter {
     let mut server = RedisServer::start();
     let url = format!(
         "{}?socket_timeout=0.2&socket_connect_timeout=0.2",
         server.url()
     );
     server.kill();
-    let limiter = Limiter::builder()
+    Limiter::builder()
         .stores(Stores::new())
         .storage_uri(&url)
-        .on_outage(Outage::fallback_to_memory())
-        .route("/report", RoutePolicy::new().concurrent(1))
+        .on_outage(outage)
+        .route("/report", RoutePolicy::new().concurrent(slots))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// While Redis is down the fallback counts slots in memory, and gives them back there.
+#[test]
+fn slots_are_counted_in_memory_while_redis_is_down() {
+    let limiter = redis_down(Outage::fallback_to_memory(), 1);
     let req = RequestView::new("GET", "/report").with_peer("10.0.0.1".parse().unwrap());
     smol::block_on(async {
         let held = limiter.check(&req).await.unwrap();
@@ -181,19 +187,7 @@ fn slots_are_counted_in_memory_while_redis_is_down() {
 /// in memory, and a slot given back gives back none of the fallback limits' quota.
 #[test]
 fn a_slot_given_back_during_an_outage_gives_back_no_fallback_quota() {
-    let mut server = RedisServer::start();
-    let url = format!(
-        "{}?socket_timeout=0.2&socket_connect_timeout=0.2",
-        server.url()
-    );
-    server.kill();
-    let limiter = Limiter::builder()
-        .stores(Stores::new())
-        .storage_uri(&url)
-        .on_outage(Outage::in_memory_fallback("2 per minute"))
-        .route("/report", RoutePolicy::new().concurrent(5))
-        .build()
-        .unwrap();
+    let limiter = redis_down(Outage::in_memory_fallback("2 per minute"), 5);
     let req = RequestView::new("GET", "/report").with_peer("10.0.0.1".parse().unwrap());
     smol::block_on(async {
         for _ in 0..2 {
