@@ -109,6 +109,8 @@ impl LimiterBuilder {
                 application: application_policy.in_flight,
                 defaults: defaults_policy.in_flight,
                 lease_secs: self.lease_secs()?,
+                any: !(application_policy.in_flight.is_empty()
+                    && defaults_policy.in_flight.is_empty()),
             },
         })
     }

@@ -122,6 +122,9 @@ pub(crate) struct InFlightScopes {
     pub(crate) defaults: InFlight,
     /// How long a slot is held without a renewal, in whole seconds (at least 1).
     pub(crate) lease_secs: u64,
+    /// Whether the application or the defaults have in-flight limits: a request on a route
+    /// without its own then skips their planning at a branch.
+    pub(crate) any: bool,
 }
 
 /// The default and application limits' own options.

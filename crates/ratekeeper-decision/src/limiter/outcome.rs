@@ -78,22 +78,29 @@ impl Limiter {
     /// In-flight limits decide only where no rate limit does: a rate limit's reset and wait
     /// are promises, a slot's are not.
     fn deciding(plan: &Plan, verdict: &Verdict) -> Option<usize> {
+        if !plan.holds {
+            return Self::deciding_among(plan, verdict, |_| true);
+        }
+        Self::deciding_among(plan, verdict, |scope| scope != Scope::InFlight)
+            .or_else(|| Self::deciding_among(plan, verdict, |_| true))
+    }
+
+    /// [`Self::deciding`] among the charges whose scope `counts`.
+    #[inline(always)]
+    fn deciding_among(
+        plan: &Plan,
+        verdict: &Verdict,
+        counts: impl Fn(Scope) -> bool,
+    ) -> Option<usize> {
         let statuses = &verdict.statuses;
-        let rate = |i: &usize| plan.scopes[*i] != Scope::InFlight;
-        let decide = |pick: &dyn Fn(&usize) -> bool| {
-            if verdict.allowed {
-                (0..plan.charges.len())
-                    .filter(|&i| plan.scopes[i] != Scope::Meta && pick(&i))
-                    .min_by_key(|&i| (statuses[i].remaining, plan.charges[i].limit.window()))
-            } else {
-                (0..plan.charges.len())
-                    .filter(|&i| !statuses[i].allowed && pick(&i))
-                    .max_by_key(|&i| statuses[i].retry_after.duration().unwrap_or(Duration::MAX))
-            }
-        };
-        match decide(&rate) {
-            None if plan.holds => decide(&|_| true),
-            found => found,
+        if verdict.allowed {
+            (0..plan.charges.len())
+                .filter(|&i| plan.scopes[i] != Scope::Meta && counts(plan.scopes[i]))
+                .min_by_key(|&i| (statuses[i].remaining, plan.charges[i].limit.window()))
+        } else {
+            (0..plan.charges.len())
+                .filter(|&i| !statuses[i].allowed && counts(plan.scopes[i]))
+                .max_by_key(|&i| statuses[i].retry_after.duration().unwrap_or(Duration::MAX))
         }
     }
 

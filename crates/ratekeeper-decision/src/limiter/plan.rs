@@ -187,7 +187,9 @@ impl Limiter {
         planner.defaults(plan, keys.defaults)?;
         planner.guard(plan);
         planner.meta(plan, keys.meta)?;
-        planner.in_flight(plan, identity);
+        if self.inner.scopes.in_flight.any || !compiled.policy.in_flight.is_empty() {
+            planner.in_flight(plan, identity);
+        }
         if let Some(key) = keys.fallback {
             // Moved through, not cloned: each charge is rebuilt with the key in place.
             plan.charges = core::mem::take(&mut plan.charges)
