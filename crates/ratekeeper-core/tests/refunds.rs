@@ -93,9 +93,9 @@ fn a_sliding_window_refund_goes_to_the_bucket_it_came_from() {
 /// back from the entry it went into, once, and not after its window.
 #[test]
 fn a_moving_window_charge_merged_into_a_newer_entry_is_given_back_from_it() {
-    use ratekeeper_core::{MovingWindow, Strategy};
+    use ratekeeper_core::{BoundedMovingWindow, Strategy};
     let limit = Limit::per(2, Unit::Minute);
-    let mut s: MovingWindow<std::collections::VecDeque<_>> = MovingWindow::default();
+    let mut s: BoundedMovingWindow<8> = BoundedMovingWindow::default();
     assert!(s.hit(&limit, at(200), 1).is_allowed());
     // Read the clock at 100 ms, reached the log after the charge of 200 ms: merged into it.
     assert!(s.hit(&limit, at(100), 1).is_allowed());
