@@ -4,9 +4,10 @@
 //! connection or a demoted master the sentinels are asked again).
 
 use core::{fmt, future::Future, pin::Pin};
+use std::time::Instant;
 
 use redis::{
-    Cmd, RedisResult, ScriptInvocation, Value,
+    Cmd, RedisError, RedisResult, ScriptInvocation, Value,
     aio::{ConnectionManager, MultiplexedConnection},
     cluster_async::ClusterConnection,
     cluster_routing::{
@@ -15,7 +16,7 @@ use redis::{
     },
 };
 
-use crate::error::needs_reconnect;
+use crate::{error::needs_reconnect, pipe::Pipe};
 
 type ConnectFuture<C> = Pin<Box<dyn Future<Output = RedisResult<C>> + Send>>;
 
@@ -23,30 +24,62 @@ type ConnectFuture<C> = Pin<Box<dyn Future<Output = RedisResult<C>> + Send>>;
 pub(crate) struct Reconnecting<C> {
     current: parking_lot::Mutex<Option<C>>,
     connecting: futures::lock::Mutex<()>,
+    /// The last failed attempt: when it ended, and why.
+    failed: parking_lot::Mutex<Option<(Instant, RedisError)>>,
     connect: Box<dyn Fn() -> ConnectFuture<C> + Send + Sync>,
 }
 
-impl<C: Clone> Reconnecting<C> {
+/// Whether a connection can still take calls (one that knows it is broken says so).
+pub(crate) trait Usable {
+    fn usable(&self) -> bool {
+        true
+    }
+}
+
+impl Usable for ClusterConnection {}
+impl Usable for MultiplexedConnection {}
+impl Usable for Pipe {
+    fn usable(&self) -> bool {
+        self.is_open()
+    }
+}
+
+impl<C: Clone + Usable> Reconnecting<C> {
     pub(crate) fn new(connect: impl Fn() -> ConnectFuture<C> + Send + Sync + 'static) -> Self {
         Self {
             current: parking_lot::Mutex::new(None),
             connecting: futures::lock::Mutex::new(()),
+            failed: parking_lot::Mutex::new(None),
             connect: Box::new(connect),
         }
     }
 
     async fn get(&self) -> RedisResult<C> {
-        if let Some(c) = self.current.lock().clone() {
+        if let Some(c) = self.current.lock().clone().filter(Usable::usable) {
             return Ok(c);
         }
-        // One connection attempt at a time; the others wait for it and share the result.
+        // One connection attempt at a time; the others wait for it and share the result, so
+        // that none waits longer than one attempt.
+        let asked = Instant::now();
         let _one = self.connecting.lock().await;
-        if let Some(c) = self.current.lock().clone() {
+        if let Some(c) = self.current.lock().clone().filter(Usable::usable) {
             return Ok(c);
         }
-        let c = (self.connect)().await?;
-        *self.current.lock() = Some(c.clone());
-        Ok(c)
+        if let Some((at, e)) = &*self.failed.lock()
+            && *at >= asked
+        {
+            return Err(e.clone());
+        }
+        match (self.connect)().await {
+            Ok(c) => {
+                *self.current.lock() = Some(c.clone());
+                Ok(c)
+            }
+            Err(e) => {
+                *self.failed.lock() = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
     }
 
     fn invalidate(&self) {
@@ -66,7 +99,10 @@ impl<C: Clone> Reconnecting<C> {
 
 /// How this store reaches Redis.
 pub(crate) enum Connection {
+    /// One node over TLS or a Unix socket.
     Single(ConnectionManager),
+    /// One node over plain TCP, on this crate's own pipelined connection.
+    Pipe(Reconnecting<Pipe>),
     Cluster(Reconnecting<ClusterConnection>),
     Sentinel(Reconnecting<MultiplexedConnection>),
 }
@@ -75,6 +111,7 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Single(_) => "Connection::Single",
+            Self::Pipe(_) => "Connection::Pipe",
             Self::Cluster(_) => "Connection::Cluster",
             Self::Sentinel(_) => "Connection::Sentinel",
         })
@@ -86,11 +123,18 @@ impl Connection {
         matches!(self, Self::Cluster(_))
     }
 
+    /// Whether every call keeps the store's deadline by itself (connecting within the connect
+    /// timeout, answered within the response timeout), so that the store arms no timer.
+    pub(crate) const fn keeps_deadline(&self) -> bool {
+        matches!(self, Self::Pipe(_))
+    }
+
     /// Runs a script (EVALSHA; on NOSCRIPT it is loaded and run again), routed by its first key
     /// on a cluster.
     pub(crate) async fn invoke(&self, script: &ScriptInvocation<'_>) -> RedisResult<Value> {
         match self {
             Self::Single(c) => script.invoke_async(&mut c.clone()).await,
+            Self::Pipe(r) => r.check(script.invoke_async(&mut r.get().await?).await),
             Self::Cluster(r) => script.invoke_async(&mut r.get().await?).await,
             Self::Sentinel(r) => r.check(script.invoke_async(&mut r.get().await?).await),
         }
@@ -100,6 +144,7 @@ impl Connection {
     pub(crate) async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
             Self::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Self::Pipe(r) => r.check(cmd.query_async(&mut r.get().await?).await),
             Self::Cluster(r) => cmd.query_async(&mut r.get().await?).await,
             Self::Sentinel(r) => r.check(cmd.query_async(&mut r.get().await?).await),
         }
@@ -109,6 +154,7 @@ impl Connection {
     pub(crate) async fn on_every_master(&self, cmd: Cmd) -> RedisResult<Value> {
         match self {
             Self::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Self::Pipe(r) => r.check(cmd.query_async(&mut r.get().await?).await),
             Self::Cluster(r) => {
                 let routing = RoutingInfo::MultiNode((
                     MultipleNodeRoutingInfo::AllMasters,

@@ -105,6 +105,7 @@ mod coalesce;
 mod connection;
 mod error;
 mod keys;
+mod pipe;
 mod script;
 mod store;
 

@@ -166,6 +166,9 @@ impl RedisStorage {
         &self,
         fut: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
+        if self.inner.connection.keeps_deadline() {
+            return fut.await;
+        }
         ratekeeper_storage::within(BACKEND, self.inner.deadline, fut).await
     }
 

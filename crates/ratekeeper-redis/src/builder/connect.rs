@@ -12,16 +12,35 @@ use redis::{
 };
 
 use super::{RedisStorageBuilder, config};
-use crate::connection::{Connection, Reconnecting};
+use crate::{
+    connection::{Connection, Reconnecting},
+    pipe::{self, Endpoint},
+};
 
 fn bad(e: redis::RedisError) -> StorageError {
     config(e.to_string())
 }
 
 impl RedisStorageBuilder {
-    /// One node (TLS with a CA of its own when one is given), behind a connection manager
-    /// that reconnects.
+    /// One node: over plain TCP on this crate's pipelined connection, made anew when it
+    /// breaks; over TLS (with a CA of its own when one is given) or a Unix socket behind the
+    /// redis crate's connection manager, which reconnects.
     pub(super) fn connect_single(&self, addr: &ConnectionAddr) -> Result<Connection, StorageError> {
+        if let (ConnectionAddr::Tcp(host, port), None) = (addr, &self.ca_certificate) {
+            let to = Endpoint {
+                host: host.clone(),
+                port: *port,
+                username: self.username.clone(),
+                password: self.password.clone(),
+                db: self.db,
+                connect_timeout: self.connect_timeout,
+                response_timeout: self.response_timeout,
+            };
+            return Ok(Connection::Pipe(Reconnecting::new(move || {
+                let to = to.clone();
+                Box::pin(async move { pipe::open(&to).await })
+            })));
+        }
         let info = self.connection_info(addr)?;
         let client = match &self.ca_certificate {
             None => Client::open(info).map_err(bad)?,
