@@ -50,6 +50,10 @@ pub struct BenchReport {
     pub p99: core::time::Duration,
     /// The slowest.
     pub max: core::time::Duration,
+    /// This process's CPU time (user and system) per decision, where the platform tells it.
+    pub cpu_per_decision: Option<core::time::Duration>,
+    /// How the Redis client shared the wire during the run (all zero for other stores).
+    pub wire: ratekeeper_stores::ClientCounts,
 }
 
 impl BenchReport {
@@ -82,6 +86,7 @@ pub fn run(
         .map_or(1, |n| n.get())
         .min(args.concurrency);
     let executor = smol::Executor::new();
+    let (cpu_before, wire_before) = (cpu_time(), ratekeeper_stores::client_counts());
     let started = Instant::now();
     let deadline = started + args.duration;
     let tasks: Vec<_> = (0..args.concurrency)
@@ -109,7 +114,33 @@ pub fn run(
             futures::future::Either::Right(((), _)) => unreachable!("the ticker never ends"),
         }
     });
-    Ok(report(tallies, started.elapsed()))
+    let mut report = report(tallies, started.elapsed());
+    report.wire = ratekeeper_stores::client_counts().since(&wire_before);
+    report.cpu_per_decision = cpu_before
+        .zip(cpu_time())
+        .map(|(before, after)| after.saturating_sub(before) / report.decisions.max(1) as u32);
+    Ok(report)
+}
+
+/// This process's CPU time so far, user and system (Linux: `/proc/self/stat`, in the kernel's
+/// clock ticks of 10 ms, which a run of seconds averages out).
+fn cpu_time() -> Option<core::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name (which may hold spaces, and ends at the last ')').
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(core::time::Duration::from_millis((utime + stime) * 10))
+}
+
+/// A ratio for people, or "-" without a denominator.
+fn per(n: u64, d: u64) -> String {
+    if d == 0 {
+        "-".into()
+    } else {
+        format!("{:.2}", n as f64 / d as f64)
+    }
 }
 
 /// The limiter under test: the store `--storage` names (checked reachable), the limits and
@@ -204,6 +235,8 @@ fn report(tallies: Vec<TaskTally>, elapsed: core::time::Duration) -> BenchReport
         p50: at(0.50),
         p99: at(0.99),
         max: core::time::Duration::from_nanos(latencies.last().copied().unwrap_or(0)),
+        cpu_per_decision: None,
+        wire: ratekeeper_stores::ClientCounts::default(),
     }
 }
 
@@ -225,7 +258,9 @@ pub fn render(args: &Bench, r: &BenchReport) -> String {
          allowed    {}\n\
          rejected   {}\n\
          errors     {}\n\
-         latency    p50 {}, p99 {}, max {}\n",
+         latency    p50 {}, p99 {}, max {}\n\
+         client CPU {} per decision\n\
+         Redis      {} commands per write, {} replies per read, {} decisions per call\n",
         args.concurrency,
         r.elapsed.as_secs_f64(),
         args.strategy.name(),
@@ -239,6 +274,10 @@ pub fn render(args: &Bench, r: &BenchReport) -> String {
         us(r.p50),
         us(r.p99),
         us(r.max),
+        r.cpu_per_decision.map_or_else(|| "-".into(), us),
+        per(r.wire.commands, r.wire.writes),
+        per(r.wire.replies, r.wire.reads),
+        per(r.wire.shared_batches, r.wire.shared_calls),
     )
 }
 
@@ -258,5 +297,12 @@ pub fn to_json(args: &Bench, r: &BenchReport) -> serde_json::Value {
         "p50_us": r.p50.as_secs_f64() * 1e6,
         "p99_us": r.p99.as_secs_f64() * 1e6,
         "max_us": r.max.as_secs_f64() * 1e6,
+        "client_cpu_us_per_decision": r.cpu_per_decision.map(|d| d.as_secs_f64() * 1e6),
+        "redis_writes": r.wire.writes,
+        "redis_commands": r.wire.commands,
+        "redis_reads": r.wire.reads,
+        "redis_replies": r.wire.replies,
+        "redis_shared_calls": r.wire.shared_calls,
+        "redis_shared_batches": r.wire.shared_batches,
     })
 }

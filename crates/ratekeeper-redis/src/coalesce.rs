@@ -65,6 +65,7 @@ impl Tally {
     fn add(&self, batches: usize) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.batches.fetch_add(batches as u64, Ordering::Relaxed);
+        crate::counts::shared(batches as u64);
     }
 }
 

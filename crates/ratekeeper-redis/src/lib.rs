@@ -103,6 +103,7 @@ mod builder;
 mod clear;
 mod coalesce;
 mod connection;
+mod counts;
 mod error;
 mod keys;
 mod pipe;
@@ -113,6 +114,7 @@ pub use builder::{
     DEFAULT_CLIENT_TTL_GRACE, DEFAULT_COALESCE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,
     DEFAULT_RESPONSE_TIMEOUT, MAX_COALESCE, MAX_DENY_CACHE, RedisStorageBuilder, SCHEMES,
 };
+pub use counts::{ClientCounts, client_counts};
 pub use keys::MAX_PREFIX;
 #[doc(hidden)]
 pub use script::BATCH_LUA;

@@ -30,6 +30,9 @@ use std::sync::Arc;
 
 use ratekeeper_core::Clock;
 use ratekeeper_memory::MemoryStorage;
+/// What this process's Redis connections did (writes, replies per read, coalesced calls).
+#[cfg(feature = "redis")]
+pub use ratekeeper_redis::{ClientCounts, client_counts};
 pub use ratekeeper_storage::OpenStorage;
 use ratekeeper_storage::{Storage, StorageError, StorageUri, UriError};
 

@@ -63,9 +63,10 @@ struct Entry {
 }
 
 struct State {
-    /// Commands not yet written, from `written` on.
+    /// Commands not yet written, from `written` on, and how many there are.
     out: Vec<u8>,
     written: usize,
+    queued: u64,
     /// Bytes read: replies parsed up to `consumed`, received up to `filled`.
     input: Vec<u8>,
     consumed: usize,
@@ -88,6 +89,7 @@ impl Pipe {
         let state = State {
             out: Vec::with_capacity(4096),
             written: 0,
+            queued: 0,
             input: vec![0; READ_BUFFER],
             consumed: 0,
             filled: 0,
@@ -176,6 +178,7 @@ impl<W: FnOnce(&mut Vec<u8>) + Unpin> Future for Call<'_, W> {
                 return Poll::Ready(Err(e));
             }
             write(&mut st.out);
+            st.queued += this.count;
             this.seq = st.next;
             st.next += this.count;
             let sent = Instant::now();
@@ -277,6 +280,8 @@ impl State {
         if self.written == self.out.len() {
             self.out.clear();
             self.written = 0;
+            crate::counts::wrote(self.queued);
+            self.queued = 0;
         }
         if self.writer == Some(seq) {
             self.writer = None;
@@ -308,6 +313,7 @@ impl State {
 
     /// Hands each whole reply read to its entry and wakes the call waiting on it.
     fn deliver(&mut self) {
+        let before = self.answered;
         loop {
             let (value, used) = match resp::parse(&self.input[self.consumed..self.filled]) {
                 Ok(Some(parsed)) => parsed,
@@ -334,6 +340,7 @@ impl State {
             }
             self.answered += 1;
         }
+        crate::counts::read(self.answered - before);
         if self.consumed == self.filled {
             self.consumed = 0;
             self.filled = 0;
