@@ -23,10 +23,14 @@ fn bad(e: redis::RedisError) -> StorageError {
 
 impl RedisStorageBuilder {
     /// One node: over plain TCP on this crate's pipelined connection, made anew when it
-    /// breaks; over TLS (with a CA of its own when one is given) or a Unix socket behind the
-    /// redis crate's connection manager, which reconnects.
+    /// breaks; over TLS (with a CA of its own when one is given), a Unix socket or with the
+    /// `tokio` feature behind the redis crate's connection manager, which reconnects.
     pub(super) fn connect_single(&self, addr: &ConnectionAddr) -> Result<Connection, StorageError> {
-        if let (ConnectionAddr::Tcp(host, port), None) = (addr, &self.ca_certificate) {
+        // With the `tokio` feature the redis crate's connection stays, so that a store opened
+        // inside a tokio runtime is driven by it.
+        if let (ConnectionAddr::Tcp(host, port), None, false) =
+            (addr, &self.ca_certificate, cfg!(feature = "tokio"))
+        {
             let to = Endpoint {
                 host: host.clone(),
                 port: *port,
