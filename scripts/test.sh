@@ -35,6 +35,9 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-targets --features ratekeeper-examples/full 2>&1 | tee -a "$log"
 # The bench of the decision crate's `metrics` feature needs the benches' feature of that name.
 cargo test -p ratekeeper-benches --features metrics --bench metrics 2>&1 | tee -a "$log"
+# The Redis store without the `tokio` feature (which the run above turns on through the axum
+# examples): single nodes on its own connection rather than the redis crate's.
+cargo test -p ratekeeper-redis --tests 2>&1 | tee -a "$log"
 cargo test --workspace --doc 2>&1 | tee -a "$log"
 # Without the storage backends: a storage URI they serve names the feature to enable.
 cargo test -p ratekeeper-decision --no-default-features --test config 2>&1 | tee -a "$log"
