@@ -73,6 +73,8 @@ pub(crate) struct Sharing {
     pub(crate) coalesce: usize,
 }
 
+type Stored<T> = Result<T, StorageError>;
+
 impl fmt::Debug for RedisStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStorage")
@@ -161,11 +163,8 @@ impl RedisStorage {
         keys::counter(&self.inner.prefix, key, limit, strategy)
     }
 
-    /// Runs `fut` within the deadline.
-    async fn bounded<T>(
-        &self,
-        fut: impl Future<Output = Result<T, StorageError>>,
-    ) -> Result<T, StorageError> {
+    /// Runs `fut` within the deadline (kept by the connection itself, or by a timer).
+    async fn bounded<T>(&self, fut: impl Future<Output = Stored<T>>) -> Stored<T> {
         if self.inner.connection.keeps_deadline() {
             return fut.await;
         }
